@@ -404,3 +404,26 @@ def sqlite_type(f: FieldDef) -> str:
 def quote_ident(name: str) -> str:
     """SQLite identifier quoting (names come from the schema, never from requests)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def table_ddl(obj: ObjectDef) -> list[str]:
+    """CREATE statements of an object's table and its indexes (the storage contract above)."""
+    table = quote_ident(obj.name)
+    cols = []
+    for f in obj.stored_fields:
+        col = f"{quote_ident(f.name)} {sqlite_type(f)}"
+        if f.name == "Id":
+            col += " PRIMARY KEY"
+        cols.append(col)
+    cols.append('"_hidden" INTEGER NOT NULL DEFAULT 0')
+    stmts = [f"CREATE TABLE {table} ({', '.join(cols)})"]
+    if obj.field("SystemModstamp") is not None:
+        stmts.append(
+            f'CREATE INDEX {quote_ident("ix_" + obj.name + "_stamp")} ON {table} ("SystemModstamp", "Id")'
+        )
+    for f in obj.stored_fields:
+        if f.type == "reference" or f.external_id or f.unique:
+            stmts.append(
+                f"CREATE INDEX {quote_ident('ix_' + obj.name + '_' + f.name)} ON {table} ({quote_ident(f.name)})"
+            )
+    return stmts
