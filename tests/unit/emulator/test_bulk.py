@@ -62,13 +62,14 @@ def all_sets(bulk: BulkService, job_id: str, max_records: int | None) -> list[tu
     """Every result set of a job: (Sforce-Locator, Sforce-NumberOfRecords, parsed rows)."""
     out = []
     locator: str | None = None
-    while True:
+    for _ in range(1000):  # a broken final locator must fail the test, not hang it
         result = bulk.query_results(job_id, V, locator=locator, max_records=max_records, gzip=False)
         rows = parse(result)
         out.append((result.headers["Sforce-Locator"], int(result.headers["Sforce-NumberOfRecords"]), rows))
         if result.headers["Sforce-Locator"] == "null":
             return out
         locator = result.headers["Sforce-Locator"]
+    raise AssertionError("no final Sforce-Locator: null")
 
 
 def ingest_job(bulk: BulkService, operation: str, csv_text: str, **body: object) -> str:
