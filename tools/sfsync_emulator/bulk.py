@@ -493,7 +493,9 @@ class BulkService:
             if job.fail_message is None:
                 assert job.compiled is not None
                 try:
-                    job.cursor = self.org.open_cursor(job.compiled.sql, job.compiled.params)
+                    job.cursor = self.org.open_cursor(
+                        job.compiled.sql, job.compiled.params, ttl_s=RESULTS_LIFESPAN_MS // 1000
+                    )
                 except ApiError as exc:  # e.g. an injected query timeout
                     job.fail_message = f"InvalidBatch : Failed to process query: {exc.error_code}: {exc.message}"
         if end is None:

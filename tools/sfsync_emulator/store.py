@@ -90,6 +90,10 @@ class Cursor:
     created_ms: int
     table: str = ""
     columns: tuple[str, ...] = ()
+    ttl_ms: int = 0  # 0: the org's cursor_ttl_s
+
+    def expired(self, now_ms: int, default_ttl_ms: int) -> bool:
+        return now_ms >= self.created_ms + (self.ttl_ms or default_ttl_ms)
 
 
 class MultipleMatches(DmlError):
@@ -1563,8 +1567,11 @@ class Org:
             }
 
     # ================================================================ cursors
-    def open_cursor(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Cursor:
-        """Run ``sql`` once and snapshot the rows into a TEMP table; returns the cursor."""
+    def open_cursor(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, ttl_s: int | None = None) -> Cursor:
+        """Run ``sql`` once and snapshot the rows into a TEMP table; returns the cursor.
+
+        ``ttl_s`` overrides the org's cursor lifetime (Bulk results live 7 days, REST cursors 2).
+        """
         with self.lock:
             self.tick()
             self._cursor_n += 1
@@ -1573,7 +1580,12 @@ class Org:
             total = int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
             cols = tuple(d[0] for d in self.conn.execute(f"SELECT * FROM {table} LIMIT 0").description)
             cursor = Cursor(
-                id=self.minter.mint("01g"), total=total, created_ms=self.clock.now_ms(), table=table, columns=cols
+                id=self.minter.mint("01g"),
+                total=total,
+                created_ms=self.clock.now_ms(),
+                table=table,
+                columns=cols,
+                ttl_ms=(ttl_s or 0) * 1000,
             )
             self._cursors[cursor.id] = cursor
             return cursor
@@ -1586,7 +1598,7 @@ class Org:
 
     def _live_cursor(self, cursor_id: str) -> Cursor:
         cur = self._cursors.get(cursor_id)
-        if cur is not None and self.clock.now_ms() >= cur.created_ms + self.config.cursor_ttl_s * 1000:
+        if cur is not None and cur.expired(self.clock.now_ms(), self.config.cursor_ttl_s * 1000):
             self._drop_cursor(cur)
             cur = None
         if cur is None:
@@ -1636,5 +1648,5 @@ class Org:
 
     def _expire_cursors(self, now: int) -> None:
         ttl = self.config.cursor_ttl_s * 1000
-        for cur in [c for c in self._cursors.values() if now >= c.created_ms + ttl]:
+        for cur in [c for c in self._cursors.values() if c.expired(now, ttl)]:
             self._drop_cursor(cur)

@@ -670,13 +670,28 @@ def test_given_hidden_field_in_header_when_processed_then_job_fails(bulk: BulkSe
     assert info["state"] == "Failed" and info["errorMessage"] == "InvalidBatch : Field name not found : Title"
 
 
-def test_given_snapshot_expired_in_the_store_when_results_requested_then_400_before_streaming(
+def test_given_results_older_than_a_rest_cursor_lifetime_when_requested_then_still_served(
     bulk: BulkService, org: Org, clock: Clock
+) -> None:
+    seed_leads(org, 3)
+    job = query_job(bulk, "SELECT Id FROM Lead")
+    bulk.get_query_job(job, V)
+    clock.advance(org.config.cursor_ttl_s + 1)  # REST cursors are gone after 2 days; Bulk results live 7
+
+    result = bulk.query_results(job, V, locator=None, max_records=None, gzip=False)
+
+    assert result.headers["Sforce-NumberOfRecords"] == "3"
+
+
+def test_given_snapshot_dropped_in_the_store_when_results_requested_then_400_before_streaming(
+    bulk: BulkService, org: Org
 ) -> None:
     seed_leads(org, 1)
     job = query_job(bulk, "SELECT Id FROM Lead")
     bulk.get_query_job(job, V)
-    clock.advance(org.config.cursor_ttl_s + 1)
+    cursor = bulk._query_jobs[job].cursor
+    assert cursor is not None
+    org.close_cursor(cursor.id)
 
     with pytest.raises(ApiError) as err:
         bulk.query_results(job, V, locator=None, max_records=None, gzip=False)
