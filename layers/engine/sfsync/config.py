@@ -1,0 +1,182 @@
+"""Configuration: one validated settings model, read once per invocation.
+
+Handlers call :func:`load_settings` at the start of an invocation and pass the result down; no
+other engine module reads ``os.environ``.  Every problem is reported in one
+:class:`~sfsync.exceptions.ConfigurationError`, so a function never starts half-configured.
+
+Variables (docs/engine-design.md, plus the engine tunables marked *):
+
+``SFSYNC_SECRET_ARN``, ``SFSYNC_STATE_TABLE``, ``SFSYNC_ERRORS_TABLE``, ``SFSYNC_RECORD_TABLES``
+(JSON family -> table), ``SFSYNC_OBJECTS``, ``SFSYNC_CUSTOM_OBJECTS``, ``SFSYNC_PAUSE_SECONDS``
+(300), ``SFSYNC_API_BUDGET_PERCENT`` (80), ``SFSYNC_OBJECT_SYNC_FUNCTION``,
+``SFSYNC_FULL_SYNC_STATE_MACHINE_ARN``; * ``SFSYNC_OVERLAP_SECONDS`` (600, the look-back below the
+watermark), * ``SFSYNC_SAFETY_LAG_SECONDS`` (60, distance kept from Salesforce's "now"),
+* ``SFSYNC_PAGE_SIZE`` (2000), * ``SFSYNC_OBJECT_OPTIONS`` (JSON object name -> options of
+:class:`~sfsync.registry.ObjectSpec`: include_fields, exclude_fields, pause_seconds,
+tombstone_retention_days, include_formulas), * ``SFSYNC_ERROR_RETENTION_DAYS`` (30).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sfsync.exceptions import ConfigurationError
+from sfsync.registry import Registry, build_registry
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseModel):
+    """Validated engine settings (immutable)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    secret_arn: str | None = None
+    state_table: str = Field(min_length=1)
+    errors_table: str | None = None
+    record_tables: dict[str, str] = Field(default_factory=dict)
+    objects: list[str] | None = None
+    custom_objects: list[str] = Field(default_factory=list)
+    object_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pause_seconds: int = Field(default=300, ge=0)
+    api_budget_percent: float = Field(default=80.0, gt=0, le=100)
+    overlap_seconds: int = Field(default=600, ge=0)
+    safety_lag_seconds: int = Field(default=60, ge=0)
+    page_size: int = Field(default=2000, ge=200, le=2000)
+    error_retention_days: int = Field(default=30, ge=1)
+    object_sync_function: str | None = None
+    full_sync_state_machine_arn: str | None = None
+    registry: Registry
+
+    @field_validator("record_tables")
+    @classmethod
+    def _tables_named(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = [family for family, table in value.items() if not table]
+        if empty:
+            raise ValueError(f"empty table name for {', '.join(empty)}")
+        return value
+
+    def table_for(self, family: str) -> str:
+        try:
+            return self.record_tables[family]
+        except KeyError:
+            raise ConfigurationError(f"SFSYNC_RECORD_TABLES has no table for family {family}") from None
+
+    def require(self, *names: str) -> None:
+        """Raise one ConfigurationError naming every listed setting that is unset."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            env = ", ".join(_ENV_NAMES[name] for name in missing)
+            raise ConfigurationError(f"missing configuration: {env}")
+
+
+_ENV_NAMES = {
+    "secret_arn": "SFSYNC_SECRET_ARN",
+    "state_table": "SFSYNC_STATE_TABLE",
+    "errors_table": "SFSYNC_ERRORS_TABLE",
+    "record_tables": "SFSYNC_RECORD_TABLES",
+    "objects": "SFSYNC_OBJECTS",
+    "custom_objects": "SFSYNC_CUSTOM_OBJECTS",
+    "object_options": "SFSYNC_OBJECT_OPTIONS",
+    "pause_seconds": "SFSYNC_PAUSE_SECONDS",
+    "api_budget_percent": "SFSYNC_API_BUDGET_PERCENT",
+    "overlap_seconds": "SFSYNC_OVERLAP_SECONDS",
+    "safety_lag_seconds": "SFSYNC_SAFETY_LAG_SECONDS",
+    "page_size": "SFSYNC_PAGE_SIZE",
+    "error_retention_days": "SFSYNC_ERROR_RETENTION_DAYS",
+    "object_sync_function": "SFSYNC_OBJECT_SYNC_FUNCTION",
+    "full_sync_state_machine_arn": "SFSYNC_FULL_SYNC_STATE_MACHINE_ARN",
+}
+
+
+def _json_object(env: Mapping[str, str], name: str, problems: list[str]) -> dict[str, Any]:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        problems.append(f"{name} is not valid JSON ({exc.msg})")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{name} must be a JSON object")
+        return {}
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings from ``env`` (default: the process environment)."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    problems: list[str] = []
+    raw: dict[str, Any] = {
+        "secret_arn": source.get("SFSYNC_SECRET_ARN") or None,
+        "state_table": source.get("SFSYNC_STATE_TABLE", ""),
+        "errors_table": source.get("SFSYNC_ERRORS_TABLE") or None,
+        "record_tables": _json_object(source, "SFSYNC_RECORD_TABLES", problems),
+        "objects": _csv(source.get("SFSYNC_OBJECTS")),
+        "custom_objects": _csv(source.get("SFSYNC_CUSTOM_OBJECTS")) or [],
+        "object_options": _json_object(source, "SFSYNC_OBJECT_OPTIONS", problems),
+        "object_sync_function": source.get("SFSYNC_OBJECT_SYNC_FUNCTION") or None,
+        "full_sync_state_machine_arn": source.get("SFSYNC_FULL_SYNC_STATE_MACHINE_ARN") or None,
+    }
+    for name in (
+        "pause_seconds",
+        "api_budget_percent",
+        "overlap_seconds",
+        "safety_lag_seconds",
+        "page_size",
+        "error_retention_days",
+    ):
+        value = source.get(_ENV_NAMES[name])
+        if value is not None and value.strip():
+            raw[name] = value.strip()
+
+    try:
+        raw["registry"] = build_registry(raw["objects"], raw["custom_objects"], raw["object_options"])
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+        raw["registry"] = build_registry()
+
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{_ENV_NAMES.get(field, field)}: {error['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+    if settings.record_tables:
+        missing = sorted(settings.registry.families() - set(settings.record_tables))
+        if missing:
+            problems.append(f"SFSYNC_RECORD_TABLES has no table for famil(ies) {', '.join(missing)}")
+    if problems:
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+    return settings
+
+
+def load_secret(arn: str, *, max_age: int = 300) -> dict[str, Any]:
+    """The Salesforce secret (JSON object), through Powertools Parameters with caching."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+    try:
+        value = parameters.get_secret(arn, transform="json", max_age=max_age)
+    except TransformParameterError as exc:
+        raise ConfigurationError(f"secret {arn} is not valid JSON") from exc
+    except GetParameterError as exc:
+        raise ConfigurationError(f"secret {arn} could not be read: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"secret {arn} must be a JSON object")
+    return value
+
+
+__all__ = ["Settings", "load_secret", "load_settings"]

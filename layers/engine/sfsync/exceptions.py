@@ -1,0 +1,88 @@
+"""Typed engine exceptions.
+
+Step Functions ``Retry``/``Catch`` and the alarms match these class names, so the names are part
+of the contract: rename nothing.  The Salesforce adapter's errors are re-exported so callers import
+every engine error from one place.
+"""
+
+from __future__ import annotations
+
+from sfsync.salesforce.errors import (
+    BulkJobFailed,
+    InvalidQueryLocator,
+    ReplicationWindowError,
+    SalesforceAuthError,
+    SalesforceConfigError,
+    SalesforceError,
+    SalesforceQueryTimeout,
+    SalesforceRateLimited,
+    SalesforceRequestError,
+    SalesforceUnavailable,
+)
+
+
+class SfsyncError(Exception):
+    """Base class of the engine's own errors."""
+
+
+class ConfigurationError(SfsyncError):
+    """The function's configuration (environment, secret, object list) is unusable.
+
+    Raised once, before any work starts, naming everything that is wrong.
+    """
+
+
+class InvalidEvent(SfsyncError):
+    """The invocation event does not match the expected shape; nothing was written."""
+
+
+class LeaseHeld(SfsyncError):
+    """Another cycle holds the object's lease; the caller must not touch the object now."""
+
+    def __init__(self, object_name: str, holder: str | None) -> None:
+        super().__init__(f"lease on {object_name} is held by cycle {holder!r}")
+        self.object_name = object_name
+        self.holder = holder
+
+
+class LeaseLost(SfsyncError):
+    """The lease expired and another cycle took it while this one was still working."""
+
+
+class StoreThrottled(SfsyncError):
+    """DynamoDB kept throttling after the client's retries; the page was not checkpointed."""
+
+
+class StoreError(SfsyncError):
+    """A DynamoDB call failed for a reason other than throttling or a lost condition."""
+
+
+class DispatchFailed(SfsyncError):
+    """The dispatcher could not start an object sync (the invoke call failed)."""
+
+
+class NotImplementedYet(SfsyncError):
+    """The requested engine feature lands with a later issue; nothing was done."""
+
+
+__all__ = [
+    "BulkJobFailed",
+    "ConfigurationError",
+    "DispatchFailed",
+    "InvalidEvent",
+    "InvalidQueryLocator",
+    "LeaseHeld",
+    "LeaseLost",
+    "NotImplementedYet",
+    "ReplicationWindowError",
+    "SalesforceAuthError",
+    "SalesforceConfigError",
+    "SalesforceError",
+    "SalesforceQueryTimeout",
+    "SalesforceRateLimited",
+    "SalesforceRequestError",
+    "SalesforceUnavailable",
+    "SfsyncError",
+    "StoreError",
+    "StoreThrottled",
+]

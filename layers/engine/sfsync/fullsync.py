@@ -1,0 +1,1245 @@
+"""The first full copy of an object: the engine logic of every step of the full-sync workflow.
+
+The state machine (``statemachine/full_sync.asl.json``) runs, per object, ``start_job`` ->
+(``Wait`` + ``poll_job``)* -> ``load_page``* -> ``finish``, routed by the ``next`` field every step
+returns; ``mark_failed`` is the Catch target.  Each step is a plain function ``step(event, deps)``
+that validates its input (:class:`InvalidExecutionInput` before any work) and returns the dict the
+state machine passes on.  The workflow's input is checked by ``plan``.
+
+**The copy document is the truth, not the execution.**  Everything a step needs to continue (the
+Bulk job of the current part, its next locator, the REST cursor, counts) lives in one item of the
+state table (``pk=OBJECT#<name>``, ``sk=FULLCOPY``), written with an optimistic ``version`` check.
+A step re-run after a kill, a Step Functions retry, or a brand-new execution reads it and carries on
+from the last checkpoint; a page is checkpointed only *after* it is persisted, and the records are
+written with the incremental sync's monotonic rule (an item is replaced only by a version with an
+equal or newer ``SystemModstamp``), so re-reading a page never changes the result.
+
+**Parts.**  A copy is a list of parts, ``SystemModstamp`` ranges ``[lo, hi)`` (open ends allowed),
+each read by one Bulk 2.0 ``queryAll`` job (or by REST).  It starts as one unbounded part.  A failed
+job is retried ``max_job_attempts`` times, then its part is split into ``split_factor`` ranges
+(recursively up to ``max_split_depth``), and a part that still fails is read with REST
+(``queryAll`` ordered by ``SystemModstamp, Id``, resumable by keyset when the cursor expires).
+
+**Watermark.**  ``finish`` sets the watermark to the earliest Salesforce-clock start of any job (or
+REST query) of the copy minus the safety overlap: a record changed after its part was read has a
+``SystemModstamp`` at or after that start, so the first incremental cycle reads it.
+
+**Writes.**  Rows go through :func:`sfsync.records.to_item` (the one row -> item rule).  Items not
+yet in the table are written with ``BatchWriteItem`` (25 per request) after a ``BatchGetItem`` of
+the keys; rows whose item exists go through :meth:`sfsync.records.RecordStore.write_page`
+(conditional ``PutItem``).  The get-then-batch-put is race-free only because no other writer touches
+an object while its copy runs (the dispatcher holds the incremental cycles back until
+``full_copy_done``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
+from sfsync.config import Settings
+from sfsync.cycle import select_fields
+from sfsync.exceptions import (
+    BulkJobFailed,
+    ConfigurationError,
+    InvalidEvent,
+    InvalidQueryLocator,
+    SalesforceError,
+    SalesforceQueryTimeout,
+    SalesforceRequestError,
+    SfsyncError,
+    StoreError,
+    StoreThrottled,
+)
+from sfsync.observability import bind, count, logger, metrics_for_object
+from sfsync.records import COUNTER_FOR, MAX_ITEM_BYTES, RecordStore, UnstorableRecord, item_size, to_item
+from sfsync.registry import ObjectSpec
+from sfsync.state import StateStore
+
+# ------------------------------------------------------------------------------------------------
+# Errors, policy, ports
+# ------------------------------------------------------------------------------------------------
+
+
+class InvalidExecutionInput(InvalidEvent):
+    """The workflow's (or a step's) input is unusable; nothing was read or written."""
+
+
+class CopyConflict(SfsyncError):
+    """The copy document changed under this step more often than it could retry."""
+
+
+#: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
+BULK_UNSUPPORTED_OBJECTS: frozenset[str] = frozenset(
+    {
+        "AcceptedEventRelation",
+        "ActivityHistory",
+        "AggregateResult",
+        "Attachment",
+        "CaseStatus",
+        "ContentDocumentLink",
+        "DeclinedEventRelation",
+        "EventWhoRelation",
+        "FieldDefinition",
+        "OpenActivity",
+        "RecentlyViewed",
+        "TaskPriority",
+        "TaskStatus",
+        "TaskWhoRelation",
+        "UndecidedEventRelation",
+        "UserRecordAccess",
+        "Vote",
+    }
+)
+
+FULLCOPY_SK = "FULLCOPY"
+OBJECT_PREFIX = "OBJECT#"
+BATCH_GET_KEYS = 100
+BATCH_WRITE_ITEMS = 25
+MAX_UNPROCESSED_ROUNDS = 8
+SAVE_ATTEMPTS = 3
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_INT_TYPES = frozenset({"int", "long"})
+_FLOAT_TYPES = frozenset({"double", "currency", "percent"})
+
+Mode = Literal["bulk", "rest"]
+Next = Literal["wait", "load", "start", "finish", "continue", "done", "failed"]
+FailureAction = Literal["retry", "split", "rest"]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPolicy:
+    """Tunables of one object's copy (defaults suit a real org; tests shrink them)."""
+
+    max_job_attempts: int = 2
+    split_factor: int = 4
+    max_split_depth: int = 2
+    max_records: int = 50_000
+    poll_base_seconds: int = 5
+    poll_cap_seconds: int = 60
+    pages_per_execution: int = 500
+
+    def __post_init__(self) -> None:
+        if self.max_job_attempts < 1 or self.split_factor < 2 or self.max_split_depth < 0:
+            raise ValueError("max_job_attempts >= 1, split_factor >= 2 and max_split_depth >= 0 required")
+        if self.max_records < 1 or self.poll_base_seconds < 1 or self.poll_cap_seconds < self.poll_base_seconds:
+            raise ValueError("max_records >= 1 and 1 <= poll_base_seconds <= poll_cap_seconds required")
+        if self.pages_per_execution < 1:
+            raise ValueError("pages_per_execution must be >= 1")
+
+
+class BulkPort(Protocol):
+    """What the full copy needs from the Salesforce adapter (``SalesforceClient``)."""
+
+    calls_made: int
+
+    def describe(self, obj: str) -> dict[str, Any]: ...
+
+    def bulk_query_create(self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll") -> dict[str, Any]: ...
+
+    def bulk_job_status(self, job_id: str) -> dict[str, Any]: ...
+
+    def bulk_results_pages(self, job_id: str, *, max_records: int = 50000, locator: str | None = None) -> Iterator[Any]: ...
+
+    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
+
+    def query_more(self, next_url: str, include_deleted: bool = True) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FullSyncDeps:
+    """The adapters a step runs against (built by the handler, or by tests)."""
+
+    settings: Settings
+    sf: BulkPort
+    state: StateStore
+    records: RecordStore
+    dynamodb: Any  # boto3 DynamoDB client (batch writes and the copy document)
+    clock: Clock
+    policy: CopyPolicy = field(default_factory=CopyPolicy)
+    bulk_unsupported: frozenset[str] = BULK_UNSUPPORTED_OBJECTS
+
+    @property
+    def copies(self) -> CopyStore:
+        return CopyStore(self.dynamodb, self.settings.state_table)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure logic: back-off, failure policy, splitting, SOQL, row typing, field selection, progress
+# ------------------------------------------------------------------------------------------------
+
+
+def poll_wait_seconds(polls: int, policy: CopyPolicy) -> int:
+    """Seconds the Wait state sleeps before poll number ``polls + 1``: base * 2**polls, capped."""
+    if polls < 0:
+        raise ValueError("polls must be >= 0")
+    return int(min(policy.poll_cap_seconds, policy.poll_base_seconds * (2 ** min(polls, 30))))
+
+
+def failure_action(attempts: int, depth: int, policy: CopyPolicy) -> FailureAction:
+    """After a failed job of a part: retry it, split it, or read it with REST."""
+    if attempts < policy.max_job_attempts:
+        return "retry"
+    if depth < policy.max_split_depth:
+        return "split"
+    return "rest"
+
+
+def _floor_ms(value: dt.datetime) -> dt.datetime:
+    return value.replace(microsecond=(value.microsecond // 1000) * 1000)
+
+
+def split_range(
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    *,
+    first: dt.datetime,
+    last: dt.datetime,
+    factor: int,
+) -> list[tuple[dt.datetime | None, dt.datetime | None]]:
+    """``[lo, hi)`` cut into ``factor`` adjacent ranges with cuts spread evenly over ``[first, last)``.
+
+    ``first``/``last`` are where the data lies (the part's own bounds when set); open ends stay open,
+    so the pieces cover exactly what the part covered.  Returns ``[(lo, hi)]`` when the span is too
+    small to cut (fewer than ``factor`` milliseconds).
+    """
+    if factor < 2:
+        raise ValueError("factor must be >= 2")
+    start = lo if lo is not None else first
+    end = hi if hi is not None else last
+    span_ms = int((end - start).total_seconds() * 1000)
+    if span_ms < factor:
+        return [(lo, hi)]
+    cuts = [_floor_ms(start + dt.timedelta(milliseconds=span_ms * i // factor)) for i in range(1, factor)]
+    bounds: list[dt.datetime | None] = [lo, *cuts, hi]
+    return [(bounds[i], bounds[i + 1]) for i in range(factor)]
+
+
+def _check_names(*names: str) -> None:
+    for name in names:
+        if not _NAME.match(name):
+            raise ConfigurationError(f"refusing to put {name!r} into SOQL")
+
+
+def _range_where(cursor: str, lo: dt.datetime | None, hi: dt.datetime | None) -> list[str]:
+    where = []
+    if lo is not None:
+        where.append(f"{cursor} >= {to_soql(lo)}")
+    if hi is not None:
+        where.append(f"{cursor} < {to_soql(hi)}")
+    return where
+
+
+def bulk_soql(spec: ObjectSpec, fields: Sequence[str], lo: dt.datetime | None, hi: dt.datetime | None) -> str:
+    """A Bulk 2.0 query over one part: no ORDER BY (it would disable PK chunking)."""
+    _check_names(spec.name, spec.cursor, *fields)
+    where = _range_where(spec.cursor, lo, hi)
+    soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
+    return soql + (f" WHERE {' AND '.join(where)}" if where else "")
+
+
+def rest_soql(
+    spec: ObjectSpec,
+    fields: Sequence[str],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    after: tuple[str, str] | None = None,
+) -> str:
+    """A REST queryAll over one part in ``(cursor, key)`` order, after ``after`` (keyset resume)."""
+    _check_names(spec.name, spec.cursor, spec.key, *fields)
+    where = _range_where(spec.cursor, lo, hi)
+    if after is not None:
+        stamp, record_id = parse_instant(after[0]), after[1]
+        if not _RECORD_ID.match(record_id):
+            raise ValueError(f"checkpoint holds a malformed record id {record_id!r}")
+        c, k, s = spec.cursor, spec.key, to_soql(stamp)
+        where.append(f"({c} > {s} OR ({c} = {s} AND {k} > '{record_id}'))")
+    soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
+    if where:
+        soql += f" WHERE {' AND '.join(where)}"
+    return soql + f" ORDER BY {spec.cursor}, {spec.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldTypes:
+    """Which selected fields are not text, so Bulk CSV strings become the values REST would give."""
+
+    booleans: frozenset[str] = frozenset()
+    integers: frozenset[str] = frozenset()
+    floats: frozenset[str] = frozenset()
+    datetimes: frozenset[str] = frozenset()
+
+    def to_doc(self) -> dict[str, list[str]]:
+        return {k: sorted(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Sequence[str]]) -> FieldTypes:
+        return cls(**{k: frozenset(doc.get(k, ())) for k in ("booleans", "integers", "floats", "datetimes")})
+
+
+def field_types(describe: Mapping[str, Any], fields: Iterable[str]) -> FieldTypes:
+    by_name = {f.get("name"): f.get("type") for f in describe.get("fields") or []}
+    chosen = list(fields)
+    return FieldTypes(
+        booleans=frozenset(n for n in chosen if by_name.get(n) == "boolean"),
+        integers=frozenset(n for n in chosen if by_name.get(n) in _INT_TYPES),
+        floats=frozenset(n for n in chosen if by_name.get(n) in _FLOAT_TYPES),
+        datetimes=frozenset(n for n in chosen if by_name.get(n) == "datetime"),
+    )
+
+
+def typed_row(row: Mapping[str, str | None], types: FieldTypes) -> dict[str, Any]:
+    """A Bulk CSV row (empty -> None already) with booleans and numbers as REST would type them.
+
+    A value that does not parse as its declared type is kept as text (stored, not lost).
+    """
+    out: dict[str, Any] = dict(row)
+    for name in types.booleans:
+        value = out.get(name)
+        if value is not None:
+            lowered = value.lower()
+            if lowered in ("true", "false"):
+                out[name] = lowered == "true"
+    for name in types.integers:
+        value = out.get(name)
+        if value is not None:
+            try:
+                out[name] = int(value)
+            except ValueError:
+                pass
+    for name in types.floats:
+        value = out.get(name)
+        if value is not None:
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    object_name: str
+    mode: Mode
+    fields: tuple[str, ...]
+    types: FieldTypes
+    warnings: tuple[str, ...] = ()
+
+
+def plan_object(spec: ObjectSpec, describe: Mapping[str, Any], *, bulk_unsupported: frozenset[str]) -> ObjectPlan:
+    """Fields (describe-derived, components of compound fields only) and Bulk vs REST for one object.
+
+    A configured ``include_fields`` entry the integration user cannot read is left out with a
+    warning; an object whose key, cursor or ``IsDeleted`` is unreadable raises
+    :class:`ConfigurationError` (it cannot be copied).
+    """
+    warnings: list[str] = []
+    visible = {f.get("name") for f in describe.get("fields") or []}
+    if spec.include_fields:
+        unreadable = [name for name in spec.include_fields if name not in visible]
+        if unreadable:
+            warnings.append(
+                f"{spec.name}: field(s) {', '.join(unreadable)} not readable by the integration user; left out"
+            )
+            readable = tuple(name for name in spec.include_fields if name in visible)
+            spec = replace(spec, include_fields=readable or (spec.key,))
+    selection = select_fields(spec, describe)
+    if describe.get("queryable") is False:
+        raise ConfigurationError(f"{spec.name} is not queryable for the integration user")
+    mode: Mode = "rest" if spec.name in bulk_unsupported else "bulk"
+    if mode == "rest":
+        warnings.append(f"{spec.name}: Bulk API 2.0 cannot query this object; copied with REST queryAll")
+    return ObjectPlan(spec.name, mode, selection.fields, field_types(describe, selection.fields), tuple(warnings))
+
+
+def progress_figures(records_copied: int, total: int | None, elapsed_seconds: float) -> dict[str, float | None]:
+    """Rate (records/s) and ETA (s) from what is copied so far."""
+    rate = records_copied / elapsed_seconds if elapsed_seconds > 0 and records_copied > 0 else None
+    eta = None
+    if rate and total is not None:
+        eta = max(0.0, (total - records_copied) / rate)
+    return {"rate_per_s": round(rate, 1) if rate else None, "eta_seconds": round(eta, 1) if eta is not None else None}
+
+
+# ------------------------------------------------------------------------------------------------
+# The copy document (state table item OBJECT#<name> / FULLCOPY)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    lo: str | None = None
+    hi: str | None = None
+    depth: int = 0
+    mode: Mode = "bulk"
+    job_id: str | None = None
+    job_state: str | None = None
+    job_created: str | None = None
+    attempts: int = 0
+    polls: int = 0
+    locator: str | None = None
+    next_url: str | None = None
+    rest_after: list[str] | None = None
+    started: bool = False
+    done: bool = False
+    records_done: int = 0
+    total: int | None = None
+
+    def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        return (parse_instant(self.lo) if self.lo else None, parse_instant(self.hi) if self.hi else None)
+
+
+@dataclass
+class Copy:
+    object_name: str
+    copy_id: str
+    fields: list[str]
+    types: dict[str, list[str]]
+    policy: dict[str, int]
+    status: Literal["running", "done", "failed"] = "running"
+    parts: list[Part] = field(default_factory=lambda: [Part()])
+    copy_started_at: str | None = None
+    engine_started_at: str | None = None
+    finished_at: str | None = None
+    watermark: str | None = None
+    records_copied: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    bulk_jobs: int = 0
+    bulk_failures: int = 0
+    splits: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_FOR.values(), 0))
+    warnings: list[str] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    requested_by: str | None = None
+    version: int = 0
+
+    @property
+    def current(self) -> int | None:
+        for index, part in enumerate(self.parts):
+            if not part.done:
+                return index
+        return None
+
+    @property
+    def total(self) -> int | None:
+        if any(p.total is None and not p.done for p in self.parts):
+            return None
+        return sum(p.total if p.total is not None else p.records_done for p in self.parts)
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("version")
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], version: int) -> Copy:
+        data = dict(doc)
+        data["parts"] = [Part(**p) for p in data.get("parts", [])]
+        return cls(**data, version=version)
+
+
+class CopyStore:
+    """Reads and writes the copy documents (optimistic concurrency on ``version``)."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+
+    def _key(self, object_name: str) -> dict[str, Any]:
+        return {"pk": {"S": OBJECT_PREFIX + object_name}, "sk": {"S": FULLCOPY_SK}}
+
+    def get(self, object_name: str) -> Copy | None:
+        try:
+            response = self._client.get_item(TableName=self._table, Key=self._key(object_name), ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot read the full copy of {object_name}: {exc}") from exc
+        item = response.get("Item")
+        if not item:
+            return None
+        return Copy.from_doc(json.loads(item["doc"]["S"]), int(item["version"]["N"]))
+
+    def save(self, copy: Copy, *, now: dt.datetime) -> bool:
+        """Write ``copy`` if nobody wrote since it was read; False on a conflict (re-read and retry)."""
+        total = copy.total
+        item: dict[str, Any] = {
+            **self._key(copy.object_name),
+            "version": {"N": str(copy.version + 1)},
+            "doc": {"S": json.dumps(copy.to_doc(), separators=(",", ":"))},
+            "status": {"S": copy.status},
+            "copy_id": {"S": copy.copy_id},
+            "records_copied": {"N": str(copy.records_copied)},
+            "updated_at": {"S": to_iso_ms(now)},
+        }
+        if total is not None:
+            item["total"] = {"N": str(total)}
+        if copy.version == 0:
+            condition, values = "attribute_not_exists(pk)", {}
+        else:
+            condition, values = "version = :v", {":v": {"N": str(copy.version)}}
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                return False
+            if code in {"ProvisionedThroughputExceededException", "ThrottlingException"}:
+                raise StoreThrottled(f"state table kept throttling the full copy of {copy.object_name}") from exc
+            raise StoreError(f"cannot save the full copy of {copy.object_name}: {code}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot save the full copy of {copy.object_name}: {exc}") from exc
+        copy.version += 1
+        return True
+
+    def replace_copy(self, copy: Copy, *, now: dt.datetime) -> None:
+        """Start a new copy over whatever document exists (plan: first copy or re-sync)."""
+        existing = self.get(copy.object_name)
+        copy.version = existing.version if existing else 0
+        if not self.save(copy, now=now):
+            raise CopyConflict(f"the full copy of {copy.object_name} was changed while it was being planned")
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch loading with the monotonic rule
+# ------------------------------------------------------------------------------------------------
+
+
+class BatchLoader:
+    """Writes rows into an object's table: batch puts for new items, conditional puts otherwise."""
+
+    def __init__(self, client: Any, records: RecordStore, *, sleep: Any = time.sleep) -> None:
+        self._client = client
+        self._records = records
+        self._ser = TypeSerializer()
+        self._sleep = sleep
+
+    def write(
+        self,
+        spec: ObjectSpec,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        copy_id: str,
+        synced_at: dt.datetime,
+        datetime_fields: Iterable[str],
+    ) -> dict[str, int]:
+        """Persist every row (streamed, ``BATCH_GET_KEYS`` at a time); returns outcome counters."""
+        counts = dict.fromkeys(COUNTER_FOR.values(), 0)
+        table = self._records.table_for(spec)
+        dt_fields = tuple(datetime_fields)
+        chunk: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        for row in rows:
+            record_id = str(row.get(spec.key) or "?")
+            try:
+                item = to_item(spec, row, cycle_id=copy_id, synced_at=synced_at, datetime_fields=dt_fields)
+                if item_size(item) > MAX_ITEM_BYTES:
+                    raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
+            except UnstorableRecord as exc:
+                self._records.record_error(spec, record_id, cycle_id=copy_id, reason=str(exc), when=synced_at)
+                counts[COUNTER_FOR["failed"]] += 1
+                continue
+            previous = chunk.get(record_id)
+            if previous is None or previous[1]["SystemModstamp"] <= item["SystemModstamp"]:
+                chunk[record_id] = (row, item)
+            if len(chunk) >= BATCH_GET_KEYS:
+                self._flush(spec, table, chunk, counts, copy_id, synced_at, dt_fields)
+                chunk = {}
+        if chunk:
+            self._flush(spec, table, chunk, counts, copy_id, synced_at, dt_fields)
+        return counts
+
+    def _flush(
+        self,
+        spec: ObjectSpec,
+        table: str,
+        chunk: dict[str, tuple[Mapping[str, Any], dict[str, Any]]],
+        counts: dict[str, int],
+        copy_id: str,
+        synced_at: dt.datetime,
+        dt_fields: tuple[str, ...],
+    ) -> None:
+        existing = self._existing(table, list(chunk))
+        fresh = [item for record_id, (_row, item) in chunk.items() if record_id not in existing]
+        known = [row for record_id, (row, _item) in chunk.items() if record_id in existing]
+        for start in range(0, len(fresh), BATCH_WRITE_ITEMS):
+            batch = fresh[start : start + BATCH_WRITE_ITEMS]
+            if self._batch_put(table, batch):
+                for item in batch:
+                    counts[COUNTER_FOR["deleted" if item["IsDeleted"] else "created"]] += 1
+            else:  # DynamoDB refused the batch as a whole: per-row puts isolate the bad row
+                known.extend(chunk[item["Id"]][0] for item in batch)
+        if known:
+            outcome = self._records.write_page(
+                spec, known, cycle_id=copy_id, synced_at=synced_at, datetime_fields=dt_fields
+            )
+            for name, value in outcome.counts.items():
+                counts[name] += value
+
+    def _existing(self, table: str, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"Id": {"S": record_id}} for record_id in ids],
+                "ProjectionExpression": "#id",
+                "ExpressionAttributeNames": {"#id": "Id"},
+                "ConsistentRead": True,
+            }
+        }
+        for attempt in range(MAX_UNPROCESSED_ROUNDS):
+            response = self._call("batch_get_item", table, RequestItems=request)
+            found.update(item["Id"]["S"] for item in response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            self._sleep(min(2.0, 0.05 * 2**attempt))
+        raise StoreThrottled(f"{table} kept leaving keys unprocessed in BatchGetItem")
+
+    def _batch_put(self, table: str, items: list[dict[str, Any]]) -> bool:
+        requests = [{"PutRequest": {"Item": {k: self._ser.serialize(v) for k, v in item.items()}}} for item in items]
+        pending: dict[str, Any] = {table: requests}
+        for attempt in range(MAX_UNPROCESSED_ROUNDS):
+            try:
+                response = self._call("batch_write_item", table, RequestItems=pending)
+            except _Rejected:
+                return False
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return True
+            self._sleep(min(2.0, 0.05 * 2**attempt))
+        raise StoreThrottled(f"{table} kept leaving items unprocessed in BatchWriteItem")
+
+    def _call(self, operation: str, table: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
+                raise StoreThrottled(f"{table} kept throttling {operation}: {code}") from exc
+            if code == "ValidationException" and operation == "batch_write_item":
+                raise _Rejected from exc
+            raise StoreError(f"{operation} on {table} failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"{operation} on {table} failed: {exc}") from exc
+
+
+class _Rejected(Exception):
+    """Internal: BatchWriteItem refused the request (one item DynamoDB cannot hold)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Step inputs
+# ------------------------------------------------------------------------------------------------
+
+_OBJECT = r"^[A-Za-z][A-Za-z0-9_]{0,79}$"
+
+
+class _StepInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    object: str = Field(pattern=_OBJECT)
+    execution_id: str | None = None
+    requested_by: str | None = None
+
+
+class _LoadInput(_StepInput):
+    pages_this_execution: int = Field(default=0, ge=0)
+
+
+class _FailedInput(_StepInput):
+    error: dict[str, Any] = Field(default_factory=dict)
+
+
+class _PlanInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    objects: list[str] | None = None
+    resync: list[str] | bool = False
+    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
+    execution_id: str | None = None
+    max_records: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+def _validate[M: BaseModel](model: type[M], event: Any, step: str) -> M:
+    if not isinstance(event, Mapping):
+        raise InvalidExecutionInput(f"{step}: input must be a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(dict(event))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<input>'}: {err['msg']}" for err in exc.errors()
+        )
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"{step}: invalid input: {problems}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Steps
+# ------------------------------------------------------------------------------------------------
+
+
+def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Validate the workflow input and prepare one copy document per object that needs a copy.
+
+    Input ``{"objects": [...] (default: all configured), "resync": [...] | true, "requested_by":
+    "...", "max_records": n}``.  Objects already copied are skipped unless named in ``resync``;
+    an unfinished copy is kept (the new execution resumes it).  Output ``{"objects": [{"object",
+    "mode"}...], "skipped": [...], "failed": [...], "warnings": [...], "requested_by"}``; an object
+    that cannot be copied (unreadable key fields) is recorded failed and left out of ``objects``.
+    """
+    request = _validate(_PlanInput, event, "plan")
+    registry = deps.settings.registry
+    names = request.objects if request.objects is not None else registry.names()
+    unknown = [name for name in names if name not in registry]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    resync = set(names) if request.resync is True else set(request.resync or [])
+    problems = []
+    if not names:
+        problems.append("objects is empty")
+    if unknown:
+        problems.append(f"unknown object(s) {', '.join(unknown)} (configured: {', '.join(registry.names())})")
+    if duplicates:
+        problems.append(f"object(s) listed twice: {', '.join(duplicates)}")
+    if resync - set(names):
+        problems.append(f"resync names object(s) not being copied: {', '.join(sorted(resync - set(names)))}")
+    if problems:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput("plan: " + "; ".join(problems))
+
+    policy = deps.policy if request.max_records is None else replace(deps.policy, max_records=request.max_records)
+    store, now = deps.copies, deps.clock.now()
+    planned: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
+    warnings: list[str] = []
+    for name in names:
+        spec = registry.get(name)
+        existing = store.get(name)
+        if existing is not None and name not in resync:
+            if existing.status == "done":
+                skipped.append({"object": name, "reason": f"already copied (copy {existing.copy_id})"})
+                continue
+            if existing.status == "running":
+                planned.append({"object": name, "mode": existing.parts[existing.current or 0].mode, "resumed": True})
+                continue
+        try:
+            object_plan = plan_object(spec, deps.sf.describe(name), bulk_unsupported=deps.bulk_unsupported)
+        except ConfigurationError as exc:
+            failed.append({"object": name, "reason": str(exc)})
+            _record_failure(deps, name, {"Error": "ConfigurationError", "Cause": str(exc)}, request.requested_by)
+            continue
+        warnings.extend(object_plan.warnings)
+        for warning in object_plan.warnings:
+            logger.warning(warning, extra={"object": name})
+        copy = Copy(
+            object_name=name,
+            copy_id=f"{name}-{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}",
+            fields=list(object_plan.fields),
+            types=object_plan.types.to_doc(),
+            policy=asdict(policy),
+            parts=[Part(mode=object_plan.mode)],
+            engine_started_at=to_iso_ms(now),
+            warnings=list(object_plan.warnings),
+            requested_by=request.requested_by,
+        )
+        store.replace_copy(copy, now=now)
+        planned.append({"object": name, "mode": object_plan.mode, "resumed": False})
+    logger.info("full copy planned", extra={"objects": planned, "skipped": skipped, "failed": failed})
+    return {
+        "objects": planned,
+        "skipped": skipped,
+        "failed": failed,
+        "warnings": warnings,
+        "requested_by": request.requested_by,
+    }
+
+
+def start_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Make sure the current part has a live Bulk job (reusing a recorded one), or route onwards."""
+    request = _validate(_StepInput, event, "start_job")
+    return _with_copy(deps, request.object, lambda copy: _start(copy, deps))
+
+
+def poll_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Refresh the current part's job; a Failed job is retried, split or handed to REST here."""
+    request = _validate(_StepInput, event, "poll_job")
+    return _with_copy(deps, request.object, lambda copy: _poll(copy, deps))
+
+
+def load_page(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Persist ONE result set (Bulk, by locator) or up to ``max_records`` REST rows, then checkpoint."""
+    request = _validate(_LoadInput, event, "load_page")
+    return _with_copy(deps, request.object, lambda copy: _load(copy, deps, request.pages_this_execution))
+
+
+def finish(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """All parts copied: watermark = earliest job start - overlap; the copy is done."""
+    request = _validate(_StepInput, event, "finish")
+    return _with_copy(deps, request.object, lambda copy: _finish(copy, deps))
+
+
+def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Record why the object's copy failed and emit the alarmable metric; never raises for the error."""
+    request = _validate(_FailedInput, event, "mark_failed")
+    if request.object not in deps.settings.registry:
+        raise InvalidExecutionInput(f"mark_failed: object {request.object!r} is not configured")
+    error = {str(k): str(v)[:2000] for k, v in request.error.items()}
+    copy = _record_failure(deps, request.object, error, request.requested_by)
+    return _output(copy, deps, "failed")
+
+
+STEPS = {
+    "plan": plan,
+    "start_job": start_job,
+    "poll_job": poll_job,
+    "load_page": load_page,
+    "finish": finish,
+    "mark_failed": mark_failed,
+}
+
+
+def run_step(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """The handler's entry point: ``{"step": "<name>", ...}`` -> that step."""
+    step = event.get("step") if isinstance(event, Mapping) else None
+    if step not in STEPS:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"unknown full-sync step {step!r} (known: {', '.join(STEPS)})")
+    return STEPS[step](event, deps)
+
+
+# ------------------------------------------------------------------------------------------------
+# Step internals
+# ------------------------------------------------------------------------------------------------
+
+
+def _with_copy(deps: FullSyncDeps, object_name: str, action: Any) -> dict[str, Any]:
+    """Run ``action(copy)`` on a fresh read of the copy document; retried on a version conflict.
+
+    ``action`` returns the ``next`` route after mutating ``copy``; Salesforce work done before a
+    conflict is not lost (the records are idempotent; a job created twice is only a spare job).
+    """
+    if object_name not in deps.settings.registry:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"object {object_name!r} is not configured for sync")
+    bind(object=object_name)
+    for _attempt in range(SAVE_ATTEMPTS):
+        copy = deps.copies.get(object_name)
+        if copy is None:
+            count("InvalidExecutionInput")
+            raise InvalidExecutionInput(f"{object_name} has no planned full copy; the workflow starts with 'plan'")
+        if copy.status == "done":
+            return _output(copy, deps, "done")
+        calls_before = deps.sf.calls_made
+        route: Next = action(copy)
+        copy.api_calls += deps.sf.calls_made - calls_before
+        if deps.copies.save(copy, now=deps.clock.now()):
+            return _output(copy, deps, route)
+        logger.warning("the copy document changed under this step; re-reading it")
+    raise CopyConflict(f"the full copy of {object_name} kept changing under this step")
+
+
+def _spec(copy: Copy, deps: FullSyncDeps) -> ObjectSpec:
+    return deps.settings.registry.get(copy.object_name)
+
+
+def _policy(copy: Copy) -> CopyPolicy:
+    return CopyPolicy(**copy.policy)
+
+
+def _note_start(copy: Copy, started: dt.datetime) -> None:
+    """The copy's start on Salesforce's clock: the earliest start of any of its jobs or queries."""
+    if copy.copy_started_at is None or started < parse_instant(copy.copy_started_at):
+        copy.copy_started_at = to_iso_ms(started)
+
+
+def _route_for_part(copy: Copy) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is None:
+        return "start"
+    return "load" if part.job_state == "JobComplete" else "wait"
+
+
+def _start(copy: Copy, deps: FullSyncDeps) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is not None:
+        return _poll(copy, deps)
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    soql = bulk_soql(spec, copy.fields, lo, hi)
+    try:
+        job = deps.sf.bulk_query_create(soql, operation="queryAll")
+    except (BulkJobFailed, SalesforceQueryTimeout) as exc:
+        part.attempts += 1
+        copy.bulk_jobs += 1
+        return _after_failure(copy, index, deps, str(exc))
+    except SalesforceRequestError as exc:
+        if exc.status == 400:  # Bulk refuses this query (unsupported object or field): REST reads it
+            part.mode = "rest"
+            copy.warnings.append(f"Bulk API refused the query ({exc}); part {index} is read with REST")
+            logger.warning("bulk query refused; falling back to REST", extra={"error": str(exc)})
+            return "load"
+        raise
+    copy.bulk_jobs += 1
+    part.job_id = str(job["id"])
+    part.job_state = str(job.get("state"))
+    part.attempts += 1
+    part.polls = 0
+    part.locator, part.records_done, part.started = None, 0, False
+    created = job.get("createdDate")
+    started = parse_instant(str(created)) if created else salesforce_now(deps.sf, deps.clock)[0]
+    part.job_created = to_iso_ms(started)
+    _note_start(copy, started)
+    logger.info("bulk job created", extra={"job_id": part.job_id, "part": index, "attempt": part.attempts})
+    return "load" if part.job_state == "JobComplete" else "wait"
+
+
+def _poll(copy: Copy, deps: FullSyncDeps) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is None:
+        return "start"
+    try:
+        job = deps.sf.bulk_job_status(part.job_id)
+    except BulkJobFailed as exc:
+        return _after_failure(copy, index, deps, str(exc))
+    except SalesforceRequestError as exc:
+        if exc.status == 404:  # the job is gone (deleted or expired): start the part over
+            _forget_job(copy, part)
+            return "start"
+        raise
+    part.polls += 1
+    part.job_state = str(job.get("state"))
+    if part.job_state == "JobComplete":
+        processed = job.get("numberRecordsProcessed")
+        if isinstance(processed, int):
+            part.total = processed
+        return "load"
+    return "wait"
+
+
+def _forget_job(copy: Copy, part: Part) -> None:
+    """Drop the part's job; rows it already loaded will be read again, so they are uncounted."""
+    copy.records_copied -= part.records_done
+    part.job_id = part.job_state = part.job_created = part.locator = None
+    part.polls, part.records_done, part.started, part.total = 0, 0, False, None
+
+
+def _after_failure(copy: Copy, index: int, deps: FullSyncDeps, reason: str) -> Next:
+    part = copy.parts[index]
+    copy.bulk_failures += 1
+    policy = _policy(copy)
+    action = failure_action(part.attempts, part.depth, policy)
+    logger.warning("bulk job failed", extra={"part": index, "attempts": part.attempts, "action": action, "error": reason})
+    with metrics_for_object(copy.object_name) as m:
+        m.add_metric(name="FullSyncBulkJobFailed", unit=MetricUnit.Count, value=1)
+    _forget_job(copy, part)
+    if action == "retry":
+        return "start"
+    if action == "split":
+        pieces = _split(copy, part, deps, policy)
+        if len(pieces) > 1:
+            copy.splits += 1
+            copy.parts[index : index + 1] = pieces
+            copy.warnings.append(f"part {index} split into {len(pieces)} SystemModstamp ranges after: {reason[:200]}")
+            return "start"
+    part.mode = "rest"
+    copy.warnings.append(f"part {index} read with REST after failed Bulk jobs: {reason[:200]}")
+    return "load"
+
+
+def _split(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    first = lo
+    if first is None:  # where the data starts: one REST row (the only non-Bulk call of a split)
+        soql = rest_soql(spec, [spec.cursor, spec.key], None, hi) + " LIMIT 1"
+        page = next(iter(deps.sf.query_pages(soql, include_deleted=True)), None)
+        records = list(page.records) if page is not None else []
+        if not records:
+            return [part]
+        first = parse_instant(str(records[0][spec.cursor]))
+    last = hi if hi is not None else salesforce_now(deps.sf, deps.clock)[0]
+    if last <= first:
+        return [part]
+    ranges = split_range(lo, hi, first=first, last=last, factor=policy.split_factor)
+    return [
+        Part(
+            lo=to_iso_ms(a) if a else None,
+            hi=to_iso_ms(b) if b else None,
+            depth=part.depth + 1,
+            mode="bulk",
+        )
+        for a, b in ranges
+    ]
+
+
+def _load(copy: Copy, deps: FullSyncDeps, pages_this_execution: int) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "bulk":
+        if part.job_id is None:
+            return "start"
+        if part.job_state != "JobComplete":
+            return "wait"
+        route = _load_bulk(copy, index, deps)
+    else:
+        route = _load_rest(copy, index, deps)
+    if route == "load" and pages_this_execution + 1 >= _policy(copy).pages_per_execution:
+        return "continue"
+    return route
+
+
+def _after_part(copy: Copy) -> Next:
+    return _route_for_part(copy)
+
+
+def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows; returns how many were read.  Counters are added to the copy."""
+    spec = _spec(copy, deps)
+    read = 0
+
+    def counted(source: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        nonlocal read
+        for row in source:
+            read += 1
+            yield row
+
+    types = FieldTypes.from_doc(copy.types)
+    outcome = BatchLoader(deps.dynamodb, deps.records).write(
+        spec, counted(rows), copy_id=copy.copy_id, synced_at=deps.clock.now(), datetime_fields=types.datetimes
+    )
+    for name, value in outcome.items():
+        copy.counts[name] = copy.counts.get(name, 0) + value
+    return read
+
+
+def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
+    part = copy.parts[index]
+    assert part.job_id is not None
+    types = FieldTypes.from_doc(copy.types)
+    pages = deps.sf.bulk_results_pages(part.job_id, max_records=_policy(copy).max_records, locator=part.locator)
+    try:
+        page = next(pages, None)
+    except InvalidQueryLocator:
+        logger.warning("the job's result locator expired; the part starts over with a new job")
+        _forget_job(copy, part)
+        return "start"
+    except SalesforceRequestError as exc:
+        if exc.status != 404:
+            raise
+        _forget_job(copy, part)
+        return "start"
+    try:
+        read = 0 if page is None else _persist(copy, deps, (typed_row(row, types) for row in page.rows))
+        next_locator = None if page is None else page.locator
+    finally:
+        close = getattr(pages, "close", None)
+        if callable(close):
+            close()
+    part.started = True
+    part.locator = next_locator
+    part.records_done += read
+    copy.records_copied += read
+    copy.pages += 1
+    if next_locator is None:
+        part.done = True
+        if part.total is None:
+            part.total = part.records_done
+    return _after_part(copy)
+
+
+def _load_rest(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
+    part = copy.parts[index]
+    spec = _spec(copy, deps)
+    limit = _policy(copy).max_records
+    loaded = 0
+    while True:
+        page = None
+        if part.next_url:
+            try:
+                page = deps.sf.query_more(part.next_url, include_deleted=True)
+            except InvalidQueryLocator:
+                logger.warning("REST cursor expired; resuming the part after its last persisted row")
+                part.next_url = None
+        if page is None:
+            if not part.started:
+                _note_start(copy, salesforce_now(deps.sf, deps.clock)[0])
+            lo, hi = part.bounds()
+            after = (part.rest_after[0], part.rest_after[1]) if part.rest_after else None
+            soql = rest_soql(spec, copy.fields, lo, hi, after)
+            page = next(iter(deps.sf.query_pages(soql, include_deleted=True, batch_size=2000)))
+            part.total = part.records_done + int(page.total_size)
+        records: list[dict[str, Any]] = list(page.records)
+        read = _persist(copy, deps, records)
+        part.started = True
+        if records:
+            last = records[-1]
+            part.rest_after = [str(last[spec.cursor]), str(last[spec.key])]
+        part.next_url = page.next_url
+        part.records_done += read
+        copy.records_copied += read
+        copy.pages += 1
+        loaded += read
+        if page.done or not page.next_url:
+            part.done = True
+            part.next_url = None
+            return _after_part(copy)
+        if loaded >= limit:
+            return "load"
+        # persist the checkpoint after every REST page: a kill loses at most the page in flight
+        if not deps.copies.save(copy, now=deps.clock.now()):
+            raise CopyConflict(f"the full copy of {copy.object_name} changed during a REST page")
+
+
+def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
+    route = _route_for_part(copy)
+    if route != "finish":
+        return route
+    started = parse_instant(copy.copy_started_at) if copy.copy_started_at else None
+    if started is None:  # nothing was ever read (no part started): use Salesforce's clock now
+        started = salesforce_now(deps.sf, deps.clock)[0]
+    watermark = started - dt.timedelta(seconds=deps.settings.overlap_seconds)
+    deps.state.set_full_copy_watermark(copy.object_name, watermark, by=f"fullsync:{copy.copy_id}")
+    copy.watermark = to_iso_ms(watermark)
+    copy.status = "done"
+    copy.finished_at = to_iso_ms(deps.clock.now())
+    logger.info(
+        "full copy done",
+        extra={"records_copied": copy.records_copied, "watermark": copy.watermark, "api_calls": copy.api_calls},
+    )
+    return "done"
+
+
+
+def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], requested_by: str | None) -> Copy:
+    now = deps.clock.now()
+    for _attempt in range(SAVE_ATTEMPTS):
+        copy = deps.copies.get(name) or Copy(
+            object_name=name,
+            copy_id=f"{name}-failed-{now.strftime('%Y%m%dT%H%M%S')}",
+            fields=[],
+            types={},
+            policy=asdict(deps.policy),
+            parts=[],
+            engine_started_at=to_iso_ms(now),
+            requested_by=requested_by,
+        )
+        copy.status = "failed"
+        copy.error = error
+        copy.finished_at = to_iso_ms(now)
+        if deps.copies.save(copy, now=now):
+            break
+    else:
+        raise CopyConflict(f"could not record the failure of {name}")
+    count("FullSyncObjectFailed")
+    with metrics_for_object(name) as m:
+        m.add_metric(name="FullSyncFailed", unit=MetricUnit.Count, value=1)
+    logger.error("full copy of the object failed", extra={"object": name, "error": error})
+    return copy
+
+
+def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
+    """What the state machine passes on (and the execution's output shows per object)."""
+    index = copy.current
+    part = copy.parts[index] if index is not None else None
+    policy = _policy(copy) if copy.policy else deps.policy
+    now = deps.clock.now()
+    elapsed = (now - parse_instant(copy.engine_started_at)).total_seconds() if copy.engine_started_at else 0.0
+    total = copy.total
+    figures = progress_figures(copy.records_copied, total, elapsed)
+    if route in ("load", "finish", "done"):
+        with metrics_for_object(copy.object_name) as m:
+            m.add_metric(name="FullSyncRecordsCopied", unit=MetricUnit.Count, value=copy.records_copied)
+            if total:
+                m.add_metric(name="FullSyncProgressPercent", unit=MetricUnit.Percent, value=100.0 * copy.records_copied / total)
+    return {
+        "object": copy.object_name,
+        "copy_id": copy.copy_id,
+        "status": copy.status,
+        "next": route,
+        "wait_seconds": poll_wait_seconds(part.polls if part else 0, policy),
+        "mode": part.mode if part else None,
+        "part": index,
+        "parts": len(copy.parts),
+        "job_id": part.job_id if part else None,
+        "job_state": part.job_state if part else None,
+        "locator": part.locator if part else None,
+        "records_copied": copy.records_copied,
+        "total": total,
+        "rate_per_s": figures["rate_per_s"],
+        "eta_seconds": figures["eta_seconds"],
+        "pages": copy.pages,
+        "api_calls": copy.api_calls,
+        "bulk_jobs": copy.bulk_jobs,
+        "bulk_failures": copy.bulk_failures,
+        "watermark": copy.watermark,
+        "error": copy.error,
+    }
+
+
+__all__ = [
+    "BULK_UNSUPPORTED_OBJECTS",
+    "STEPS",
+    "BatchLoader",
+    "BulkPort",
+    "Copy",
+    "CopyConflict",
+    "CopyPolicy",
+    "CopyStore",
+    "FieldTypes",
+    "FullSyncDeps",
+    "InvalidExecutionInput",
+    "ObjectPlan",
+    "Part",
+    "bulk_soql",
+    "failure_action",
+    "field_types",
+    "finish",
+    "load_page",
+    "mark_failed",
+    "plan",
+    "plan_object",
+    "poll_job",
+    "poll_wait_seconds",
+    "progress_figures",
+    "rest_soql",
+    "run_step",
+    "split_range",
+    "start_job",
+    "typed_row",
+]

@@ -1,0 +1,596 @@
+"""The watermark contract: windows, checkpoints, leases and cycle history.
+
+This is the only module that reads or writes the engine's state items; everything else goes
+through :class:`StateStore` and the pure window functions below.
+
+Items in the state table (``pk`` / ``sk``):
+
+==================  ==============  ==========================================================
+pk                  sk              attributes
+==================  ==============  ==========================================================
+``OBJECT#<name>``   ``WATERMARK``   ``watermark`` (ISO ms Z; everything with a lower
+                                    ``SystemModstamp`` is persisted), ``full_copy_done``,
+                                    ``updated_at``, ``updated_by``
+``OBJECT#<name>``   ``CHECKPOINT``  the open window of an unfinished cycle: ``lo``, ``hi``,
+                                    ``last_stamp``/``last_id`` (last persisted row, in
+                                    ``(SystemModstamp, Id)`` order), ``next_url``, ``cycle_id``,
+                                    ``records_done``, ``updated_at``
+``OBJECT#<name>``   ``LEASE``       ``holder`` + ``expires_at`` (epoch ms) while a cycle runs;
+                                    ``claimed_by`` + ``claim_expires_at`` between the
+                                    dispatcher's fan-out and the cycle's start; the last cycle's
+                                    ``last_ended_at``, ``last_cycle_id``, ``last_status`` and
+                                    ``resume_pending`` (a checkpoint is waiting, skip the pause)
+``CYCLES#<name>``   ``<end>#<id>``  cycle summary: status, window, counts; ``expires_at`` TTL
+                                    (epoch seconds, 30 days)
+==================  ==============  ==========================================================
+
+Window rules: ``lo = watermark - overlap`` (never below the epoch), ``hi = salesforce_now - lag``,
+half-open ``[lo, hi)``.  A window is persisted page by page; after each page the checkpoint
+records the last persisted ``(SystemModstamp, Id)``; a later invocation resumes the same window
+after that point (``SystemModstamp > s OR (SystemModstamp = s AND Id > id)``).  The watermark moves
+to ``hi`` only when the whole window is persisted, in the same transaction that drops the
+checkpoint, and only while the cycle still holds the lease.  An object never copied has no
+watermark: the cycle reads from the epoch; the full-copy workflow will instead call
+:meth:`StateStore.set_full_copy_watermark`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from sfsync.clock import EPOCH, UTC, epoch_seconds, parse_instant, require_aware, to_iso_ms
+from sfsync.clock import now as engine_now
+from sfsync.exceptions import LeaseHeld, LeaseLost, StoreError
+
+CYCLE_HISTORY_DAYS = 30
+
+# --------------------------------------------------------------------------------------------
+# Pure window math
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A point in ``(SystemModstamp, Id)`` order: the last persisted row."""
+
+    stamp: dt.datetime
+    record_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    cycle_id: str
+    lo: dt.datetime
+    hi: dt.datetime
+    last: Position | None = None
+    next_url: str | None = None
+    records_done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """What a cycle reads: ``[lo, hi)`` after ``resume_after`` (exclusive) when set."""
+
+    lo: dt.datetime
+    hi: dt.datetime
+    resume_after: Position | None = None
+    resumed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.hi <= self.lo
+
+
+def plan_window(
+    *,
+    watermark: dt.datetime | None,
+    checkpoint: Checkpoint | None,
+    salesforce_now: dt.datetime,
+    overlap_seconds: int,
+    lag_seconds: int,
+) -> WindowPlan:
+    """The next window for an object.
+
+    An unfinished checkpoint wins: its window is finished first, from after its last persisted
+    row, with its original ``hi`` (so a resumed window is exactly the window that was started).
+    Otherwise ``[max(epoch, watermark - overlap), salesforce_now - lag)``; if that is empty (clock
+    skew, or the lag not yet passed) nothing is read and the watermark stays.
+    """
+    if checkpoint is not None:
+        return WindowPlan(checkpoint.lo, checkpoint.hi, checkpoint.last, resumed=True)
+    base = require_aware(watermark) if watermark is not None else EPOCH
+    lo = max(EPOCH, base - dt.timedelta(seconds=overlap_seconds))
+    hi = require_aware(salesforce_now).astimezone(UTC) - dt.timedelta(seconds=lag_seconds)
+    # Truncate to milliseconds: the stored and queried form has millisecond precision.
+    hi = hi.replace(microsecond=(hi.microsecond // 1000) * 1000)
+    if watermark is not None and hi < base:
+        hi = lo  # never plan a window that would move the watermark backwards
+    return WindowPlan(lo, hi)
+
+
+def advance_watermark(current: dt.datetime | None, window_hi: dt.datetime) -> dt.datetime:
+    """The watermark after a completed window: ``hi``, never lower than before."""
+    return window_hi if current is None or window_hi > current else current
+
+
+def position_after(position: Position | None, stamp: dt.datetime, record_id: str) -> Position:
+    """The checkpoint position after persisting a row; never moves backwards."""
+    candidate = Position(stamp, record_id)
+    if position is None:
+        return candidate
+    if (candidate.stamp, candidate.record_id) > (position.stamp, position.record_id):
+        return candidate
+    return position
+
+
+# --------------------------------------------------------------------------------------------
+# PynamoDB models (one set per table, created on first use)
+# --------------------------------------------------------------------------------------------
+
+OBJECT_PREFIX = "OBJECT#"
+CYCLES_PREFIX = "CYCLES#"
+WATERMARK_SK = "WATERMARK"
+CHECKPOINT_SK = "CHECKPOINT"
+LEASE_SK = "LEASE"
+
+
+@dataclass(frozen=True, slots=True)
+class _Models:
+    watermark: Any
+    checkpoint: Any
+    lease: Any
+    cycle: Any
+    connection: Connection
+
+
+@functools.lru_cache(maxsize=16)
+def _models(table_name: str, region: str | None, host: str | None) -> _Models:
+    table, aws_region, endpoint = table_name, region, host
+
+    class WatermarkItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        watermark = UnicodeAttribute(null=True)
+        full_copy_done = BooleanAttribute(default=False)
+        updated_at = UnicodeAttribute(null=True)
+        updated_by = UnicodeAttribute(null=True)
+
+    class CheckpointItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        cycle_id = UnicodeAttribute()
+        lo = UnicodeAttribute()
+        hi = UnicodeAttribute()
+        last_stamp = UnicodeAttribute(null=True)
+        last_id = UnicodeAttribute(null=True)
+        next_url = UnicodeAttribute(null=True)
+        records_done = NumberAttribute(default=0)
+        updated_at = UnicodeAttribute(null=True)
+
+    class LeaseItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        holder = UnicodeAttribute(null=True)
+        expires_at = NumberAttribute(null=True)
+        acquired_at = UnicodeAttribute(null=True)
+        claimed_by = UnicodeAttribute(null=True)
+        claim_expires_at = NumberAttribute(null=True)
+        last_ended_at = UnicodeAttribute(null=True)
+        last_cycle_id = UnicodeAttribute(null=True)
+        last_status = UnicodeAttribute(null=True)
+        resume_pending = BooleanAttribute(null=True)
+
+    class CycleItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        cycle_id = UnicodeAttribute()
+        object_name = UnicodeAttribute(attr_name="object")
+        status = UnicodeAttribute()
+        reason = UnicodeAttribute(null=True)
+        started_at = UnicodeAttribute()
+        ended_at = UnicodeAttribute()
+        window_lo = UnicodeAttribute(null=True)
+        window_hi = UnicodeAttribute(null=True)
+        watermark = UnicodeAttribute(null=True)
+        counts = MapAttribute[str, Any](default=dict)
+        error = UnicodeAttribute(null=True)
+        expires_at = NumberAttribute()
+
+    return _Models(WatermarkItem, CheckpointItem, LeaseItem, CycleItem, Connection(region=region, host=host))
+
+
+def _ms(value: dt.datetime) -> int:
+    return int(require_aware(value).timestamp() * 1000)
+
+
+def _opt_instant(text: str | None) -> dt.datetime | None:
+    return parse_instant(text) if text else None
+
+
+def _condition_failed(exc: PynamoDBException) -> bool:
+    code = getattr(exc, "cause_response_code", None)
+    if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
+        return True
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    value: dt.datetime | None
+    full_copy_done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    object_name: str
+    holder: str | None = None
+    expires_at: dt.datetime | None = None
+    claimed_by: str | None = None
+    claim_expires_at: dt.datetime | None = None
+    last_ended_at: dt.datetime | None = None
+    last_cycle_id: str | None = None
+    last_status: str | None = None
+    resume_pending: bool = False
+
+    def running(self, now: dt.datetime) -> bool:
+        return self.holder is not None and self.expires_at is not None and self.expires_at > now
+
+    def claimed(self, now: dt.datetime) -> bool:
+        return self.claimed_by is not None and self.claim_expires_at is not None and self.claim_expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class CycleSummary:
+    object_name: str
+    cycle_id: str
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    counts: dict[str, int]
+    window_lo: dt.datetime | None = None
+    window_hi: dt.datetime | None = None
+    watermark: dt.datetime | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+ReleaseStatus = Literal["complete", "partial", "empty", "failed"]
+
+
+class StateStore:
+    """PynamoDB-backed state for one state table."""
+
+    def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
+        self.table_name = table_name
+        self._m = _models(table_name, region, host)
+
+    # -- watermark -------------------------------------------------------------------------
+    def get_watermark(self, object_name: str) -> Watermark:
+        try:
+            item: Any = self._m.watermark.get(OBJECT_PREFIX + object_name, WATERMARK_SK, consistent_read=True)
+        except self._m.watermark.DoesNotExist:
+            return Watermark(None, False)
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the watermark of {object_name}: {exc}") from exc
+        return Watermark(_opt_instant(item.watermark), bool(item.full_copy_done))
+
+    def set_full_copy_watermark(self, object_name: str, watermark: dt.datetime, *, by: str) -> None:
+        """Seam for the full-copy workflow: the copy is done and everything below ``watermark`` is stored."""
+        item = self._m.watermark(
+            OBJECT_PREFIX + object_name,
+            WATERMARK_SK,
+            watermark=to_iso_ms(watermark),
+            full_copy_done=True,
+            updated_at=to_iso_ms(engine_now()),
+            updated_by=by,
+        )
+        wm = self._m.watermark
+        try:
+            item.save(condition=wm.watermark.does_not_exist() | (wm.watermark <= to_iso_ms(watermark)))
+        except PynamoDBException as exc:
+            if _condition_failed(exc):
+                return  # a later watermark is already stored; never move it back
+            raise StoreError(f"cannot set the watermark of {object_name}: {exc}") from exc
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def get_checkpoint(self, object_name: str) -> Checkpoint | None:
+        try:
+            item: Any = self._m.checkpoint.get(OBJECT_PREFIX + object_name, CHECKPOINT_SK, consistent_read=True)
+        except self._m.checkpoint.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the checkpoint of {object_name}: {exc}") from exc
+        last = Position(parse_instant(item.last_stamp), item.last_id) if item.last_stamp and item.last_id else None
+        return Checkpoint(
+            cycle_id=item.cycle_id,
+            lo=parse_instant(item.lo),
+            hi=parse_instant(item.hi),
+            last=last,
+            next_url=item.next_url,
+            records_done=int(item.records_done or 0),
+        )
+
+    def save_checkpoint(self, object_name: str, checkpoint: Checkpoint, *, holder: str, now: dt.datetime) -> None:
+        """Record progress inside a window, only while ``holder`` still holds the lease."""
+        item = self._m.checkpoint(
+            OBJECT_PREFIX + object_name,
+            CHECKPOINT_SK,
+            cycle_id=checkpoint.cycle_id,
+            lo=to_iso_ms(checkpoint.lo),
+            hi=to_iso_ms(checkpoint.hi),
+            last_stamp=to_iso_ms(checkpoint.last.stamp) if checkpoint.last else None,
+            last_id=checkpoint.last.record_id if checkpoint.last else None,
+            next_url=checkpoint.next_url,
+            records_done=checkpoint.records_done,
+            updated_at=to_iso_ms(now),
+        )
+        self._transact_as_holder(object_name, holder, now, lambda t: t.save(item), "save the checkpoint")
+
+    def complete_window(self, object_name: str, hi: dt.datetime, *, holder: str, now: dt.datetime) -> dt.datetime:
+        """The whole window is persisted: watermark -> ``hi`` (never lower) and drop the checkpoint."""
+        current = self.get_watermark(object_name)
+        new_value = advance_watermark(current.value, hi)
+        item = self._m.watermark(
+            OBJECT_PREFIX + object_name,
+            WATERMARK_SK,
+            watermark=to_iso_ms(new_value),
+            full_copy_done=current.full_copy_done,
+            updated_at=to_iso_ms(now),
+            updated_by=holder,
+        )
+        wm = self._m.watermark
+        cond = wm.watermark.does_not_exist() | (wm.watermark <= to_iso_ms(new_value))
+        checkpoint_key = self._m.checkpoint(OBJECT_PREFIX + object_name, CHECKPOINT_SK)
+
+        def ops(t: TransactWrite) -> None:
+            t.save(item, condition=cond)
+            t.delete(checkpoint_key)
+
+        try:
+            self._transact_as_holder(object_name, holder, now, ops, "advance the watermark")
+        except _WatermarkAhead:
+            # Someone (the full copy) stored a later watermark meanwhile: keep it, drop our checkpoint.
+            self._transact_as_holder(
+                object_name, holder, now, lambda t: t.delete(checkpoint_key), "drop the checkpoint"
+            )
+            return self.get_watermark(object_name).value or new_value
+        return new_value
+
+    # -- lease -----------------------------------------------------------------------------
+    def lease_status(self, object_name: str) -> LeaseStatus:
+        return self.lease_statuses([object_name])[object_name]
+
+    def lease_statuses(self, object_names: list[str]) -> dict[str, LeaseStatus]:
+        result = {name: LeaseStatus(name) for name in object_names}
+        keys = [(OBJECT_PREFIX + name, LEASE_SK) for name in object_names]
+        try:
+            items: list[Any] = list(self._m.lease.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read leases: {exc}") from exc
+        for item in items:
+            name = item.pk.removeprefix(OBJECT_PREFIX)
+            result[name] = LeaseStatus(
+                object_name=name,
+                holder=item.holder,
+                expires_at=_from_ms(item.expires_at),
+                claimed_by=item.claimed_by,
+                claim_expires_at=_from_ms(item.claim_expires_at),
+                last_ended_at=_opt_instant(item.last_ended_at),
+                last_cycle_id=item.last_cycle_id,
+                last_status=item.last_status,
+                resume_pending=bool(item.resume_pending),
+            )
+        return result
+
+    def claim_dispatch(
+        self,
+        object_name: str,
+        cycle_id: str,
+        *,
+        now: dt.datetime,
+        claim_seconds: int,
+        not_ended_after: dt.datetime | None,
+    ) -> bool:
+        """The dispatcher's atomic "due" check + claim; False when the object is not due any more.
+
+        Succeeds only when no lease is running, no other claim is live, and (unless a resume is
+        pending) the last cycle ended at or before ``not_ended_after``.
+        """
+        m: Any = self._m.lease
+        now_ms = _ms(now)
+        cond = (m.holder.does_not_exist() | (m.expires_at < now_ms)) & (
+            m.claimed_by.does_not_exist() | (m.claim_expires_at < now_ms)
+        )
+        if not_ended_after is not None:
+            cond &= (
+                m.last_ended_at.does_not_exist()
+                | (m.last_ended_at <= to_iso_ms(not_ended_after))
+                | (m.resume_pending == True)  # noqa: E712 - PynamoDB condition, not a comparison
+            )
+        try:
+            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
+                actions=[m.claimed_by.set(cycle_id), m.claim_expires_at.set(now_ms + claim_seconds * 1000)],
+                condition=cond,
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise StoreError(f"cannot claim {object_name}: {exc}") from exc
+        return True
+
+    def acquire_lease(self, object_name: str, cycle_id: str, *, now: dt.datetime, ttl_seconds: int) -> None:
+        """Take the object's lease (absent or expired) or raise :class:`LeaseHeld`."""
+        m: Any = self._m.lease
+        now_ms = _ms(now)
+        try:
+            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
+                actions=[
+                    m.holder.set(cycle_id),
+                    m.expires_at.set(now_ms + ttl_seconds * 1000),
+                    m.acquired_at.set(to_iso_ms(now)),
+                    m.claimed_by.remove(),
+                    m.claim_expires_at.remove(),
+                ],
+                condition=m.holder.does_not_exist() | (m.expires_at < now_ms) | (m.holder == cycle_id),
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                raise LeaseHeld(object_name, self.lease_status(object_name).holder) from None
+            raise StoreError(f"cannot acquire the lease of {object_name}: {exc}") from exc
+
+    def release_lease(
+        self,
+        object_name: str,
+        cycle_id: str,
+        *,
+        ended_at: dt.datetime,
+        status: ReleaseStatus,
+        resume_pending: bool,
+    ) -> bool:
+        """Give the lease back (only its holder can) and record the end time; False if it was lost."""
+        m: Any = self._m.lease
+        try:
+            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
+                actions=[
+                    m.holder.remove(),
+                    m.expires_at.remove(),
+                    m.last_ended_at.set(to_iso_ms(ended_at)),
+                    m.last_cycle_id.set(cycle_id),
+                    m.last_status.set(status),
+                    m.resume_pending.set(resume_pending),
+                ],
+                condition=m.holder == cycle_id,
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise StoreError(f"cannot release the lease of {object_name}: {exc}") from exc
+        return True
+
+    # -- cycle history ---------------------------------------------------------------------
+    def record_cycle(self, summary: CycleSummary) -> None:
+        ended = to_iso_ms(summary.ended_at)
+        item = self._m.cycle(
+            CYCLES_PREFIX + summary.object_name,
+            f"{ended}#{summary.cycle_id}",
+            cycle_id=summary.cycle_id,
+            object_name=summary.object_name,
+            status=summary.status,
+            reason=summary.reason,
+            started_at=to_iso_ms(summary.started_at),
+            ended_at=ended,
+            window_lo=to_iso_ms(summary.window_lo) if summary.window_lo else None,
+            window_hi=to_iso_ms(summary.window_hi) if summary.window_hi else None,
+            watermark=to_iso_ms(summary.watermark) if summary.watermark else None,
+            counts=dict(summary.counts),
+            error=summary.error,
+            expires_at=epoch_seconds(summary.ended_at + dt.timedelta(days=CYCLE_HISTORY_DAYS)),
+        )
+        try:
+            item.save()
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot record cycle {summary.cycle_id}: {exc}") from exc
+
+    def recent_cycles(self, object_name: str, limit: int = 10) -> list[CycleSummary]:
+        try:
+            items: list[Any] = list(
+                self._m.cycle.query(CYCLES_PREFIX + object_name, scan_index_forward=False, limit=limit)
+            )
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the cycles of {object_name}: {exc}") from exc
+        return [
+            CycleSummary(
+                object_name=item.object_name,
+                cycle_id=item.cycle_id,
+                status=item.status,
+                started_at=parse_instant(item.started_at),
+                ended_at=parse_instant(item.ended_at),
+                counts={k: int(v) for k, v in (item.counts.as_dict() if item.counts else {}).items()},
+                window_lo=_opt_instant(item.window_lo),
+                window_hi=_opt_instant(item.window_hi),
+                watermark=_opt_instant(item.watermark),
+                reason=item.reason,
+                error=item.error,
+            )
+            for item in items
+        ]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _transact_as_holder(self, object_name: str, holder: str, now: dt.datetime, ops: Any, what: str) -> None:
+        m: Any = self._m.lease
+        try:
+            with TransactWrite(connection=self._m.connection) as t:
+                t.condition_check(
+                    m,
+                    OBJECT_PREFIX + object_name,
+                    LEASE_SK,
+                    condition=(m.holder == holder) & (m.expires_at >= _ms(now)),
+                )
+                ops(t)
+        except TransactWriteError as exc:
+            reasons = list(getattr(exc, "cancellation_reasons", None) or [])
+            failed = [i for i, r in enumerate(reasons) if r is not None and r.code == "ConditionalCheckFailed"]
+            if failed and 0 not in failed:
+                raise _WatermarkAhead from exc
+            if failed or _condition_failed(exc):
+                raise LeaseLost(f"cycle {holder} no longer holds the lease of {object_name}; cannot {what}") from exc
+            raise StoreError(f"cannot {what} for {object_name}: {exc}") from exc
+
+
+class _WatermarkAhead(Exception):
+    """Internal: a transaction's watermark condition failed while the lease check passed."""
+
+
+def _from_ms(value: float | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return dt.datetime.fromtimestamp(float(value) / 1000, tz=UTC)
+
+
+__all__ = [
+    "Checkpoint",
+    "CycleSummary",
+    "LeaseStatus",
+    "Position",
+    "StateStore",
+    "Watermark",
+    "WindowPlan",
+    "advance_watermark",
+    "plan_window",
+    "position_after",
+]

@@ -1,0 +1,127 @@
+"""Building the adapters a handler passes to the engine (the handlers' dependency injection).
+
+Each ``*_deps`` function reads the configuration once, builds real adapters (boto3, PynamoDB,
+the Salesforce client) and returns a small dataclass; tests build the same dataclasses with their
+own adapters and call the handlers' plain ``handle(event, context, deps)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sfsync import clock
+from sfsync.aws import LambdaInvoker, dynamodb_client
+from sfsync.config import Settings, load_secret, load_settings
+from sfsync.cycle import CycleStores, SalesforcePort
+from sfsync.dispatcher import Invoker
+from sfsync.exceptions import ConfigurationError
+from sfsync.observability import count, logger
+from sfsync.records import RecordStore
+from sfsync.state import StateStore
+
+
+@dataclass(frozen=True)
+class ObjectSyncDeps:
+    settings: Settings
+    sf: SalesforcePort
+    stores: CycleStores
+    clock: clock.Clock
+
+
+@dataclass(frozen=True)
+class DispatcherDeps:
+    settings: Settings
+    state: StateStore
+    invoker: Invoker
+    clock: clock.Clock
+
+
+_clients: dict[str, Any] = {}
+
+
+def salesforce_client(secret: Mapping[str, Any]) -> Any:
+    """One Salesforce client per distinct secret per process (keeps its token between invocations)."""
+    from sfsync.salesforce import client_from_secret
+
+    key = hashlib.sha256(json.dumps(secret, sort_keys=True, default=str).encode()).hexdigest()
+    client = _clients.get(key)
+    if client is None:
+        _clients.clear()
+        client = _clients[key] = client_from_secret(secret)
+    return client
+
+
+def stores_for(settings: Settings) -> CycleStores:
+    settings.require("state_table", "errors_table", "record_tables")
+    return CycleStores(
+        state=StateStore(settings.state_table),
+        records=RecordStore(
+            dynamodb_client(),
+            settings.record_tables,
+            errors_table=settings.errors_table,
+            error_retention_days=settings.error_retention_days,
+        ),
+    )
+
+
+@contextmanager
+def _reported_configuration_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigurationError as exc:
+        logger.error("configuration error", extra={"error": str(exc)})
+        count("ConfigurationError")
+        raise
+
+
+def object_sync_deps() -> ObjectSyncDeps:
+    with _reported_configuration_errors():
+        settings = load_settings()
+        settings.require("secret_arn")
+        stores = stores_for(settings)
+        secret = load_secret(str(settings.secret_arn))
+    return ObjectSyncDeps(settings, salesforce_client(secret), stores, clock.engine_clock())
+
+
+def dispatcher_deps() -> DispatcherDeps:
+    with _reported_configuration_errors():
+        settings = load_settings()
+        settings.require("object_sync_function")
+    return DispatcherDeps(
+        settings,
+        StateStore(settings.state_table),
+        LambdaInvoker(str(settings.object_sync_function)),
+        clock.engine_clock(),
+    )
+
+
+def configured_object(settings: Settings, name: str) -> str:
+    """``name`` if it is a configured object; otherwise a counted :class:`ConfigurationError`."""
+    if name not in settings.registry:
+        count("ConfigurationError")
+        message = f"object {name!r} is not configured for sync (configured: {', '.join(settings.registry.names())})"
+        logger.error("configuration error", extra={"error": message})
+        raise ConfigurationError(message)
+    return name
+
+
+def remaining_ms(context: Any) -> int | None:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return int(getter()) if callable(getter) else None
+
+
+__all__ = [
+    "DispatcherDeps",
+    "ObjectSyncDeps",
+    "configured_object",
+    "dispatcher_deps",
+    "object_sync_deps",
+    "remaining_ms",
+    "salesforce_client",
+    "stores_for",
+]
