@@ -12,6 +12,7 @@ Seeding is not a change: rows are built column-wise in chunks and bulk-inserted 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -482,6 +483,11 @@ class _Gen:
         people = len(leads) + len(contacts)
         if n > ncamp * people:
             raise ValueError("more campaign members than campaign x person pairs")
+        # slot -> person is a bijection per campaign (stride coprime with the pool) that spreads a
+        # campaign's members over the whole pool, so small orgs get both lead and contact members
+        stride = max(1, int(people * 0.6180339887)) | 1
+        while math.gcd(stride, people) != 1:
+            stride += 1
 
         def build(chunk: list[str], base: int) -> dict[str, Iterable[Any]]:
             cols = self.system("CampaignMember", chunk, owner=False)
@@ -497,7 +503,7 @@ class _Gen:
                 c = j % ncamp
                 slot = j // ncamp  # unique per campaign
                 camp.append(campaigns[c])
-                p = (slot + c * 7919) % people  # distinct slots → distinct people
+                p = (c * 7919 + slot * stride) % people  # distinct slots → distinct people
                 if p < len(leads):
                     lead.append(leads[p])
                     contact.append(None)

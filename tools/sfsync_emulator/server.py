@@ -1,0 +1,483 @@
+"""The emulator's WSGI application: transport, auth, limits, faults, routing, request log.
+
+Every request goes through one pipeline (:meth:`EmulatorApp.handle`):
+
+1. path normalised (trailing slash dropped, §13.3) and matched against the route map;
+   unknown path → 404, wrong method → 405, both in the §0.4 array form;
+2. ``/__admin/...`` (loopback only, no auth, not counted) and the token endpoint (not counted)
+   short-circuit; every other data route needs ``Authorization: Bearer|OAuth <token>``
+   (401 ``INVALID_SESSION_ID`` otherwise);
+3. the daily API allocation is checked (403 ``REQUEST_LIMIT_EXCEEDED``) and the call counted;
+4. fault rules fire (:mod:`.faults`);
+5. the resource handler runs (:mod:`.rest`); ``ApiError`` / ``DmlError`` become array bodies.
+
+Every response carries ``Sforce-Limit-Info: api-usage=N/M`` (§7.2, §13.10).
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request, Response
+
+from .auth import OAuthError, TokenService, bearer_token
+from .errors import ApiError, DmlError, invalid_session, request_limit_exceeded
+from .faults import FaultInjector, FaultRule
+
+if TYPE_CHECKING:
+    import ssl
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+    from .bulk import BulkService
+    from .store import Org
+
+JSON_CT = "application/json;charset=UTF-8"
+DAY_MS = 86_400_000
+UNCOUNTED_FAMILIES = frozenset({"auth", "admin", "versions"})
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    resp = Response(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON_CT)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_response(err: ApiError) -> Response:
+    return json_response(err.body(), err.status)
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+# --------------------------------------------------------------------------------------------
+# API-call accounting and the request log
+# --------------------------------------------------------------------------------------------
+
+
+class ApiCounter:
+    """API calls per rolling 24 h of the org clock, plus cumulative counts per family."""
+
+    def __init__(self, now_ms: Callable[[], int]) -> None:
+        self._now_ms = now_ms
+        self._window: collections.deque[int] = collections.deque()
+        self._by_family: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _prune(self, now: int) -> None:
+        while self._window and self._window[0] <= now - DAY_MS:
+            self._window.popleft()
+
+    def record(self, family: str) -> int:
+        now = self._now_ms()
+        with self._lock:
+            self._prune(now)
+            self._window.append(now)
+            self._by_family[family] += 1
+            return len(self._window)
+
+    def used(self) -> int:
+        now = self._now_ms()
+        with self._lock:
+            self._prune(now)
+            return len(self._window)
+
+    def by_family(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._by_family)
+
+    def total(self, family: str | None = None) -> int:
+        with self._lock:
+            if family is None:
+                return sum(self._by_family.values())
+            return self._by_family.get(family, 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._window.clear()
+            self._by_family.clear()
+
+
+class RequestLog:
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self._entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Routing
+# --------------------------------------------------------------------------------------------
+
+
+class ApiVersionConverter(BaseConverter):
+    """``v59.0`` in the path → ``"59.0"``."""
+
+    regex = r"v\d{1,3}\.\d"
+
+    def to_python(self, value: str) -> str:
+        return value[1:]
+
+    def to_url(self, value: Any) -> str:
+        return f"v{value}"
+
+
+@dataclass
+class Call:
+    """One request as a resource handler sees it."""
+
+    request: Request
+    args: dict[str, Any]
+    internal: bool = False  # a /composite subrequest
+    _json: Any = field(default=None, repr=False)
+    _json_loaded: bool = field(default=False, repr=False)
+
+    @property
+    def version(self) -> str:
+        return str(self.args.get("version", "59.0"))
+
+    @property
+    def base(self) -> str:
+        """``/services/data/vNN.N`` of this request."""
+        return f"/services/data/v{self.version}"
+
+    def json(self) -> Any:
+        if not self._json_loaded:
+            raw = self.request.get_data(cache=True)
+            if not raw.strip():
+                raise ApiError(400, "JSON_PARSER_ERROR", "The request body is empty.")
+            try:
+                self._json = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character in request body: {exc}") from exc
+            self._json_loaded = True
+        return self._json
+
+    @property
+    def origin(self) -> str | None:
+        """The client id of ``Sforce-Call-Options: client=X`` (CDC ``changeOrigin``, §6.7, §9.3)."""
+        options = self.request.headers.get("Sforce-Call-Options", "")
+        for part in options.split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().lower() == "client" and value.strip():
+                return value.strip()
+        return None
+
+
+Handler = Callable[[Call], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    methods: tuple[str, ...]
+    family: str
+    handler: Handler
+    auth: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# The application
+# --------------------------------------------------------------------------------------------
+
+
+class EmulatorApp:
+    """WSGI app serving one org."""
+
+    def __init__(
+        self,
+        org: Org,
+        bulk: BulkService,
+        tokens: TokenService,
+        *,
+        faults: FaultInjector | None = None,
+        instance_url: str | None = None,
+    ) -> None:
+        from .admin import Admin
+        from .rest import RestApi
+
+        self.org = org
+        self.bulk = bulk
+        self.tokens = tokens
+        self.faults = faults or FaultInjector()
+        self.counter = ApiCounter(org.clock.now_ms)
+        self.log = RequestLog()
+        self.instance_url = instance_url
+        self.rest = RestApi(self)
+        self.admin = Admin(self)
+        routes = [*self._auth_routes(), *self.rest.routes(), *self.admin.routes()]
+        self._routes: dict[str, Route] = {}
+        rules = []
+        for i, route in enumerate(routes):
+            endpoint = f"r{i}"
+            self._routes[endpoint] = route
+            rules.append(Rule(route.rule, endpoint=endpoint, methods=list(route.methods)))
+        self._map = Map(rules, converters={"ver": ApiVersionConverter}, strict_slashes=False)
+
+    # -- token endpoint --------------------------------------------------------------------
+
+    def _auth_routes(self) -> list[Route]:
+        return [
+            Route("/services/oauth2/token", ("POST",), "auth", self._token, auth=False),
+            Route("/services/Soap/u/<soap_version>", ("POST",), "auth", self._soap_login, auth=False),
+            Route("/id/<org_id>/<user_id>", ("GET",), "auth", self._identity),
+        ]
+
+    def _soap_login(self, call: Call) -> Response:
+        status, xml = self.tokens.soap_login(
+            call.request.get_data(), self.base_url(call.request), str(call.args["soap_version"])
+        )
+        return Response(xml, status=status, content_type="text/xml;charset=UTF-8")
+
+    def _identity(self, call: Call) -> Response:
+        cfg = self.tokens.config
+        if call.args["org_id"] != cfg.org_id or call.args["user_id"] != cfg.user_id:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        base = self.base_url(call.request)
+        return json_response(
+            {
+                "id": f"{base}/id/{cfg.org_id}/{cfg.user_id}",
+                "organization_id": cfg.org_id,
+                "user_id": cfg.user_id,
+                "username": cfg.username,
+                "active": True,
+                "user_type": "STANDARD",
+                "urls": {
+                    "rest": f"{base}/services/data/v{{version}}/",
+                    "sobjects": f"{base}/services/data/v{{version}}/sobjects/",
+                    "query": f"{base}/services/data/v{{version}}/query/",
+                },
+            }
+        )
+
+    def _token(self, call: Call) -> Response:
+        req = call.request
+        try:
+            body = self.tokens.token(req.form, req.headers.get("Authorization"), self.base_url(req))
+        except OAuthError as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(body)
+
+    def base_url(self, request: Request) -> str:
+        return self.instance_url or request.host_url.rstrip("/")
+
+    # -- limits ------------------------------------------------------------------------------
+
+    @property
+    def daily_limit(self) -> int:
+        return int(self.org.config.daily_api_limit)
+
+    def limit_info(self) -> str:
+        return f"api-usage={self.counter.used()}/{self.daily_limit}"
+
+    # -- WSGI ------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.handle(request)
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        started = time.monotonic()
+        family = "unknown"
+        failure: str | None = None
+        try:
+            route, call = self._match(request)
+            family = route.family
+            response = self._run(route, call)
+        except ApiError as err:
+            response = error_response(err)
+        except (ValueError, LookupError, TypeError, sqlite3.Error) as exc:
+            # an emulator bug or an input no validation caught: answer like Salesforce does
+            # (500 UNKNOWN_EXCEPTION, array form) and keep the cause in the request log
+            failure = f"{type(exc).__name__}: {exc}"
+            response = error_response(
+                ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId.")
+            )
+        response.headers["Sforce-Limit-Info"] = self.limit_info()
+        self.log.add(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string.decode("latin-1"),
+                "status": response.status_code,
+                "family": family,
+                "timestamp": self.org.clock.now_ms(),
+                "duration_ms": int((time.monotonic() - started) * 1000),
+                "error": failure,
+            }
+        )
+        return response
+
+    def _match(self, request: Request) -> tuple[Route, Call]:
+        path = request.path.rstrip("/") or "/"
+        adapter = self._map.bind("emulator", path_info="/")
+        try:
+            endpoint, args = adapter.match(path, method=request.method)
+        except MethodNotAllowed as exc:
+            allowed = ",".join(sorted(exc.valid_methods or ()))
+            raise ApiError(
+                405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}"
+            ) from exc
+        except NotFound as exc:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist") from exc
+        return self._routes[str(endpoint)], Call(request=request, args=dict(args))
+
+    def _run(self, route: Route, call: Call) -> Response:
+        if route.family == "admin":
+            if not _is_loopback(call.request.remote_addr):
+                raise ApiError(403, "FORBIDDEN", "the admin API is served on loopback only")
+            return self._invoke(route, call)
+        if route.auth:
+            token = bearer_token(call.request.headers.get("Authorization"))
+            if token is None or self.tokens.store.validate(token) is None:
+                raise invalid_session()
+        if route.family not in UNCOUNTED_FAMILIES:
+            if self.counter.used() >= self.daily_limit:
+                raise request_limit_exceeded()
+            self.counter.record(route.family)
+            self._apply_faults(route.family, call.request.method)
+        return self._invoke(route, call)
+
+    def _apply_faults(self, family: str, method: str) -> None:
+        for rule in self.faults.fire(family, method, self.org.rng):
+            self.apply_fault(rule)
+
+    def apply_fault(self, rule: FaultRule) -> None:
+        err = rule.error()
+        if err is not None:
+            raise err
+        if rule.kind == "slow":
+            time.sleep(rule.delay_s)
+        elif rule.kind == "lock_row":
+            from .rest import arm_lock_row
+
+            arm_lock_row(self.org, rule.records)
+        elif rule.kind == "bulk_job_failed":
+            self.bulk.fail_next_jobs(rule.records, rule.message or "emulated job failure")
+
+    def _invoke(self, route: Route, call: Call) -> Response:
+        try:
+            return route.handler(call)
+        except DmlError as exc:
+            return error_response(exc.as_api_error())
+
+    # -- internal dispatch (composite subrequests) --------------------------------------------
+
+    def dispatch_internal(
+        self, parent: Request, method: str, url: str, body: Any, headers: Mapping[str, Any] | None = None
+    ) -> Response:
+        """Run one subrequest through the router without auth, counting or faults.
+
+        The subrequest inherits the parent's ``Sforce-*`` headers plus its own ``httpHeaders``.
+        """
+        parts = urlsplit(url)
+        merged = {k: v for k, v in parent.headers.items() if k.lower().startswith("sforce-")}
+        merged.update({str(k): str(v) for k, v in (headers or {}).items()})
+        builder = EnvironBuilder(
+            path=parts.path,
+            query_string=parts.query,
+            method=method.upper(),
+            headers=list(merged.items()),
+            data=json.dumps(body) if body is not None else None,
+            content_type="application/json" if body is not None else None,
+            base_url=parent.host_url,
+        )
+        request = Request(builder.get_environ())
+        try:
+            route, call = self._match(request)
+            if route.family in ("admin", "auth", "bulk") or not route.auth:
+                raise ApiError(
+                    400, "INVALID_API_INPUT", f"The URL {parts.path} is not supported in a composite request"
+                )
+            call.internal = True
+            return self._invoke(route, call)
+        except ApiError as err:
+            return error_response(err)
+        except (ValueError, LookupError, TypeError, sqlite3.Error) as exc:
+            return error_response(ApiError(500, "UNKNOWN_EXCEPTION", f"An unexpected error occurred: {exc}"))
+
+
+def _is_loopback(addr: str | None) -> bool:
+    if not addr:
+        return True  # in-process (werkzeug test client)
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Serving
+# --------------------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No per-request access log on stderr (the app keeps its own request log).
+
+    The ``Date`` response header comes from the org's virtual clock, as a real org's comes from
+    its own clock: clients that read Salesforce's "now" from it see the time the org stamps with.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        app = self.server.app  # type: ignore[attr-defined]
+        if timestamp is None and isinstance(app, EmulatorApp):
+            timestamp = app.org.clock.now_ms() / 1000
+        return super().date_time_string(timestamp)
+
+
+class ServerThread:
+    """A threaded werkzeug server on a background thread."""
+
+    def __init__(self, app: EmulatorApp, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, ssl_context=ssl_context, request_handler=_QuietHandler
+        )
+        self.host = host
+        self.port = int(self.server.server_port)
+        self._thread = threading.Thread(target=self.server.serve_forever, name="sfsync-emulator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
