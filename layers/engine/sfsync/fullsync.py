@@ -34,6 +34,7 @@ an object while its copy runs (the dispatcher holds the incremental cycles back 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -42,9 +43,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
-from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
@@ -55,7 +56,6 @@ from sfsync.exceptions import (
     ConfigurationError,
     InvalidEvent,
     InvalidQueryLocator,
-    SalesforceError,
     SalesforceQueryTimeout,
     SalesforceRequestError,
     SfsyncError,
@@ -147,11 +147,15 @@ class BulkPort(Protocol):
 
     def describe(self, obj: str) -> dict[str, Any]: ...
 
-    def bulk_query_create(self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll") -> dict[str, Any]: ...
+    def bulk_query_create(
+        self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll"
+    ) -> dict[str, Any]: ...
 
     def bulk_job_status(self, job_id: str) -> dict[str, Any]: ...
 
-    def bulk_results_pages(self, job_id: str, *, max_records: int = 50000, locator: str | None = None) -> Iterator[Any]: ...
+    def bulk_results_pages(
+        self, job_id: str, *, max_records: int = 50000, locator: str | None = None
+    ) -> Iterator[Any]: ...
 
     def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
 
@@ -315,17 +319,13 @@ def typed_row(row: Mapping[str, str | None], types: FieldTypes) -> dict[str, Any
     for name in types.integers:
         value = out.get(name)
         if value is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 out[name] = int(value)
-            except ValueError:
-                pass
     for name in types.floats:
         value = out.get(name)
         if value is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 out[name] = float(value)
-            except ValueError:
-                pass
     return out
 
 
@@ -560,10 +560,10 @@ class BatchLoader:
             if previous is None or previous[1]["SystemModstamp"] <= item["SystemModstamp"]:
                 chunk[record_id] = (row, item)
             if len(chunk) >= BATCH_GET_KEYS:
-                self._flush(spec, table, chunk, counts, copy_id, synced_at, dt_fields)
+                self._flush(spec, table, chunk, counts, copy_id=copy_id, synced_at=synced_at, dt_fields=dt_fields)
                 chunk = {}
         if chunk:
-            self._flush(spec, table, chunk, counts, copy_id, synced_at, dt_fields)
+            self._flush(spec, table, chunk, counts, copy_id=copy_id, synced_at=synced_at, dt_fields=dt_fields)
         return counts
 
     def _flush(
@@ -572,6 +572,7 @@ class BatchLoader:
         table: str,
         chunk: dict[str, tuple[Mapping[str, Any], dict[str, Any]]],
         counts: dict[str, int],
+        *,
         copy_id: str,
         synced_at: dt.datetime,
         dt_fields: tuple[str, ...],
@@ -658,9 +659,6 @@ class _StepInput(BaseModel):
     object: str = Field(pattern=_OBJECT)
     execution_id: str | None = None
     requested_by: str | None = None
-
-
-class _LoadInput(_StepInput):
     pages_this_execution: int = Field(default=0, ge=0)
 
 
@@ -738,8 +736,14 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
             if existing.status == "done":
                 skipped.append({"object": name, "reason": f"already copied (copy {existing.copy_id})"})
                 continue
+            if existing.status == "failed" and existing.parts:
+                _resume_failed(existing)  # a re-started copy goes on from its checkpoint
+                if not store.save(existing, now=now):
+                    raise CopyConflict(f"the full copy of {name} changed while it was being planned")
             if existing.status == "running":
-                planned.append({"object": name, "mode": existing.parts[existing.current or 0].mode, "resumed": True})
+                current = existing.current
+                mode = existing.parts[current].mode if current is not None else "bulk"
+                planned.append({"object": name, "mode": mode, "resumed": True})
                 continue
         try:
             object_plan = plan_object(spec, deps.sf.describe(name), bulk_unsupported=deps.bulk_unsupported)
@@ -773,28 +777,39 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     }
 
 
+def _resume_failed(copy: Copy) -> None:
+    copy.status, copy.error, copy.finished_at = "running", None, None
+    index = copy.current
+    if index is not None:
+        copy.parts[index].attempts = 0
+
+
 def start_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Make sure the current part has a live Bulk job (reusing a recorded one), or route onwards."""
     request = _validate(_StepInput, event, "start_job")
-    return _with_copy(deps, request.object, lambda copy: _start(copy, deps))
+    out = _with_copy(deps, request.object, lambda copy: _start(copy, deps))
+    return {**out, "pages_this_execution": request.pages_this_execution}
 
 
 def poll_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Refresh the current part's job; a Failed job is retried, split or handed to REST here."""
     request = _validate(_StepInput, event, "poll_job")
-    return _with_copy(deps, request.object, lambda copy: _poll(copy, deps))
+    out = _with_copy(deps, request.object, lambda copy: _poll(copy, deps))
+    return {**out, "pages_this_execution": request.pages_this_execution}
 
 
 def load_page(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Persist ONE result set (Bulk, by locator) or up to ``max_records`` REST rows, then checkpoint."""
-    request = _validate(_LoadInput, event, "load_page")
-    return _with_copy(deps, request.object, lambda copy: _load(copy, deps, request.pages_this_execution))
+    request = _validate(_StepInput, event, "load_page")
+    out = _with_copy(deps, request.object, lambda copy: _load(copy, deps, request.pages_this_execution))
+    return {**out, "pages_this_execution": request.pages_this_execution + 1}
 
 
 def finish(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """All parts copied: watermark = earliest job start - overlap; the copy is done."""
     request = _validate(_StepInput, event, "finish")
-    return _with_copy(deps, request.object, lambda copy: _finish(copy, deps))
+    out = _with_copy(deps, request.object, lambda copy: _finish(copy, deps))
+    return {**out, "pages_this_execution": request.pages_this_execution}
 
 
 def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
@@ -962,7 +977,9 @@ def _after_failure(copy: Copy, index: int, deps: FullSyncDeps, reason: str) -> N
     copy.bulk_failures += 1
     policy = _policy(copy)
     action = failure_action(part.attempts, part.depth, policy)
-    logger.warning("bulk job failed", extra={"part": index, "attempts": part.attempts, "action": action, "error": reason})
+    logger.warning(
+        "bulk job failed", extra={"part": index, "attempts": part.attempts, "action": action, "error": reason}
+    )
     with metrics_for_object(copy.object_name) as m:
         m.add_metric(name="FullSyncBulkJobFailed", unit=MetricUnit.Count, value=1)
     _forget_job(copy, part)
@@ -1145,7 +1162,6 @@ def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
     return "done"
 
 
-
 def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], requested_by: str | None) -> Copy:
     now = deps.clock.now()
     for _attempt in range(SAVE_ATTEMPTS):
@@ -1186,7 +1202,9 @@ def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
         with metrics_for_object(copy.object_name) as m:
             m.add_metric(name="FullSyncRecordsCopied", unit=MetricUnit.Count, value=copy.records_copied)
             if total:
-                m.add_metric(name="FullSyncProgressPercent", unit=MetricUnit.Percent, value=100.0 * copy.records_copied / total)
+                m.add_metric(
+                    name="FullSyncProgressPercent", unit=MetricUnit.Percent, value=100.0 * copy.records_copied / total
+                )
     return {
         "object": copy.object_name,
         "copy_id": copy.copy_id,

@@ -40,7 +40,7 @@ from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
 from sfsync.cycle import select_fields
 from sfsync.exceptions import StoreError
 from sfsync.records import RecordStore
-from sfsync.registry import STANDARD_OBJECTS, ObjectSpec, custom_spec
+from sfsync.registry import ObjectSpec, build_registry
 from sfsync.salesforce.client import MAX_RETRIEVE_IDS, QueryPage
 
 #: ids per ``WHERE Id IN (…)`` query (keeps the SOQL far below its length limit).
@@ -157,13 +157,13 @@ class _Work:
 
 
 def spec_for(obj_name: str) -> ObjectSpec:
-    """The registry's spec of a standard object, or a custom object's default spec."""
-    for spec in STANDARD_OBJECTS:
-        if spec.name == obj_name:
-            return spec
+    """The default spec of a standard or custom (``…__c``) object; ConfigurationError otherwise.
+
+    Pass the configured registry's spec to :func:`verify_object` to honour per-object options.
+    """
     if obj_name.endswith("__c"):
-        return custom_spec(obj_name)
-    raise ValueError(f"{obj_name!r} is neither a standard synced object nor a custom object (…__c)")
+        return build_registry(objects=[], custom_objects=[obj_name]).get(obj_name)
+    return build_registry(objects=[obj_name]).get(obj_name)
 
 
 def verify_object(

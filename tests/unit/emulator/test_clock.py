@@ -132,7 +132,7 @@ def test_given_epoch_ms_when_formatted_then_rest_and_csv_forms() -> None:
 
 def test_given_naive_datetime_when_converted_then_value_error() -> None:
     with pytest.raises(ValueError, match="naive"):
-        datetime_to_ms(dt.datetime(2026, 11, 24))  # noqa: DTZ001 - the point of the test
+        datetime_to_ms(dt.datetime(2026, 11, 24))  # naive on purpose
 
 
 def test_given_dates_when_validated_then_kept_or_refused() -> None:
