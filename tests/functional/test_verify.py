@@ -1,0 +1,217 @@
+"""``sfsync verify`` against the real emulator over HTTPS and a moto DynamoDB record table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+from moto import mock_aws
+from sfsync.exceptions import ConfigurationError
+from sfsync.records import RecordStore
+from sfsync.salesforce import SalesforceClient, client_from_secret
+from sfsync.verify import DynamoTableReader, RecordStoreWriter, StoredState, verify_object
+from sfsync_emulator.clock import Clock
+from sfsync_emulator.emulator import Emulator
+
+pytestmark = pytest.mark.functional
+
+START = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
+REGION = "eu-west-1"
+TABLE = "sfsync-Account"
+ERRORS = "sfsync-errors"
+FAKE_ID = "001000000000FAKEAA"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    emulator = Emulator.start(seed=11, records=150, clock=Clock(int(START.timestamp() * 1000), running=False))
+    try:
+        for i in range(30):
+            emulator.org.create("Account", {"Name": f"Verify Co {i:02d}", "Description": "x" * i}, as_api=False)
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def sf(emu: Emulator) -> Iterator[SalesforceClient]:
+    assert emu.ca_path is not None
+    c = emu.credentials
+    secret = {
+        "auth_flow": "client_credentials",
+        "token_url": emu.token_url,
+        "client_id": c.client_id,
+        "client_secret": c.client_secret,
+        "api_version": "59.0",
+        "ca_bundle": Path(emu.ca_path).read_text(encoding="ascii"),
+    }
+    with client_from_secret(secret) as client:
+        yield client
+
+
+@pytest.fixture
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.create_table(
+            TableName=ERRORS,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+@pytest.fixture
+def writer(ddb: Any, emu: Emulator) -> RecordStoreWriter:
+    store = RecordStore(ddb, {"Account": TABLE}, errors_table=ERRORS)
+    return RecordStoreWriter(store, ddb, cycle_id="verify-test", now=emu.clock.now)
+
+
+@pytest.fixture
+def reader(ddb: Any) -> DynamoTableReader:
+    return DynamoTableReader(TABLE, ddb, page_size=25)  # small pages: the scan must follow LastEvaluatedKey
+
+
+def item(ddb: Any, record_id: str) -> dict[str, Any] | None:
+    raw = ddb.get_item(TableName=TABLE, Key={"Id": {"S": record_id}}, ConsistentRead=True).get("Item")
+    de = TypeDeserializer()
+    return {k: de.deserialize(v) for k, v in raw.items()} if raw else None
+
+
+def put(ddb: Any, record_id: str, stamp: str, *, sobject: str = "Account", deleted: bool = False) -> None:
+    ddb.put_item(
+        TableName=TABLE,
+        Item={
+            "Id": {"S": record_id},
+            "sobject": {"S": sobject},
+            "SystemModstamp": {"S": stamp},
+            "IsDeleted": {"BOOL": deleted},
+            "Name": {"S": "planted"},
+        },
+    )
+
+
+def live_account_ids(emu: Emulator) -> list[str]:
+    rows = emu.salesforce().query_all("SELECT Id FROM Account ORDER BY Id")["records"]
+    return [str(r["Id"]) for r in rows]
+
+
+def test_given_an_empty_table_when_repaired_then_it_holds_every_account_and_verifies_clean(
+    emu: Emulator, sf: SalesforceClient, ddb: Any, reader: DynamoTableReader, writer: RecordStoreWriter
+) -> None:
+    emu.clock.advance(3600)
+    report = verify_object(sf, reader, "Account")
+    live = live_account_ids(emu)
+    assert report.missing.count == len(live) > 10
+    assert report.extra.count == report.stale.count == 0
+    assert not report.clean
+
+    repaired = verify_object(sf, reader, "Account", repair=True, writer=writer)
+    assert repaired.repaired is not None
+    assert repaired.repaired["RecordsCreated"] == len(live)
+    after = verify_object(sf, reader, "Account")
+    assert after.clean
+    assert after.dynamodb_items == len(live)
+    stored = item(ddb, live[0])
+    assert stored is not None
+    assert stored["sobject"] == "Account"
+    assert stored["_cycle_id"] == "verify-test"
+    assert stored["Name"]  # the full record, not only the compared fields
+
+
+def test_given_planted_differences_when_verified_then_reported_and_repair_fixes_them(
+    emu: Emulator, sf: SalesforceClient, ddb: Any, reader: DynamoTableReader, writer: RecordStoreWriter
+) -> None:
+    emu.clock.advance(3600)
+    verify_object(sf, reader, "Account", repair=True, writer=writer)
+    assert verify_object(sf, reader, "Account").clean
+    live = live_account_ids(emu)
+    missing_id, stale_id, deleted_id = live[1], live[2], live[3]
+
+    ddb.delete_item(TableName=TABLE, Key={"Id": {"S": missing_id}})  # missing
+    put(ddb, FAKE_ID, "2026-11-20T00:00:00.000Z")  # extra: unknown to Salesforce
+    put(ddb, "003000000000OTHERA", "2026-11-20T00:00:00.000Z", sobject="Contact")  # another object: ignored
+    emu.clock.advance(60)
+    emu.org.update("Account", stale_id, {"Description": "changed after the copy"}, as_api=False)  # stale
+    emu.org.delete("Account", deleted_id, as_api=False)  # extra: deleted in Salesforce
+    emu.clock.advance(60)
+
+    report = verify_object(sf, reader, "Account", examples=5)
+    assert (report.missing.count, report.extra.count, report.stale.count) == (1, 2, 1)
+    assert report.missing.examples == [missing_id]
+    assert sorted(report.extra.examples) == sorted([FAKE_ID, deleted_id])
+    assert report.stale.examples == [stale_id]
+    assert report.api_calls == 1  # one queryAll page of Id, SystemModstamp, IsDeleted
+    assert report.to_dict()["clean"] is False
+
+    fixed = verify_object(sf, reader, "Account", repair=True, writer=writer)
+    assert fixed.repaired is not None
+    assert fixed.repaired["RecordsCreated"] == 1
+    assert fixed.repaired["RecordsUpdated"] == 1
+    assert fixed.repaired["RecordsDeleted"] == 2  # the Salesforce tombstone and the planted extra
+
+    assert verify_object(sf, reader, "Account").clean
+    stale_item, deleted_item, fake_item = item(ddb, stale_id), item(ddb, deleted_id), item(ddb, FAKE_ID)
+    assert stale_item is not None and stale_item["Description"] == "changed after the copy"
+    assert deleted_item is not None and deleted_item["IsDeleted"] is True and deleted_item["Name"]
+    assert fake_item is not None and fake_item["IsDeleted"] is True and fake_item["Name"] == "planted"
+    other = item(ddb, "003000000000OTHERA")
+    assert other is not None and other["IsDeleted"] is False  # not Account's business
+
+
+def test_given_an_item_changed_after_the_compare_then_the_tombstone_does_not_overwrite_it(
+    ddb: Any, writer: RecordStoreWriter
+) -> None:
+    put(ddb, FAKE_ID, "2026-11-20T00:00:01.000Z")
+    seen_before = StoredState(FAKE_ID, "2026-11-20T00:00:00.000Z", False)
+    assert writer.tombstone("Account", [seen_before]) == {"RecordsDeleted": 0, "RecordsSkipped": 1}
+    stored = item(ddb, FAKE_ID)
+    assert stored is not None and stored["IsDeleted"] is False
+
+
+def test_given_many_differences_when_sampled_then_about_that_share_is_checked_and_found(
+    emu: Emulator, sf: SalesforceClient, ddb: Any, reader: DynamoTableReader
+) -> None:
+    emu.clock.advance(3600)
+    for i in range(60):
+        put(ddb, f"001000000000X{i:03d}AA", "2026-11-20T00:00:00.000Z")  # 60 extras
+    full = verify_object(sf, reader, "Account")
+    assert full.extra.count == 60
+    assert full.missing.count == len(live_account_ids(emu)) > 10
+
+    sampled = verify_object(sf, reader, "Account", sample=0.3, rng=random.Random(5))
+    assert sampled.sample == 0.3
+    assert 0 < sampled.checked_salesforce < full.checked_salesforce
+    assert 0 < sampled.checked_dynamodb < full.checked_dynamodb
+    assert 0 < sampled.extra.count < full.extra.count
+    assert 0 < sampled.missing.count < full.missing.count
+
+
+def test_given_bad_arguments_then_verify_refuses(sf: SalesforceClient, reader: DynamoTableReader) -> None:
+    with pytest.raises(ValueError, match="object name"):
+        verify_object(sf, reader, "Account; DROP")
+    with pytest.raises(ValueError, match="sample"):
+        verify_object(sf, reader, "Account", sample=0)
+    with pytest.raises(ValueError, match="writer"):
+        verify_object(sf, reader, "Account", repair=True)
+    with pytest.raises(ConfigurationError, match="Solution"):
+        verify_object(sf, reader, "Solution")
