@@ -1,0 +1,314 @@
+"""The ``sfsync`` command line, called in-process through ``main([...])``.
+
+Real components throughout: the emulator over HTTPS, the local stack from template.yaml in moto,
+the real handlers.  Each test checks what a user sees: the exit code, stdout, and stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sfsync_local.cli import main
+from sfsync_local.demo import emulator_stamps
+from sfsync_local.runner import FUNCTIONS, LocalEnvironment
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[2]
+IMPLEMENTED = {"dispatcher", "object_sync"}  # functions whose sample events must succeed end to end
+REJECTED = {"InvalidEvent", "Runtime.ImportModuleError"}
+
+
+def sample_events() -> list[Path]:
+    """events/<function>/*.json of the functions whose handler exists (events/statemachine is not a function)."""
+    return sorted(
+        path
+        for path in (ROOT / "events").glob("*/*.json")
+        if path.parent.name in FUNCTIONS and (ROOT / "functions" / path.parent.name / "app.py").is_file()
+    )
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def local_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalEnvironment]:
+    monkeypatch.chdir(ROOT)
+    env = LocalEnvironment.start(
+        io.StringIO(), parameters={"SyncObjects": "Account,Contact", "PauseSeconds": "0"}, records=200, seed=11
+    )
+    with env:
+        yield env
+
+
+# --------------------------------------------------------------------------- invoke
+
+
+def test_the_sample_events_exist() -> None:
+    assert {path.parent.name for path in sample_events()} >= IMPLEMENTED
+
+
+@pytest.mark.parametrize("event_path", sample_events(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_given_a_sample_event_when_invoked_then_stdout_is_the_function_result(
+    event_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, err = run_cli("invoke", event_path.parent.name, str(event_path))
+    payload = json.loads(out)  # stdout is exactly the function's JSON result; logs went elsewhere
+    is_error = isinstance(payload, dict) and "errorType" in payload
+    assert code == (1 if is_error else 0), err
+    if is_error:
+        assert payload["errorType"] not in REJECTED, payload
+        assert f"error: {FUNCTIONS[event_path.parent.name]} failed: {payload['errorType']}" in err
+    if event_path.parent.name in IMPLEMENTED:
+        assert not is_error, payload
+    if event_path.parent.name == "dispatcher":
+        assert "Account" in {item["object"] for item in payload["started"]}
+        assert "asynchronous invocation" in err
+    if event_path.parent.name == "object_sync":
+        assert payload["status"] == "complete"
+        assert payload["counts"]["RecordsCreated"] > 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_given_a_logical_id_when_invoked_without_the_emulator_then_the_dispatcher_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, err = run_cli("invoke", "DispatcherFunction", "events/dispatcher/schedule.json", "--no-emulator")
+    assert code == 0, err
+    started = json.loads(out)["started"]
+    assert {item["reason"] for item in started} == {"first"}
+    assert "starting the Salesforce emulator" not in err
+    assert f"({len(started)} asynchronous invocation(s) the function started were not run: no org)" in err
+
+
+def test_given_an_unknown_function_when_invoked_then_a_clear_error_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, err = run_cli("invoke", "reporting", "events/dispatcher/schedule.json")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: unknown function 'reporting'")
+    assert "dispatcher" in err
+    assert "Traceback" not in err
+
+
+def test_given_a_malformed_event_file_when_invoked_then_a_clear_error_and_exit_2(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text('{"object": "Account",', encoding="utf-8")
+    code, out, err = run_cli("invoke", "object_sync", str(event))
+    assert code == 2
+    assert out == ""
+    assert f"error: event file {event} is not valid JSON" in err
+    assert "line 1" in err
+
+
+def test_given_a_missing_event_file_when_invoked_then_a_clear_error_and_exit_2(tmp_path: Path) -> None:
+    code, _, err = run_cli("invoke", "dispatcher", str(tmp_path / "nope.json"))
+    assert code == 2
+    assert err.strip() == f"error: event file not found: {tmp_path / 'nope.json'}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("demo", "--cycles", "0"), "argument --cycles: must be at least 1"),
+        (("demo", "--cycles", "2", "--forever"), "not allowed with argument --cycles"),
+        (("demo", "--objects", "Contact"), "--objects must include Account"),
+        (("demo", "--objects", "Account,Widget"), "--objects: unknown object(s) in SFSYNC_OBJECTS: Widget"),
+        (("run", "--cycles", "1"), "--credentials is required"),
+        (("status", "--local", "--stack-name", "x"), "not allowed with argument --local"),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        (("demo", "--state-file", "/dev/null"), "state file /dev/null exists and is not a regular file"),
+    ],
+)
+def test_given_bad_usage_when_run_then_a_clear_error_and_exit_2(argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run_cli(*argv)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- status
+
+
+def test_given_one_cycle_when_status_json_then_it_reports_the_watermark_and_the_counts(
+    local_env: LocalEnvironment,
+) -> None:
+    outcome = local_env.run_cycle()
+    assert set(outcome.started_objects) == {"Account", "Contact"}
+    assert local_env.emulator is not None
+    live, _ = emulator_stamps(local_env.emulator.org, "Account")
+
+    # no --table: the one table named like the template's StateTable is found by listing tables
+    code, out, err = run_cli("status", "--json", "--region", local_env.region)
+
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["state_table"] == local_env.state_table
+    by_object = {item["object"]: item for item in report["objects"]}
+    account = by_object["Account"]
+    assert account["watermark"] is not None
+    assert account["last_cycle_status"] == "complete"
+    assert account["last_cycle_counts"]["RecordsCreated"] == len(live)
+    assert account["lease_holder"] is None
+    assert 0 <= account["lag_seconds"] < 600
+    assert by_object["Lead"]["watermark"] is None  # not synced by this stack
+
+    code, text, _ = run_cli("status", "--table", local_env.state_table, "--object", "Account", "--object", "Lead")
+    assert code == 0
+    lines = text.splitlines()
+    assert any(line.startswith("Account ") and "complete" in line for line in lines)
+    assert any(line.startswith("Lead ") and "not started" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- run and demo
+
+
+def test_given_a_credentials_file_when_run_for_one_cycle_then_the_objects_sync_and_status_local_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfsync_emulator.emulator import Emulator
+
+    monkeypatch.chdir(ROOT)
+    state_file = tmp_path / "state.json"
+    with Emulator.start(seed=5, records=150) as emulator:
+        creds = tmp_path / "creds.json"
+        creds.write_text(json.dumps(emulator.info()), encoding="utf-8")  # as `sfsync-emulator serve` prints it
+        code, out, err = run_cli(
+            "run", "--credentials", str(creds), "--objects", "Account,Contact", "--cycles", "1",
+            "--state-file", str(state_file),
+        )  # fmt: skip
+        live, _ = emulator_stamps(emulator.org, "Account")
+
+    assert code == 0, err
+    assert "cycle 1 at" in out
+    account_rows = [line.split() for line in out.splitlines() if line.startswith("Account ")]
+    assert len(account_rows) == 1
+    assert account_rows[0][1] == "complete"
+    assert int(account_rows[0][3]) == len(live)  # created
+
+    # the stack is gone with the command; `status --local` reads the state it left behind
+    code, out, err = run_cli("status", "--local", "--state-file", str(state_file), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["source"].startswith("local stack of `sfsync run`, snapshot ")
+    by_object = {item["object"]: item for item in report["objects"]}
+    assert set(by_object) == {"Account", "Contact"}
+    account = by_object["Account"]
+    assert account["watermark"] is not None
+    assert account["last_cycle_status"] == "complete"
+    assert account["last_cycle_counts"]["RecordsCreated"] == len(live)
+    assert account["lease_holder"] is None
+
+    code, text, _ = run_cli("status", "--local", "--state-file", str(state_file), "--object", "Account")
+    assert code == 0
+    assert [line.split()[0] for line in text.splitlines()[3:]] == ["Account"]
+
+
+def test_given_no_local_run_when_status_local_then_a_clear_error(tmp_path: Path) -> None:
+    code, out, err = run_cli("status", "--local", "--state-file", str(tmp_path / "none.json"))
+    assert code == 1
+    assert out == ""
+    assert "no local sync state" in err
+    assert "sfsync demo" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "expected a JSON object"),
+        ('{"auth_flow": "magic"}', "'auth_flow': Input should be 'client_credentials', 'jwt_bearer' or 'password'"),
+        ('{"token_url": "https://x/services/oauth2/token"}', "'auth_flow': Field required"),
+        (
+            '{"auth_flow": "client_credentials", "token_url": "https://x/services/oauth2/token"}',
+            "'client_id', 'client_secret' are required when auth_flow is 'client_credentials'",
+        ),
+        ('{"client_id": "a", "client_secret": "b", "ca_bundle": "missing.pem"}', "ca_bundle is neither PEM text"),
+        ("{", "is not valid JSON"),
+    ],
+)
+def test_given_bad_credentials_when_run_then_a_clear_error_and_exit_2(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(content, encoding="utf-8")
+    code, out, err = run_cli("run", "--credentials", str(creds), "--cycles", "1")
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_given_a_live_org_when_demo_runs_three_cycles_then_the_account_table_converges(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(ROOT)
+    state_file = tmp_path / "state.json"
+    code, out, err = run_cli(
+        "demo", "--cycles", "3", "--records", "300", "--pause", "1", "--changes-per-cycle", "8",
+        "--state-file", str(state_file),
+    )  # fmt: skip
+
+    assert code == 0, out + err
+    assert "production default 300 s" in out
+    assert "deploying the local stack from template.yaml" in out
+    cycles = [line for line in out.splitlines() if line.startswith("cycle ")]
+    assert len(cycles) == 3
+    assert "simulated user: Account" in out  # the user really changed Accounts meanwhile
+    checks = [line for line in out.splitlines() if line.startswith("Account check:")]
+    assert len(checks) == 3
+    assert checks[-1].endswith("in sync (same ids, same SystemModstamp)")
+    assert out.rstrip().endswith("the Account table equals the emulator's Accounts")
+    assert json.loads(state_file.read_text(encoding="utf-8"))["source"] == "sfsync demo"
+
+
+def test_given_a_forever_demo_when_ctrl_c_then_it_stops_cleanly_with_exit_0(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(ROOT)
+    out, err = io.StringIO(), io.StringIO()
+
+    def press_ctrl_c_after_the_first_cycle() -> None:
+        deadline = time.monotonic() + 60
+        while "Account check:" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_after_the_first_cycle, daemon=True)
+    presser.start()
+    code = main(
+        [
+            "demo",
+            "--forever",
+            "--records",
+            "100",
+            "--pause",
+            "30",
+            "--objects",
+            "Account",
+            "--state-file",
+            str(tmp_path / "s.json"),
+        ],
+        stdout=out,
+        stderr=err,
+    )
+    presser.join(timeout=5)
+
+    assert code == 0, err.getvalue()
+    text = out.getvalue()
+    assert "until Ctrl-C" in text
+    assert text.rstrip().endswith("stopped (Ctrl-C) after 1 cycle(s)")
+    assert err.getvalue() == ""
