@@ -1,0 +1,171 @@
+"""Every sample event in events/ is well-formed, realistic, and accepted by its function on the local stack.
+
+There is no Salesforce here (the stack's secret is a placeholder), so a function may fail further on;
+what must never happen is that a sample event is rejected as malformed or that a handler cannot load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sfsync_local.lambda_runtime import LocalInvokeError
+from sfsync_local.samples import SampleEvent, list_samples, load_sample
+from sfsync_local.stack import LocalStack
+
+pytestmark = pytest.mark.static
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+EVENT_FILES = sorted(EVENTS.rglob("*.json"))
+SAMPLES = list_samples()
+REJECTED = {"InvalidEvent", "Runtime.ImportModuleError"}
+REQUIRED = {
+    "dispatcher/schedule.json",
+    "object_sync/account.json",
+    *(
+        f"full_sync/{step}.json"
+        for step in (
+            "plan",
+            "start_job",
+            "poll_job",
+            "load_page",
+            "finish",
+            "mark_failed",
+            "summarize",
+            "continue_as_new",
+        )
+    ),
+    "writeback/lead_stream_modify.json",
+    "writeback/lead_stream_insert.json",
+    "writeback/campaign_member_stream_insert.json",
+    "statemachine/full_sync_input.json",
+}
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(EVENTS).as_posix()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack.deploy(stack_name="sfsync-events") as deployed:
+        yield deployed
+
+
+def test_given_the_events_folder_then_every_function_and_trigger_has_its_sample() -> None:
+    assert {_rel(p) for p in EVENT_FILES} >= REQUIRED
+    assert sorted(sample.path for sample in SAMPLES) == EVENT_FILES  # no stray file outside events/<group>/
+    targets = {sample.group: sample.target for sample in SAMPLES}
+    assert targets == {
+        "dispatcher": "DispatcherFunction",
+        "object_sync": "ObjectSyncFunction",
+        "full_sync": "FullSyncFunction",
+        "writeback": "WriteBackFunction",
+        "statemachine": "FullSyncStateMachine",
+    }
+
+
+def test_given_a_sample_name_when_loaded_then_it_is_the_file_and_an_unknown_name_lists_the_known_ones() -> None:
+    assert load_sample("object_sync/account") == _load(EVENTS / "object_sync/account.json")
+    with pytest.raises(FileNotFoundError, match="writeback/lead_stream_insert"):
+        load_sample("writeback/no_such_event")
+
+
+def test_given_an_event_folder_without_a_function_then_listing_the_samples_fails(tmp_path: Path) -> None:
+    (tmp_path / "nofunction").mkdir()
+    (tmp_path / "nofunction" / "x.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="no function has CodeUri functions/nofunction/"):
+        list_samples(tmp_path)
+
+
+@pytest.mark.parametrize("path", EVENT_FILES, ids=_rel)
+def test_given_a_sample_event_then_it_is_a_json_object_of_the_local_account_and_region(path: Path) -> None:
+    event = _load(path)
+    assert isinstance(event, dict) and event
+    text = json.dumps(event)
+    for arn in (word.strip('"') for word in text.split() if word.startswith('"arn:')):
+        assert arn.split(":")[3] in {"us-east-1"}, arn
+        assert arn.split(":")[4] == "123456789012", arn
+
+
+def test_given_the_schedule_sample_then_it_is_an_eventbridge_scheduled_event() -> None:
+    event = _load(EVENTS / "dispatcher/schedule.json")
+    assert event["source"] == "aws.events"
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {}
+    assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+
+
+@pytest.mark.parametrize("path", sorted((EVENTS / "writeback").glob("*.json")), ids=_rel)
+def test_given_a_stream_sample_then_it_has_the_dynamodb_stream_record_shape(path: Path) -> None:
+    for record in _load(path)["Records"]:
+        assert record["eventSource"] == "aws:dynamodb"
+        assert record["eventName"] in {"INSERT", "MODIFY", "REMOVE"}
+        body = record["dynamodb"]
+        assert body["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+        assert set(body["Keys"]) == {"Id"}
+        assert ("OldImage" in body) == (record["eventName"] != "INSERT")
+        assert ("NewImage" in body) == (record["eventName"] != "REMOVE")
+        image = body.get("NewImage") or body["OldImage"]
+        assert image["SystemModstamp"]["S"].endswith(".000Z")
+        table = record["eventSourceARN"].split(":table/")[1].split("/")[0]
+        assert table == f"sfsync-local-{image['sobject']['S']}Table"
+
+
+@pytest.mark.parametrize("path", sorted((EVENTS / "full_sync").glob("*.json")), ids=_rel)
+def test_given_a_full_sync_sample_then_its_file_name_is_its_step(path: Path) -> None:
+    assert _load(path)["step"] == path.stem
+
+
+@pytest.mark.parametrize("sample", [s for s in SAMPLES if s.group != "statemachine"], ids=lambda s: s.name)
+def test_given_a_sample_event_when_its_function_runs_on_the_local_stack_then_it_is_not_rejected(
+    stack: LocalStack, sample: SampleEvent
+) -> None:
+    try:
+        result = stack.invoke(sample.target, sample.load())
+    except LocalInvokeError as exc:
+        payload = exc.payload if isinstance(exc.payload, dict) else {"errorType": repr(exc.payload)}
+        assert payload.get("errorType") not in REJECTED, str(exc)
+    else:
+        assert result is None or isinstance(result, dict)
+    assert stack.invocations[-1].function_name == stack.function_name(sample.target)
+
+
+def test_given_the_state_machine_sample_input_when_executed_then_plan_receives_it_and_accepts_it(
+    stack: LocalStack,
+) -> None:
+    execution_input = load_sample("statemachine/full_sync_input")
+    before = len(stack.invocations)
+    description = stack.run_state_machine(execution_input, timeout_seconds=60)
+    assert description["status"] in {"SUCCEEDED", "FAILED"}, description  # no Salesforce here: plan may fail on it
+    calls = [c for c in stack.invocations[before:] if c.function_name == stack.function_name("FullSyncFunction")]
+    plan = calls[0]
+    assert plan.event["step"] == "plan"
+    assert plan.event["objects"] == execution_input["objects"]
+    assert plan.event["requested_by"] == execution_input["requested_by"]
+    assert plan.event["execution_id"] == description["executionArn"]
+    if plan.is_error:
+        assert plan.result["errorType"] not in REJECTED | {"InvalidExecutionInput"}, plan.result
+
+
+@pytest.mark.parametrize("path", sorted((EVENTS / "full_sync").glob("*.json")), ids=_rel)
+def test_given_a_full_sync_sample_then_the_engines_input_model_for_its_step_accepts_it(path: Path) -> None:
+    from sfsync import fullsync
+
+    models: dict[str, type[BaseModel]] = {
+        "plan": fullsync._PlanInput,
+        "mark_failed": fullsync._FailedInput,
+        "summarize": fullsync._SummaryInput,
+        "continue_as_new": fullsync._ContinueInput,
+    }
+    event = _load(path)
+    models.get(event["step"], fullsync._StepInput).model_validate(event)

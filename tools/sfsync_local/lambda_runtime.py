@@ -1,0 +1,501 @@
+"""Run the project's real Lambda handlers in-process behind moto's Lambda service.
+
+moto runs functions in Docker, which these machines lack. Every moto path that runs a function
+(``lambda.invoke``, Step Functions Task states, DynamoDB stream event-source mappings) ends in
+``moto.awslambda.models.LambdaFunction._invoke_lambda(self, event)``. :class:`InProcessLambdaRuntime`
+replaces that method with one that imports ``<CodeUri>/app.py`` (under a unique module name: every
+handler file is called ``app.py``), applies the function's environment for the duration of the call,
+builds a Lambda context, calls the handler and returns moto's ``(json_result, is_error, logs)``.
+An unhandled exception becomes Lambda's error payload ``{"errorMessage", "errorType", "stackTrace"}``,
+so Step Functions ``Retry``/``Catch`` match on the exception class name.
+
+Asynchronous invokes (``InvocationType="Event"``) are *queued*, as Lambda's own async queue is: the
+caller gets 202 at once and :meth:`InProcessLambdaRuntime.drain` runs the queued events (and whatever they
+enqueue) in order, honouring each function's ``EventInvokeConfig`` (``MaximumRetryAttempts`` and the
+``OnFailure`` SQS destination). Stream triggers run synchronously inside the write that caused them (moto's
+behaviour), with ``ReportBatchItemFailures`` retries and the ``OnFailure`` destination applied here, and
+unique increasing ``SequenceNumber`` values (moto reuses them after each delivery).
+
+The handlers share this process: invocations are serialised by one lock, and ``os.environ`` holds the
+function's variables only while its handler runs (nested invocations restore the outer ones).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import types
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from unittest import mock
+
+from moto.awslambda.models import LambdaFunction
+
+__all__ = [
+    "AsyncInvocation",
+    "FunctionSpec",
+    "InProcessLambdaRuntime",
+    "Invocation",
+    "LambdaContext",
+    "LocalInvokeError",
+    "StreamTrigger",
+]
+
+# Set for every in-process invocation on top of the template's variables: X-Ray has no daemon here.
+LOCAL_ONLY_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_SAM_LOCAL": "true"}
+
+
+# DynamoDB stream sequence numbers are 21+ digit decimal strings that only grow.
+_FIRST_SEQUENCE_NUMBER = 100_000_000_000_000_000_000
+
+
+class LocalInvokeError(RuntimeError):
+    """A function invoked through the local stack failed; ``payload`` is Lambda's error payload."""
+
+    def __init__(self, function_name: str, payload: Any):
+        self.function_name = function_name
+        self.payload = payload
+        if isinstance(payload, dict):
+            detail = f"{payload.get('errorType')}: {payload.get('errorMessage')}"
+            trace = "".join(payload.get("stackTrace") or [])
+            if trace:
+                detail += "\n" + trace
+        else:
+            detail = repr(payload)
+        super().__init__(f"function {function_name} failed: {detail}")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the runtime needs to know about one deployed function (all resolved from template.yaml)."""
+
+    logical_id: str
+    function_name: str
+    function_arn: str
+    code_dir: Path
+    handler: str
+    timeout_seconds: int
+    memory_mb: int
+    environment: Mapping[str, str]
+    region: str
+    max_async_retries: int = 2
+    on_failure_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamTrigger:
+    """A DynamoDB stream event-source mapping's delivery settings (resolved from template.yaml)."""
+
+    function_name: str
+    stream_arn: str
+    batch_size: int
+    max_retry_attempts: int
+    report_batch_item_failures: bool
+    on_failure_queue_url: str | None
+
+
+@dataclass
+class Invocation:
+    """One in-process handler call, kept for inspection by tests and the CLI."""
+
+    function_name: str
+    event: Any
+    result: Any
+    is_error: bool
+    started_at: datetime
+    duration_ms: float
+
+
+@dataclass
+class AsyncInvocation:
+    function_name: str
+    event: Any
+    attempts: int = 0
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class LambdaContext:
+    """The Lambda context object handed to the handler (the attributes Powertools reads)."""
+
+    def __init__(self, spec: FunctionSpec, *, clock: Callable[[], float] = time.monotonic):
+        self.function_name = spec.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec.function_arn
+        self.memory_limit_in_mb = spec.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec.function_name}"
+        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._clock = clock
+        self._deadline = clock() + spec.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self._clock()) * 1000))
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": "",
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+class InProcessLambdaRuntime:
+    """Patches moto's Lambda so that the functions registered here run in this process."""
+
+    def __init__(self, *, sqs_client_factory: Callable[[], Any]):
+        self._specs: dict[str, FunctionSpec] = {}
+        self._stream_triggers: dict[tuple[str, str], StreamTrigger] = {}
+        self._modules: dict[str, types.ModuleType] = {}
+        self._lock = threading.RLock()
+        self._queue: deque[AsyncInvocation] = deque()
+        self._sqs_client_factory = sqs_client_factory
+        self._sequence: dict[str, int] = {}
+        self.invocations: list[Invocation] = []
+
+    # ------------------------------------------------------------------ registration
+    def register(self, spec: FunctionSpec) -> None:
+        self._specs[spec.function_name] = spec
+
+    def register_stream_trigger(self, trigger: StreamTrigger) -> None:
+        self._stream_triggers[(trigger.function_name, trigger.stream_arn)] = trigger
+
+    def spec(self, name_or_arn: str) -> FunctionSpec:
+        name = name_or_arn
+        if ":function:" in name_or_arn:
+            name = name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise LocalInvokeError(name, f"no function {name} is deployed on the local stack") from None
+
+    # ------------------------------------------------------------------ patching moto
+    def install(self) -> None:
+        """Route moto's Lambda executions of this runtime's functions here (several runtimes may be active)."""
+        _MotoLambdaPatch.attach(self)
+
+    def uninstall(self) -> None:
+        _MotoLambdaPatch.detach(self)
+
+    def owns(self, function_name: str) -> bool:
+        return function_name in self._specs
+
+    def _moto_invoke(self, function_name: str, event: Any) -> tuple[str, bool, str]:
+        if isinstance(event, str):
+            event = json.loads(event) if event else {}
+        records = event.get("Records") if isinstance(event, dict) else None
+        if records and isinstance(records, list) and records[0].get("eventSource") == "aws:dynamodb":
+            trigger = self._stream_triggers.get((function_name, records[0].get("eventSourceARN", "")))
+            if trigger is not None:
+                result, is_error = self._deliver_stream_batch(trigger, self._renumber(trigger, event))
+                return _to_json(result), is_error, ""
+        result, is_error = self.run(function_name, event)
+        return _to_json(result), is_error, ""
+
+    # ------------------------------------------------------------------ running a handler
+    @contextmanager
+    def _environment(self, spec: FunctionSpec) -> Iterator[None]:
+        overlay = {
+            **{key: str(value) for key, value in spec.environment.items()},
+            **LOCAL_ONLY_ENVIRONMENT,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_seconds),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
+            "AWS_REGION": spec.region,
+            "AWS_DEFAULT_REGION": spec.region,
+            "_HANDLER": spec.handler,
+        }
+        saved = {key: os.environ.get(key) for key in overlay}
+        os.environ.update(overlay)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
+        module_name, _, attribute = spec.handler.rpartition(".")
+        if not module_name:
+            raise LocalInvokeError(spec.function_name, f"Handler {spec.handler!r} is not <module>.<function>")
+        module = self._modules.get(spec.function_name)
+        if module is None:
+            path = spec.code_dir / (module_name.replace(".", "/") + ".py")
+            if not path.is_file():
+                raise LocalInvokeError(
+                    spec.function_name, f"handler file {path} does not exist (CodeUri of {spec.logical_id})"
+                )
+            module = load_handler_module(path, f"sfsync_local_fn_{spec.logical_id}_{module_name.replace('.', '_')}")
+            self._modules[spec.function_name] = module
+        handler = getattr(module, attribute, None)
+        if not callable(handler):
+            raise LocalInvokeError(spec.function_name, f"{spec.handler}: {attribute} is not a callable in the module")
+        return handler  # type: ignore[no-any-return]
+
+    def run(self, function_name: str, event: Any) -> tuple[Any, bool]:
+        """Call the function's handler now, in this thread; returns ``(result or error payload, is_error)``."""
+        spec = self.spec(function_name)
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        with self._lock, self._environment(spec):
+            try:
+                handler = self._handler(spec)
+                result: Any = handler(event, LambdaContext(spec))
+                is_error = False
+            except LocalInvokeError as exc:
+                result, is_error = {"errorMessage": str(exc), "errorType": "Runtime.ImportModuleError"}, True
+            except Exception as exc:  # noqa: BLE001 - this IS the Lambda runtime: any handler error is an error payload
+                result, is_error = _error_payload(exc), True
+        if not is_error and time.monotonic() - started > spec.timeout_seconds:
+            result = {
+                "errorMessage": f"Task timed out after {spec.timeout_seconds:.2f} seconds",
+                "errorType": "Sandbox.Timedout",
+            }
+            is_error = True
+        if not is_error:
+            try:
+                result = json.loads(json.dumps(result))  # the caller gets what Lambda would send: JSON
+            except (TypeError, ValueError) as exc:
+                result = {"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"}
+                is_error = True
+        self.invocations.append(
+            Invocation(spec.function_name, event, result, is_error, started_at, (time.monotonic() - started) * 1000)
+        )
+        return result, is_error
+
+    # ------------------------------------------------------------------ asynchronous invokes
+    def enqueue(self, function_name: str, event: Any) -> None:
+        self.spec(function_name)
+        with self._lock:
+            self._queue.append(AsyncInvocation(function_name, event))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def drain(self, *, max_invocations: int = 10_000) -> list[Invocation]:
+        """Run queued async invocations (and what they enqueue) until the queue is empty."""
+        done: list[Invocation] = []
+        while self._queue:
+            if len(done) >= max_invocations:
+                raise RuntimeError(f"drain(): more than {max_invocations} async invocations, is something looping?")
+            with self._lock:
+                item = self._queue.popleft()
+            spec = self.spec(item.function_name)
+            item.attempts += 1
+            result, is_error = self.run(item.function_name, item.event)
+            done.append(self.invocations[-1])
+            if not is_error:
+                continue
+            if item.attempts <= spec.max_async_retries:
+                with self._lock:
+                    self._queue.append(item)
+            elif spec.on_failure_queue_url:
+                self._send_async_failure(spec, item, result)
+            elif spec.dead_letter_queue_url:
+                self._send_to_dead_letter_queue(spec, item, result)
+        return done
+
+    def _send_async_failure(self, spec: FunctionSpec, item: AsyncInvocation, error: Any) -> None:
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": item.request_id,
+                "functionArn": f"{spec.function_arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": item.attempts,
+            },
+            "requestPayload": item.event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": error,
+        }
+        self._sqs_client_factory().send_message(QueueUrl=spec.on_failure_queue_url, MessageBody=_to_json(record))
+
+    def _send_to_dead_letter_queue(self, spec: FunctionSpec, item: AsyncInvocation, error: Any) -> None:
+        """Lambda's dead-letter queue gets the event itself, the error in message attributes."""
+        error_type = str(error.get("errorType", "Unhandled")) if isinstance(error, dict) else "Unhandled"
+        message = str(error.get("errorMessage", "")) if isinstance(error, dict) else str(error)
+        self._sqs_client_factory().send_message(
+            QueueUrl=spec.dead_letter_queue_url,
+            MessageBody=_to_json(item.event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": item.request_id},
+                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                "ErrorMessage": {"DataType": "String", "StringValue": f"{error_type}: {message}"[:256]},
+            },
+        )
+
+    # ------------------------------------------------------------------ stream triggers
+    def _deliver_stream_batch(self, trigger: StreamTrigger, event: dict[str, Any]) -> tuple[Any, bool]:
+        records: list[dict[str, Any]] = list(event["Records"])
+        result: Any = None
+        is_error = False
+        while records:
+            batch, records = records[: trigger.batch_size], records[trigger.batch_size :]
+            attempts = 0
+            while batch:
+                attempts += 1
+                result, is_error = self.run(trigger.function_name, {"Records": batch})
+                failed_from = self._first_failed_index(trigger, batch, result, is_error)
+                if failed_from is None:
+                    break
+                if attempts > trigger.max_retry_attempts:
+                    self._send_stream_failure(trigger, batch[failed_from:], attempts)
+                    break
+                batch = batch[failed_from:]
+        return result, is_error
+
+    def _renumber(self, trigger: StreamTrigger, event: dict[str, Any]) -> dict[str, Any]:
+        """Give each stream record a unique, increasing SequenceNumber (moto restarts its numbering after
+        every delivery, so two writes would otherwise share one)."""
+        renumbered = []
+        for record in event["Records"]:
+            self._sequence[trigger.stream_arn] = self._sequence.get(trigger.stream_arn, _FIRST_SEQUENCE_NUMBER) + 1
+            body = dict(record["dynamodb"], SequenceNumber=str(self._sequence[trigger.stream_arn]))
+            renumbered.append(dict(record, dynamodb=body))
+        return {**event, "Records": renumbered}
+
+    @staticmethod
+    def _first_failed_index(
+        trigger: StreamTrigger, batch: list[dict[str, Any]], result: Any, is_error: bool
+    ) -> int | None:
+        if is_error:
+            return 0
+        if not trigger.report_batch_item_failures or not isinstance(result, dict):
+            return None
+        failures = result.get("batchItemFailures") or []
+        sequence_numbers = [record["dynamodb"]["SequenceNumber"] for record in batch]
+        failed = [item.get("itemIdentifier") for item in failures]
+        if not failed:
+            return None
+        positions = [sequence_numbers.index(identifier) for identifier in failed if identifier in sequence_numbers]
+        # Lambda treats an unknown identifier (or an empty one) as a failure of the whole batch.
+        return min(positions) if len(positions) == len(failed) else 0
+
+    def _send_stream_failure(self, trigger: StreamTrigger, records: list[dict[str, Any]], attempts: int) -> None:
+        if not trigger.on_failure_queue_url:
+            return
+        first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
+        spec = self.spec(trigger.function_name)
+        record = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": spec.function_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "DDBStreamBatchInfo": {
+                "shardId": "shardId-00000001541626099285-f35f62ef",
+                "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": str(first.get("ApproximateCreationDateTime")),
+                "approximateArrivalOfLastRecord": str(last.get("ApproximateCreationDateTime")),
+                "batchSize": len(records),
+                "streamArn": trigger.stream_arn,
+            },
+        }
+        self._sqs_client_factory().send_message(QueueUrl=trigger.on_failure_queue_url, MessageBody=_to_json(record))
+
+
+class _MotoLambdaPatch:
+    """One patch of moto's ``LambdaFunction`` for every active runtime (stacks may nest and close in any
+    order): each call goes to the runtime that registered the function, else to moto itself."""
+
+    _runtimes: ClassVar[list[InProcessLambdaRuntime]] = []
+    _patches: ClassVar[list[Any]] = []
+    _guard = threading.Lock()
+
+    @classmethod
+    def attach(cls, runtime: InProcessLambdaRuntime) -> None:
+        with cls._guard:
+            if runtime in cls._runtimes:
+                return
+            cls._runtimes.append(runtime)
+            if len(cls._runtimes) == 1:
+                cls._start()
+
+    @classmethod
+    def detach(cls, runtime: InProcessLambdaRuntime) -> None:
+        with cls._guard:
+            if runtime not in cls._runtimes:
+                return
+            cls._runtimes.remove(runtime)
+            if not cls._runtimes:
+                while cls._patches:
+                    cls._patches.pop().stop()
+
+    @classmethod
+    def _owner(cls, function_name: str) -> InProcessLambdaRuntime | None:
+        return next((r for r in reversed(cls._runtimes) if r.owns(function_name)), None)
+
+    @classmethod
+    def _start(cls) -> None:
+        original_invoke_lambda = LambdaFunction._invoke_lambda
+        original_invoke = LambdaFunction.invoke
+
+        def invoke_lambda(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+            owner = cls._owner(function.function_name)
+            if owner is None:
+                return original_invoke_lambda(function, event)
+            return owner._moto_invoke(function.function_name, event)
+
+        def invoke(function: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> Any:
+            headers = {str(k).lower(): v for k, v in dict(request_headers or {}).items()}
+            owner = cls._owner(function.function_name)
+            if owner is not None and headers.get("x-amz-invocation-type") == "Event":
+                owner.enqueue(function.function_name, json.loads(body) if body else {})
+                return b""
+            return original_invoke(function, body, request_headers, response_headers)
+
+        for attribute, replacement in (("_invoke_lambda", invoke_lambda), ("invoke", invoke)):
+            patcher = mock.patch.object(LambdaFunction, attribute, replacement)
+            patcher.start()
+            cls._patches.append(patcher)
+
+
+def load_handler_module(path: Path, module_name: str) -> types.ModuleType:
+    """Import a handler file under a unique module name, its directory importable while it loads."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    directory = str(path.parent)
+    sys.path.insert(0, directory)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    finally:
+        if directory in sys.path:
+            sys.path.remove(directory)
+    return module

@@ -1,0 +1,800 @@
+"""The template-driven local AWS stack: template.yaml deployed into moto, the real handlers run in-process.
+
+Nothing here repeats the template: table keys and indexes, streams, TTL, queues, function settings and
+environment (SAM ``Globals`` merged), stream triggers, schedules and the state machine definition (with
+its ``DefinitionSubstitutions``) are all read from ``template.yaml`` and resolved with
+:mod:`sfsync_local.cfn`. Physical names are the template's own name properties where it sets them
+(the state machine: ``<stack name>-full-sync``), else ``<stack name>-<logical id>``.
+
+Usage::
+
+    with LocalStack.deploy(salesforce_secret={...}) as stack:
+        stack.fire_schedule()                      # dispatcher + the object syncs it fans out
+        stack.invoke("WriteBackFunction", event)   # any function, synchronously
+        stack.run_state_machine({"objects": ["Account"], "requested_by": "cli"})
+
+Execution model (see :mod:`sfsync_local.lambda_runtime`): synchronous invokes, Step Functions Task
+states and DynamoDB stream triggers run the handler at once, in-process. Asynchronous invokes
+(``InvocationType="Event"``, the dispatcher's fan-out) are queued and run by :meth:`LocalStack.drain`
+(:meth:`LocalStack.fire_schedule` drains by default). Step Functions executions run on moto's worker
+thread; with ``fast_waits`` their Wait states and Retry back-offs take no time (the requested
+seconds are recorded in :attr:`LocalStack.waits`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+import types
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+
+from sfsync_local.cfn import Template, TemplateError
+from sfsync_local.lambda_runtime import (
+    FunctionSpec,
+    InProcessLambdaRuntime,
+    Invocation,
+    LocalInvokeError,
+    StreamTrigger,
+)
+
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "REPO_ROOT", "LocalStack", "LocalStackError", "ScheduleSpec"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
+DEFAULT_STACK_NAME = "sfsync-local"
+
+# Used only when the caller gives neither salesforce_secret nor a SalesforceSecretArn parameter: the stack
+# deploys, and functions that talk to Salesforce fail at authentication until put_salesforce_secret().
+PLACEHOLDER_SECRET: dict[str, str] = {
+    "auth_flow": "client_credentials",
+    "token_url": "https://127.0.0.1:1/services/oauth2/token",
+    "client_id": "local-placeholder",
+    "client_secret": "local-placeholder",
+    "api_version": "59.0",
+}
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_SUPPORTED_TYPES = {
+    "AWS::DynamoDB::Table",
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+    "AWS::Logs::LogGroup",
+    "AWS::Serverless::LayerVersion",
+    "AWS::Serverless::Function",
+    "AWS::Serverless::StateMachine",
+}
+
+
+# The property that names a resource, where the template may set it.
+_NAME_PROPERTY = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::Serverless::StateMachine": "Name",
+}
+
+
+class LocalStackError(RuntimeError):
+    """The local stack cannot be deployed or used as asked."""
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A ``Schedule`` event of a function (moto never fires schedules: :meth:`LocalStack.fire_schedule` does)."""
+
+    function_logical_id: str
+    event_name: str
+    expression: str
+    rule_name: str
+    rule_arn: str
+
+
+class _FastWaits:
+    """Wait states and Retry back-offs of moto's Step Functions take no time while any stack asks for it.
+
+    One patch of the parser's clock for all active stacks (they may nest and close in any order); each
+    requested wait is recorded in every attached list.
+    """
+
+    _lists: ClassVar[list[list[float]]] = []
+    _patches: ClassVar[list[Any]] = []
+    _guard = threading.Lock()
+
+    @classmethod
+    def _record(cls, seconds: float) -> None:
+        for waits in cls._lists:
+            waits.append(float(seconds))
+
+    @classmethod
+    def attach(cls, waits: list[float]) -> None:
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+        with cls._guard:
+            cls._lists.append(waits)
+            if len(cls._lists) > 1:
+                return
+
+            def instant_wait(_self: Any, env: Any, wait_seconds: int) -> None:
+                cls._record(wait_seconds)
+
+            instant_time = types.SimpleNamespace(sleep=cls._record, time=time.time)
+            for patcher in (
+                mock.patch.object(wait_function.WaitFunction, "_wait_interval", instant_wait),
+                mock.patch.object(retrier_decl, "time", instant_time),
+            ):
+                patcher.start()
+                cls._patches.append(patcher)
+
+    @classmethod
+    def detach(cls, waits: list[float]) -> None:
+        with cls._guard:
+            cls._lists[:] = [w for w in cls._lists if w is not waits]
+            if not cls._lists:
+                while cls._patches:
+                    cls._patches.pop().stop()
+
+
+class _Resources:
+    """Logical id -> physical name/ARN, for Ref and Fn::GetAtt (deterministic, or recorded at creation)."""
+
+    def __init__(self, template: Template):
+        self._template = template
+        self.created: dict[tuple[str, str], str] = {}
+
+    def physical_name(self, logical_id: str) -> str:
+        """The resource's own name property when the template sets one, else ``<stack name>-<logical id>``."""
+        resource = self._template.resources.get(logical_id) or {}
+        name_property = _NAME_PROPERTY.get(str(resource.get("Type")))
+        explicit = (resource.get("Properties") or {}).get(name_property) if name_property else None
+        if explicit is not None:
+            return str(self._template.resolve(explicit))  # parameters and pseudo parameters only
+        return f"{self._template.stack_name}-{logical_id}"
+
+    def _type(self, logical_id: str) -> str:
+        resource = self._template.resources.get(logical_id)
+        if resource is None:
+            raise TemplateError(f"unknown resource {logical_id}")
+        resource_type = str(resource.get("Type"))
+        if resource_type not in _SUPPORTED_TYPES:
+            raise TemplateError(f"{logical_id}: {resource_type} is not created by the local stack")
+        if not self._template.resource_enabled(logical_id):
+            raise TemplateError(f"{logical_id} is disabled by its condition")
+        return resource_type
+
+    def ref(self, logical_id: str) -> str:
+        resource_type = self._type(logical_id)
+        t, name = self._template, self.physical_name(logical_id)
+        if resource_type in {"AWS::DynamoDB::Table", "AWS::Serverless::Function"}:
+            return name
+        if resource_type == "AWS::SQS::Queue":
+            return f"https://sqs.{t.region}.amazonaws.com/{t.account_id}/{name}"
+        if resource_type == "AWS::SNS::Topic":
+            return f"arn:aws:sns:{t.region}:{t.account_id}:{name}"
+        if resource_type == "AWS::Serverless::StateMachine":
+            return f"arn:aws:states:{t.region}:{t.account_id}:stateMachine:{name}"
+        if resource_type == "AWS::Logs::LogGroup":
+            properties = self._template.resources[logical_id].get("Properties") or {}
+            return str(self._template.resolve(properties.get("LogGroupName", name), self))
+        return self._created(logical_id, "Ref")
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        resource_type = self._type(logical_id)
+        t, name = self._template, self.physical_name(logical_id)
+        value: str | None = None
+        if resource_type == "AWS::DynamoDB::Table":
+            if attribute == "Arn":
+                value = f"arn:aws:dynamodb:{t.region}:{t.account_id}:table/{name}"
+            elif attribute == "StreamArn":
+                value = self._created(logical_id, "StreamArn")
+        elif resource_type == "AWS::SQS::Queue":
+            value = {
+                "Arn": f"arn:aws:sqs:{t.region}:{t.account_id}:{name}",
+                "QueueName": name,
+                "QueueUrl": self.ref(logical_id),
+            }.get(attribute)
+        elif resource_type == "AWS::Serverless::Function" and attribute == "Arn":
+            value = f"arn:aws:lambda:{t.region}:{t.account_id}:function:{name}"
+        elif resource_type == "AWS::Serverless::StateMachine":
+            value = {"Arn": self.ref(logical_id), "Name": name}.get(attribute)
+        elif resource_type == "AWS::Logs::LogGroup" and attribute == "Arn":
+            value = f"arn:aws:logs:{t.region}:{t.account_id}:log-group:{self.ref(logical_id)}:*"
+        elif resource_type == "AWS::SNS::Topic" and attribute == "TopicArn":
+            value = self.ref(logical_id)
+        if value is None:
+            raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not supported by the local stack")
+        return value
+
+    def _created(self, logical_id: str, attribute: str) -> str:
+        try:
+            return self.created[(logical_id, attribute)]
+        except KeyError:
+            raise TemplateError(f"{logical_id}.{attribute} is not known before {logical_id} is created") from None
+
+
+def _zip_directory(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        files = (
+            sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            if directory.is_dir()
+            else []
+        )
+        for path in files:
+            archive.write(path, path.relative_to(directory).as_posix())
+        if not files:
+            archive.writestr("EMPTY", "")
+    return buffer.getvalue()
+
+
+def _str_env(variables: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        key: "true" if value is True else "false" if value is False else str(value) for key, value in variables.items()
+    }
+
+
+class LocalStack:
+    """template.yaml deployed into moto; see the module docstring."""
+
+    def __init__(self, template: Template, *, repo_root: Path, moto_mock: Any | None):
+        self.template = template
+        self.region = template.region
+        self.account_id = template.account_id
+        self.stack_name = template.stack_name
+        self.repo_root = repo_root
+        self.schedules: list[ScheduleSpec] = []
+        self.waits: list[float] = []
+        self._mock = moto_mock
+        self._resources = _Resources(template)
+        self._undo_patches: list[Callable[[], Any]] = []
+        self._clients: dict[str, Any] = {}
+        self._undo: list[Callable[[], Any]] = []
+        self.runtime = InProcessLambdaRuntime(sqs_client_factory=lambda: self.boto3_client("sqs"))
+        self._closed = False
+        self.secret_arn = ""
+
+    # ------------------------------------------------------------------ deployment
+    @classmethod
+    def deploy(
+        cls,
+        *,
+        template_path: str | Path = "template.yaml",
+        parameters: Mapping[str, str] | None = None,
+        salesforce_secret: Mapping[str, Any] | None = None,
+        fast_waits: bool = True,
+        stack_name: str = DEFAULT_STACK_NAME,
+        region: str = DEFAULT_REGION,
+    ) -> LocalStack:
+        """Deploy ``template_path`` into moto (starting ``mock_aws``; nested inside the caller's if active).
+
+        ``parameters`` override template parameter defaults. Unless ``parameters`` names a
+        ``SalesforceSecretArn``, a Secrets Manager secret ``<stack>-salesforce`` is created holding
+        ``salesforce_secret`` (or a placeholder) and passed as that parameter.
+        """
+        path = Path(template_path)
+        if not path.is_absolute() and not path.exists():
+            path = REPO_ROOT / path
+        if not path.is_file():
+            raise LocalStackError(f"template {template_path} not found")
+        moto_mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        moto_mock.start()
+        secret_arn: str | None = None
+        try:
+            overrides = dict(parameters or {})
+            if "SalesforceSecretArn" not in overrides:
+                secret_arn = cls._create_secret(region, f"{stack_name}-salesforce", salesforce_secret)
+                overrides["SalesforceSecretArn"] = secret_arn
+            elif salesforce_secret is not None:
+                raise LocalStackError("give salesforce_secret or a SalesforceSecretArn parameter, not both")
+            template = Template.from_file(
+                path, region=region, account_id=DEFAULT_ACCOUNT_ID, stack_name=stack_name, parameter_overrides=overrides
+            )
+            stack = cls(template, repo_root=path.resolve().parent, moto_mock=moto_mock)
+            stack.secret_arn = secret_arn or str(overrides["SalesforceSecretArn"])
+            if secret_arn:
+                stack._undo.append(
+                    lambda: stack.boto3_client("secretsmanager").delete_secret(
+                        SecretId=secret_arn, ForceDeleteWithoutRecovery=True
+                    )
+                )
+        except BaseException:
+            if secret_arn:  # inside a caller's mock_aws the backend outlives this attempt
+                boto3.client("secretsmanager", region_name=region).delete_secret(
+                    SecretId=secret_arn, ForceDeleteWithoutRecovery=True
+                )
+            moto_mock.stop()
+            raise
+        try:
+            stack._create_all(fast_waits=fast_waits)
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    @staticmethod
+    def _create_secret(region: str, name: str, secret: Mapping[str, Any] | None) -> str:
+        client = boto3.client("secretsmanager", region_name=region)
+        payload = json.dumps(dict(secret) if secret is not None else PLACEHOLDER_SECRET)
+        return str(client.create_secret(Name=name, SecretString=payload)["ARN"])
+
+    def put_salesforce_secret(self, secret: Mapping[str, Any]) -> None:
+        """Replace the Salesforce credentials the functions read (e.g. once the emulator is up)."""
+        self.boto3_client("secretsmanager").put_secret_value(
+            SecretId=self.secret_arn, SecretString=json.dumps(dict(secret))
+        )
+
+    def _create_all(self, *, fast_waits: bool) -> None:
+        self.runtime.install()
+        if fast_waits:
+            self._install_fast_waits()
+        t = self.template
+        unsupported = sorted(
+            f"{logical_id} ({resource['Type']})"
+            for logical_id, resource in t.resources.items()
+            if resource.get("Type") not in _SUPPORTED_TYPES
+            and not str(resource.get("Type")).startswith("AWS::CloudWatch::")
+            and resource.get("Type") != "AWS::SNS::Subscription"
+        )
+        if unsupported:
+            raise LocalStackError(f"template resources the local stack cannot create: {', '.join(unsupported)}")
+        for logical_id, resource in t.resources_of_type("AWS::DynamoDB::Table").items():
+            self._create_table(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
+        for logical_id, resource in t.resources_of_type("AWS::SQS::Queue").items():
+            self._create_queue(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
+        for logical_id in t.resources_of_type("AWS::SNS::Topic"):
+            self._create_topic(logical_id)
+        for logical_id, resource in t.resources_of_type("AWS::Logs::LogGroup").items():
+            self._create_log_group(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
+        for logical_id, resource in t.resources_of_type("AWS::Serverless::LayerVersion").items():
+            self._create_layer(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
+        for logical_id in t.resources_of_type("AWS::Serverless::Function"):
+            self._create_function(logical_id)
+        for logical_id, resource in t.resources_of_type("AWS::Serverless::StateMachine").items():
+            self._create_state_machine(logical_id, resource.get("Properties") or {})
+
+    def _create_topic(self, logical_id: str) -> None:
+        sns = self.boto3_client("sns")
+        topic_arn = sns.create_topic(Name=self._resources.physical_name(logical_id))["TopicArn"]
+        self._undo.append(lambda: sns.delete_topic(TopicArn=topic_arn))
+
+    def _create_log_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        logs = self.boto3_client("logs")
+        name = self._resources.ref(logical_id)
+        logs.create_log_group(logGroupName=name)
+        self._undo.append(lambda: logs.delete_log_group(logGroupName=name))
+        if "RetentionInDays" in properties:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(properties["RetentionInDays"]))
+
+    def _role(self, logical_id: str) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role_name = f"{self._resources.physical_name(logical_id)}-role"
+        role = self.boto3_client("iam").create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        self._undo.append(lambda: self.boto3_client("iam").delete_role(RoleName=role_name))
+        return str(role["Role"]["Arn"])
+
+    def _create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
+        name = self._resources.physical_name(logical_id)
+        request: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "KeySchema": properties["KeySchema"],
+            "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+        }
+        if "ProvisionedThroughput" in properties:
+            request["ProvisionedThroughput"] = {k: int(v) for k, v in properties["ProvisionedThroughput"].items()}
+        if properties.get("GlobalSecondaryIndexes"):
+            request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+        if properties.get("LocalSecondaryIndexes"):
+            request["LocalSecondaryIndexes"] = properties["LocalSecondaryIndexes"]
+        stream = properties.get("StreamSpecification")
+        if stream:
+            request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+        sse = properties.get("SSESpecification")
+        if sse:
+            request["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled"))}
+        if properties.get("Tags"):
+            request["Tags"] = properties["Tags"]
+        dynamodb = self.boto3_client("dynamodb")
+        description = dynamodb.create_table(**request)["TableDescription"]
+        self._undo.append(lambda: self.boto3_client("dynamodb").delete_table(TableName=name))
+        if "LatestStreamArn" in description:
+            self._resources.created[(logical_id, "StreamArn")] = description["LatestStreamArn"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+            )
+        pitr = properties.get("PointInTimeRecoverySpecification")
+        if pitr and pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+
+    def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
+        attributes = {
+            key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in properties.items()
+            if key in {"MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds", "SqsManagedSseEnabled"}
+        }
+        sqs = self.boto3_client("sqs")
+        url = sqs.create_queue(QueueName=self._resources.physical_name(logical_id), Attributes=attributes)["QueueUrl"]
+        self._undo.append(lambda: self.boto3_client("sqs").delete_queue(QueueUrl=url))
+
+    def _create_layer(self, logical_id: str, properties: dict[str, Any]) -> None:
+        content_dir = self.repo_root / str(properties["ContentUri"])
+        requirements = content_dir / "requirements.txt"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            # The engine itself is importable through the editable install; the layer only records its pins.
+            archive.writestr(
+                "requirements.txt", requirements.read_text(encoding="utf-8") if requirements.exists() else ""
+            )
+        response = self.boto3_client("lambda").publish_layer_version(
+            LayerName=self._resources.physical_name(logical_id),
+            Description=str(properties.get("Description", "")),
+            Content={"ZipFile": buffer.getvalue()},
+            CompatibleRuntimes=list(properties.get("CompatibleRuntimes", [])),
+            CompatibleArchitectures=list(properties.get("CompatibleArchitectures", [])),
+        )
+        self._resources.created[(logical_id, "Ref")] = response["LayerVersionArn"]
+        self._undo.append(
+            lambda: self.boto3_client("lambda").delete_layer_version(
+                LayerName=self._resources.physical_name(logical_id), VersionNumber=response["Version"]
+            )
+        )
+
+    def _create_function(self, logical_id: str) -> None:
+        t = self.template
+        properties = t.resolve(t.function_properties(logical_id), self._resources)
+        name = self._resources.physical_name(logical_id)
+        code_dir = self.repo_root / str(properties["CodeUri"])
+        environment = _str_env((properties.get("Environment") or {}).get("Variables") or {})
+        request: dict[str, Any] = {
+            "FunctionName": name,
+            "Runtime": properties["Runtime"],
+            "Role": self._role(logical_id),
+            "Handler": properties["Handler"],
+            "Code": {"ZipFile": _zip_directory(code_dir)},
+            "Description": str(properties.get("Description", "")),
+            "Timeout": int(properties.get("Timeout", 3)),
+            "MemorySize": int(properties.get("MemorySize", 128)),
+            "Environment": {"Variables": environment},
+            "Architectures": list(properties.get("Architectures", ["x86_64"])),
+            "Layers": list(properties.get("Layers", [])),
+        }
+        if properties.get("Tracing"):
+            request["TracingConfig"] = {"Mode": properties["Tracing"]}
+        dead_letter = properties.get("DeadLetterQueue")
+        if dead_letter:
+            request["DeadLetterConfig"] = {"TargetArn": dead_letter["TargetArn"]}
+        lambda_client = self.boto3_client("lambda")
+        lambda_client.create_function(**request)
+        self._undo.append(lambda: self.boto3_client("lambda").delete_function(FunctionName=name))
+
+        invoke_config = properties.get("EventInvokeConfig") or {}
+        on_failure = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if invoke_config:
+            destination = {"OnFailure": {"Destination": on_failure}} if on_failure else {}
+            lambda_client.put_function_event_invoke_config(
+                FunctionName=name,
+                MaximumRetryAttempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
+                MaximumEventAgeInSeconds=int(invoke_config.get("MaximumEventAgeInSeconds", 21600)),
+                DestinationConfig=destination,
+            )
+        self.runtime.register(
+            FunctionSpec(
+                logical_id=logical_id,
+                function_name=name,
+                function_arn=self._resources.get_att(logical_id, "Arn"),
+                code_dir=code_dir,
+                handler=str(properties["Handler"]),
+                timeout_seconds=request["Timeout"],
+                memory_mb=request["MemorySize"],
+                environment=environment,
+                region=self.region,
+                max_async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
+                on_failure_queue_url=self._queue_url_from_arn(on_failure) if on_failure else None,
+                dead_letter_queue_url=self._queue_url_from_arn(dead_letter["TargetArn"]) if dead_letter else None,
+            )
+        )
+        for event_name, event in (properties.get("Events") or {}).items():
+            self._create_event_source(logical_id, name, event_name, event)
+
+    def _queue_url_from_arn(self, arn: str) -> str:
+        if not arn.startswith("arn:aws:sqs:"):
+            raise LocalStackError(f"only SQS destinations are supported locally, not {arn}")
+        queue_name = arn.rsplit(":", 1)[1]
+        return str(self.boto3_client("sqs").get_queue_url(QueueName=queue_name)["QueueUrl"])
+
+    def _create_event_source(self, logical_id: str, function_name: str, event_name: str, event: dict[str, Any]) -> None:
+        kind, properties = event.get("Type"), event.get("Properties") or {}
+        if kind == "DynamoDB":
+            destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            request: dict[str, Any] = {
+                "EventSourceArn": properties["Stream"],
+                "FunctionName": function_name,
+                "StartingPosition": properties["StartingPosition"],
+                "BatchSize": int(properties.get("BatchSize", 100)),
+                "Enabled": bool(properties.get("Enabled", True)),
+            }
+            optional = {
+                "MaximumBatchingWindowInSeconds": int,
+                "MaximumRetryAttempts": int,
+                "MaximumRecordAgeInSeconds": int,
+                "BisectBatchOnFunctionError": bool,
+                "FunctionResponseTypes": list,
+            }
+            for key, convert in optional.items():
+                if key in properties:
+                    request[key] = convert(properties[key])
+            if destination:
+                request["DestinationConfig"] = {"OnFailure": {"Destination": destination}}
+            mapping_id = self.boto3_client("lambda").create_event_source_mapping(**request)["UUID"]
+            self._undo.append(lambda: self.boto3_client("lambda").delete_event_source_mapping(UUID=mapping_id))
+            self.runtime.register_stream_trigger(
+                StreamTrigger(
+                    function_name=function_name,
+                    stream_arn=str(properties["Stream"]),
+                    batch_size=request["BatchSize"],
+                    max_retry_attempts=int(properties.get("MaximumRetryAttempts", 10_000)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (properties.get("FunctionResponseTypes") or []),
+                    on_failure_queue_url=self._queue_url_from_arn(destination) if destination else None,
+                )
+            )
+        elif kind == "Schedule":
+            rule_name = f"{function_name}-{event_name}"
+            events = self.boto3_client("events")
+            rule_arn = events.put_rule(
+                Name=rule_name,
+                ScheduleExpression=str(properties["Schedule"]),
+                State="ENABLED" if properties.get("Enabled", True) else "DISABLED",
+            )["RuleArn"]
+            events.put_targets(
+                Rule=rule_name, Targets=[{"Id": "Function", "Arn": self._resources.get_att(logical_id, "Arn")}]
+            )
+
+            def delete_rule() -> None:
+                self.boto3_client("events").remove_targets(Rule=rule_name, Ids=["Function"])
+                self.boto3_client("events").delete_rule(Name=rule_name)
+
+            self._undo.append(delete_rule)
+            self.schedules.append(
+                ScheduleSpec(logical_id, event_name, str(properties["Schedule"]), rule_name, rule_arn)
+            )
+        else:
+            raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
+
+    def state_machine_definition(self, logical_id: str = "FullSyncStateMachine") -> dict[str, Any]:
+        """The state machine's ASL (``DefinitionUri``) with its ``DefinitionSubstitutions`` applied."""
+        t = self.template
+        properties = t.resources[logical_id].get("Properties") or {}
+        substitutions = {
+            key: str(value)
+            for key, value in t.resolve(properties.get("DefinitionSubstitutions") or {}, self._resources).items()
+        }
+        path = self.repo_root / str(properties["DefinitionUri"])
+        text = path.read_text(encoding="utf-8")
+        missing = sorted(set(_PLACEHOLDER.findall(text)) - set(substitutions))
+        if missing:
+            raise LocalStackError(f"{path}: placeholders without DefinitionSubstitutions: {', '.join(missing)}")
+        definition: dict[str, Any] = json.loads(_PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], text))
+        return definition
+
+    def _create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
+        definition = self.state_machine_definition(logical_id)
+        request: dict[str, Any] = {
+            "name": self._resources.physical_name(logical_id),
+            "definition": json.dumps(definition),
+            "roleArn": self._role(logical_id),
+            "type": str(properties.get("Type", "STANDARD")),
+        }
+        tracing = self.template.resolve(properties.get("Tracing") or {}, self._resources)
+        if tracing:
+            request["tracingConfiguration"] = {"enabled": bool(tracing.get("Enabled"))}
+        arn = self.boto3_client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+        self._undo.append(lambda: self.boto3_client("stepfunctions").delete_state_machine(stateMachineArn=arn))
+        if arn != self._resources.ref(logical_id):
+            raise LocalStackError(f"{logical_id}: moto returned {arn}, expected {self._resources.ref(logical_id)}")
+
+    def _install_fast_waits(self) -> None:
+        _FastWaits.attach(self.waits)
+        self._undo_patches.append(lambda: _FastWaits.detach(self.waits))
+
+    # ------------------------------------------------------------------ names
+    def table_name(self, logical_id: str) -> str:
+        self._expect(logical_id, "AWS::DynamoDB::Table")
+        return self._resources.ref(logical_id)
+
+    def function_name(self, logical_id: str) -> str:
+        self._expect(logical_id, "AWS::Serverless::Function")
+        return self._resources.ref(logical_id)
+
+    def queue_url(self, logical_id: str) -> str:
+        self._expect(logical_id, "AWS::SQS::Queue")
+        return self._resources.ref(logical_id)
+
+    def state_machine_arn(self, logical_id: str = "FullSyncStateMachine") -> str:
+        self._expect(logical_id, "AWS::Serverless::StateMachine")
+        return self._resources.ref(logical_id)
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The environment a function runs with (template Globals + function, resolved)."""
+        return dict(self.runtime.spec(self.function_name(logical_id)).environment)
+
+    def _expect(self, logical_id: str, resource_type: str) -> None:
+        resource = self.template.resources.get(logical_id)
+        if resource is None or resource.get("Type") != resource_type:
+            known = ", ".join(sorted(self.template.resources_of_type(resource_type)))
+            raise LocalStackError(f"{logical_id} is not a {resource_type} of the template (known: {known})")
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs, resolved."""
+        return {
+            key: str(self.template.resolve(output["Value"], self._resources))
+            for key, output in (self.template.document.get("Outputs") or {}).items()
+        }
+
+    # ------------------------------------------------------------------ using the stack
+    def boto3_client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        return self._clients[service]
+
+    def _resolve_function(self, logical_id_or_name: str) -> str:
+        resource = self.template.resources.get(logical_id_or_name)
+        if resource is not None and resource.get("Type") == "AWS::Serverless::Function":
+            return self._resources.ref(logical_id_or_name)
+        return self.runtime.spec(logical_id_or_name).function_name
+
+    def invoke(self, logical_id_or_name: str, event: Any) -> Any:
+        """Invoke a function synchronously (boto3 -> moto -> the real handler, in-process); return its result.
+
+        Raises :class:`LocalInvokeError` (with Lambda's error payload) when the function fails.
+        """
+        name = self._resolve_function(logical_id_or_name)
+        response = self.boto3_client("lambda").invoke(
+            FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        )
+        payload = response["Payload"].read()
+        result = json.loads(payload) if payload else None
+        if response.get("FunctionError"):
+            raise LocalInvokeError(name, result)
+        return result
+
+    def invoke_async(self, logical_id_or_name: str, event: Any) -> None:
+        """``InvocationType="Event"``: queued, like Lambda's async queue; run it with :meth:`drain`."""
+        name = self._resolve_function(logical_id_or_name)
+        response = self.boto3_client("lambda").invoke(
+            FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode()
+        )
+        if response["StatusCode"] != 202:
+            raise LocalStackError(f"async invoke of {name} answered {response['StatusCode']}")
+
+    def drain(self) -> list[Invocation]:
+        """Run every queued async invocation (retries and OnFailure destinations included); returns them."""
+        return self.runtime.drain()
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every in-process handler call so far, oldest first."""
+        return self.runtime.invocations
+
+    def scheduled_event(self, schedule: ScheduleSpec | None = None, *, at: datetime | None = None) -> dict[str, Any]:
+        """The EventBridge ``Scheduled Event`` payload the schedule would deliver."""
+        schedule = schedule or self._dispatcher_schedule()
+        moment = (at or datetime.now(UTC)).astimezone(UTC)
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.account_id,
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [schedule.rule_arn],
+            "detail": {},
+        }
+
+    def _dispatcher_schedule(self) -> ScheduleSpec:
+        if not self.schedules:
+            raise LocalStackError("the template defines no Schedule event")
+        return self.schedules[0]
+
+    def fire_schedule(self, *, drain: bool = True, at: datetime | None = None) -> Any:
+        """One schedule tick: invoke the scheduled function (the dispatcher) with a realistic payload.
+
+        With ``drain`` (default) the async invocations it fans out run before this returns.
+        """
+        schedule = self._dispatcher_schedule()
+        result = self.invoke(schedule.function_logical_id, self.scheduled_event(schedule, at=at))
+        if drain:
+            self.drain()
+        return result
+
+    def run_state_machine(
+        self,
+        execution_input: Mapping[str, Any],
+        *,
+        logical_id: str = "FullSyncStateMachine",
+        name: str | None = None,
+        timeout_seconds: float = 60.0,
+    ) -> dict[str, Any]:
+        """Start an execution and wait until it is no longer RUNNING; returns ``describe_execution``."""
+        sfn = self.boto3_client("stepfunctions")
+        request: dict[str, Any] = {
+            "stateMachineArn": self.state_machine_arn(logical_id),
+            "input": json.dumps(execution_input),
+            "name": name or str(uuid.uuid4()),  # as Step Functions does; moto would leave the name None
+        }
+        execution_arn = sfn.start_execution(**request)["executionArn"]
+        return self.wait_for_execution(execution_arn, timeout_seconds=timeout_seconds)
+
+    def wait_for_execution(self, execution_arn: str, *, timeout_seconds: float = 60.0) -> dict[str, Any]:
+        sfn = self.boto3_client("stepfunctions")
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                return description
+            if time.monotonic() > deadline:
+                raise LocalStackError(f"execution {execution_arn} still RUNNING after {timeout_seconds} s")
+            time.sleep(0.02)
+
+    def receive_all(self, queue_logical_id: str) -> list[dict[str, Any]]:
+        """Every message currently in a queue of the stack (JSON bodies), removed from it."""
+        sqs, url = self.boto3_client("sqs"), self.queue_url(queue_logical_id)
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Delete the stack's resources, remove the patches and stop the mock this stack started."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._undo_patches:
+            self._undo_patches.pop()()
+        self.runtime.uninstall()
+        # Delete what was created, newest first: inside a caller's mock_aws the backend outlives this stack.
+        while self._undo:
+            self._undo.pop()()
+        if self._mock is not None:
+            self._mock.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
