@@ -138,12 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"seeding {args.records:,} records: {seed['seconds']:.1f} s (target < 60 s), "
-          f"peak RSS {seed['peak_rss_mb']:.0f} MB (target < 2048 MB)")
-    print(f"bulk 2.0 streaming: {http['bulk_rows']:,} rows of {http['object']} ({http['fields']} fields) in "
-          f"{http['bulk_seconds']:.2f} s = {http['bulk_rows_per_s']:,.0f} rows/s (target >= 100,000)")
-    print(f"REST query page of 2,000 rows: median {http['rest_page_ms_median']:.1f} ms, "
-          f"p95 {http['rest_page_ms_p95']:.1f} ms over {http['rest_pages']} pages (target median < 50 ms)")
+    print(
+        f"seeding {args.records:,} records: {seed['seconds']:.1f} s (target < 60 s), "
+        f"peak RSS {seed['peak_rss_mb']:.0f} MB (target < 2048 MB)"
+    )
+    print(
+        f"bulk 2.0 streaming: {http['bulk_rows']:,} rows of {http['object']} ({http['fields']} fields) in "
+        f"{http['bulk_seconds']:.2f} s = {http['bulk_rows_per_s']:,.0f} rows/s (target >= 100,000)"
+    )
+    print(
+        f"REST query page of 2,000 rows: median {http['rest_page_ms_median']:.1f} ms, "
+        f"p95 {http['rest_page_ms_p95']:.1f} ms over {http['rest_pages']} pages (target median < 50 ms)"
+    )
     return 0
 
 

@@ -1,11 +1,15 @@
-"""DispatcherFunction: every minute, start one object-sync invocation per due object."""
+"""DispatcherFunction: every minute, start one object-sync invocation per due object with work.
+
+The API economy (org back-off, API budget, change probe through ``/composite``) decides which
+due objects have work; see :mod:`sfsync.dispatcher`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.dispatcher import dispatch
+from sfsync.dispatcher import ApiEconomy, dispatch
 from sfsync.events import ScheduleEvent, parse_event
 from sfsync.observability import logger, metrics, tracer
 from sfsync.wiring import DispatcherDeps, dispatcher_deps
@@ -14,7 +18,9 @@ from sfsync.wiring import DispatcherDeps, dispatcher_deps
 def handle(event: Any, context: Any, deps: DispatcherDeps | None = None) -> dict[str, Any]:
     parse_event(ScheduleEvent, event)
     deps = deps or dispatcher_deps()
-    return dispatch(deps.clock.now(), deps.settings, deps.state, deps.invoker).to_dict()
+    now = deps.clock.now()
+    economy = ApiEconomy(deps.sf, deps.state, deps.org, deps.settings, now)
+    return dispatch(now, deps.settings, deps.state, deps.invoker, economy=economy).to_dict()
 
 
 @logger.inject_lambda_context(clear_state=True)

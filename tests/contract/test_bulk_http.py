@@ -125,3 +125,59 @@ def test_given_ingest_job_when_results_downloaded_then_csv_per_kind(raw):
     assert _rows(ok.text)[0]["sf__Created"] == "true"
     assert raw.get(f"/jobs/ingest/{job['id']}/failedResults").text == '"sf__Id","sf__Error","Name"\n'
     assert raw.get(f"/jobs/ingest/{job['id']}/bogus").status_code == 404
+
+
+def _query_job(raw, soql="SELECT Id FROM Milestone__c", version=None):
+    path = "/jobs/query" if version is None else f"/services/data/v{version}/jobs/query"
+    resp = raw.request("POST", path, json={"operation": "query", "query": soql})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["id"]
+
+
+def test_given_job_of_one_version_when_results_read_at_another_then_409_api_version_mismatch(raw, milestones):
+    job_id = _query_job(raw, version="58.0")
+
+    other = raw.get(f"/jobs/query/{job_id}/results")  # v59.0
+    same = raw.get(f"/services/data/v58.0/jobs/query/{job_id}/results")
+
+    assert other.status_code == 409
+    assert other.json()[0]["errorCode"] == "API_VERSION_MISMATCH"
+    assert same.status_code == 200 and len(_rows(same.text)) >= N_MILESTONES
+
+
+def test_given_running_job_when_aborted_then_aborted_and_results_refused(raw, milestones):
+    raw.admin("bulk_timing", in_progress_after_s=30, complete_after_s=60)
+    try:
+        job_id = _query_job(raw)
+        aborted = raw.request("PATCH", f"/jobs/query/{job_id}", json={"state": "Aborted"})
+        assert aborted.status_code == 200 and aborted.json()["state"] == "Aborted"
+        assert raw.get(f"/jobs/query/{job_id}").json()["state"] == "Aborted"
+        again = raw.request("PATCH", f"/jobs/query/{job_id}", json={"state": "Aborted"})
+        assert again.status_code == 400 and again.json()[0]["errorCode"] == "INVALIDJOBSTATE"
+        results = raw.get(f"/jobs/query/{job_id}/results")
+        assert results.status_code in (400, 412) and results.json()[0]["errorCode"]
+        wrong = raw.request("PATCH", f"/jobs/query/{_query_job(raw)}", json={"state": "JobComplete"})
+        assert wrong.status_code == 400
+    finally:
+        raw.admin("bulk_timing", in_progress_after_s=0, complete_after_s=0)
+
+
+def test_given_completed_job_when_deleted_then_gone_and_in_progress_job_cannot_be_deleted(emu, raw, milestones):
+    job_id = _query_job(raw)
+    assert raw.get(f"/jobs/query/{job_id}").json()["state"] == "JobComplete"
+
+    deleted = raw.request("DELETE", f"/jobs/query/{job_id}")
+
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert raw.get(f"/jobs/query/{job_id}").status_code == 404
+    assert raw.get(f"/jobs/query/{job_id}/results").status_code == 404
+    assert raw.request("DELETE", f"/jobs/query/{job_id}").status_code == 404
+    raw.admin("bulk_timing", in_progress_after_s=30, complete_after_s=60)
+    try:
+        running = _query_job(raw)
+        emu.clock.advance(31)
+        assert raw.get(f"/jobs/query/{running}").json()["state"] == "InProgress"
+        refused = raw.request("DELETE", f"/jobs/query/{running}")
+        assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALIDJOBSTATE"
+    finally:
+        raw.admin("bulk_timing", in_progress_after_s=0, complete_after_s=0)

@@ -318,3 +318,111 @@ def test_given_events_older_than_72_hours_then_no_longer_retained(emu, sf):
     assert any(e.record_ids == [lid] for e in emu.org.cdc.since(0))
     emu.clock.advance(72 * 3600 + 1)
     assert not any(e.record_ids == [lid] for e in emu.org.cdc.since(0))
+
+
+# ------------------------------------------------------------------------------- origins per API
+
+
+def _ingest(raw: Any, obj: str, operation: str, data: bytes, headers: dict[str, str] | None = None) -> str:
+    job = raw.request("POST", "/jobs/ingest", json={"object": obj, "operation": operation}, headers=headers)
+    assert job.status_code == 200, job.text
+    job_id = str(job.json()["id"])
+    upload = raw.session.put(
+        f"{raw.base}/jobs/ingest/{job_id}/batches",
+        data=data,
+        headers=raw.headers({"Content-Type": "text/csv"}),
+        timeout=30,
+    )
+    assert upload.status_code == 201
+    assert raw.request("PATCH", f"/jobs/ingest/{job_id}", json={"state": "UploadComplete"}).status_code == 200
+    assert raw.get(f"/jobs/ingest/{job_id}").json()["state"] == "JobComplete"
+    return job_id
+
+
+def test_given_bulk_ingest_created_with_call_options_then_every_row_event_names_bulkapi_and_client(emu, raw, sink):
+    loader = {"Sforce-Call-Options": "client=bulk-loader"}
+    _ingest(raw, "Lead", "insert", b"LastName,Company\nBulkA,A Co\nBulkB,B Co\nBulkC,C Co\n", loader)
+    created = [e for e in sink.events if e.change_type == "CREATE"]
+    ids = [rid for e in created for rid in e.record_ids]
+    assert len(ids) == 3
+    assert {e.change_origin for e in created} == {"com/salesforce/api/bulkapi/59.0;client=bulk-loader"}
+
+    update = "Id,Company\n" + "".join(f"{rid},Renamed Co\n" for rid in ids)
+    _ingest(raw, "Lead", "update", update.encode())  # no Call-Options on this job: no client part
+    _ingest(raw, "Lead", "delete", ("Id\n" + f"{ids[0]}\n").encode(), loader)
+
+    updates = [e for e in sink.events if e.change_type == "UPDATE"]
+    deletes = [e for e in sink.events if e.change_type == "DELETE"]
+    assert sorted(rid for e in updates for rid in e.record_ids) == sorted(ids)
+    assert {e.change_origin for e in updates} == {"com/salesforce/api/bulkapi/59.0"}
+    assert [e.record_ids for e in deletes] == [[ids[0]]]
+    assert deletes[0].change_origin == "com/salesforce/api/bulkapi/59.0;client=bulk-loader"
+
+
+def test_given_rest_write_at_another_api_version_then_origin_names_rest_and_that_version(emu, raw, sink):
+    resp = raw.request(
+        "POST",
+        "/services/data/v58.0/sobjects/Lead",
+        json={"LastName": "Older", "Company": "Older Co"},
+        headers=CLIENT,
+    )
+    assert resp.status_code == 201
+    (event,) = sink.events
+    assert event.change_origin == "com/salesforce/api/rest/58.0;client=sfsync-writeback"
+
+
+# ------------------------------------------------------------------ relay sink and delivery faults
+
+
+def test_given_changes_when_relay_events_read_then_envelopes_in_commit_order_in_python_and_http(emu, sf, raw):
+    start = emu.org.cdc.since(0)[-1].replay_id if emu.org.cdc.since(0) else 0
+    first = _lead(sf, "RelayOne", CLIENT)
+    second = _lead(sf, "RelayTwo", CLIENT)
+
+    envelopes = emu.relay_events(since=start)
+    resp = raw.session.get(f"{emu.instance_url}/__admin/relay_events", params={"since": start}, timeout=30)
+    over_http = resp.json()["result"]
+
+    assert [e["detail"]["payload"]["ChangeEventHeader"]["recordIds"] for e in envelopes] == [[first], [second]]
+    assert over_http == envelopes
+    assert {e["detail-type"] for e in envelopes} == {"LeadChangeEvent"}
+    assert all(e["source"].startswith(f"aws.partner/salesforce.com/{emu.org.org_id}/0YL") for e in envelopes)
+    other = emu.relay_events(since=start, channel_id="0YL000000000009AAA")
+    assert {e["source"] for e in other} == {f"aws.partner/salesforce.com/{emu.org.org_id}/0YL000000000009AAA"}
+
+
+def test_given_duplicate_injected_then_sink_gets_the_same_event_again_with_a_new_replay_id(emu, sf, raw, sink):
+    lid = _lead(sf, "Twice", CLIENT)
+    (original,) = sink.events
+
+    dup = emu.inject_duplicate()
+    over_http = raw.admin("inject_duplicate", replay_id=original.replay_id)
+
+    assert [e.record_ids for e in sink.events] == [[lid], [lid], [lid]]
+    assert dup.replay_id > original.replay_id
+    assert (dup.transaction_key, dup.sequence_number) == (original.transaction_key, original.sequence_number)
+    header = original.cometd()["data"]["payload"]["ChangeEventHeader"]
+    assert over_http["data"]["payload"]["ChangeEventHeader"] == header
+    envelopes = emu.relay_events(since=original.replay_id - 1)
+    assert len(envelopes) == 3 and len({e["id"] for e in envelopes}) == 3  # distinct deliveries
+
+
+def test_given_out_of_order_injected_then_next_events_reach_the_sink_reversed(emu, sf, raw, sink):
+    emu.inject_out_of_order(2)
+    first = _lead(sf, "OrderOne")
+    assert sink.events == []  # held back until the second arrives
+    second = _lead(sf, "OrderTwo")
+    raw.admin("reorder_next", n=3)
+    third, fourth, fifth = (_lead(sf, f"Order{n}") for n in ("Three", "Four", "Five"))
+
+    delivered = [e.record_ids[0] for e in sink.events]
+    assert delivered == [second, first, fifth, fourth, third]
+    replayed = [e.record_ids[0] for e in emu.org.cdc.since(sink.events[1].replay_id - 1)]
+    assert replayed == [first, second, third, fourth, fifth]  # replay keeps commit order
+
+
+def test_given_nothing_to_duplicate_or_bad_reorder_then_admin_says_so(raw):
+    resp = raw.session.post(f"{raw.emu.instance_url}/__admin/inject_duplicate", json={"replay_id": 10**9}, timeout=30)
+    assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "INVALID_ADMIN_REQUEST"
+    resp = raw.session.post(f"{raw.emu.instance_url}/__admin/reorder_next", json={"n": 1}, timeout=30)
+    assert resp.status_code == 400 and "at least 2" in resp.json()[0]["message"]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sfsync_local.cli import main
@@ -312,3 +313,89 @@ def test_given_a_forever_demo_when_ctrl_c_then_it_stops_cleanly_with_exit_0(
     assert "until Ctrl-C" in text
     assert text.rstrip().endswith("stopped (Ctrl-C) after 1 cycle(s)")
     assert err.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _account_table(env: LocalEnvironment) -> tuple[Any, str]:
+    return env.stack.boto3_client("dynamodb"), env.stack.table_name("AccountTable")
+
+
+def test_given_planted_differences_when_verify_then_reported_and_repair_fixes_them(
+    local_env: LocalEnvironment,
+) -> None:
+    local_env.run_cycle()
+    assert local_env.emulator is not None
+    live, deleted = emulator_stamps(local_env.emulator.org, "Account")
+    client, table = _account_table(local_env)
+    missing, stale = sorted(live)[:2]
+    extra = "001000000000PLNTAA"
+    client.delete_item(TableName=table, Key={"Id": {"S": missing}})
+    client.update_item(
+        TableName=table,
+        Key={"Id": {"S": stale}},
+        UpdateExpression="SET SystemModstamp = :old",
+        ExpressionAttributeValues={":old": {"S": "2001-01-01T00:00:00.000Z"}},
+    )
+    client.put_item(
+        TableName=table,
+        Item={
+            "Id": {"S": extra},
+            "sobject": {"S": "Account"},
+            "SystemModstamp": {"S": "2026-01-01T00:00:00.000Z"},
+            "IsDeleted": {"BOOL": False},
+        },
+    )
+
+    code, out, err = run_cli("verify", "--object", "Account", "--local")
+
+    assert code == 1, err
+    report = json.loads(out)
+    assert report["clean"] is False
+    assert report["table"] == table
+    assert (report["missing"]["examples"], report["stale"]["examples"], report["extra"]["examples"]) == (
+        [missing],
+        [stale],
+        [extra],
+    )
+    assert report["salesforce_rows"] == len(live) + len(deleted)
+    assert report["repaired"] is None
+
+    code, out, err = run_cli("verify", "--object", "Account", "--local", "--repair")
+
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert (report["missing"]["count"], report["stale"]["count"], report["extra"]["count"]) == (1, 1, 1)
+    assert report["after_repair"]["clean"] is True
+    item = client.get_item(TableName=table, Key={"Id": {"S": missing}})["Item"]
+    assert item["SystemModstamp"]["S"] == live[missing]
+    assert client.get_item(TableName=table, Key={"Id": {"S": stale}})["Item"]["SystemModstamp"]["S"] == live[stale]
+    assert client.get_item(TableName=table, Key={"Id": {"S": extra}})["Item"]["IsDeleted"]["BOOL"] is True
+
+    code, out, _ = run_cli("verify", "--object", "Account", "--local", "--sample", "50%", "--seed", "3")
+    assert code == 0
+    assert json.loads(out)["sample"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("verify", "--object", "Account"), "one of the arguments --local --stack-name is required"),
+        (("verify", "--local"), "the following arguments are required: --object"),
+        (("verify", "--object", "Account", "--local", "--sample", "0"), "--sample: must be in (0, 1]"),
+        (("verify", "--object", "Account", "--local", "--sample", "lots"), "not a share or a percentage"),
+    ],
+)
+def test_given_bad_verify_usage_then_a_clear_error_and_exit_2(argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run_cli(*argv)
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_given_an_object_the_stack_does_not_sync_when_verify_then_a_clear_error(local_env: LocalEnvironment) -> None:
+    code, out, err = run_cli("verify", "--object", "Lead", "--local")
+    assert code == 2
+    assert out == ""
+    assert "--object: 'Lead' is not synced by this stack (synced: " in err

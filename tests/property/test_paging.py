@@ -90,8 +90,11 @@ def test_rest_paging_returns_each_row_once_under_mutation(
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(max_records=st.integers(50, 700), operation=st.sampled_from(["query", "queryAll"]),
-       mutations=st.lists(mutation, max_size=5))
+@given(
+    max_records=st.integers(50, 700),
+    operation=st.sampled_from(["query", "queryAll"]),
+    mutations=st.lists(mutation, max_size=5),
+)
 def test_bulk_locator_paging_returns_each_row_once_under_mutation(
     emu: Emulator, max_records: int, operation: str, mutations: list[tuple[str, int]]
 ) -> None:

@@ -93,6 +93,22 @@ class ScriptedSalesforce:
         self.queries: list[str] = []
         self.calls_made = 0
         self._server_time = server_time
+        self.lifecycle_queries: list[str] = []
+        self.deleted_calls: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def bulk_query_create(self, soql: str, *, operation: str = "queryAll") -> dict[str, Any]:
+        raise AssertionError("no Bulk job is scripted")
+
+    def bulk_job_status(self, job_id: str) -> dict[str, Any]:
+        raise AssertionError("no Bulk job is scripted")
+
+    def bulk_results_pages(self, job_id: str, *, max_records: int = 50000, locator: str | None = None) -> Iterator[Any]:
+        raise AssertionError("no Bulk job is scripted")
+
+    def get_deleted(self, obj: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+        self.calls_made += 1
+        self.deleted_calls.append((start, end))
+        return {"deletedRecords": [], "earliestDateAvailable": sf_stamp(T0 - dt.timedelta(days=15))}
 
     def describe(self, obj: str) -> dict[str, Any]:
         self.calls_made += 1
@@ -104,6 +120,11 @@ class ScriptedSalesforce:
     def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Page]:
         assert include_deleted, "cycles must read with queryAll"
         self.queries.append(soql)
+        if "ORDER BY" not in soql:  # lifecycle passes (formula refresh, back-fill): nothing scripted
+            self.lifecycle_queries.append(self.queries.pop())
+            self.calls_made += 1
+            yield Page([], 0, None, True)
+            return
         script = self.scripts.pop(0) if self.scripts else [[]]
         pages = [p for p in script if not isinstance(p, Exception)]
         total = sum(len(p) for p in pages)
@@ -169,8 +190,10 @@ def test_select_skips_compound_and_formula_fields_and_keeps_components() -> None
 def test_select_honours_include_and_exclude_and_validates_against_describe() -> None:
     spec = ObjectSpec("Account", "Account", include_fields=("Name", "Score__c"), include_formulas=True)
     assert set(select_fields(spec, DESCRIBE).fields) == {"Id", "SystemModstamp", "IsDeleted", "Name", "Score__c"}
-    with pytest.raises(ConfigurationError, match="Hidden__c"):
-        select_fields(ObjectSpec("Account", "Account", include_fields=("Hidden__c",)), DESCRIBE)
+    # an unreadable include-field is reported (warned about by the cycle), the rest is still selected
+    partly = select_fields(ObjectSpec("Account", "Account", include_fields=("Hidden__c", "Name")), DESCRIBE)
+    assert partly.unreadable == ("Hidden__c",)
+    assert set(partly.fields) == {"Id", "SystemModstamp", "IsDeleted", "Name"}
     with pytest.raises(ConfigurationError, match="SystemModstamp"):
         select_fields(ObjectSpec("Account", "Account", exclude_fields=("SystemModstamp",)), DESCRIBE)
 
@@ -215,7 +238,9 @@ def test_given_two_pages_when_the_cycle_completes_then_rows_stored_and_watermark
     assert result.status == "complete"
     assert result.counts["RecordsRead"] == 3
     assert (result.counts["RecordsCreated"], result.counts["RecordsDeleted"]) == (2, 1)
-    assert result.counts["ApiCalls"] == 3
+    # describe + two pages + the first formula refresh (Score__c is a formula field)
+    assert len(sf.lifecycle_queries) == 1
+    assert result.counts["ApiCalls"] == 4
     assert stores.state.get_watermark("Account").value == at(3600 - 60)
     assert stores.state.get_checkpoint("Account") is None
     lease = stores.state.lease_status("Account")
@@ -421,3 +446,59 @@ def test_given_throttling_on_page_two_when_cycling_then_the_checkpoint_stays_at_
     assert stores.state.get_watermark("Account").value is None
     assert stores.state.get_checkpoint("Account").last == Position(at(10), "001000000000001AAA")  # type: ignore[union-attr]
     assert stores.state.recent_cycles("Account")[0].status == "failed"
+
+
+class RevalidatingSalesforce:
+    """describe + describe_if_modified (None = 304) with a metadata change time."""
+
+    def __init__(self, changed_at: dt.datetime) -> None:
+        self.changed_at = changed_at
+        self.full = 0
+        self.conditional = 0
+
+    def describe(self, obj: str) -> dict[str, Any]:
+        self.full += 1
+        return {"name": obj, "version": self.changed_at.isoformat()}
+
+    def describe_if_modified(self, obj: str, since: dt.datetime) -> dict[str, Any] | None:
+        self.conditional += 1
+        return None if since >= self.changed_at else self.describe(obj)
+
+
+def test_given_an_adapter_with_conditional_describe_when_cycles_repeat_then_describe_is_revalidated() -> None:
+    from sfsync.fields import DescribeCache
+
+    cache = DescribeCache()
+    sf = RevalidatingSalesforce(changed_at=at(0))
+    first = cache.describe(sf, "Account", now=at(10))
+    assert cache.describe(sf, "Account", now=at(20)) == first
+    assert (sf.full, sf.conditional) == (1, 1)
+    sf.changed_at = at(30)  # a permission change
+    changed = cache.describe(sf, "Account", now=at(40))
+    assert changed["version"] == at(30).isoformat()
+    assert (sf.full, sf.conditional) == (2, 2)
+
+
+def test_given_an_adapter_without_conditional_describe_when_cycles_repeat_then_every_cycle_describes() -> None:
+    from sfsync.fields import DescribeCache
+
+    sf = ScriptedSalesforce()
+    cache = DescribeCache()
+    cache.describe(sf, "Account", now=at(0))
+    cache.describe(sf, "Account", now=at(10))
+    assert sf.calls_made == 2
+
+
+def test_given_lifecycle_bookkeeping_when_asking_if_work_is_due_then_formulas_and_reconciles_are_reported() -> None:
+    from sfsync.lifecycle import lifecycle_work_due
+    from sfsync.state import Lifecycle
+
+    member = build_registry(["CampaignMember"]).get("CampaignMember")
+    due = lambda spec, lc, now: lifecycle_work_due(  # noqa: E731
+        spec, lc, now=now, formula_refresh_seconds=600, reconcile_seconds=3600
+    )
+    assert due(ACCOUNT, Lifecycle(), at(0)) is None, "an object never refreshed has no formulas to refresh"
+    assert due(ACCOUNT, Lifecycle(formulas_refreshed_at=at(0)), at(599)) is None
+    assert due(ACCOUNT, Lifecycle(formulas_refreshed_at=at(0)), at(600)) == "formula refresh due"
+    assert due(ACCOUNT, Lifecycle(reconciled_at=at(0)), at(7200)) is None, "Accounts have a recycle bin"
+    assert due(member, Lifecycle(reconciled_at=at(0)), at(3600)) == "id reconciliation due"

@@ -174,3 +174,36 @@ def test_given_a_malformed_secret_when_loading_then_configuration_error(secrets:
 def test_given_a_missing_secret_when_loading_then_configuration_error(secrets: Any) -> None:
     with pytest.raises(ConfigurationError, match="could not be read"):
         load_secret("arn:aws:secretsmanager:eu-west-1:123456789012:secret:nope-AbCdEf")
+
+
+def test_given_lifecycle_options_when_building_then_they_are_applied_and_validated() -> None:
+    registry = build_registry(
+        ["Contact", "CampaignMember"],
+        options={
+            "Contact": {"formula_refresh_seconds": 900, "bulk_threshold": 500},
+            "CampaignMember": {"reconcile_seconds": 3600},
+        },
+    )
+    contact, member = registry.get("Contact"), registry.get("CampaignMember")
+    assert (contact.formula_refresh_seconds, contact.bulk_threshold) == (900, 500)
+    assert member.reconcile_seconds == 3600 and member.hard_delete_without_recycle_bin
+    with pytest.raises(ConfigurationError, match="bulk_threshold"):
+        build_registry(["Lead"], options={"Lead": {"bulk_threshold": 0}})
+    with pytest.raises(ConfigurationError, match="reconcile_seconds"):
+        build_registry(["Lead"], options={"Lead": {"reconcile_seconds": "daily"}})
+
+
+def test_given_lifecycle_settings_in_the_environment_when_loading_then_they_are_read() -> None:
+    settings = load_settings(
+        {
+            "SFSYNC_STATE_TABLE": "state",
+            "SFSYNC_BULK_THRESHOLD": "250",
+            "SFSYNC_FORMULA_REFRESH_SECONDS": "60",
+            "SFSYNC_RECONCILE_SECONDS": "120",
+            "SFSYNC_ORG_BACKOFF_SECONDS": "30",
+        }
+    )
+    assert (settings.bulk_threshold, settings.formula_refresh_seconds) == (250, 60)
+    assert (settings.reconcile_seconds, settings.org_backoff_seconds) == (120, 30)
+    with pytest.raises(ConfigurationError, match="SFSYNC_BULK_THRESHOLD"):
+        load_settings({"SFSYNC_STATE_TABLE": "state", "SFSYNC_BULK_THRESHOLD": "0"})

@@ -16,6 +16,7 @@ from sfsync.registry import ObjectSpec
 from sfsync.state import (
     Checkpoint,
     CycleSummary,
+    Lifecycle,
     Position,
     StateStore,
     advance_watermark,
@@ -286,3 +287,38 @@ def test_the_gate_seam_holds_objects_back(store: StateStore) -> None:
     result = dispatch(at(0), dispatch_settings(), store, invoker, gate=gate)
     assert [o for o, _, _ in invoker.started] == ["Contact"]
     assert result.skipped == {"Account": "no changes"}
+
+
+# -- lifecycle bookkeeping and the org back-off ---------------------------------------------------
+
+
+def test_given_no_backoff_when_set_then_it_is_read_back_and_never_shortened(store: StateStore) -> None:
+    assert store.get_org_backoff() is None
+    assert store.set_org_backoff(at(300), reason="REQUEST_LIMIT_EXCEEDED", now=at(0)) == at(300)
+    assert store.get_org_backoff() == at(300)
+    assert store.set_org_backoff(at(100), now=at(1)) == at(300), "a shorter back-off does not replace a longer one"
+    assert store.get_org_backoff() == at(300)
+    assert store.set_org_backoff(at(900), now=at(2)) == at(900)
+    assert store.get_org_backoff() == at(900)
+
+
+def test_given_the_lease_when_saving_lifecycle_then_it_round_trips_and_without_it_is_refused(
+    store: StateStore,
+) -> None:
+    assert store.get_lifecycle("Lead") == Lifecycle()
+    store.acquire_lease("Lead", "c1", now=at(0), ttl_seconds=60)
+    saved = Lifecycle(("Id", "Name"), at(-60), at(-30), at(-10))
+    store.save_lifecycle("Lead", saved, holder="c1", now=at(1))
+    assert store.get_lifecycle("Lead") == saved
+    with pytest.raises(LeaseLost):
+        store.save_lifecycle("Lead", Lifecycle(), holder="c2", now=at(2))
+    assert store.get_lifecycle("Lead") == saved
+
+
+def test_given_a_bulk_checkpoint_when_saved_then_job_and_locator_round_trip(store: StateStore) -> None:
+    store.acquire_lease("Lead", "c1", now=at(0), ttl_seconds=60)
+    checkpoint = Checkpoint(
+        "c1", at(-600), at(0), Position(at(-5), "00Q000000000001AAA"), None, 200, "750x0000000001", "MzA"
+    )
+    store.save_checkpoint("Lead", checkpoint, holder="c1", now=at(1))
+    assert store.get_checkpoint("Lead") == checkpoint

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from .errors import ApiError, DmlError
 from .faults import FaultRule
+from .ids import to18
 from .schema import parse_datetime_ms
 from .server import Call, Route, json_response
 
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from .server import EmulatorApp
     from .store import Org
 
-READ_ONLY = frozenset({"clock_get", "faults", "request_log", "api_calls", "cdc_events", "tokens", "limits"})
+READ_ONLY = frozenset(
+    {"clock_get", "faults", "request_log", "api_calls", "cdc_events", "relay_events", "tokens", "limits"}
+)
+DEFAULT_RELAY_CHANNEL = to18("0YL5g0000000001")  # the Event Relay config id in envelope ``source``
 
 
 def _jsonable(value: Any) -> Any:
@@ -266,6 +270,26 @@ class Admin:
 
     def inject_overflow(self, obj: str) -> dict[str, Any]:
         return self.org.cdc.inject_overflow(obj).cometd()
+
+    def relay_events(self, since: int = 0, channel_id: str = DEFAULT_RELAY_CHANNEL) -> list[dict[str, Any]]:
+        """The Event Relay → EventBridge envelopes (§9.6) of the retained events after ``since``."""
+        return self.org.cdc.relay_envelopes(self.org.org_id, str(channel_id), since=int(since))
+
+    def inject_duplicate(self, replay_id: int | None = None) -> dict[str, Any]:
+        """Deliver a retained event again (at-least-once delivery); default: the latest event."""
+        cdc = self.org.cdc
+        if replay_id is None:
+            retained = cdc.since(0)
+            if not retained:
+                raise ValueError("no change event to duplicate")
+            event = retained[-1]
+        else:
+            event = cdc.event(int(replay_id))
+        return cdc.inject_duplicate(event).cometd()
+
+    def reorder_next(self, n: int = 2) -> None:
+        """Deliver the next ``n`` change events to the sinks in reverse order (out-of-order delivery)."""
+        self.org.cdc.reorder_next(int(n))
 
     def bulk_timing(self, in_progress_after_s: float = 0.0, complete_after_s: float = 0.0) -> dict[str, float]:
         from .bulk import JobTiming

@@ -35,10 +35,27 @@ DEFAULT_RETENTION_MS = 72 * 3600 * 1000
 _COMMIT_NUMBER_BASE = 1_100_823_480_000
 
 
-def change_origin(origin: str | None, *, api: bool = True, api_version: str = "59.0") -> str:
+@dataclass(frozen=True)
+class CallOrigin:
+    """Which API a change came through: ``changeOrigin`` is ``com/salesforce/api/<api>/<version>``
+    plus ``;client=<client>`` from ``Sforce-Call-Options`` (§9.3).  ``api`` is ``rest`` for REST
+    and composite writes, ``bulkapi`` for Bulk API 2.0 ingest jobs."""
+
+    api: str = "rest"
+    version: str = "59.0"
+    client: str | None = None
+
+
+Origin = str | CallOrigin | None  # a bare client id (REST, the org's default version) or a CallOrigin
+
+
+def change_origin(origin: Origin, *, api: bool = True, api_version: str = "59.0") -> str:
     """``changeOrigin`` for a change (§9.3): empty for non-API changes."""
     if not api:
         return ""
+    if isinstance(origin, CallOrigin):
+        base = f"com/salesforce/api/{origin.api}/{origin.version}"
+        return f"{base};client={origin.client}" if origin.client else base
     base = f"com/salesforce/api/rest/{api_version}"
     return f"{base};client={origin}" if origin else base
 
@@ -169,6 +186,8 @@ class CdcBus:
         self._replay = 0
         self._commit_number = _COMMIT_NUMBER_BASE
         self.default_user = ""
+        self._reorder_left = 0  # events still to hold back for out-of-order delivery
+        self._held: list[ChangeEvent] = []
 
     # ---------------------------------------------------------------- subscription
     def subscribe(self, sink: Sink) -> Callable[[], None]:
@@ -284,8 +303,18 @@ class CdcBus:
             self._replay += 1
             ev.replay_id = self._replay
             self.events.append(ev)
-        sinks = list(self._sinks)
+        deliver: list[ChangeEvent] = []
         for ev in events:
+            if self._reorder_left > 0:
+                self._held.append(ev)
+                self._reorder_left -= 1
+                if self._reorder_left == 0:
+                    deliver.extend(reversed(self._held))
+                    self._held = []
+            else:
+                deliver.append(ev)
+        sinks = list(self._sinks)
+        for ev in deliver:
             for sink in sinks:
                 sink(ev)
 
@@ -342,3 +371,27 @@ class CdcBus:
             )
             self._emit([dup])
             return dup
+
+    def reorder_next(self, n: int) -> None:
+        """Out-of-order delivery (§9.5): the next ``n`` events reach the sinks in reverse order,
+        all at once when the ``n``-th is published.  Replay ids and the retained list
+        (:meth:`since`) keep commit order, as a replaying subscriber would see them."""
+        if n < 2:
+            raise ValueError(f"reorder_next needs at least 2 events, got {n}")
+        with self._lock:
+            self._reorder_left = n
+            self._held = []
+
+    def event(self, replay_id: int) -> ChangeEvent:
+        """The retained event with ``replay_id`` (ValueError when unknown or expired)."""
+        with self._lock:
+            for ev in self.events:
+                if ev.replay_id == replay_id:
+                    return ev
+        raise ValueError(f"no retained change event with replay id {replay_id}")
+
+    def relay_envelopes(
+        self, org_id: str, channel_id: str, *, since: int = 0, epoch_dates: bool = True
+    ) -> list[dict[str, Any]]:
+        """The §9.6 EventBridge envelopes of the retained events after ``since`` (commit order)."""
+        return [relay_envelope(e, org_id, channel_id, epoch_dates=epoch_dates) for e in self.since(since)]

@@ -17,9 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import tls as tls_module
+from .admin import DEFAULT_RELAY_CHANNEL
 from .auth import AuthConfig, TokenService, TokenStore
 from .bulk import BulkService
 from .catalogue import default_schema
+from .cdc import ChangeEvent
 from .clock import Clock
 from .faults import FaultRule
 from .server import EmulatorApp, ServerThread
@@ -252,3 +254,20 @@ class Emulator:
 
     def request_log(self) -> list[dict[str, Any]]:
         return self.app.log.entries()
+
+    # -- change events ------------------------------------------------------------------------
+
+    def relay_events(self, *, since: int = 0, channel_id: str = DEFAULT_RELAY_CHANNEL) -> list[dict[str, Any]]:
+        """The Event Relay → EventBridge envelopes (§9.6) of every retained change event after
+        replay id ``since``, in commit order (what a Relay sink on the partner bus receives)."""
+        return self.org.cdc.relay_envelopes(self.org.org_id, channel_id, since=since)
+
+    def inject_duplicate(self, replay_id: int | None = None) -> ChangeEvent:
+        """Deliver a retained change event again, with a new replay id (at-least-once delivery);
+        default: the latest event.  ValueError when there is none."""
+        result = self.app.admin.inject_duplicate(replay_id)
+        return self.org.cdc.event(int(result["data"]["event"]["replayId"]))
+
+    def inject_out_of_order(self, n: int = 2) -> None:
+        """The next ``n`` change events reach the sinks in reverse order (out-of-order delivery)."""
+        self.org.cdc.reorder_next(n)

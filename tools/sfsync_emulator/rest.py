@@ -5,6 +5,7 @@ records, sObject Collections, Composite, limits, and the Bulk 2.0 routes (delega
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -16,10 +17,11 @@ from werkzeug.http import http_date, parse_date
 from werkzeug.wrappers import Response
 
 from . import ids
+from .cdc import CallOrigin
 from .errors import ApiError, DmlError, invalid_type, not_found
 from .schema import FLOAT_TYPES, INT_TYPES, FieldDef, ObjectDef, datetime_to_ms, parse_datetime_ms
-from .server import Call, Route, error_response, json_response, no_content
-from .soql import CompiledQuery, compile_query
+from .server import Call, Route, json_response, no_content, raw_json_response
+from .soql import CompiledQuery, compile_query, join_json_parts, json_params
 from .store import MultipleMatches
 
 if TYPE_CHECKING:
@@ -423,20 +425,41 @@ class RestApi:
 
     def _page(self, call: Call, cursor_id: str, offset: int, state: _QueryState) -> Response:
         batch = self._batch_size(call) or state.batch_size
-        rows = self.org.fetch_cursor(cursor_id, offset, batch) if offset < state.total else []
-        records = state.compiled.render_json_rows(rows, call.version)
-        nxt = offset + len(rows)
-        done = nxt >= state.total or not rows
-        body: dict[str, Any] = {"totalSize": state.total, "done": done}
+        records, count = self._page_records(cursor_id, offset, batch, state, call.version)
+        nxt = offset + count
+        done = nxt >= state.total or not count
+        head: dict[str, Any] = {"totalSize": state.total, "done": done}
         if not done:
-            body["nextRecordsUrl"] = f"{call.base}/query/{cursor_id}-{nxt}"
-        body["records"] = records
+            head["nextRecordsUrl"] = f"{call.base}/query/{cursor_id}-{nxt}"
         if done and offset == 0:
             # the whole result fit in one page: no locator was ever handed out
             self.org.close_cursor(cursor_id)
             with self._qlock:
                 self._queries.pop(cursor_id, None)
-        return json_response(body)
+        # the records are JSON text already (rendered by SQLite): splice them into the body
+        text = json.dumps(head, separators=(",", ":"))[:-1] + ',"records":[' + ",".join(records) + "]}"
+        return raw_json_response(text)
+
+    def _page_records(
+        self, cursor_id: str, offset: int, batch: int, state: _QueryState, version: str
+    ) -> tuple[list[str], int]:
+        """JSON texts of the page's records (rendered in SQL; per-row Python fallback)."""
+        if offset >= state.total:
+            return [], 0
+        compiled = state.compiled
+        select = compiled.render_sql_json()
+        if select is None:
+            rows = self.org.fetch_cursor(cursor_id, offset, batch)
+            dumps = json.dumps
+            return [dumps(r, separators=(",", ":")) for r in compiled.render_json_rows(rows, version)], len(rows)
+        out: list[str] = []
+        for rowid, flag, *parts in self.org.fetch_cursor_select(cursor_id, select, json_params(version), offset, batch):
+            if flag:
+                (raw,) = self.org.fetch_cursor(cursor_id, rowid - 1, 1)
+                out.append(json.dumps(compiled.render_json(raw, version), separators=(",", ":")))
+            else:
+                out.append(parts[0] if len(parts) == 1 else join_json_parts(tuple(parts)))
+        return out, len(out)
 
     # -- replication ------------------------------------------------------------------------
 
@@ -473,7 +496,7 @@ class RestApi:
 
     def _create(self, call: Call, obj: ObjectDef) -> Response:
         values = self._values(call.json())
-        rid = self.org.create(obj.name, values, origin=call.origin)
+        rid = self.org.create(obj.name, values, origin=call.call_origin)
         headers = {"Location": self._record_url(call.version, obj.name, rid)}
         return json_response({"id": rid, "success": True, "errors": []}, 201, headers)
 
@@ -499,9 +522,9 @@ class RestApi:
             return self._get_one(call, obj, rid)
         if method == "PATCH":
             values = self._values(call.json())
-            self.org.update(obj.name, rid, values, origin=call.origin)
+            self.org.update(obj.name, rid, values, origin=call.call_origin)
             return no_content()
-        self.org.delete(obj.name, rid, origin=call.origin)
+        self.org.delete(obj.name, rid, origin=call.call_origin)
         return no_content()
 
     def _ext_field(self, obj: ObjectDef, name: str) -> FieldDef:
@@ -526,7 +549,7 @@ class RestApi:
             return json_response(recs[0])
         values = self._values(call.json())
         try:
-            rid, created = self.org.upsert(obj.name, f.name, value, values, origin=call.origin)
+            rid, created = self.org.upsert(obj.name, f.name, value, values, origin=call.call_origin)
         except MultipleMatches as err:
             return json_response([self._record_url(call.version, obj.name, i) for i in err.ids], 300)
         body = {"id": rid, "success": True, "errors": [], "created": created}
@@ -592,7 +615,7 @@ class RestApi:
 
     def collection(self, call: Call) -> Response:
         method = call.request.method
-        origin = call.origin
+        origin = call.call_origin
         if method == "DELETE":
             raw = call.request.args.get("ids", "")
             id_list = [i.strip() for i in raw.split(",") if i.strip()]
@@ -608,7 +631,7 @@ class RestApi:
         make = self._create_op if method == "POST" else self._update_op
         return json_response(self._run_batch([make(rec, origin) for rec in records], all_or_none))
 
-    def _create_op(self, rec: Any, origin: str | None) -> Any:
+    def _create_op(self, rec: Any, origin: CallOrigin) -> Any:
         def op() -> dict[str, Any]:
             name = self._record_type(rec)
             if any(k.lower() == "id" for k in rec):
@@ -618,7 +641,7 @@ class RestApi:
 
         return op
 
-    def _update_op(self, rec: Any, origin: str | None) -> Any:
+    def _update_op(self, rec: Any, origin: CallOrigin) -> Any:
         def op() -> dict[str, Any]:
             name = self._record_type(rec)
             raw = next((v for k, v in rec.items() if k.lower() == "id"), None)
@@ -633,7 +656,7 @@ class RestApi:
 
         return op
 
-    def _delete_op(self, raw: str, origin: str | None) -> Any:
+    def _delete_op(self, raw: str, origin: CallOrigin) -> Any:
         def op() -> dict[str, Any]:
             rid = ids.normalize(raw)
             obj = self.org.schema.object_for_id(rid) if rid else None
@@ -648,7 +671,7 @@ class RestApi:
         obj = self._object(call.args["sobject"])
         f = self._ext_field(obj, call.args["field"])
         records, all_or_none = self._collection_body(call)
-        origin = call.origin
+        origin = call.call_origin
 
         def make(rec: Any) -> Any:
             def op() -> dict[str, Any]:
@@ -860,7 +883,7 @@ class RestApi:
     def bulk_ingest_root(self, call: Call) -> Response:
         if call.request.method == "GET":
             return json_response(self.app.bulk.list_ingest_jobs(call.version))
-        return json_response(self.app.bulk.create_ingest_job(call.json(), call.version))
+        return json_response(self.app.bulk.create_ingest_job(call.json(), call.version, client=call.origin))
 
     def bulk_ingest_job(self, call: Call) -> Response:
         job_id = call.args["job_id"]
@@ -897,8 +920,6 @@ def _stream(body: Iterator[bytes], headers: dict[str, str]) -> Response:
 
 
 def json_loads_or_none(data: bytes) -> Any:
-    import json
-
     if not data:
         return None
     try:

@@ -26,30 +26,62 @@ from dataclasses import dataclass, field
 # --------------------------------------------------------------------------------------------
 
 STRING_TYPES = frozenset(
-    {"id", "string", "textarea", "email", "phone", "url", "picklist", "multipicklist",
-     "combobox", "reference", "encryptedstring"}
+    {
+        "id",
+        "string",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "multipicklist",
+        "combobox",
+        "reference",
+        "encryptedstring",
+    }
 )
 INT_TYPES = frozenset({"int", "long"})
 FLOAT_TYPES = frozenset({"double", "currency", "percent"})
 COMPOUND_TYPES = frozenset({"address", "location"})
 
 SOAP_TYPES: Mapping[str, str] = {
-    "id": "tns:ID", "reference": "tns:ID", "string": "xsd:string", "textarea": "xsd:string",
-    "email": "xsd:string", "phone": "xsd:string", "url": "xsd:string", "picklist": "xsd:string",
-    "multipicklist": "xsd:string", "combobox": "xsd:string", "encryptedstring": "xsd:string",
-    "boolean": "xsd:boolean", "int": "xsd:int", "long": "xsd:long", "double": "xsd:double",
-    "currency": "xsd:double", "percent": "xsd:double", "date": "xsd:date",
-    "datetime": "xsd:dateTime", "time": "xsd:time", "address": "urn:address",
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "string": "xsd:string",
+    "textarea": "xsd:string",
+    "email": "xsd:string",
+    "phone": "xsd:string",
+    "url": "xsd:string",
+    "picklist": "xsd:string",
+    "multipicklist": "xsd:string",
+    "combobox": "xsd:string",
+    "encryptedstring": "xsd:string",
+    "boolean": "xsd:boolean",
+    "int": "xsd:int",
+    "long": "xsd:long",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+    "time": "xsd:time",
+    "address": "urn:address",
     "location": "urn:location",
 }
 
 # Components of a compound address, keyed by the JSON key of the compound value; the
 # component field is <prefix><Suffix> (BillingStreet, MailingPostalCode, Street, ...).
 ADDRESS_COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("city", "City"), ("country", "Country"), ("countryCode", "CountryCode"),
-    ("geocodeAccuracy", "GeocodeAccuracy"), ("latitude", "Latitude"),
-    ("longitude", "Longitude"), ("postalCode", "PostalCode"), ("state", "State"),
-    ("stateCode", "StateCode"), ("street", "Street"),
+    ("city", "City"),
+    ("country", "Country"),
+    ("countryCode", "CountryCode"),
+    ("geocodeAccuracy", "GeocodeAccuracy"),
+    ("latitude", "Latitude"),
+    ("longitude", "Longitude"),
+    ("postalCode", "PostalCode"),
+    ("state", "State"),
+    ("stateCode", "StateCode"),
+    ("street", "Street"),
 )
 LOCATION_COMPONENTS: tuple[tuple[str, str], ...] = (("latitude", "Latitude"), ("longitude", "Longitude"))
 
@@ -418,9 +450,7 @@ def table_ddl(obj: ObjectDef) -> list[str]:
     cols.append('"_hidden" INTEGER NOT NULL DEFAULT 0')
     stmts = [f"CREATE TABLE {table} ({', '.join(cols)})"]
     if obj.field("SystemModstamp") is not None:
-        stmts.append(
-            f'CREATE INDEX {quote_ident("ix_" + obj.name + "_stamp")} ON {table} ("SystemModstamp", "Id")'
-        )
+        stmts.append(f'CREATE INDEX {quote_ident("ix_" + obj.name + "_stamp")} ON {table} ("SystemModstamp", "Id")')
     for f in obj.stored_fields:
         if f.type == "reference" or f.external_id or f.unique:
             stmts.append(

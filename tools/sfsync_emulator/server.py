@@ -34,6 +34,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from .auth import OAuthError, TokenService, bearer_token
+from .cdc import CallOrigin
 from .errors import ApiError, DmlError, invalid_session, request_limit_exceeded
 from .faults import FaultInjector, FaultRule
 
@@ -59,6 +60,11 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def raw_json_response(text: str, status: int = 200) -> Response:
+    """A JSON response from text that is JSON already (a query page rendered by SQLite)."""
+    return Response(text, status=status, content_type=JSON_CT)
 
 
 def error_response(err: ApiError) -> Response:
@@ -182,6 +188,11 @@ class Call:
                 raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character in request body: {exc}") from exc
             self._json_loaded = True
         return self._json
+
+    @property
+    def call_origin(self) -> CallOrigin:
+        """The origin of this call's writes: REST at the request's API version, plus the client id."""
+        return CallOrigin("rest", self.version, self.origin)
 
     @property
     def origin(self) -> str | None:
@@ -469,15 +480,21 @@ class ServerThread:
         self.host = host
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sfsync-emulator", daemon=True)
+        self._serving = False
 
     def start(self) -> None:
+        self._serving = True
         self._thread.start()
 
     def serve_forever(self) -> None:
+        self._serving = True
         self.server.serve_forever()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        """Stop serving and close the socket (also for a server that never served: no wait)."""
+        if self._serving:
+            self.server.shutdown()
+            self._serving = False
         self.server.server_close()
         if self._thread.is_alive():
             self._thread.join(timeout=5)

@@ -48,7 +48,7 @@ from .schema import (
     to_json,
 )
 
-__all__ = ["CompiledQuery", "compile_query", "visible_field_names"]
+__all__ = ["CompiledQuery", "compile_query", "join_json_parts", "json_params", "visible_field_names"]
 
 MAX_OFFSET = 2000
 MAX_FIELDS_LIMIT = 200
@@ -622,6 +622,11 @@ class CompiledQuery:
     columns: list[str] = field(default_factory=list)  # Bulk CSV header (dotted relationship names)
     _json: Callable[[tuple[Any, ...], str], dict[str, Any]] | None = field(default=None, repr=False)
     _csv: Callable[[tuple[Any, ...]], list[str]] | None = field(default=None, repr=False)
+    # SQL-side rendering over a cursor snapshot's columns c0, c1, ... (see render_sql_json)
+    json_select: list[str] | None = field(default=None, repr=False)
+    csv_cells: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    csv_flag: str = field(default="0", repr=False)
+    csv_nul_flag: str = field(default="", repr=False)
 
     def render_json(self, row: tuple[Any, ...], api_version: str) -> dict[str, Any]:
         """One REST record: ``attributes``, fields in SELECT order, nested parents, compound objects."""
@@ -646,6 +651,174 @@ class CompiledQuery:
         if self._csv is None:
             raise ValueError("COUNT() queries have no records to render")
         return self._csv(row)
+
+    # ------------------------------------------------------------------ SQL-side rendering
+    #
+    # Rendering a page in Python costs a tuple of cells, a dict and a json/csv encoding per row;
+    # SQLite does the same work in C straight off the cursor snapshot.  The SELECT expressions
+    # below run over the snapshot's columns (``c0, c1, ...``); each returns, per row, a *flag*
+    # (non-zero when a value cannot be rendered in SQL byte-for-byte like the Python renderers,
+    # e.g. a double with more than 15 significant digits: that row is rendered by
+    # ``render_json``/``render_csv`` instead) and then the rendered text.
+
+    def render_sql_json(self) -> list[str] | None:
+        """``[flag, part, ...]`` expressions rendering each row as REST JSON text; their named
+        parameter ``:prefix`` comes from :func:`json_params`.  Several parts are JSON objects
+        to splice into one (:func:`join_json_parts`).  None when the query cannot be rendered
+        in SQL (a relationship with more than 60 fields): use :meth:`render_json_rows`."""
+        return self.json_select
+
+    def render_sql_csv(self, delimiter: str, *, nul_check: bool = True) -> list[str]:
+        """``[flag, part, ...]`` expressions rendering each row as one Bulk CSV line (without
+        the terminator): every cell double-quoted, quotes doubled, null as ``""``; the parts
+        are joined with ``delimiter``.  ``nul_check=False`` skips flagging text holding NUL
+        characters (``printf`` would cut it there): only when no such text can exist."""
+        parts: list[str] = []
+        for start in range(0, len(self.csv_cells), _PRINTF_MAX_ARGS):
+            cells = self.csv_cells[start : start + _PRINTF_MAX_ARGS]
+            fmt = delimiter.replace("%", "%%").join(conv for conv, _arg in cells)
+            parts.append(f"printf({_sql_string(fmt)}, {', '.join(arg for _conv, arg in cells)})")
+        flag = f"({self.csv_flag}) OR {self.csv_nul_flag}" if nul_check and self.csv_nul_flag else self.csv_flag
+        return [flag, *(parts or ["''"])]
+
+
+_PRINTF_MAX_ARGS = 100  # SQLite functions take at most 127 arguments
+_JSON_MAX_PAIRS = 60
+
+
+def json_params(api_version: str) -> dict[str, object]:
+    """The named parameters of :meth:`CompiledQuery.render_sql_json` expressions."""
+    return {"prefix": _url_prefix(api_version)}
+
+
+def join_json_parts(parts: tuple[Any, ...]) -> str:
+    """One JSON object from the object texts SQL rendered for one row (in order)."""
+    if len(parts) == 1:
+        return str(parts[0])
+    return "{" + ",".join(p[1:-1] for p in parts if len(p) > 2) + "}"
+
+
+def _float_roundtrips(col: str) -> str:
+    """SQL: the REAL ``col`` survives SQLite's 15-digit text form (so SQL renders it exactly)."""
+    return f"CAST(CAST({col} AS TEXT) AS REAL) = {col}"
+
+
+def _flag_sql(cols: list[tuple[str, FieldDef]], *, csv: bool) -> str:
+    """SQL: non-zero when a row holds a value SQL cannot render like the Python renderers."""
+    terms: list[str] = []
+    for col, f in cols:
+        if f.type not in FLOAT_TYPES:
+            continue
+        if csv:
+            ok = (
+                f"(abs({col}) < 1e15 AND ({col} = CAST({col} AS INTEGER) OR abs({col}) >= 1e-4) "
+                f"AND {_float_roundtrips(col)})"
+            )
+        else:
+            ok = f"({_float_roundtrips(col)})"
+        terms.append(f"({col} IS NOT NULL AND NOT {ok})")
+    return " OR ".join(terms) if terms else "0"
+
+
+def _csv_cell_sql(col: str, f: FieldDef) -> tuple[str, str]:
+    """SQL: ``(printf conversion, argument)`` of one Bulk CSV cell, quotes included.
+
+    ``%w`` doubles the double quotes of text; a null argument of ``%s`` prints nothing (the
+    ``""`` of a null cell), text goes through ``ifnull`` because ``%w`` prints null as ``(NULL)``.
+    """
+    t = f.type
+    if t == "datetime":
+        return '"%s"', f"strftime('%Y-%m-%dT%H:%M:%fZ', {col} / 1000.0, 'unixepoch')"
+    if t == "boolean":
+        return '"%s"', f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'true' ELSE 'false' END"
+    if t in FLOAT_TYPES:
+        return '"%s"', (
+            f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} = CAST({col} AS INTEGER) "
+            f"THEN printf('%.1f', {col}) ELSE CAST({col} AS TEXT) END"
+        )
+    if t in INT_TYPES and not f.calculated:
+        return '"%s"', col
+    return '"%w"', f"ifnull({col}, '')"
+
+
+def _nul_flag_sql(cols: list[tuple[str, FieldDef]]) -> str:
+    """SQL: non-zero when a free-text cell holds a NUL character (``printf`` would cut the text
+    there; the Python renderer strips NULs instead)."""
+    terms = [f"instr({col}, char(0))" for col, f in cols if f.type in _TEXT_TYPES or f.calculated]
+    return " OR ".join(terms)
+
+
+def _json_value_sql(col: str, f: FieldDef | None) -> str:
+    """SQL: the REST JSON value of one cell (same value as schema.to_json)."""
+    t = f.type if f is not None else "string"
+    if t == "datetime":
+        return f"strftime('%Y-%m-%dT%H:%M:%f+0000', {col} / 1000.0, 'unixepoch')"
+    if t == "boolean":
+        return f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN json('true') ELSE json('false') END"
+    if t in INT_TYPES:
+        return f"CAST({col} AS INTEGER)"
+    if t in FLOAT_TYPES:
+        return f"CAST({col} AS REAL)"
+    return col
+
+
+def _json_pairs(
+    children: dict[str, _Leaf | _CompoundOut | _RelOut], flags: list[tuple[str, FieldDef]]
+) -> list[str] | None:
+    pairs: list[str] = []
+    for child in children.values():
+        key = _sql_string(child.key)
+        if isinstance(child, _Leaf):
+            col = f"c{child.index}"
+            if child.field is not None:
+                flags.append((col, child.field))
+            pairs.append(f"{key}, {_json_value_sql(col, child.field)}")
+        elif isinstance(child, _CompoundOut):
+            inner: list[str] = []
+            nulls: list[str] = []
+            for (k, idx, _conv), comp in zip(child.parts, child.fields, strict=True):
+                col = f"c{idx}"
+                flags.append((col, comp))
+                inner.append(f"{_sql_string(k)}, {_json_value_sql(col, comp)}")
+                nulls.append(f"{col} IS NULL")
+            if not inner:
+                pairs.append(f"{key}, NULL")
+                continue
+            pairs.append(f"{key}, CASE WHEN {' AND '.join(nulls)} THEN NULL ELSE json_object({', '.join(inner)}) END")
+        else:
+            sub = _json_pairs(child.children, flags)
+            if sub is None or len(sub) + 1 > _JSON_MAX_PAIRS:
+                return None
+            rid = f"c{child.id_index}"
+            if child.type_name is not None:
+                type_sql = _sql_string(child.type_name)
+            else:
+                whens = " ".join(
+                    f"WHEN {_sql_string(p)} THEN {_sql_string(n)}" for p, n in sorted(child.prefixes.items())
+                )
+                type_sql = f"(CASE substr({rid}, 1, 3) {whens} ELSE 'Name' END)"
+            attrs = f"json_object('type', {type_sql}, 'url', :prefix || {type_sql} || '/' || {rid})"
+            body = ", ".join([f"'attributes', {attrs}", *sub])
+            pairs.append(f"{key}, CASE WHEN {rid} IS NULL THEN NULL ELSE json_object({body}) END")
+    return pairs
+
+
+def _json_select(
+    type_name: str, id_index: int, children: dict[str, _Leaf | _CompoundOut | _RelOut]
+) -> list[str] | None:
+    """``[flag, object part, ...]``: see :meth:`CompiledQuery.render_sql_json`."""
+    flags: list[tuple[str, FieldDef]] = []
+    pairs = _json_pairs(children, flags)
+    if pairs is None:
+        return None
+    t = _sql_string(type_name)
+    attrs = f"'attributes', json_object('type', {t}, 'url', :prefix || {t} || '/' || c{id_index})"
+    pairs.insert(0, attrs)
+    parts = [
+        f"json_object({', '.join(pairs[start : start + _JSON_MAX_PAIRS])})"
+        for start in range(0, len(pairs), _JSON_MAX_PAIRS)
+    ]
+    return [_flag_sql(flags, csv=False), *parts]
 
 
 def _url_prefix(api_version: str) -> str:
@@ -686,12 +859,14 @@ class _Leaf:
     key: str
     index: int
     conv: Callable[[Any], Any] | None
+    field: FieldDef | None = None
 
 
 @dataclass
 class _CompoundOut:
     key: str
     parts: list[tuple[str, int, Callable[[Any], Any] | None]]
+    fields: list[FieldDef] = field(default_factory=list)
 
 
 @dataclass
@@ -746,6 +921,7 @@ class _Compiler:
         out_cols: list[str] = []
         header: list[str] = []
         csv_plan: list[tuple[int, Callable[[Any], str] | None]] = []
+        csv_fields: list[tuple[int, FieldDef]] = []
         root_children: dict[str, _Leaf | _CompoundOut | _RelOut] = {}
         seen: set[str] = set()
 
@@ -764,12 +940,13 @@ class _Compiler:
                 if self.bulk:
                     raise ApiError(400, "API_ERROR", COMPOUND_IN_BULK)
                 parts = [(key, add_col(sql), _converter_json(comp)) for key, sql, comp in res.compound]
-                leaf: _Leaf | _CompoundOut = _CompoundOut(res.out_name, parts)
+                leaf: _Leaf | _CompoundOut = _CompoundOut(res.out_name, parts, [c for _k, _s, c in res.compound])
             else:
                 idx = add_col(res.sql)
                 header.append(dotted)
                 csv_plan.append((idx, _converter_csv(res.field)))
-                leaf = _Leaf(res.out_name, idx, _converter_json(res.field))
+                csv_fields.append((idx, res.field))
+                leaf = _Leaf(res.out_name, idx, _converter_json(res.field), res.field)
             node_children = root_children
             prefix: tuple[str, ...] = ()
             for key, canon in res.rels:
@@ -835,6 +1012,10 @@ class _Compiler:
             columns=header,
             _json=render,
             _csv=_build_csv(csv_plan),
+            json_select=_json_select(obj.name, id_index, root_children),
+            csv_cells=[_csv_cell_sql(f"c{i}", f) for i, f in csv_fields],
+            csv_flag=_flag_sql([(f"c{i}", f) for i, f in csv_fields], csv=True),
+            csv_nul_flag=_nul_flag_sql([(f"c{i}", f) for i, f in csv_fields]),
         )
 
     def check_features(self, ast: _Ast) -> None:

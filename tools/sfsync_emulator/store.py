@@ -35,7 +35,7 @@ from typing import Any
 
 from . import errors, ids
 from .catalogue import CLOSED_STAGES, RESPONDED_STATUSES, SYSTEM_FIELD_NAMES, WON_STAGES
-from .cdc import CdcBus, PendingChange, change_origin
+from .cdc import CdcBus, Origin, PendingChange, change_origin
 from .clock import Clock
 from .errors import ApiError, DmlError
 from .schema import (
@@ -138,7 +138,7 @@ class _LateCommit:
     create: bool = field(compare=False)
     values: dict[str, Any] = field(compare=False)
     as_api: bool = field(compare=False)
-    origin: str | None = field(compare=False)
+    origin: Origin = field(compare=False)
     user_id: str | None = field(compare=False)
 
 
@@ -172,6 +172,9 @@ class Org:
         self.config = config or OrgConfig()
         self.lock = threading.RLock()
         self.rng = random.Random(self.config.seed)
+        # True once a DML wrote text holding a NUL character: Bulk CSV rendering in SQL then checks
+        # every text cell for NULs (printf stops at one), which it otherwise can skip.
+        self.nul_text_written = False
         self.conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self.minter = ids.IdMinter()
@@ -292,7 +295,7 @@ class Org:
             return self._norm_id(user_id, "UserId")
         return self.integration_user_id if as_api else self.admin_user_id
 
-    def _origin(self, origin: str | None, as_api: bool) -> str:
+    def _origin(self, origin: Origin, as_api: bool) -> str:
         return change_origin(origin, api=as_api or origin is not None, api_version=self.cdc.api_version)
 
     def _row(self, m: _Meta, record_id: str) -> dict[str, Any] | None:
@@ -474,6 +477,8 @@ class Org:
                 [f.name],
             ) from exc
         if isinstance(db, str):
+            if "\x00" in db:
+                self.nul_text_written = True
             if f.type == "email" and not _EMAIL_RE.match(db):
                 raise DmlError("INVALID_EMAIL_ADDRESS", f"{f.label or f.name}: invalid email address: {db}", [f.name])
             if f.length and len(db) > f.length:
@@ -600,7 +605,7 @@ class Org:
         values: Mapping[str, Any],
         *,
         as_api: bool = True,
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> str:
         """Insert one record; returns its Id.  Raises DmlError (§6.3) / ApiError (unknown object)."""
@@ -618,7 +623,7 @@ class Org:
         values: Mapping[str, Any],
         *,
         as_api: bool,
-        origin: str | None,
+        origin: Origin,
         user_id: str | None,
         stamp: int,
         record_id: str | None = None,
@@ -672,7 +677,7 @@ class Org:
         values: Mapping[str, Any],
         *,
         as_api: bool = True,
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> None:
         """Update one record (user change: LastModifiedDate and SystemModstamp move)."""
@@ -702,7 +707,7 @@ class Org:
         values: Mapping[str, Any],
         *,
         as_api: bool,
-        origin: str | None,
+        origin: Origin,
         user_id: str | None,
         stamp: int,
         user_change: bool = True,
@@ -770,7 +775,7 @@ class Org:
         values: Mapping[str, Any],
         *,
         as_api: bool = True,
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> tuple[str, bool]:
         """Upsert by external id: (id, created).  Several matches → :class:`MultipleMatches`."""
@@ -818,7 +823,7 @@ class Org:
         record_ids: list[str],
         values: Mapping[str, Any],
         *,
-        origin: str | None = None,
+        origin: Origin = None,
         as_api: bool = False,
         user_id: str | None = None,
     ) -> None:
@@ -870,7 +875,7 @@ class Org:
         obj: str,
         record_id: str,
         *,
-        origin: str | None = None,
+        origin: Origin = None,
         as_api: bool = True,
         user_id: str | None = None,
     ) -> None:
@@ -890,7 +895,7 @@ class Org:
         rid: str,
         *,
         as_api: bool,
-        origin: str | None,
+        origin: Origin,
         user_id: str | None,
         stamp: int,
         master_id: str | None = None,
@@ -954,7 +959,7 @@ class Org:
         obj: str,
         record_id: str,
         *,
-        origin: str | None = None,
+        origin: Origin = None,
         as_api: bool = True,
         user_id: str | None = None,
     ) -> None:
@@ -974,7 +979,7 @@ class Org:
         rid: str,
         *,
         as_api: bool,
-        origin: str | None,
+        origin: Origin,
         user_id: str | None,
         stamp: int,
     ) -> None:
@@ -1013,7 +1018,7 @@ class Org:
             )
         c.execute("DELETE FROM _cascade WHERE root_id = ?", (rid,))
 
-    def hard_delete(self, obj: str, record_id: str, *, origin: str | None = None) -> None:
+    def hard_delete(self, obj: str, record_id: str, *, origin: Origin = None) -> None:
         """Delete bypassing the recycle bin (the row and its cascade are physically removed)."""
         with self.lock:
             self.tick()
@@ -1059,7 +1064,7 @@ class Org:
         loser_ids: list[str],
         *,
         master_values: Mapping[str, Any] | None = None,
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> dict[str, Any]:
         """Merge ≤2 losers into master: reparent children, update master, delete losers (§8.4)."""
@@ -1111,7 +1116,7 @@ class Org:
         master: str,
         *,
         stamp: int,
-        origin: str | None,
+        origin: Origin,
         user_id: str | None,
     ) -> list[str]:
         c = self.conn
@@ -1177,7 +1182,7 @@ class Org:
         contact_id: str | None = None,
         create_opportunity: bool = True,
         converted_status: str = "Closed - Converted",
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> dict[str, str | None]:
         """Lead conversion in one transaction (§8.5).  Returns the ids involved."""
@@ -1306,7 +1311,7 @@ class Org:
         stamp_ago_s: float,
         visible_after_s: float,
         as_api: bool = False,
-        origin: str | None = None,
+        origin: Origin = None,
         user_id: str | None = None,
     ) -> str:
         """Stage a create (record_id None) or update stamped ``now - stamp_ago_s`` that commits
@@ -1613,6 +1618,22 @@ class Org:
             return self.conn.execute(
                 f"SELECT * FROM {cur.table} WHERE rowid > ? ORDER BY rowid LIMIT ?", (offset, limit)
             ).fetchall()
+
+    def fetch_cursor_select(
+        self, cursor_id: str, exprs: list[str], params: Mapping[str, object], offset: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """``(rowid, *exprs)`` over rows ``offset .. offset+limit-1`` of the snapshot.
+
+        ``exprs`` are SQL expressions over the snapshot's columns (compiled by :mod:`.soql`
+        from the schema, never from request text); ``params`` binds their named parameters.
+        """
+        with self.lock:
+            self.tick()
+            cur = self._live_cursor(cursor_id)
+            sql = (
+                f"SELECT rowid, {', '.join(exprs)} FROM {cur.table} WHERE rowid > :_offset ORDER BY rowid LIMIT :_limit"
+            )
+            return self.conn.execute(sql, {**params, "_offset": offset, "_limit": limit}).fetchall()
 
     def iter_cursor(
         self,

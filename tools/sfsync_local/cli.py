@@ -1,4 +1,4 @@
-"""The ``sfsync`` command line: demo, run, invoke and status on the local (or a real) stack.
+"""The ``sfsync`` command line: demo, run, invoke, status and verify on the local (or a real) stack.
 
 Local tooling only, never shipped to Lambda.  ``main(argv)`` parses the arguments, runs one
 command and returns its exit code; user errors (missing file, malformed JSON, unknown function)
@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--region", default=None, help="AWS region")
     status.add_argument("--object", dest="objects", action="append", default=None, help="only this object (repeat)")
     status.add_argument("--json", action="store_true", help="machine-readable JSON")
+
+    from .verify import add_parser as add_verify_parser
+
+    add_verify_parser(sub)
     return parser
 
 
@@ -217,6 +221,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from .status import status_command
 
         return status_command(args, out)
+    if args.command == "verify":
+        from .verify import verify_command
+
+        return verify_command(args, out)
     raise CliError(f"unknown command {args.command!r}", exit_code=2)
 
 

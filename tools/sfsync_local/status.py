@@ -302,10 +302,31 @@ def format_cycle(outcome: Any, *, number: int | None = None) -> str:
     if outcome.executions:
         headline += f"; full-copy executions {outcome.executions}"
     lines = [headline]
+    economy = format_economy(outcome.dispatch)
+    if economy:
+        lines.append(economy)
     if rows:
         lines.append(format_work_table(rows))
     lines.extend(f"  {r.object_name} {r.kind} failed: {r.error}" for r in rows if r.error)
     return "\n".join(lines)
+
+
+def format_economy(dispatch: Mapping[str, Any]) -> str | None:
+    """The dispatcher's API-economy line: change probe, API budget, org-wide hold (None: nothing to say)."""
+    parts: list[str] = []
+    probe = dispatch.get("probe")
+    if isinstance(probe, Mapping):
+        objects = probe.get("objects") or {}
+        idle = sum(1 for p in objects.values() if isinstance(p, Mapping) and not p.get("has_work"))
+        parts.append(f"probe {probe.get('api_calls', 0)} API call(s) for {len(objects)} object(s), {idle} idle")
+    budget = dispatch.get("api_budget")
+    if isinstance(budget, Mapping):
+        percent = budget.get("percent")
+        usage = "usage unknown" if percent is None else f"usage {percent:g}%"
+        parts.append(f"API budget {usage}, {'running' if budget.get('allow_new_work') else 'PAUSED'}")
+    if dispatch.get("held_all"):
+        parts.append(f"no new work: {dispatch['held_all']}")
+    return f"  dispatcher: {'; '.join(parts)}" if parts else None
 
 
 def format_work_table(rows: Sequence[WorkRow]) -> str:

@@ -13,7 +13,12 @@ Variables (docs/engine-design.md, plus the engine tunables marked *):
 watermark), * ``SFSYNC_SAFETY_LAG_SECONDS`` (60, distance kept from Salesforce's "now"),
 * ``SFSYNC_PAGE_SIZE`` (2000), * ``SFSYNC_OBJECT_OPTIONS`` (JSON object name -> options of
 :class:`~sfsync.registry.ObjectSpec`: include_fields, exclude_fields, pause_seconds,
-tombstone_retention_days, include_formulas), * ``SFSYNC_ERROR_RETENTION_DAYS`` (30).
+tombstone_retention_days, include_formulas, formula_refresh_seconds, reconcile_seconds,
+bulk_threshold), * ``SFSYNC_ERROR_RETENTION_DAYS`` (30), * ``SFSYNC_BULK_THRESHOLD`` (10000: a window
+with more changed rows is read with Bulk API 2.0), * ``SFSYNC_FORMULA_REFRESH_SECONDS`` (21600: how
+often formula fields are re-read), * ``SFSYNC_RECONCILE_SECONDS`` (86400: how often objects without
+a recycle bin get an Id reconciliation), * ``SFSYNC_ORG_BACKOFF_SECONDS`` (300: how long the whole
+org is left alone after ``REQUEST_LIMIT_EXCEEDED``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ class Settings(BaseModel):
     safety_lag_seconds: int = Field(default=60, ge=0)
     page_size: int = Field(default=2000, ge=200, le=2000)
     error_retention_days: int = Field(default=30, ge=1)
+    bulk_threshold: int = Field(default=10_000, ge=1)
+    formula_refresh_seconds: int = Field(default=6 * 3600, ge=0)
+    reconcile_seconds: int = Field(default=86_400, ge=0)
+    org_backoff_seconds: int = Field(default=300, ge=1)
     object_sync_function: str | None = None
     full_sync_state_machine_arn: str | None = None
     registry: Registry
@@ -93,6 +102,10 @@ _ENV_NAMES = {
     "safety_lag_seconds": "SFSYNC_SAFETY_LAG_SECONDS",
     "page_size": "SFSYNC_PAGE_SIZE",
     "error_retention_days": "SFSYNC_ERROR_RETENTION_DAYS",
+    "bulk_threshold": "SFSYNC_BULK_THRESHOLD",
+    "formula_refresh_seconds": "SFSYNC_FORMULA_REFRESH_SECONDS",
+    "reconcile_seconds": "SFSYNC_RECONCILE_SECONDS",
+    "org_backoff_seconds": "SFSYNC_ORG_BACKOFF_SECONDS",
     "object_sync_function": "SFSYNC_OBJECT_SYNC_FUNCTION",
     "full_sync_state_machine_arn": "SFSYNC_FULL_SYNC_STATE_MACHINE_ARN",
 }
@@ -135,6 +148,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "safety_lag_seconds",
         "page_size",
         "error_retention_days",
+        "bulk_threshold",
+        "formula_refresh_seconds",
+        "reconcile_seconds",
+        "org_backoff_seconds",
     ):
         value = source.get(_ENV_NAMES[name])
         if value is not None and value.strip():

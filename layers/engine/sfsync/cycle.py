@@ -3,7 +3,28 @@
 ``run_object_cycle`` takes the object's lease, reads ``[lo, hi)`` by ``SystemModstamp`` through
 queryAll ordered by ``SystemModstamp, Id``, persists page by page with a checkpoint after each
 page, stops (and checkpoints) before the Lambda time limit, advances the watermark when the window
-is complete, writes the cycle summary, releases the lease and emits the log line and metrics.
+is complete, then runs the object's lifecycle work (field back-fill, getDeleted, Id
+reconciliation, formula refresh), writes the cycle summary, releases the lease and emits the log
+line and metrics.
+
+Reading a window:
+
+* **REST pages** by default.  The first page's ``totalSize`` is the window's size, for free: when
+  it exceeds the object's ``bulk_threshold`` (default 10,000), the first page is persisted and the
+  rest of the window (after the last persisted row) is read with a **Bulk API 2.0** queryAll job;
+  the job id and the locator of the next result set are checkpointed after each persisted set,
+  so a killed invocation resumes the job where it stopped (and falls back to REST from the
+  checkpoint position if the job is gone).
+* ``QUERY_TIMEOUT`` **splits** the remaining window in halves, recursively (down to one second),
+  and goes on with the first half, then the second.
+* ``REQUEST_LIMIT_EXCEEDED`` stops the cycle cleanly (status ``backoff``): nothing more is read,
+  the watermark stays, the checkpoint keeps what was persisted, and an org-wide back-off marker is
+  stored (:meth:`StateStore.set_org_backoff`) that every cycle - and the dispatcher - honours.
+* DynamoDB throttling that outlives the client's retries fails the cycle before the page is
+  checkpointed; the next invocation resumes from the last checkpoint (writes are idempotent).
+* An object Salesforce does not have, or the integration user cannot read, fails its cycle with a
+  clear error naming it (log line, errors-table row, ``ObjectUnavailable`` metric); other objects
+  are separate invocations and keep syncing.
 """
 
 from __future__ import annotations
@@ -11,33 +32,87 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
-from sfsync.exceptions import ConfigurationError, LeaseHeld, SalesforceError, SfsyncError
-from sfsync.observability import CYCLE_COUNTERS, bind, count, emit_cycle_metrics, logger, tracer
-from sfsync.records import RecordStore
+from sfsync.exceptions import (
+    BulkJobFailed,
+    ConfigurationError,
+    InvalidQueryLocator,
+    LeaseHeld,
+    SalesforceError,
+    SalesforceQueryTimeout,
+    SalesforceRateLimited,
+    SalesforceRequestError,
+    SfsyncError,
+)
+from sfsync.fields import (
+    REQUIRED_FIELDS,
+    SKIPPED_TYPES,
+    DescribeCache,
+    Selection,
+    backfill,
+    coerce_csv_row,
+    field_changes,
+    select_fields,
+)
+from sfsync.formulas import refresh_due, refresh_formulas
+from sfsync.lifecycle import check_deletes, reconcile, reconcile_due
+from sfsync.observability import CYCLE_COUNTERS, bind, count, emit_cycle_metrics, logger, metrics_for_object, tracer
+from sfsync.records import PageOutcome, RecordStore
 from sfsync.registry import ObjectSpec
-from sfsync.state import Checkpoint, CycleSummary, Position, StateStore, WindowPlan, plan_window, position_after
+from sfsync.state import (
+    Checkpoint,
+    CycleSummary,
+    Lifecycle,
+    Position,
+    StateStore,
+    WindowPlan,
+    plan_window,
+    position_after,
+)
 
 #: Stop reading new pages when less than this much Lambda time is left.
 STOP_MARGIN_MS = 90_000
 #: Lease length when the caller does not know its time limit.
 DEFAULT_LEASE_SECONDS = 960
-
-#: describe types never selected: compound values (their components are fields of their own) and
-#: blobs (REST returns a URL per row, not the content).
-SKIPPED_TYPES = frozenset({"address", "location", "base64"})
-REQUIRED_FIELDS = ("IsDeleted",)
+#: A window is not split below this span on QUERY_TIMEOUT (the error is raised instead).
+MIN_SPLIT = dt.timedelta(seconds=1)
+#: Seconds between Bulk job status polls.
+BULK_POLL_SECONDS = 2.0
+#: Rows per Bulk result set requested (``maxRecords``).
+BULK_MAX_RECORDS = 50_000
+#: describe error codes meaning "no such object for this user".
+_UNAVAILABLE_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE"})
+#: describe results per adapter instance (revalidated every cycle; see DescribeCache).
+DESCRIBES = DescribeCache()
+#: Extra per-cycle counters (log line + EMF, dimension ``object``) besides CYCLE_COUNTERS.
+EXTRA_COUNTERS: tuple[str, ...] = (
+    "QuerySplits",
+    "BulkRows",
+    "FieldsAppeared",
+    "FieldsDisappeared",
+    "RowsBackfilled",
+    "FormulaRowsRefreshed",
+    "HardDeletesTombstoned",
+    "ReconcileTombstoned",
+    "ReconcileReread",
+)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
-RunStatus = Literal["complete", "partial", "empty", "failed"]
+RunStatus = Literal["complete", "partial", "empty", "failed", "backoff"]
 Status = RunStatus | Literal["lease-held"]
+
+
+class ObjectUnavailable(ConfigurationError):
+    """The object does not exist in the org, or the integration user cannot read it."""
 
 
 class SalesforcePort(Protocol):
@@ -49,19 +124,23 @@ class SalesforcePort(Protocol):
 
     def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
 
+    def get_deleted(self, obj: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]: ...
+
+    def bulk_query_create(
+        self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll"
+    ) -> dict[str, Any]: ...
+
+    def bulk_job_status(self, job_id: str) -> dict[str, Any]: ...
+
+    def bulk_results_pages(
+        self, job_id: str, *, max_records: int = 50000, locator: str | None = None
+    ) -> Iterator[Any]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class CycleStores:
     state: StateStore
     records: RecordStore
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """The SELECT list of an object for this cycle and which of its fields are datetimes."""
-
-    fields: tuple[str, ...]
-    datetime_fields: frozenset[str]
 
 
 @dataclass
@@ -76,6 +155,8 @@ class CycleResult:
     backlog: int | None = None
     duration_ms: float = 0.0
     held_by: str | None = None
+    error: str | None = None
+    extra: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +164,7 @@ class CycleResult:
             "cycle_id": self.cycle_id,
             "status": self.status,
             "counts": dict(self.counts),
+            "extra": dict(self.extra),
             "window": {
                 "lo": to_iso_ms(self.window_lo) if self.window_lo else None,
                 "hi": to_iso_ms(self.window_hi) if self.window_hi else None,
@@ -91,47 +173,11 @@ class CycleResult:
             "backlog": self.backlog,
             "duration_ms": round(self.duration_ms, 1),
             "held_by": self.held_by,
+            "error": self.error,
         }
 
 
-# -- field selection and SOQL --------------------------------------------------------------------
-
-
-def select_fields(spec: ObjectSpec, describe: Mapping[str, Any]) -> Selection:
-    """The fields to read, from describe (what the integration user can see) and the spec's options."""
-    visible: dict[str, Mapping[str, Any]] = {}
-    for f in describe.get("fields") or []:
-        name = f.get("name")
-        if isinstance(name, str) and _NAME.match(name):
-            visible[name] = f
-    required = (spec.key, spec.cursor, *REQUIRED_FIELDS)
-    missing = [name for name in required if name not in visible]
-    if missing:
-        raise ConfigurationError(
-            f"{spec.name} cannot be synced incrementally: the integration user cannot read {', '.join(missing)}"
-        )
-    if spec.include_fields:
-        unknown = [name for name in spec.include_fields if name not in visible]
-        if unknown:
-            raise ConfigurationError(f"{spec.name}.include_fields not visible in describe: {', '.join(unknown)}")
-    not_excludable = [name for name in spec.exclude_fields if name in required]
-    if not_excludable:
-        raise ConfigurationError(f"{spec.name}.exclude_fields cannot exclude {', '.join(not_excludable)}")
-
-    chosen: list[str] = []
-    for name, f in visible.items():
-        if name not in required:
-            if spec.include_fields and name not in spec.include_fields:
-                continue
-            if name in spec.exclude_fields:
-                continue
-            if f.get("type") in SKIPPED_TYPES:
-                continue
-            if f.get("calculated") and not spec.include_formulas:
-                continue
-        chosen.append(name)
-    datetimes = frozenset(name for name in chosen if visible[name].get("type") == "datetime")
-    return Selection(tuple(chosen), datetimes)
+# -- SOQL ------------------------------------------------------------------------------------------
 
 
 def build_soql(spec: ObjectSpec, fields: Iterable[str], plan: WindowPlan) -> str:
@@ -159,10 +205,29 @@ class _Run:
     spec: ObjectSpec
     cycle_id: str
     counts: dict[str, int]
+    extra: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EXTRA_COUNTERS, 0))
     plan: WindowPlan | None = None
     watermark: dt.datetime | None = None
     backlog: int | None = None
     sf_now: dt.datetime | None = None
+    position: Position | None = None
+    done: int = 0
+    error: str | None = None
+    previous_watermark: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    settings: Settings
+    sf: SalesforcePort
+    store: CycleStores
+    now: Clock
+    time_left_ms: Callable[[], int] | None
+    stop_margin_ms: int
+    sleep: Callable[[float], None]
+
+    def time_short(self) -> bool:
+        return self.time_left_ms is not None and self.time_left_ms() < self.stop_margin_ms
 
 
 @tracer.capture_method(capture_response=False)
@@ -178,8 +243,15 @@ def run_object_cycle(
     time_left_ms: Callable[[], int] | None = None,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
     stop_margin_ms: int = STOP_MARGIN_MS,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> CycleResult:
-    """Run one cycle of ``obj_name``; a held lease gives a clean no-op result."""
+    """Run one cycle of ``obj_name``; a held lease gives a clean no-op result.
+
+    Status: ``complete`` (window persisted, watermark advanced), ``empty`` (nothing to read yet),
+    ``partial`` (stopped before the time limit; a checkpoint waits), ``backoff`` (the org is backed
+    off; nothing read), ``failed`` (an unavailable object: returned; any other error: raised after
+    the bookkeeping), ``lease-held`` (another cycle runs the object; nothing done).
+    """
     spec = settings.registry.get(obj_name)
     bind(object=obj_name, cycle_id=cycle_id, reason=reason)
     started = now.now()
@@ -193,29 +265,29 @@ def run_object_cycle(
         return CycleResult(obj_name, cycle_id, "lease-held", held_by=exc.holder)
 
     run = _Run(spec, cycle_id, dict.fromkeys(CYCLE_COUNTERS, 0))
+    ctx = _Ctx(settings, sf, store, now, time_left_ms, stop_margin_ms, sleep)
     status: RunStatus = "failed"
-    error: str | None = None
     try:
-        status = _run_window(
-            run,
-            settings=settings,
-            sf=sf,
-            store=store,
-            now=now,
-            time_left_ms=time_left_ms,
-            stop_margin_ms=stop_margin_ms,
-        )
+        status = _run_window(run, ctx)
+    except ObjectUnavailable as exc:
+        run.error = str(exc)
+        count("ObjectUnavailable")
+        _record_object_error(run, store.records, now.now())
+    except SalesforceRateLimited as exc:
+        until = now.now() + dt.timedelta(seconds=settings.org_backoff_seconds)
+        store.state.set_org_backoff(until, reason=f"{obj_name}: {exc}", now=now.now())
+        run.error = f"REQUEST_LIMIT_EXCEEDED: org backed off until {to_iso_ms(until)}"
+        count("OrgBackoff")
+        status = "backoff"
     except (SfsyncError, SalesforceError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        run.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         run.counts["ApiCalls"] = sf.calls_made - calls_before
         try:
-            _finish(
-                run, store.state, status=status, error=error, started=started, ended=now.now(), t0=t0, reason=reason
-            )
+            _finish(run, store.state, status=status, started=started, ended=now.now(), t0=t0, reason=reason)
         except (SfsyncError, SalesforceError):
-            if error is None:
+            if run.error is None:
                 raise
             logger.exception("cycle bookkeeping failed after the cycle failed")
     return CycleResult(
@@ -228,7 +300,17 @@ def run_object_cycle(
         watermark=run.watermark,
         backlog=run.backlog,
         duration_ms=(time.monotonic() - t0) * 1000,
+        error=run.error,
+        extra={k: v for k, v in run.extra.items() if v},
     )
+
+
+def _record_object_error(run: _Run, records: RecordStore, when: dt.datetime) -> None:
+    logger.error("object cannot be synced", extra={"error": run.error})
+    try:
+        records.record_error(run.spec, "-", cycle_id=run.cycle_id, reason=run.error or "unavailable", when=when)
+    except SfsyncError:
+        logger.exception("could not write the errors-table row")
 
 
 def _finish(
@@ -236,7 +318,6 @@ def _finish(
     state: StateStore,
     *,
     status: RunStatus,
-    error: str | None,
     started: dt.datetime,
     ended: dt.datetime,
     t0: float,
@@ -254,16 +335,21 @@ def _finish(
             status=status,
             started_at=started,
             ended_at=ended,
-            counts=dict(run.counts),
+            counts={**run.counts, **{k: v for k, v in run.extra.items() if v}},
             window_lo=plan.lo if plan else None,
             window_hi=plan.hi if plan else None,
             watermark=run.watermark,
             reason=reason,
-            error=error,
+            error=run.error,
         )
     )
     lag = (run.sf_now - run.watermark).total_seconds() if run.sf_now and run.watermark else None
     emit_cycle_metrics(obj_name, run.counts, watermark_lag_seconds=lag, backlog=run.backlog, duration_ms=duration_ms)
+    extras = {k: v for k, v in run.extra.items() if v}
+    if extras:
+        with metrics_for_object(obj_name) as single:
+            for name, value in extras.items():
+                single.add_metric(name=name, unit=MetricUnit.Count, value=value)
     count(f"Cycles{status.capitalize()}")
     log = logger.error if status == "failed" else logger.info
     log(
@@ -271,90 +357,342 @@ def _finish(
         extra={
             "status": status,
             "counts": run.counts,
+            "lifecycle": extras,
             "window_lo": to_iso_ms(plan.lo) if plan else None,
             "window_hi": to_iso_ms(plan.hi) if plan else None,
             "watermark": to_iso_ms(run.watermark) if run.watermark else None,
+            "watermark_lag_s": lag,
             "backlog": run.backlog,
             "duration_ms": round(duration_ms, 1),
-            "error": error,
+            "error": run.error,
         },
     )
 
 
-def _run_window(
-    run: _Run,
-    *,
-    settings: Settings,
-    sf: SalesforcePort,
-    store: CycleStores,
-    now: Clock,
-    time_left_ms: Callable[[], int] | None,
-    stop_margin_ms: int,
-) -> RunStatus:
-    spec, cycle_id, state = run.spec, run.cycle_id, store.state
-    selection = select_fields(spec, sf.describe(spec.name))
-    run.sf_now, time_source = salesforce_now(sf, now)
+def _describe(run: _Run, ctx: _Ctx) -> Selection:
+    name = run.spec.name
+    try:
+        describe = DESCRIBES.describe(ctx.sf, name, now=run.sf_now or ctx.now.now())
+    except SalesforceRequestError as exc:
+        if exc.error_code in _UNAVAILABLE_CODES or exc.status == 404:
+            raise ObjectUnavailable(
+                f"object {name} does not exist in the org or the integration user cannot read it ({exc})"
+            ) from exc
+        raise
+    selection = select_fields(run.spec, describe)
+    if selection.unreadable:
+        logger.warning(
+            "configured include_fields are not readable; syncing the rest",
+            extra={"fields": list(selection.unreadable), "hint": f"{name}.include_fields"},
+        )
+        count("FieldNotReadable", len(selection.unreadable))
+    return selection
+
+
+def _run_window(run: _Run, ctx: _Ctx) -> RunStatus:
+    spec, state, now = run.spec, ctx.store.state, ctx.now
+    backoff = state.get_org_backoff()
+    if backoff is not None and backoff > now.now():
+        run.error = f"org backed off until {to_iso_ms(backoff)}"
+        logger.info("the org is backed off; nothing read", extra={"until": to_iso_ms(backoff)})
+        return "backoff"
+    selection = _describe(run, ctx)
+    run.sf_now, time_source = salesforce_now(ctx.sf, now)
     watermark = state.get_watermark(spec.name)
     checkpoint = state.get_checkpoint(spec.name)
-    run.watermark = watermark.value
+    run.watermark = run.previous_watermark = watermark.value
     plan = plan_window(
         watermark=watermark.value,
         checkpoint=checkpoint,
         salesforce_now=run.sf_now,
-        overlap_seconds=settings.overlap_seconds,
-        lag_seconds=settings.safety_lag_seconds,
+        overlap_seconds=ctx.settings.overlap_seconds,
+        lag_seconds=ctx.settings.safety_lag_seconds,
     )
     run.plan = plan
     logger.debug(
         "window planned",
         extra={"lo": to_iso_ms(plan.lo), "hi": to_iso_ms(plan.hi), "resumed": plan.resumed, "time_source": time_source},
     )
+    status: RunStatus
     if plan.empty:
         run.backlog = 0
-        return "empty"
+        status = "empty"
+    else:
+        status = _read_window(run, ctx, selection, plan, checkpoint)
+        if status == "partial":
+            return status
+        run.backlog = 0
+        run.watermark = state.complete_window(spec.name, plan.hi, holder=run.cycle_id, now=now.now())
+    if status != "complete":
+        return status
+    if ctx.time_short():
+        logger.info("no time left for the lifecycle work; the next cycle does it")
+        return status
+    _lifecycle_work(run, ctx, selection)
+    return status
 
-    position: Position | None = plan.resume_after
-    done = checkpoint.records_done if checkpoint is not None else 0
-    state.save_checkpoint(
-        spec.name, Checkpoint(cycle_id, plan.lo, plan.hi, position, None, done), holder=cycle_id, now=now.now()
-    )
-    soql = build_soql(spec, selection.fields, plan)
-    read_in_query = 0
+
+# -- reading a window ---------------------------------------------------------------------------
+
+
+def _read_window(
+    run: _Run, ctx: _Ctx, selection: Selection, plan: WindowPlan, checkpoint: Checkpoint | None
+) -> RunStatus:
+    run.position = plan.resume_after
+    run.done = checkpoint.records_done if checkpoint is not None else 0
+    if checkpoint is not None and checkpoint.bulk_job_id:
+        try:
+            return _read_bulk(run, ctx, selection, plan, checkpoint.bulk_job_id, locator=checkpoint.bulk_locator)
+        except (BulkJobFailed, InvalidQueryLocator, SalesforceRequestError) as exc:
+            logger.warning(
+                "the checkpointed Bulk job cannot be resumed; reading the rest with REST", extra={"error": str(exc)}
+            )
+    _checkpoint(run, ctx, plan)
+    ends = [plan.hi]
+    lo = plan.lo
+    while ends:
+        end = ends[-1]
+        try:
+            outcome = _read_rest(run, ctx, selection, plan, WindowPlan(lo, end, run.position))
+        except SalesforceQueryTimeout:
+            if end - lo <= MIN_SPLIT:
+                raise
+            half = lo + (end - lo) / 2
+            mid = half.replace(microsecond=(half.microsecond // 1000) * 1000)
+            run.extra["QuerySplits"] += 1
+            logger.warning(
+                "QUERY_TIMEOUT: splitting the window",
+                extra={"lo": to_iso_ms(lo), "mid": to_iso_ms(mid), "hi": to_iso_ms(end)},
+            )
+            ends.append(mid)
+            continue
+        if outcome == "partial":
+            return "partial"
+        if outcome == "bulk":
+            return _start_bulk(run, ctx, selection, plan)
+        ends.pop()
+        lo = end
+    return "complete"
+
+
+def _threshold(ctx: _Ctx, spec: ObjectSpec) -> int:
+    return spec.bulk_threshold if spec.bulk_threshold is not None else ctx.settings.bulk_threshold
+
+
+def _read_rest(
+    run: _Run, ctx: _Ctx, selection: Selection, plan: WindowPlan, sub: WindowPlan
+) -> Literal["done", "partial", "bulk"]:
+    soql = build_soql(run.spec, selection.fields, sub)
     total: int | None = None
-    for page in sf.query_pages(soql, include_deleted=True, batch_size=settings.page_size):
+    read = 0
+    for page in ctx.sf.query_pages(soql, include_deleted=True, batch_size=ctx.settings.page_size):
         if total is None:
             total = int(page.total_size)
         records: list[dict[str, Any]] = list(page.records)
-        outcome = store.records.write_page(
-            spec, records, cycle_id=cycle_id, synced_at=now.now(), datetime_fields=selection.datetime_fields
-        )
-        for name, value in outcome.counts.items():
-            run.counts[name] += value
-        run.counts["RecordsRead"] += len(records)
-        read_in_query += len(records)
-        done += len(records)
-        for record in records:
-            position = position_after(position, parse_instant(str(record[spec.cursor])), str(record[spec.key]))
-        state.save_checkpoint(
-            spec.name,
-            Checkpoint(cycle_id, plan.lo, plan.hi, position, page.next_url, done),
-            holder=cycle_id,
-            now=now.now(),
-        )
-        if not page.done and time_left_ms is not None and time_left_ms() < stop_margin_ms:
-            run.backlog = max(0, total - read_in_query)
-            logger.info("stopping before the time limit; the next invocation resumes from the checkpoint")
+        _persist(run, ctx, selection, plan, records, next_url=page.next_url)
+        read += len(records)
+        if not page.done:
+            run.backlog = max(0, total - read)
+            if total > _threshold(ctx, run.spec):
+                logger.info("large backlog: reading the rest of the window with Bulk API 2.0", extra={"rows": total})
+                return "bulk"
+            if ctx.time_short():
+                logger.info("stopping before the time limit; the next invocation resumes from the checkpoint")
+                return "partial"
+    return "done"
+
+
+def _start_bulk(run: _Run, ctx: _Ctx, selection: Selection, plan: WindowPlan) -> RunStatus:
+    soql = build_soql(run.spec, selection.fields, WindowPlan(plan.lo, plan.hi, run.position))
+    job = ctx.sf.bulk_query_create(soql, operation="queryAll")
+    job_id = str(job.get("id"))
+    _checkpoint(run, ctx, plan, bulk_job_id=job_id)
+    return _read_bulk(run, ctx, selection, plan, job_id, locator=None)
+
+
+def _read_bulk(
+    run: _Run, ctx: _Ctx, selection: Selection, plan: WindowPlan, job_id: str, *, locator: str | None
+) -> RunStatus:
+    while True:
+        info = ctx.sf.bulk_job_status(job_id)
+        if info.get("state") == "JobComplete":
+            break
+        if ctx.time_short():
             return "partial"
-    run.backlog = 0
-    run.watermark = state.complete_window(spec.name, plan.hi, holder=cycle_id, now=now.now())
+        ctx.sleep(BULK_POLL_SECONDS)
+    for page in ctx.sf.bulk_results_pages(job_id, max_records=BULK_MAX_RECORDS, locator=locator):
+        rows = [coerce_csv_row(row, selection.types) for row in page.rows]
+        _persist(run, ctx, selection, plan, rows, bulk_job_id=job_id, bulk_locator=page.locator)
+        run.extra["BulkRows"] += len(rows)
+        if page.locator is not None and ctx.time_short():
+            return "partial"
     return "complete"
+
+
+def _persist(
+    run: _Run,
+    ctx: _Ctx,
+    selection: Selection,
+    plan: WindowPlan,
+    records: list[dict[str, Any]],
+    *,
+    next_url: str | None = None,
+    bulk_job_id: str | None = None,
+    bulk_locator: str | None = None,
+) -> None:
+    spec = run.spec
+    outcome = ctx.store.records.write_page(
+        spec,
+        records,
+        cycle_id=run.cycle_id,
+        synced_at=ctx.now.now(),
+        datetime_fields=selection.datetime_fields,
+        selected_fields=selection.fields,
+    )
+    _add(run.counts, outcome)
+    run.counts["RecordsRead"] += len(records)
+    run.done += len(records)
+    for record in records:
+        run.position = position_after(run.position, parse_instant(str(record[spec.cursor])), str(record[spec.key]))
+    _checkpoint(run, ctx, plan, next_url=next_url, bulk_job_id=bulk_job_id, bulk_locator=bulk_locator)
+
+
+def _checkpoint(
+    run: _Run,
+    ctx: _Ctx,
+    plan: WindowPlan,
+    *,
+    next_url: str | None = None,
+    bulk_job_id: str | None = None,
+    bulk_locator: str | None = None,
+) -> None:
+    ctx.store.state.save_checkpoint(
+        run.spec.name,
+        Checkpoint(run.cycle_id, plan.lo, plan.hi, run.position, next_url, run.done, bulk_job_id, bulk_locator),
+        holder=run.cycle_id,
+        now=ctx.now.now(),
+    )
+
+
+def _add(counts: dict[str, int], outcome: PageOutcome) -> None:
+    for name, value in outcome.counts.items():
+        counts[name] = counts.get(name, 0) + value
+
+
+# -- lifecycle work after a completed window --------------------------------------------------------
+
+
+def _lifecycle_work(run: _Run, ctx: _Ctx, selection: Selection) -> None:
+    spec, state, records, settings = run.spec, ctx.store.state, ctx.store.records, ctx.settings
+    now = ctx.now.now()
+    current = state.get_lifecycle(spec.name)
+
+    appeared, disappeared = field_changes(current.known_fields, selection)
+    run.extra["FieldsAppeared"] += len(appeared)
+    run.extra["FieldsDisappeared"] += len(disappeared)
+    if disappeared:
+        logger.warning(
+            "fields no longer readable: not read any more, stored values kept", extra={"fields": disappeared}
+        )
+    to_backfill = [name for name in appeared if name in selection.fields]
+    if to_backfill:
+        logger.info("new readable fields: back-filling stored items", extra={"fields": to_backfill})
+        filled = backfill(
+            ctx.sf,
+            records,
+            spec,
+            to_backfill,
+            selection,
+            page_size=settings.page_size,
+            cycle_id=run.cycle_id,
+            synced_at=now,
+        )
+        run.extra["RowsBackfilled"] += filled.counts["RecordsUpdated"]
+        run.counts["RecordsFailed"] += filled.counts["RecordsFailed"]
+
+    # getDeleted coverage starts where the copy stood before this object's first cycle (the full
+    # copy's watermark); an object read from the epoch has nothing it could have missed.
+    covered = current.deletes_covered_until or run.previous_watermark
+    gap: str | None = None
+    if run.watermark is not None:
+        deletes = check_deletes(
+            ctx.sf,
+            records,
+            spec,
+            covered_until=covered,
+            hi=run.watermark,
+            sf_now=run.sf_now or now,
+            cycle_id=run.cycle_id,
+            synced_at=now,
+        )
+        covered, gap = deletes.covered_until, deletes.gap
+        run.extra["HardDeletesTombstoned"] += deletes.tombstoned
+        run.counts["RecordsDeleted"] += deletes.tombstoned
+
+    reconciled_at = current.reconciled_at
+    interval = spec.reconcile_seconds if spec.reconcile_seconds is not None else settings.reconcile_seconds
+    if gap is not None or (
+        reconciled_at is not None
+        and reconcile_due(spec, last=reconciled_at, now=now, interval_seconds=interval, gap=False)
+    ):
+        if gap is not None:
+            logger.warning("deletes may have been missed; reconciling ids", extra={"reason": gap})
+        result = reconcile(
+            ctx.sf,
+            records,
+            spec,
+            selection,
+            page_size=settings.page_size,
+            cycle_id=run.cycle_id,
+            synced_at=now,
+            write_rows=lambda rows: records.write_page(
+                spec,
+                rows,
+                cycle_id=run.cycle_id,
+                synced_at=now,
+                datetime_fields=selection.datetime_fields,
+                selected_fields=selection.fields,
+            ),
+        )
+        reconciled_at = now
+        run.extra["ReconcileTombstoned"] += result.tombstoned
+        run.counts["RecordsDeleted"] += result.tombstoned
+        if result.reread is not None:
+            run.extra["ReconcileReread"] += sum(result.reread.counts.values())
+            _add(run.counts, result.reread)
+    elif reconciled_at is None:
+        reconciled_at = now  # the schedule starts with the first cycle, which read everything
+
+    refreshed_at = current.formulas_refreshed_at
+    refresh_every = (
+        spec.formula_refresh_seconds if spec.formula_refresh_seconds is not None else settings.formula_refresh_seconds
+    )
+    formula_appeared = any(name in selection.formulas for name in appeared)
+    if selection.formulas and (formula_appeared or refresh_due(refreshed_at, now, refresh_every)):
+        refreshed = refresh_formulas(
+            ctx.sf, records, spec, selection, page_size=settings.page_size, cycle_id=run.cycle_id, as_of=now
+        )
+        refreshed_at = now
+        run.extra["FormulaRowsRefreshed"] += refreshed.counts["RecordsUpdated"]
+        run.counts["RecordsFailed"] += refreshed.counts["RecordsFailed"]
+
+    state.save_lifecycle(
+        spec.name,
+        Lifecycle(selection.tracked, covered, reconciled_at, refreshed_at),
+        holder=run.cycle_id,
+        now=ctx.now.now(),
+    )
 
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "EXTRA_COUNTERS",
+    "REQUIRED_FIELDS",
+    "SKIPPED_TYPES",
     "STOP_MARGIN_MS",
     "CycleResult",
     "CycleStores",
+    "ObjectUnavailable",
     "SalesforcePort",
     "Selection",
     "build_soql",

@@ -24,7 +24,9 @@ job is retried ``max_job_attempts`` times, then its part is split into ``split_f
 REST query) of the copy minus the safety overlap: a record changed after its part was read has a
 ``SystemModstamp`` at or after that start, so the first incremental cycle reads it.
 
-**Writes.**  Rows go through :func:`sfsync.records.to_item` (the one row -> item rule).  Items not
+**Writes.**  Rows become items by :func:`sfsync.records.to_item` (the one row -> item rule); Bulk
+CSV rows whose values are all in their plain form take :class:`CsvRowEncoder`, a fast path held
+equal to that rule by the unit tests (it defers every other row to ``to_item``).  Items not
 yet in the table are written with ``BatchWriteItem`` (25 per request) after a ``BatchGetItem`` of
 the keys; rows whose item exists go through :meth:`sfsync.records.RecordStore.write_page`
 (conditional ``PutItem``).  The get-then-batch-put is race-free only because no other writer touches
@@ -36,21 +38,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
+from sfsync.clock import Clock, epoch_seconds, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
-from sfsync.cycle import select_fields
 from sfsync.exceptions import (
     BulkJobFailed,
     ConfigurationError,
@@ -62,8 +65,17 @@ from sfsync.exceptions import (
     StoreError,
     StoreThrottled,
 )
+from sfsync.fields import select_fields
 from sfsync.observability import bind, count, logger, metrics_for_object
-from sfsync.records import COUNTER_FOR, MAX_ITEM_BYTES, RecordStore, UnstorableRecord, item_size, to_item
+from sfsync.records import (
+    COUNTER_FOR,
+    ENGINE_ATTRIBUTES,
+    MAX_ITEM_BYTES,
+    RecordStore,
+    UnstorableRecord,
+    item_size,
+    to_item,
+)
 from sfsync.registry import ObjectSpec
 from sfsync.state import StateStore
 
@@ -78,6 +90,10 @@ class InvalidExecutionInput(InvalidEvent):
 
 class CopyConflict(SfsyncError):
     """The copy document changed under this step more often than it could retry."""
+
+
+class ContinuationFailed(SfsyncError):
+    """The next execution of a long copy could not be started (Step Functions refused)."""
 
 
 #: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
@@ -111,6 +127,10 @@ MAX_UNPROCESSED_ROUNDS = 8
 SAVE_ATTEMPTS = 3
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_CANONICAL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_PLAIN_INT = re.compile(r"0|-?[1-9]\d{0,17}")
+_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}")
+_ENGINE_NAMES = frozenset(ENGINE_ATTRIBUTES)
 _INT_TYPES = frozenset({"int", "long"})
 _FLOAT_TYPES = frozenset({"double", "currency", "percent"})
 
@@ -174,6 +194,7 @@ class FullSyncDeps:
     clock: Clock
     policy: CopyPolicy = field(default_factory=CopyPolicy)
     bulk_unsupported: frozenset[str] = BULK_UNSUPPORTED_OBJECTS
+    stepfunctions: Any = None  # boto3 Step Functions client (continue_as_new only)
 
     @property
     def copies(self) -> CopyStore:
@@ -346,16 +367,11 @@ def plan_object(spec: ObjectSpec, describe: Mapping[str, Any], *, bulk_unsupport
     :class:`ConfigurationError` (it cannot be copied).
     """
     warnings: list[str] = []
-    visible = {f.get("name") for f in describe.get("fields") or []}
-    if spec.include_fields:
-        unreadable = [name for name in spec.include_fields if name not in visible]
-        if unreadable:
-            warnings.append(
-                f"{spec.name}: field(s) {', '.join(unreadable)} not readable by the integration user; left out"
-            )
-            readable = tuple(name for name in spec.include_fields if name in visible)
-            spec = replace(spec, include_fields=readable or (spec.key,))
     selection = select_fields(spec, describe)
+    if selection.unreadable:
+        warnings.append(
+            f"{spec.name}: field(s) {', '.join(selection.unreadable)} not readable by the integration user; left out"
+        )
     if describe.get("queryable") is False:
         raise ConfigurationError(f"{spec.name} is not queryable for the integration user")
     mode: Mode = "rest" if spec.name in bulk_unsupported else "bulk"
@@ -371,6 +387,43 @@ def progress_figures(records_copied: int, total: int | None, elapsed_seconds: fl
     if rate and total is not None:
         eta = max(0.0, (total - records_copied) / rate)
     return {"rate_per_s": round(rate, 1) if rate else None, "eta_seconds": round(eta, 1) if eta is not None else None}
+
+
+# ------------------------------------------------------------------------------------------------
+# For the dispatcher: which objects need a copy, and an execution name that makes a restart a no-op
+# ------------------------------------------------------------------------------------------------
+
+CopyGate = Literal["copy", "copying", "done", "failed"]
+
+
+def copy_gate(watermark_done: bool, copy_status: str | None) -> CopyGate:
+    """What the dispatcher does with an object, from its watermark flag and its copy document.
+
+    ``copy``: never copied - start the workflow; ``copying``: a copy runs - no incremental cycle;
+    ``failed``: the copy stopped - start the workflow again (``plan`` resumes the checkpoint), no
+    incremental cycle; ``done``: incremental cycles as usual.
+    """
+    if copy_status == "running":
+        return "copying"
+    if copy_status == "failed":
+        return "failed"
+    if watermark_done:
+        return "done"
+    return "copy"
+
+
+def execution_name(objects: Sequence[str], *, reason: Literal["first", "resync"], token: str = "") -> str:
+    """A Step Functions execution name that is the same for the same request (a second start fails
+    with ``ExecutionAlreadyExists`` instead of running a second copy).
+
+    ``first``: the set of never-copied objects (order-free); ``resync``: plus the operator's request
+    ``token`` (e.g. the request time), so a later re-sync of the same objects is a new execution.
+    """
+    if not objects:
+        raise ValueError("execution_name needs at least one object")
+    digest = hashlib.sha256(",".join(sorted(set(objects))).encode()).hexdigest()[:16]
+    clean = re.sub(r"[^A-Za-z0-9_-]", "-", token)[:40]
+    return f"{reason}-{digest}" + (f"-{clean}" if clean else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -457,8 +510,6 @@ class CopyStore:
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
-        self._ser = TypeSerializer()
-        self._de = TypeDeserializer()
 
     def _key(self, object_name: str) -> dict[str, Any]:
         return {"pk": {"S": OBJECT_PREFIX + object_name}, "sk": {"S": FULLCOPY_SK}}
@@ -487,6 +538,11 @@ class CopyStore:
         }
         if total is not None:
             item["total"] = {"N": str(total)}
+        if copy.engine_started_at:
+            elapsed = (now - parse_instant(copy.engine_started_at)).total_seconds()
+            for name, value in progress_figures(copy.records_copied, total, elapsed).items():
+                if value is not None:
+                    item[name] = {"N": str(value)}
         if copy.version == 0:
             condition, values = "attribute_not_exists(pk)", {}
         else:
@@ -523,13 +579,107 @@ class CopyStore:
 # ------------------------------------------------------------------------------------------------
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    """A DynamoDB attribute value for the types :func:`sfsync.records.to_item` produces."""
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, Decimal | int):
+        return {"N": str(value)}
+    return dict(_SERIALIZER.serialize(value))  # anything else: boto3's general rules
+
+
+def _may_be_too_large(item: Mapping[str, Any]) -> bool:
+    """A cheap upper bound of the item size (4 bytes per character); exact check only when needed."""
+    bound = 0
+    for name, value in item.items():
+        bound += len(name) + (len(value) if isinstance(value, str) else 24)
+    return bound * 4 > MAX_ITEM_BYTES
+
+
+_SERIALIZER = TypeSerializer()
+
+
+class CsvRowEncoder:
+    """Bulk CSV rows straight to DynamoDB attribute maps, for the rows that need no judgement.
+
+    Produces exactly ``{k: attribute(v) for k, v in to_item(spec, typed_row(row)).items()}`` (the
+    unit tests hold it to that) for a row whose values are all in their plain form: booleans
+    ``true``/``false``, integers and decimals as Salesforce renders them, datetimes already
+    ``…000Z``.  Anything else (and any row that might approach DynamoDB's item size limit) returns
+    None and goes through :func:`sfsync.records.to_item`, the one row -> item rule.
+    """
+
+    def __init__(self, spec: ObjectSpec, types: FieldTypes, *, copy_id: str, synced_at: dt.datetime) -> None:
+        self._spec = spec
+        self._key, self._cursor = spec.key, spec.cursor
+        self._booleans = tuple(types.booleans - _ENGINE_NAMES)
+        self._integers = tuple(types.integers - _ENGINE_NAMES)
+        self._floats = tuple(types.floats - _ENGINE_NAMES)
+        self._datetimes = tuple(types.datetimes - _ENGINE_NAMES)
+        self._constant = {
+            "sobject": {"S": spec.name},
+            "_synced_at": {"S": to_iso_ms(synced_at)},
+            "_cycle_id": {"S": copy_id},
+        }
+        self._expires: dict[str, Any] | None = None
+        if spec.tombstone_retention_days is not None:
+            expires = synced_at + dt.timedelta(days=spec.tombstone_retention_days)
+            self._expires = {"N": str(epoch_seconds(expires))}
+
+    def encode(self, row: Mapping[str, str | None]) -> dict[str, Any] | None:
+        record_id, stamp, deleted_text = row.get(self._key), row.get(self._cursor), row.get("IsDeleted")
+        if not record_id or stamp is None or not _CANONICAL_STAMP.fullmatch(stamp):
+            return None
+        if deleted_text not in ("true", "false", None):
+            return None
+        item: dict[str, Any] = {name: {"S": value} for name, value in row.items() if value is not None}
+        if sum(map(len, filter(None, row.values()))) * 4 + len(item) * 128 > MAX_ITEM_BYTES:
+            return None  # might be near DynamoDB's item limit: the general path measures it
+        for name in self._booleans:
+            value = row.get(name)
+            if value is not None:
+                if value not in ("true", "false"):
+                    return None
+                item[name] = {"BOOL": value == "true"}
+        for name in self._integers:
+            value = row.get(name)
+            if value is not None:
+                if not _PLAIN_INT.fullmatch(value):
+                    return None
+                item[name] = {"N": value}
+        for name in self._floats:
+            value = row.get(name)
+            if value is not None:
+                if not _PLAIN_DECIMAL.fullmatch(value) or repr(float(value)) != value:
+                    return None
+                item[name] = {"N": value}
+        for name in self._datetimes:
+            value = row.get(name)
+            if value is not None and not _CANONICAL_STAMP.fullmatch(value):
+                return None
+        for name in _ENGINE_NAMES.intersection(item):
+            del item[name]
+        deleted = deleted_text == "true"
+        item["SystemModstamp"] = {"S": stamp}
+        item["IsDeleted"] = {"BOOL": deleted}
+        item.update(self._constant)
+        if deleted:
+            if self._expires is not None:
+                item["_expires_at"] = self._expires
+            master = row.get("MasterRecordId")
+            if master:
+                item["_merged_into"] = {"S": master}
+        return item
+
+
 class BatchLoader:
     """Writes rows into an object's table: batch puts for new items, conditional puts otherwise."""
 
     def __init__(self, client: Any, records: RecordStore, *, sleep: Any = time.sleep) -> None:
         self._client = client
         self._records = records
-        self._ser = TypeSerializer()
         self._sleep = sleep
 
     def write(
@@ -539,57 +689,80 @@ class BatchLoader:
         *,
         copy_id: str,
         synced_at: dt.datetime,
-        datetime_fields: Iterable[str],
+        types: FieldTypes,
+        bulk_csv: bool,
+        selected_fields: Iterable[str] | None = None,
     ) -> dict[str, int]:
-        """Persist every row (streamed, ``BATCH_GET_KEYS`` at a time); returns outcome counters."""
+        """Persist every row (streamed, ``BATCH_GET_KEYS`` at a time); returns outcome counters.
+
+        ``bulk_csv``: the rows are Bulk CSV rows (text values, typed here); otherwise REST rows.
+        ``selected_fields`` (the copy's SELECT list): an existing item keeps its attributes outside
+        it (formula values, fields no longer readable), as with the incremental sync's puts.
+        """
+        selected = tuple(selected_fields) if selected_fields is not None else None
         counts = dict.fromkeys(COUNTER_FOR.values(), 0)
         table = self._records.table_for(spec)
-        dt_fields = tuple(datetime_fields)
-        chunk: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+        encoder = CsvRowEncoder(spec, types, copy_id=copy_id, synced_at=synced_at) if bulk_csv else None
+        batch = _Chunk(spec, table, types, bulk_csv, copy_id, synced_at, selected)
         for row in rows:
-            record_id = str(row.get(spec.key) or "?")
-            try:
-                item = to_item(spec, row, cycle_id=copy_id, synced_at=synced_at, datetime_fields=dt_fields)
-                if item_size(item) > MAX_ITEM_BYTES:
-                    raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
-            except UnstorableRecord as exc:
-                self._records.record_error(spec, record_id, cycle_id=copy_id, reason=str(exc), when=synced_at)
-                counts[COUNTER_FOR["failed"]] += 1
-                continue
-            previous = chunk.get(record_id)
-            if previous is None or previous[1]["SystemModstamp"] <= item["SystemModstamp"]:
-                chunk[record_id] = (row, item)
-            if len(chunk) >= BATCH_GET_KEYS:
-                self._flush(spec, table, chunk, counts, copy_id=copy_id, synced_at=synced_at, dt_fields=dt_fields)
-                chunk = {}
-        if chunk:
-            self._flush(spec, table, chunk, counts, copy_id=copy_id, synced_at=synced_at, dt_fields=dt_fields)
+            wire = encoder.encode(row) if encoder is not None else None
+            if wire is None:
+                wire = self._general(spec, row, batch, counts)
+                if wire is None:
+                    continue
+            record_id = wire[spec.key]["S"]
+            previous = batch.rows.get(record_id)
+            if previous is None or previous[1]["SystemModstamp"]["S"] <= wire["SystemModstamp"]["S"]:
+                batch.rows[record_id] = (row, wire)
+            if len(batch.rows) >= BATCH_GET_KEYS:
+                self._flush(batch, counts)
+                batch.rows = {}
+        if batch.rows:
+            self._flush(batch, counts)
         return counts
 
-    def _flush(
-        self,
-        spec: ObjectSpec,
-        table: str,
-        chunk: dict[str, tuple[Mapping[str, Any], dict[str, Any]]],
-        counts: dict[str, int],
-        *,
-        copy_id: str,
-        synced_at: dt.datetime,
-        dt_fields: tuple[str, ...],
-    ) -> None:
-        existing = self._existing(table, list(chunk))
-        fresh = [item for record_id, (_row, item) in chunk.items() if record_id not in existing]
-        known = [row for record_id, (row, _item) in chunk.items() if record_id in existing]
+    def _general(
+        self, spec: ObjectSpec, row: Mapping[str, Any], batch: _Chunk, counts: dict[str, int]
+    ) -> dict[str, Any] | None:
+        """The one row -> item rule (:func:`sfsync.records.to_item`); an unstorable row is recorded."""
+        typed = typed_row(row, batch.types) if batch.bulk_csv else row
+        record_id = str(typed.get(spec.key) or "?")
+        # datetimes already in the stored form need no normalising
+        to_normalise = tuple(
+            f
+            for f in batch.types.datetimes
+            if (v := typed.get(f)) is not None and not _CANONICAL_STAMP.fullmatch(str(v))
+        )
+        try:
+            item = to_item(spec, typed, cycle_id=batch.copy_id, synced_at=batch.synced_at, datetime_fields=to_normalise)
+            if _may_be_too_large(item) and item_size(item) > MAX_ITEM_BYTES:
+                raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
+        except UnstorableRecord as exc:
+            self._records.record_error(spec, record_id, cycle_id=batch.copy_id, reason=str(exc), when=batch.synced_at)
+            counts[COUNTER_FOR["failed"]] += 1
+            return None
+        return {k: _attribute(v) for k, v in item.items()}
+
+    def _flush(self, batch: _Chunk, counts: dict[str, int]) -> None:
+        existing = self._existing(batch.table, list(batch.rows))
+        fresh = [wire for record_id, (_row, wire) in batch.rows.items() if record_id not in existing]
+        known = [row for record_id, (row, _wire) in batch.rows.items() if record_id in existing]
         for start in range(0, len(fresh), BATCH_WRITE_ITEMS):
-            batch = fresh[start : start + BATCH_WRITE_ITEMS]
-            if self._batch_put(table, batch):
-                for item in batch:
-                    counts[COUNTER_FOR["deleted" if item["IsDeleted"] else "created"]] += 1
+            items = fresh[start : start + BATCH_WRITE_ITEMS]
+            if self._batch_put(batch.table, items):
+                for wire in items:
+                    counts[COUNTER_FOR["deleted" if wire["IsDeleted"]["BOOL"] else "created"]] += 1
             else:  # DynamoDB refused the batch as a whole: per-row puts isolate the bad row
-                known.extend(chunk[item["Id"]][0] for item in batch)
+                known.extend(batch.rows[wire[batch.spec.key]["S"]][0] for wire in items)
         if known:
+            rows = [typed_row(row, batch.types) for row in known] if batch.bulk_csv else known
             outcome = self._records.write_page(
-                spec, known, cycle_id=copy_id, synced_at=synced_at, datetime_fields=dt_fields
+                batch.spec,
+                rows,
+                cycle_id=batch.copy_id,
+                synced_at=batch.synced_at,
+                datetime_fields=batch.types.datetimes,
+                selected_fields=batch.selected,
             )
             for name, value in outcome.counts.items():
                 counts[name] += value
@@ -614,7 +787,7 @@ class BatchLoader:
         raise StoreThrottled(f"{table} kept leaving keys unprocessed in BatchGetItem")
 
     def _batch_put(self, table: str, items: list[dict[str, Any]]) -> bool:
-        requests = [{"PutRequest": {"Item": {k: self._ser.serialize(v) for k, v in item.items()}}} for item in items]
+        requests = [{"PutRequest": {"Item": item}} for item in items]
         pending: dict[str, Any] = {table: requests}
         for attempt in range(MAX_UNPROCESSED_ROUNDS):
             try:
@@ -639,6 +812,18 @@ class BatchLoader:
             raise StoreError(f"{operation} on {table} failed: {code}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"{operation} on {table} failed: {exc}") from exc
+
+
+@dataclass
+class _Chunk:
+    spec: ObjectSpec
+    table: str
+    types: FieldTypes
+    bulk_csv: bool
+    copy_id: str
+    synced_at: dt.datetime
+    selected: tuple[str, ...] | None
+    rows: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
 
 class _Rejected(Exception):
@@ -674,7 +859,21 @@ class _PlanInput(BaseModel):
     resync: list[str] | bool = False
     requested_by: str = Field(default="unknown", min_length=1, max_length=200)
     execution_id: str | None = None
+    execution_name: str | None = Field(default=None, max_length=80)
+    base_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(default=0, ge=0, le=9999)
     max_records: int | None = Field(default=None, ge=1, le=1_000_000)
+    pages_per_execution: int | None = Field(default=None, ge=1, le=5_000)
+
+
+class _SummaryInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    results: list[dict[str, Any]]
+    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(default=0, ge=0, le=9999)
+    requested_by: str = "unknown"
 
 
 def _validate[M: BaseModel](model: type[M], event: Any, step: str) -> M:
@@ -704,6 +903,9 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     "mode"}...], "skipped": [...], "failed": [...], "warnings": [...], "requested_by"}``; an object
     that cannot be copied (unreadable key fields) is recorded failed and left out of ``objects``.
     """
+    if isinstance(event, Mapping) and isinstance(event.get("request"), Mapping):
+        # the state machine passes the execution input whole: {"step": "plan", "request.$": "$", ...}
+        event = {**event["request"], **{k: v for k, v in event.items() if k != "request"}}
     request = _validate(_PlanInput, event, "plan")
     registry = deps.settings.registry
     names = request.objects if request.objects is not None else registry.names()
@@ -723,7 +925,11 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
         count("InvalidExecutionInput")
         raise InvalidExecutionInput("plan: " + "; ".join(problems))
 
-    policy = deps.policy if request.max_records is None else replace(deps.policy, max_records=request.max_records)
+    policy = deps.policy
+    if request.max_records is not None:
+        policy = replace(policy, max_records=request.max_records)
+    if request.pages_per_execution is not None:
+        policy = replace(policy, pages_per_execution=request.pages_per_execution)
     store, now = deps.copies, deps.clock.now()
     planned: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -745,6 +951,7 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
                 mode = existing.parts[current].mode if current is not None else "bulk"
                 planned.append({"object": name, "mode": mode, "resumed": True})
                 continue
+        calls_before = deps.sf.calls_made
         try:
             object_plan = plan_object(spec, deps.sf.describe(name), bulk_unsupported=deps.bulk_unsupported)
         except ConfigurationError as exc:
@@ -764,6 +971,7 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
             engine_started_at=to_iso_ms(now),
             warnings=list(object_plan.warnings),
             requested_by=request.requested_by,
+            api_calls=deps.sf.calls_made - calls_before,
         )
         store.replace_copy(copy, now=now)
         planned.append({"object": name, "mode": object_plan.mode, "resumed": False})
@@ -774,6 +982,88 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
         "failed": failed,
         "warnings": warnings,
         "requested_by": request.requested_by,
+        "base_name": request.base_name or _base_name(request.execution_name),
+        "generation": request.generation,
+    }
+
+
+class _ContinueInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    state_machine_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
+    )
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    objects: list[str] = Field(min_length=1)
+    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(ge=1, le=9999)
+    requested_by: str = "unknown"
+
+
+def continue_as_new(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Start the same workflow again for the objects that still have pages to copy.
+
+    The execution name ``<base>-<generation>`` makes a repeated call (a retried Task) a no-op:
+    ``ExecutionAlreadyExists`` is success.  The new execution's ``plan`` finds the copies running
+    and resumes them from their checkpoints.
+    """
+    request = _validate(_ContinueInput, event, "continue_as_new")
+    if deps.stepfunctions is None:
+        raise ConfigurationError("continue_as_new needs a Step Functions client")
+    payload = {
+        "objects": request.objects,
+        "requested_by": request.requested_by,
+        "base_name": request.base_name,
+        "generation": request.generation,
+    }
+    try:
+        response = deps.stepfunctions.start_execution(
+            stateMachineArn=request.state_machine_arn, name=request.name, input=json.dumps(payload)
+        )
+        arn, started = str(response["executionArn"]), True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise ContinuationFailed(f"cannot start the continuation {request.name}: {exc}") from exc
+        arn, started = f"{request.state_machine_arn.replace(':stateMachine:', ':execution:')}:{request.name}", False
+    logger.info("full copy continues in a new execution", extra={"execution_name": request.name, "started": started})
+    return {"execution_arn": arn, "name": request.name, "started": started, "objects": request.objects}
+
+
+def _base_name(execution_name: str | None) -> str:
+    """A name continuation executions derive theirs from (``<base>-<generation>``, at most 80 chars)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", execution_name or "full-sync")[:64]
+    return cleaned or "full-sync"
+
+
+def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """After the per-object loop: which objects must continue in a new execution, and the totals.
+
+    Input ``{"results": [step outputs...], "base_name", "generation", "requested_by"}``; output
+    ``{"continue": bool, "objects": [...], "generation": n + 1, "name": "<base>-<n+1>", "summary":
+    {object: {status, records_copied, total, api_calls}}}``.
+    """
+    request = _validate(_SummaryInput, event, "summarize")
+    remaining: list[str] = []
+    summary: dict[str, Any] = {}
+    for result in request.results:
+        name = result.get("object")
+        if not isinstance(name, str) or name not in deps.settings.registry:
+            raise InvalidExecutionInput(f"summarize: result without a configured object: {result!r:.200}")
+        if result.get("next") == "continue":
+            remaining.append(name)
+        summary[name] = {
+            key: result.get(key) for key in ("status", "next", "records_copied", "total", "api_calls", "error")
+        }
+    generation = request.generation + 1
+    return {
+        "continue": bool(remaining),
+        "objects": remaining,
+        "generation": generation,
+        "name": f"{request.base_name}-{generation}",
+        "base_name": request.base_name,
+        "requested_by": request.requested_by,
+        "summary": summary,
     }
 
 
@@ -829,6 +1119,8 @@ STEPS = {
     "load_page": load_page,
     "finish": finish,
     "mark_failed": mark_failed,
+    "summarize": summarize,
+    "continue_as_new": continue_as_new,
 }
 
 
@@ -1045,7 +1337,7 @@ def _after_part(copy: Copy) -> Next:
     return _route_for_part(copy)
 
 
-def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) -> int:
+def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]], *, bulk_csv: bool) -> int:
     """Write rows; returns how many were read.  Counters are added to the copy."""
     spec = _spec(copy, deps)
     read = 0
@@ -1056,9 +1348,14 @@ def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) 
             read += 1
             yield row
 
-    types = FieldTypes.from_doc(copy.types)
     outcome = BatchLoader(deps.dynamodb, deps.records).write(
-        spec, counted(rows), copy_id=copy.copy_id, synced_at=deps.clock.now(), datetime_fields=types.datetimes
+        spec,
+        counted(rows),
+        copy_id=copy.copy_id,
+        synced_at=deps.clock.now(),
+        types=FieldTypes.from_doc(copy.types),
+        bulk_csv=bulk_csv,
+        selected_fields=copy.fields,
     )
     for name, value in outcome.items():
         copy.counts[name] = copy.counts.get(name, 0) + value
@@ -1068,7 +1365,6 @@ def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) 
 def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
     part = copy.parts[index]
     assert part.job_id is not None
-    types = FieldTypes.from_doc(copy.types)
     pages = deps.sf.bulk_results_pages(part.job_id, max_records=_policy(copy).max_records, locator=part.locator)
     try:
         page = next(pages, None)
@@ -1082,7 +1378,7 @@ def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
         _forget_job(copy, part)
         return "start"
     try:
-        read = 0 if page is None else _persist(copy, deps, (typed_row(row, types) for row in page.rows))
+        read = 0 if page is None else _persist(copy, deps, page.rows, bulk_csv=True)
         next_locator = None if page is None else page.locator
     finally:
         close = getattr(pages, "close", None)
@@ -1122,7 +1418,7 @@ def _load_rest(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
             page = next(iter(deps.sf.query_pages(soql, include_deleted=True, batch_size=2000)))
             part.total = part.records_done + int(page.total_size)
         records: list[dict[str, Any]] = list(page.records)
-        read = _persist(copy, deps, records)
+        read = _persist(copy, deps, records, bulk_csv=False)
         part.started = True
         if records:
             last = records[-1]
@@ -1235,16 +1531,22 @@ __all__ = [
     "STEPS",
     "BatchLoader",
     "BulkPort",
+    "ContinuationFailed",
     "Copy",
     "CopyConflict",
+    "CopyGate",
     "CopyPolicy",
     "CopyStore",
+    "CsvRowEncoder",
     "FieldTypes",
     "FullSyncDeps",
     "InvalidExecutionInput",
     "ObjectPlan",
     "Part",
     "bulk_soql",
+    "continue_as_new",
+    "copy_gate",
+    "execution_name",
     "failure_action",
     "field_types",
     "finish",
@@ -1259,5 +1561,6 @@ __all__ = [
     "run_step",
     "split_range",
     "start_job",
+    "summarize",
     "typed_row",
 ]

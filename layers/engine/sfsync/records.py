@@ -10,7 +10,15 @@ Each row becomes one item (hash key ``Id``) in its family table:
 * numbers as ``Decimal``; booleans as BOOL; datetime fields normalised to ISO ms ``Z``;
 * the engine's attributes: ``sobject``, ``SystemModstamp`` (ISO ms Z), ``IsDeleted`` (BOOL),
   ``_synced_at``, ``_cycle_id``, and ``_expires_at`` (epoch seconds) on tombstones when the object
-  has a tombstone retention.
+  has a tombstone retention; ``_merged_into`` (the winner's Id) on a merge loser's tombstone;
+  ``_deleted_by`` (``getDeleted`` / ``reconcile``) on tombstones of rows that left Salesforce
+  without a soft-delete row; ``_formulas_as_of`` (ISO ms Z) where a formula refresh wrote the
+  item's formula values.
+
+**Fields the cycle does not select are carried over** (``selected_fields``): a put keeps the stored
+values of attributes outside the cycle's selection - formula fields (refreshed on their own
+schedule) and fields that stopped being readable (permission or schema change: the last value
+read is kept rather than lost).  A selected field that is null is removed, as before.
 
 Each page first reads the stored versions (``BatchGetItem``); rows whose stored version is newer,
 or identical apart from the engine's bookkeeping, are *skipped* without a write (overlap replays
@@ -45,7 +53,19 @@ from sfsync.registry import ObjectSpec
 MAX_ITEM_BYTES = 400 * 1024
 BATCH_GET_KEYS = 100
 BATCH_GET_ATTEMPTS = 8
-ENGINE_ATTRIBUTES = ("sobject", "SystemModstamp", "IsDeleted", "_synced_at", "_cycle_id", "_expires_at")
+ENGINE_ATTRIBUTES = (
+    "sobject",
+    "SystemModstamp",
+    "IsDeleted",
+    "_synced_at",
+    "_cycle_id",
+    "_expires_at",
+    "_merged_into",
+    "_deleted_by",
+    "_formulas_as_of",
+)
+#: Engine attributes that belong to one version of a row (dropped when a newer version is put).
+_VERSION_ATTRIBUTES = frozenset({"_merged_into", "_deleted_by"})
 _VOLATILE = frozenset({"_synced_at", "_cycle_id", "_expires_at"})
 _THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 _DDB_NUMBER = Context(prec=38, Emin=-128, Emax=126, traps=[Inexact, Rounded, Overflow, Underflow, InvalidOperation])
@@ -87,6 +107,25 @@ def _number(value: int | float) -> Decimal:
         raise UnstorableRecord(f"number {value!r} is outside DynamoDB's range/precision") from exc
 
 
+def _convert_value(name: str, value: Any, is_datetime: bool) -> Any:
+    """One field value as DynamoDB holds it (None stays None); raises :class:`UnstorableRecord`."""
+    if value is None:
+        return None
+    if isinstance(value, str) and is_datetime and value:
+        try:
+            return normalize_stamp(value)
+        except ValueError as exc:
+            raise UnstorableRecord(f"field {name}: {exc}") from exc
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        try:
+            return _number(value)
+        except UnstorableRecord as exc:
+            raise UnstorableRecord(f"field {name}: {exc}") from exc
+    raise UnstorableRecord(f"field {name}: unsupported value of type {type(value).__name__}")
+
+
 def to_item(
     spec: ObjectSpec,
     record: Mapping[str, Any],
@@ -109,20 +148,7 @@ def to_item(
             continue
         if name in ENGINE_ATTRIBUTES:
             continue
-        if isinstance(value, str) and name in dt_fields and value:
-            try:
-                item[name] = normalize_stamp(value)
-            except ValueError as exc:
-                raise UnstorableRecord(f"field {name}: {exc}") from exc
-        elif isinstance(value, bool | str):
-            item[name] = value
-        elif isinstance(value, int | float):
-            try:
-                item[name] = _number(value)
-            except UnstorableRecord as exc:
-                raise UnstorableRecord(f"field {name}: {exc}") from exc
-        else:
-            raise UnstorableRecord(f"field {name}: unsupported value of type {type(value).__name__}")
+        item[name] = _convert_value(name, value, name in dt_fields)
     try:
         item["SystemModstamp"] = normalize_stamp(stamp)
     except ValueError as exc:
@@ -134,7 +160,22 @@ def to_item(
     item["_cycle_id"] = cycle_id
     if deleted and spec.tombstone_retention_days is not None:
         item["_expires_at"] = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
+    master = record.get("MasterRecordId")
+    if deleted and isinstance(master, str) and master:
+        item["_merged_into"] = master
     return item
+
+
+def carry_over(stored: Mapping[str, Any] | None, item: dict[str, Any], selected_fields: frozenset[str]) -> None:
+    """Copy into ``item`` the stored attributes the cycle did not select (formulas, hidden fields)."""
+    if not stored:
+        return
+    for name, value in stored.items():
+        if name in item or name in selected_fields or name in _VERSION_ATTRIBUTES:
+            continue
+        if name in ENGINE_ATTRIBUTES and name != "_formulas_as_of":
+            continue
+        item[name] = value
 
 
 def item_size(item: Mapping[str, Any]) -> int:
@@ -203,9 +244,18 @@ class RecordStore:
         cycle_id: str,
         synced_at: dt.datetime,
         datetime_fields: Iterable[str] = (),
+        selected_fields: Iterable[str] | None = None,
+        after_put: Callable[[str], None] | None = None,
     ) -> PageOutcome:
+        """Write one page of rows; see the module docstring for the rules.
+
+        ``selected_fields`` (the cycle's SELECT list): stored attributes outside it are carried
+        over instead of dropped (None: the put replaces the item as read).  ``after_put`` is
+        called with each written Id (a test seam for a crash in the middle of a page).
+        """
         table = self.table_for(spec)
         dt_fields = tuple(datetime_fields)
+        selected = frozenset(selected_fields) if selected_fields is not None else None
         outcome = PageOutcome()
         items: list[tuple[str, dict[str, Any]]] = []
         for record in records:
@@ -224,6 +274,8 @@ class RecordStore:
         stored = self._stored(table, [record_id for record_id, _ in items])
         for record_id, item in items:
             current = stored.get(record_id)
+            if selected is not None:
+                carry_over(current, item, selected)
             if current is not None and (
                 str(current.get("SystemModstamp", "")) > item["SystemModstamp"] or _same_data(current, item)
             ):
@@ -236,7 +288,203 @@ class RecordStore:
             except UnstorableRecord as exc:
                 self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
                 outcome.add(record_id, "failed")
+                continue
+            if after_put is not None:
+                after_put(record_id)
         return outcome
+
+    def patch_page(
+        self,
+        spec: ObjectSpec,
+        rows: Iterable[Mapping[str, Any]],
+        fields: Iterable[str],
+        *,
+        datetime_fields: Iterable[str] = (),
+        not_newer_than_row: bool,
+        cycle_id: str,
+        synced_at: dt.datetime,
+        extra: Mapping[str, Any] | None = None,
+    ) -> PageOutcome:
+        """Set only ``fields`` (+ ``extra``) on items that exist; used by back-fills and formula refreshes.
+
+        Nothing else of the item changes, ``SystemModstamp`` included.  With ``not_newer_than_row``
+        an item whose stored ``SystemModstamp`` is newer than the row's is left alone (it was
+        written from a later read, which already carried these fields).  Items whose values are
+        already equal are *skipped* without a write; a row without an item is *skipped* (the
+        incremental window creates it).  Null values remove the attribute.
+        """
+        table = self.table_for(spec)
+        names = [name for name in fields if name not in ENGINE_ATTRIBUTES and name != spec.key]
+        dt_fields = set(datetime_fields)
+        outcome = PageOutcome()
+        patches: list[tuple[str, str | None, dict[str, Any]]] = []
+        for row in rows:
+            record_id = row.get(spec.key)
+            if not isinstance(record_id, str) or not record_id:
+                continue
+            values: dict[str, Any] = {}
+            try:
+                for name in names:
+                    values[name] = _convert_value(name, row.get(name), name in dt_fields)
+            except UnstorableRecord as exc:
+                self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
+                outcome.add(record_id, "failed")
+                continue
+            stamp = row.get(spec.cursor)
+            patches.append((record_id, normalize_stamp(stamp) if isinstance(stamp, str) else None, values))
+        stored = self._stored(table, [record_id for record_id, _, _ in patches])
+        for record_id, stamp, values in patches:
+            current = stored.get(record_id)
+            if current is None:
+                outcome.add(record_id, "skipped")
+                continue
+            if not_newer_than_row and stamp is not None and str(current.get("SystemModstamp", "")) > stamp:
+                outcome.add(record_id, "skipped")
+                continue
+            if all(current.get(name) == value for name, value in values.items()):
+                outcome.add(record_id, "skipped")
+                continue
+            changes = {**values, **(extra or {})}
+            outcome.add(record_id, self._update(table, record_id, changes, stamp if not_newer_than_row else None))
+        return outcome
+
+    def tombstone(
+        self,
+        spec: ObjectSpec,
+        record_id: str,
+        *,
+        reason: str,
+        deleted_at: dt.datetime | None,
+        synced_at: dt.datetime,
+        cycle_id: str,
+    ) -> Outcome:
+        """Mark a stored live item deleted because its row left Salesforce (hard delete, purge).
+
+        ``deleted_at`` (getDeleted's ``deletedDate``) becomes the item's ``SystemModstamp`` when it
+        is newer, so an older replay of the live row can never resurrect it.  An item that is
+        absent, already a tombstone, or newer than ``deleted_at`` is left alone (*skipped*).
+        """
+        table = self.table_for(spec)
+        sets = ["#del = :true", "#by = :by", "#sync = :sync", "#cyc = :cyc"]
+        names = {"#id": spec.key, "#del": "IsDeleted", "#by": "_deleted_by", "#sync": "_synced_at", "#cyc": "_cycle_id"}
+        values: dict[str, Any] = {
+            ":true": {"BOOL": True},
+            ":by": {"S": reason},
+            ":sync": {"S": to_iso_ms(synced_at)},
+            ":cyc": {"S": cycle_id},
+        }
+        condition = "attribute_exists(#id) AND #del = :false"
+        values[":false"] = {"BOOL": False}
+        if deleted_at is not None:
+            names["#stamp"] = "SystemModstamp"
+            values[":stamp"] = {"S": to_iso_ms(deleted_at)}
+            sets.append("#stamp = :stamp")
+            condition += " AND #stamp <= :stamp"
+        if spec.tombstone_retention_days is not None:
+            names["#exp"] = "_expires_at"
+            values[":exp"] = {"N": str(epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days)))}
+            sets.append("#exp = :exp")
+        try:
+            self._client.update_item(
+                TableName=table,
+                Key={spec.key: {"S": record_id}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            return self._update_failure(table, exc)
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot write to {table}: {exc}") from exc
+        return "deleted"
+
+    def stored_ids(self, spec: ObjectSpec) -> dict[str, tuple[str, bool, str | None]]:
+        """Id -> (SystemModstamp, IsDeleted, _deleted_by) of every stored item of ``spec``'s object (a Scan)."""
+        table = self.table_for(spec)
+        found: dict[str, tuple[str, bool, str | None]] = {}
+        request: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "#o = :o",
+            "ProjectionExpression": "#id, #stamp, #del, #by",
+            "ExpressionAttributeNames": {
+                "#o": "sobject",
+                "#del": "IsDeleted",
+                "#id": spec.key,
+                "#stamp": "SystemModstamp",
+                "#by": "_deleted_by",
+            },
+            "ExpressionAttributeValues": {":o": {"S": spec.name}},
+            "ConsistentRead": True,
+        }
+        while True:
+            try:
+                response = self._client.scan(**request)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in _THROTTLE_CODES:
+                    raise StoreThrottled(f"{table} kept throttling scans: {code}") from exc
+                raise StoreError(f"cannot scan {table}: {code}") from exc
+            except BotoCoreError as exc:
+                raise StoreError(f"cannot scan {table}: {exc}") from exc
+            for raw in response.get("Items", []):
+                by = raw.get("_deleted_by", {}).get("S")
+                found[raw[spec.key]["S"]] = (
+                    raw.get("SystemModstamp", {}).get("S", ""),
+                    bool(raw.get("IsDeleted", {}).get("BOOL", False)),
+                    by,
+                )
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return found
+            request["ExclusiveStartKey"] = last
+
+    def _update(self, table: str, record_id: str, changes: Mapping[str, Any], stamp: str | None) -> Outcome:
+        sets: list[str] = []
+        removes: list[str] = []
+        names: dict[str, str] = {"#id": "Id"}
+        values: dict[str, Any] = {}
+        for i, (name, value) in enumerate(changes.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :v{i}")
+                values[f":v{i}"] = self._ser.serialize(value)
+        expression = ""
+        if sets:
+            expression += "SET " + ", ".join(sets)
+        if removes:
+            expression += (" " if expression else "") + "REMOVE " + ", ".join(removes)
+        condition = "attribute_exists(#id)"
+        if stamp is not None:
+            names["#stamp"] = "SystemModstamp"
+            values[":stamp"] = {"S": stamp}
+            condition += " AND #stamp <= :stamp"
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": {"Id": {"S": record_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            self._client.update_item(**request)
+        except ClientError as exc:
+            return self._update_failure(table, exc)
+        except BotoCoreError as exc:
+            raise StoreError(f"cannot write to {table}: {exc}") from exc
+        return "updated"
+
+    def _update_failure(self, table: str, exc: ClientError) -> Outcome:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            return "skipped"
+        if code in _THROTTLE_CODES:
+            raise StoreThrottled(f"{table} kept throttling writes: {code}") from exc
+        raise StoreError(f"cannot write to {table}: {code}") from exc
 
     def _stored(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored items for ``record_ids`` (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
@@ -339,6 +587,7 @@ __all__ = [
     "PageOutcome",
     "RecordStore",
     "UnstorableRecord",
+    "carry_over",
     "classify",
     "item_size",
     "to_item",

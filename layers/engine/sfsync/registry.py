@@ -46,7 +46,10 @@ class ObjectSpec:
     bin, so only getDeleted / an Id reconciliation sees them.  ``archivable``: rows may be
     archived (``IsArchived``), visible to queryAll only.  ``include_formulas``: formula fields
     change without a ``SystemModstamp`` change, so by default they are left out of incremental
-    reads (a later refresh job re-reads them when enabled).
+    reads and re-read by a formula refresh every ``formula_refresh_seconds`` (None: the global
+    setting).  ``reconcile_seconds``: how often an Id reconciliation runs for an object without a
+    recycle bin (None: the global setting).  ``bulk_threshold``: above this many changed rows a
+    window is read with Bulk API 2.0 (None: the global setting).
     """
 
     name: str
@@ -63,6 +66,9 @@ class ObjectSpec:
     archivable: bool = False
     include_formulas: bool = False
     custom: bool = False
+    formula_refresh_seconds: int | None = None
+    reconcile_seconds: int | None = None
+    bulk_threshold: int | None = None
 
     @property
     def writes_back(self) -> bool:
@@ -102,6 +108,9 @@ _OPTION_KEYS = {
     "pause_seconds",
     "tombstone_retention_days",
     "include_formulas",
+    "formula_refresh_seconds",
+    "reconcile_seconds",
+    "bulk_threshold",
 }
 
 
@@ -158,12 +167,17 @@ def _apply_options(spec: ObjectSpec, options: Mapping[str, Any]) -> ObjectSpec:
             if not isinstance(values, list) or not all(isinstance(v, str) and _FIELD_NAME.match(v) for v in values):
                 raise ConfigurationError(f"{spec.name}.{key} must be a list of field API names")
             changes[key] = tuple(values)
-    for key in ("pause_seconds", "tombstone_retention_days"):
+    for key in ("pause_seconds", "tombstone_retention_days", "formula_refresh_seconds", "reconcile_seconds"):
         if key in options:
             value = options[key]
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{spec.name}.{key} must be a non-negative integer or null")
             changes[key] = value
+    if "bulk_threshold" in options:
+        value = options["bulk_threshold"]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigurationError(f"{spec.name}.bulk_threshold must be a positive integer or null")
+        changes["bulk_threshold"] = value
     if "include_formulas" in options:
         if not isinstance(options["include_formulas"], bool):
             raise ConfigurationError(f"{spec.name}.include_formulas must be true or false")

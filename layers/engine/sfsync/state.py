@@ -14,12 +14,17 @@ pk                  sk              attributes
 ``OBJECT#<name>``   ``CHECKPOINT``  the open window of an unfinished cycle: ``lo``, ``hi``,
                                     ``last_stamp``/``last_id`` (last persisted row, in
                                     ``(SystemModstamp, Id)`` order), ``next_url``, ``cycle_id``,
-                                    ``records_done``, ``updated_at``
+                                    ``records_done``, ``updated_at``, ``bulk_job_id`` +
+                                    ``bulk_locator`` (a Bulk 2.0 read of the rest of the window)
+``OBJECT#<name>``   ``LIFECYCLE``   ``known_fields``, ``deletes_covered_until``, ``reconciled_at``,
+                                    ``formulas_refreshed_at`` (see :class:`Lifecycle`)
 ``OBJECT#<name>``   ``LEASE``       ``holder`` + ``expires_at`` (epoch ms) while a cycle runs;
                                     ``claimed_by`` + ``claim_expires_at`` between the
                                     dispatcher's fan-out and the cycle's start; the last cycle's
                                     ``last_ended_at``, ``last_cycle_id``, ``last_status`` and
                                     ``resume_pending`` (a checkpoint is waiting, skip the pause)
+``ORG``             ``BACKOFF``     ``until``, ``reason``, ``set_at``: org-wide back-off after
+                                    ``REQUEST_LIMIT_EXCEEDED`` (never shortened)
 ``CYCLES#<name>``   ``<end>#<id>``  cycle summary: status, window, counts; ``expires_at`` TTL
                                     (epoch seconds, 30 days)
 ==================  ==============  ==========================================================
@@ -43,6 +48,7 @@ from typing import Any, Literal
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -79,6 +85,10 @@ class Checkpoint:
     last: Position | None = None
     next_url: str | None = None
     records_done: int = 0
+    #: A Bulk API 2.0 job reading the rest of the window (large backlogs), and the locator of its
+    #: next unread result set (None: the first).
+    bulk_job_id: str | None = None
+    bulk_locator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,9 @@ CYCLES_PREFIX = "CYCLES#"
 WATERMARK_SK = "WATERMARK"
 CHECKPOINT_SK = "CHECKPOINT"
 LEASE_SK = "LEASE"
+LIFECYCLE_SK = "LIFECYCLE"
+ORG_PK = "ORG"
+BACKOFF_SK = "BACKOFF"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,8 @@ class _Models:
     checkpoint: Any
     lease: Any
     cycle: Any
+    lifecycle: Any
+    backoff: Any
     connection: Connection
 
 
@@ -190,6 +205,8 @@ def _models(table_name: str, region: str | None, host: str | None) -> _Models:
         next_url = UnicodeAttribute(null=True)
         records_done = NumberAttribute(default=0)
         updated_at = UnicodeAttribute(null=True)
+        bulk_job_id = UnicodeAttribute(null=True)
+        bulk_locator = UnicodeAttribute(null=True)
 
     class LeaseItem(Model):
         class Meta:
@@ -230,7 +247,41 @@ def _models(table_name: str, region: str | None, host: str | None) -> _Models:
         error = UnicodeAttribute(null=True)
         expires_at = NumberAttribute()
 
-    return _Models(WatermarkItem, CheckpointItem, LeaseItem, CycleItem, Connection(region=region, host=host))
+    class LifecycleItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        known_fields = ListAttribute[str](null=True)
+        deletes_covered_until = UnicodeAttribute(null=True)
+        reconciled_at = UnicodeAttribute(null=True)
+        formulas_refreshed_at = UnicodeAttribute(null=True)
+        updated_at = UnicodeAttribute(null=True)
+
+    class BackoffItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        until = UnicodeAttribute()
+        reason = UnicodeAttribute(null=True)
+        set_at = UnicodeAttribute(null=True)
+
+    return _Models(
+        WatermarkItem,
+        CheckpointItem,
+        LeaseItem,
+        CycleItem,
+        LifecycleItem,
+        BackoffItem,
+        Connection(region=region, host=host),
+    )
 
 
 def _ms(value: dt.datetime) -> int:
@@ -289,7 +340,24 @@ class CycleSummary:
     error: str | None = None
 
 
-ReleaseStatus = Literal["complete", "partial", "empty", "failed"]
+ReleaseStatus = Literal["complete", "partial", "empty", "failed", "backoff"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """Per-object lifecycle bookkeeping (item ``OBJECT#<name>`` / ``LIFECYCLE``).
+
+    ``known_fields``: the fields the last completed cycle selected (None: never recorded), to
+    notice fields that appear (back-fill) or disappear (kept, no longer read);
+    ``deletes_covered_until``: getDeleted has been read up to this instant;
+    ``reconciled_at``: the last Id reconciliation; ``formulas_refreshed_at``: the last formula
+    refresh.
+    """
+
+    known_fields: tuple[str, ...] | None = None
+    deletes_covered_until: dt.datetime | None = None
+    reconciled_at: dt.datetime | None = None
+    formulas_refreshed_at: dt.datetime | None = None
 
 
 class StateStore:
@@ -343,6 +411,8 @@ class StateStore:
             last=last,
             next_url=item.next_url,
             records_done=int(item.records_done or 0),
+            bulk_job_id=item.bulk_job_id,
+            bulk_locator=item.bulk_locator,
         )
 
     def save_checkpoint(self, object_name: str, checkpoint: Checkpoint, *, holder: str, now: dt.datetime) -> None:
@@ -358,6 +428,8 @@ class StateStore:
             next_url=checkpoint.next_url,
             records_done=checkpoint.records_done,
             updated_at=to_iso_ms(now),
+            bulk_job_id=checkpoint.bulk_job_id,
+            bulk_locator=checkpoint.bulk_locator,
         )
         self._transact_as_holder(object_name, holder, now, lambda t: t.save(item), "save the checkpoint")
 
@@ -550,6 +622,61 @@ class StateStore:
             for item in items
         ]
 
+    # -- lifecycle bookkeeping ---------------------------------------------------------------
+    def get_lifecycle(self, object_name: str) -> Lifecycle:
+        try:
+            item: Any = self._m.lifecycle.get(OBJECT_PREFIX + object_name, LIFECYCLE_SK, consistent_read=True)
+        except self._m.lifecycle.DoesNotExist:
+            return Lifecycle()
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the lifecycle state of {object_name}: {exc}") from exc
+        return Lifecycle(
+            known_fields=tuple(item.known_fields) if item.known_fields is not None else None,
+            deletes_covered_until=_opt_instant(item.deletes_covered_until),
+            reconciled_at=_opt_instant(item.reconciled_at),
+            formulas_refreshed_at=_opt_instant(item.formulas_refreshed_at),
+        )
+
+    def save_lifecycle(self, object_name: str, lifecycle: Lifecycle, *, holder: str, now: dt.datetime) -> None:
+        """Store the lifecycle bookkeeping, only while ``holder`` holds the object's lease."""
+        item = self._m.lifecycle(
+            OBJECT_PREFIX + object_name,
+            LIFECYCLE_SK,
+            known_fields=list(lifecycle.known_fields) if lifecycle.known_fields is not None else None,
+            deletes_covered_until=_opt_iso(lifecycle.deletes_covered_until),
+            reconciled_at=_opt_iso(lifecycle.reconciled_at),
+            formulas_refreshed_at=_opt_iso(lifecycle.formulas_refreshed_at),
+            updated_at=to_iso_ms(now),
+        )
+        self._transact_as_holder(object_name, holder, now, lambda t: t.save(item), "save the lifecycle state")
+
+    # -- org-wide back-off ------------------------------------------------------------------
+    def set_org_backoff(self, until: dt.datetime, *, reason: str = "", now: dt.datetime | None = None) -> dt.datetime:
+        """Ask every cycle (and the dispatcher) to leave Salesforce alone until ``until``.
+
+        Never shortens a back-off already stored; returns the back-off in force afterwards.
+        """
+        until_iso = to_iso_ms(until)
+        m: Any = self._m.backoff
+        item = m(ORG_PK, BACKOFF_SK, until=until_iso, reason=reason[:500], set_at=to_iso_ms(now or engine_now()))
+        try:
+            item.save(condition=m.until.does_not_exist() | (m.until < until_iso))
+        except PynamoDBException as exc:
+            if _condition_failed(exc):
+                return self.get_org_backoff() or until
+            raise StoreError(f"cannot record the org back-off: {exc}") from exc
+        return until
+
+    def get_org_backoff(self) -> dt.datetime | None:
+        """The instant until which the org is backed off (may be in the past), or None."""
+        try:
+            item: Any = self._m.backoff.get(ORG_PK, BACKOFF_SK, consistent_read=True)
+        except self._m.backoff.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the org back-off: {exc}") from exc
+        return _opt_instant(item.until)
+
     # -- helpers ---------------------------------------------------------------------------
     def _transact_as_holder(self, object_name: str, holder: str, now: dt.datetime, ops: Any, what: str) -> None:
         m: Any = self._m.lease
@@ -576,6 +703,10 @@ class _WatermarkAhead(Exception):
     """Internal: a transaction's watermark condition failed while the lease check passed."""
 
 
+def _opt_iso(value: dt.datetime | None) -> str | None:
+    return to_iso_ms(value) if value is not None else None
+
+
 def _from_ms(value: float | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -586,6 +717,7 @@ __all__ = [
     "Checkpoint",
     "CycleSummary",
     "LeaseStatus",
+    "Lifecycle",
     "Position",
     "StateStore",
     "Watermark",

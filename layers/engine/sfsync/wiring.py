@@ -18,9 +18,10 @@ from sfsync import clock
 from sfsync.aws import LambdaInvoker, dynamodb_client
 from sfsync.config import Settings, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
-from sfsync.dispatcher import Invoker
+from sfsync.dispatcher import EconomyClient, Invoker
 from sfsync.exceptions import ConfigurationError
 from sfsync.observability import count, logger
+from sfsync.org_state import OrgStateStore
 from sfsync.records import RecordStore
 from sfsync.state import StateStore
 
@@ -39,6 +40,9 @@ class DispatcherDeps:
     state: StateStore
     invoker: Invoker
     clock: clock.Clock
+    #: Salesforce (change probe, API usage); the client authenticates on its first call only.
+    sf: EconomyClient
+    org: OrgStateStore
 
 
 _clients: dict[str, Any] = {}
@@ -91,12 +95,15 @@ def object_sync_deps() -> ObjectSyncDeps:
 def dispatcher_deps() -> DispatcherDeps:
     with _reported_configuration_errors():
         settings = load_settings()
-        settings.require("object_sync_function")
+        settings.require("object_sync_function", "secret_arn")
+        secret = load_secret(str(settings.secret_arn))
     return DispatcherDeps(
         settings,
         StateStore(settings.state_table),
         LambdaInvoker(str(settings.object_sync_function)),
         clock.engine_clock(),
+        salesforce_client(secret),
+        OrgStateStore(settings.state_table),
     )
 
 
