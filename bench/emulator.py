@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import sys
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seed = bench_seed(args.records)
     http = bench_http(args.records)
-    report = {"records": args.records, "seed": seed, "http": http}
+    report = {"records": args.records, "seed": seed, "http": http, "load_average_1m": os.getloadavg()[0]}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         f"REST query page of 2,000 rows: median {http['rest_page_ms_median']:.1f} ms, "
         f"p95 {http['rest_page_ms_p95']:.1f} ms over {http['rest_pages']} pages (target median < 50 ms)"
     )
+    print(f"(load average {report['load_average_1m']:.1f} on {os.cpu_count()} CPUs at the end of the run)")
     return 0
 
 

@@ -142,3 +142,51 @@ def test_given_missing_q_when_query_then_malformed_query(raw):
     resp = raw.get("/query")
     assert resp.status_code == 400
     assert resp.json()[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_given_formula_doubles_beyond_15_digits_when_paged_and_bulk_read_then_exact_values(emu, sf, raw):
+    # ExpectedRevenue = Amount * Probability / 100.0: some products need 17 digits (0.7 * 3 / 100 =
+    # 0.020999999999999998), which SQL-side rendering hands to the Python renderer row by row.
+    pairs = [(0.7, 3), (10.0, 50), (33.33, 10), (200.0, 25), (10.1, 7), (1.0, 100)] * 40
+    with emu.org.transaction():
+        for i, (amount, probability) in enumerate(pairs):
+            emu.org.create(
+                "Opportunity",
+                {
+                    "Name": f"Precise-{i:03d}",
+                    "StageName": "Prospecting",
+                    "CloseDate": "2026-12-01",
+                    "Amount": amount,
+                    "Probability": probability,
+                },
+                as_api=False,
+            )
+    expected = {f"Precise-{i:03d}": a * p / 100.0 for i, (a, p) in enumerate(pairs)}
+    soql = "SELECT Name, Amount, ExpectedRevenue FROM Opportunity WHERE Name LIKE 'Precise-%' ORDER BY Name"
+
+    first = raw.get("/query", params={"q": soql}, headers={"Sforce-Query-Options": "batchSize=200"}).json()
+    second = raw.get(first["nextRecordsUrl"]).json()
+    records = first["records"] + second["records"]
+    assert [r["Name"] for r in records] == sorted(expected)
+    assert {r["Name"]: r["ExpectedRevenue"] for r in records} == expected
+    assert all(r["attributes"]["type"] == "Opportunity" for r in records)
+
+    job = raw.request("POST", "/jobs/query", json={"operation": "query", "query": soql}).json()
+    assert raw.get(f"/jobs/query/{job['id']}").json()["state"] == "JobComplete"
+    text = raw.get(f"/jobs/query/{job['id']}/results", headers={"Accept": "text/csv"}).text
+    lines = text.splitlines()
+    assert lines[0] == '"Name","Amount","ExpectedRevenue"'
+    bulk = {name: value for name, _amount, value in (line[1:-1].split('","') for line in lines[1:])}
+    assert bulk == {name: repr(v) if not v.is_integer() else f"{v:.1f}" for name, v in expected.items()}
+
+
+def test_given_query_sql_cannot_render_when_paged_then_python_renders_the_same_records(sf, monkeypatch):
+    from sfsync_emulator import soql
+
+    query = "SELECT Id, Name, Account.Name, Account.Owner.Name FROM Opportunity ORDER BY Id LIMIT 50"
+    in_sql = sf.query(query)
+    monkeypatch.setattr(soql, "_JSON_MAX_PAIRS", 2)  # relationship too wide for SQL: Python renders
+    in_python = sf.query(query)
+
+    assert in_sql["totalSize"] > 0 and any(r["Account"] for r in in_sql["records"])
+    assert in_python == in_sql

@@ -9,12 +9,15 @@ job is read: a query job is ``UploadComplete`` when created, ``InProgress`` from
 ``in_progress_after_s`` and terminal from ``complete_after_s`` (both measured from creation);
 an ingest job is ``Open`` until the client closes it, and the same two delays then run from the
 close.  The query snapshot (``Org.open_cursor``) is taken when the job starts processing, and an
-ingest job's rows are applied (Org DML, ``as_api=True``) at the same point.  With the default
-timing (0 s, 0 s) a job is complete at its first poll.
+ingest job's rows are applied (Org DML, ``as_api=True``, CDC ``changeOrigin``
+``com/salesforce/api/bulkapi/<ver>`` plus the creating request's ``Sforce-Call-Options`` client)
+at the same point.  With the default timing (0 s, 0 s) a job is complete at its first poll.
 
-Result sets are streamed: rows come from ``Org.iter_cursor`` in chunks and are CSV-encoded chunk
-by chunk (optionally through a streaming gzip compressor); a result set is never built whole in
-memory.  Locators are the base64 text of the next row offset, as on real orgs since v49
+Result sets are streamed: the snapshot also stores every row's CSV line, rendered once by SQLite
+when the job processes (``CompiledQuery.render_sql_csv``; a row SQL cannot render exactly is
+flagged and rendered in Python when read), and reading results streams those lines in chunks of
+about 1 MB (optionally through a streaming gzip compressor, stored blocks by default); a result
+set is never built whole in memory.  Locators are the base64 text of the next row offset, as on real orgs since v49
 (``MTAwMDA`` = 10000), hence stable and re-fetchable while the job exists.  When the client sends
 no ``maxRecords``, a set holds at most ``default_max_records`` rows (100,000 by default; the real
 server picks a size-based default that clients cannot rely on either).
@@ -71,7 +74,7 @@ CSV_CONTENT_TYPE = "text/csv; charset=UTF-8"
 NULL_MARKER = "#N/A"  # ingest: set the field to null (§5.6)
 FLUSH_CHARS = 1 << 20  # flush the CSV buffer once it holds about 1 MB of text
 WRITE_BATCH = 256  # rows encoded between two buffer-size checks
-GZIP_LEVEL = 1  # fast: a result set streams at client speed; the ratio on CSV stays about 4:1
+GZIP_LEVEL = 0  # default zlib level of gzip results: stored blocks (see BulkService)
 SQL_CHUNK_ROWS = 5000  # rows rendered by SQLite per lock hold while streaming results
 DEFAULT_FAILURE_MESSAGE = (
     "InvalidBatch : Failed to process query: QUERY_TIMEOUT: Your query request was running for too long."
@@ -177,9 +180,16 @@ class BulkService:
         job_timing: JobTiming | None = None,
         default_max_records: int = DEFAULT_MAX_RECORDS,
         minter: IdMinter | None = None,
+        gzip_level: int = GZIP_LEVEL,
     ) -> None:
+        """``gzip_level``: zlib level of gzip-encoded results (``Accept-Encoding: gzip``).  The
+        default 0 sends stored deflate blocks -- valid gzip that every client decodes, at memcpy
+        speed: on loopback compression only costs CPU.  1-9 compress for real."""
         if default_max_records < 1:
             raise ValueError("default_max_records must be positive")
+        if not 0 <= gzip_level <= 9:
+            raise ValueError(f"gzip_level must be 0..9, got {gzip_level}")
+        self.gzip_level = gzip_level
         self.org = org
         self.timing = job_timing or JobTiming()
         self.default_max_records = default_max_records
@@ -310,7 +320,7 @@ class BulkService:
         )
         if gzip:
             headers["Content-Encoding"] = "gzip"
-            body = _gzip_stream(body)
+            body = _gzip_stream(body, self.gzip_level)
         return BulkResult(headers=headers, body=body)
 
     def _sql_csv_stream(
@@ -340,8 +350,11 @@ class BulkService:
                 break
             pos += len(rows)
             if any(row[1] for row in rows):
-                lines = [self._csv_line(cursor_id, compiled, row, delimiter, terminator) for row in rows]
-                text = "".join(lines)
+                raw = self.org.fetch_cursor(cursor_id, pos - len(rows), len(rows))
+                text = "".join(
+                    _csv_line(compiled, row, raw_row, delimiter, terminator)
+                    for row, raw_row in zip(rows, raw, strict=True)
+                )
             else:
                 join = delimiter.join
                 text = terminator.join([row[2] if len(row) == 3 else join(row[2:]) for row in rows]) + terminator
@@ -354,18 +367,6 @@ class BulkService:
             want = max(16, min(SQL_CHUNK_ROWS, (FLUSH_CHARS - size) // per_row + 1))
         if pending:
             yield _encode("".join(pending))
-
-    def _csv_line(
-        self, cursor_id: str, compiled: CompiledQuery, row: tuple[Any, ...], delimiter: str, terminator: str
-    ) -> str:
-        rowid, flag, *parts = row
-        if not flag:
-            return delimiter.join(parts) + terminator
-        (raw,) = self.org.fetch_cursor(cursor_id, rowid - 1, 1)
-        buf = io.StringIO()
-        writer = csv.writer(buf, delimiter=delimiter, quoting=csv.QUOTE_ALL, lineterminator=terminator)
-        writer.writerow(compiled.render_csv(raw))
-        return buf.getvalue()
 
     # ------------------------------------------------------------------------------ ingest jobs
 
@@ -881,6 +882,20 @@ def _csv_stream(
         yield tail
 
 
+def _csv_line(
+    compiled: CompiledQuery, row: tuple[Any, ...], raw_row: tuple[Any, ...], delimiter: str, terminator: str
+) -> str:
+    """One CSV line: SQL's rendering, or the Python renderer's for a flagged row."""
+    _rowid, flag, *parts = row
+    if not flag:
+        return delimiter.join(parts) + terminator
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, quoting=csv.QUOTE_ALL, lineterminator=terminator).writerow(
+        compiled.render_csv(raw_row)
+    )
+    return buf.getvalue()
+
+
 def _drain(buf: io.StringIO) -> bytes:
     text = buf.getvalue()
     buf.seek(0)
@@ -895,8 +910,8 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _gzip_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def _gzip_stream(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> Iterator[bytes]:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     for chunk in chunks:
         out = compressor.compress(chunk)
         if out:

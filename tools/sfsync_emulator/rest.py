@@ -452,13 +452,18 @@ class RestApi:
             rows = self.org.fetch_cursor(cursor_id, offset, batch)
             dumps = json.dumps
             return [dumps(r, separators=(",", ":")) for r in compiled.render_json_rows(rows, version)], len(rows)
+        rows = self.org.fetch_cursor_select(cursor_id, select, json_params(version), offset, batch)
+        if not any(row[1] for row in rows):
+            if len(select) == 2:
+                return [row[2] for row in rows], len(rows)
+            return [join_json_parts(row[2:]) for row in rows], len(rows)
+        raw = self.org.fetch_cursor(cursor_id, offset, len(rows))  # flagged rows: Python renders them
         out: list[str] = []
-        for rowid, flag, *parts in self.org.fetch_cursor_select(cursor_id, select, json_params(version), offset, batch):
+        for (_rowid, flag, *parts), raw_row in zip(rows, raw, strict=True):
             if flag:
-                (raw,) = self.org.fetch_cursor(cursor_id, rowid - 1, 1)
-                out.append(json.dumps(compiled.render_json(raw, version), separators=(",", ":")))
+                out.append(json.dumps(compiled.render_json(raw_row, version), separators=(",", ":")))
             else:
-                out.append(parts[0] if len(parts) == 1 else join_json_parts(tuple(parts)))
+                out.append(join_json_parts(tuple(parts)))
         return out, len(out)
 
     # -- replication ------------------------------------------------------------------------

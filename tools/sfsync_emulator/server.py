@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -459,6 +460,15 @@ class _QuietHandler(WSGIRequestHandler):
     The ``Date`` response header comes from the org's virtual clock, as a real org's comes from
     its own clock: clients that read Salesforce's "now" from it see the time the org stamps with.
     """
+
+    # HTTP/1.1: persistent connections (no TCP + TLS handshake per call, as with a real org);
+    # responses without a length (Bulk result streams) go out chunked.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # no Nagle: a response's last segment must not wait for the client's delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None

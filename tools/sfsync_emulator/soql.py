@@ -4,7 +4,10 @@
 name against the schema *as the integration user sees it* and returns a :class:`CompiledQuery`:
 the SQL to run on the org's connection (values always bound as ``?`` parameters, identifiers
 only from the schema) plus per-column render closures that turn a result tuple into a REST
-record (``render_json``) or Bulk 2.0 CSV cells (``render_csv``).
+record (``render_json``) or Bulk 2.0 CSV cells (``render_csv``).  The same rendering is also
+compiled to SQL over a cursor snapshot's columns (``render_sql_json`` / ``render_sql_csv``), so
+that REST pages and Bulk result sets are rendered by SQLite in C; rows holding a value SQL cannot
+render byte-for-byte like the Python renderers are flagged and rendered in Python.
 
 Layout of a result row: first the *output columns* (one per selected scalar field, compound
 fields expanded to their components, in SELECT order -- these are exactly the Bulk CSV columns),

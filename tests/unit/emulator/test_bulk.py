@@ -697,3 +697,24 @@ def test_given_snapshot_dropped_in_the_store_when_results_requested_then_400_bef
         bulk.query_results(job, V, locator=None, max_records=None, gzip=False)
 
     assert err.value.status == 400 and err.value.error_code == "INVALID_QUERY_LOCATOR"
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_given_gzip_level_when_results_gzipped_then_valid_gzip_and_only_real_levels_shrink(
+    org: Org, level: int
+) -> None:
+    seed_leads(org, 200, Description="same words again " * 10)
+    service = BulkService(org, gzip_level=level)
+    job = query_job(service, "SELECT Id, Description FROM Lead")
+    service.get_query_job(job, V)
+
+    plain = body_bytes(service.query_results(job, V, locator=None, max_records=None, gzip=False))
+    zipped = body_bytes(service.query_results(job, V, locator=None, max_records=None, gzip=True))
+
+    assert gzip.decompress(zipped) == plain
+    assert (len(zipped) < len(plain) // 4) == (level > 0)
+
+
+def test_given_bad_gzip_level_when_service_built_then_value_error(org: Org) -> None:
+    with pytest.raises(ValueError, match="gzip_level"):
+        BulkService(org, gzip_level=10)

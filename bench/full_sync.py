@@ -1,0 +1,437 @@
+"""Benchmark of the first full copy (issue: the full sync over Bulk API 2.0).
+
+Copies the emulator's generated org (all object families) into the local stack's DynamoDB tables
+and reports:
+
+  * wall time and records per second end to end (target: at least 5,000 records/s);
+  * engine CPU per record of the page-loading step, against the floor of merely downloading and
+    parsing the same Bulk CSV result sets, measured in the same run (target: at most 2x the floor);
+  * the peak resident memory of the page-loading function for one full result set of the largest
+    object (target: under 256 MB whatever the object size), measured in a child process that holds
+    nothing else;
+  * Salesforce API calls, by kind.
+
+The emulator runs in its own process (``sfsync-emulator serve``), so its CPU is not counted.
+Two ways to run the copy:
+
+  * ``state machine``: the real workflow from the template (``template.yaml`` or ``--template``)
+    on the local stack: moto executes the ASL and the Task states run ``FullSyncFunction``
+    in-process.  Used when that function's handler is wired to ``sfsync.fullsync``;
+  * ``steps loop``: otherwise (or with ``--steps``) the step functions are called directly, in the
+    order the state machine calls them, and the output says so.
+
+Engine CPU is the thread CPU time inside ``load_page`` minus the thread CPU time spent inside
+DynamoDB client calls (botocore serialisation and the local, in-process DynamoDB), so the
+local DynamoDB's own cost is not charged to the engine.
+
+Usage: .venv/bin/python bench/full_sync.py [--records 1000000] [--max-records 50000] [--json]
+       [--template PATH] [--steps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_RECORDS_PER_S = 5_000
+TARGET_CPU_RATIO = 2.0
+TARGET_RSS_MB = 256
+
+
+# -- the emulator, in its own process ------------------------------------------------------------
+
+
+@contextmanager
+def emulator_process(records: int) -> Iterator[dict[str, Any]]:
+    """``sfsync-emulator serve`` on a free port; yields its info line (URLs, credentials, CA path)."""
+    command = [sys.executable, "-m", "sfsync_emulator.cli", "serve", "--port", "0", "--records", str(records)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the emulator exited before serving (code {proc.wait()})")
+        yield json.loads(line)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def secret_for(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "auth_flow": "client_credentials",
+        "token_url": info["token_url"],
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],
+        "api_version": info["api_version"],
+        "ca_bundle": Path(info["ca_bundle"]).read_text(),
+    }
+
+
+# -- instrumentation -------------------------------------------------------------------------------
+
+
+@dataclass
+class Meter:
+    load_cpu: float = 0.0
+    dynamodb_cpu: float = 0.0
+    load_calls: int = 0
+    steps: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextmanager
+def metered(meter: Meter) -> Iterator[None]:
+    """Count step calls, and time ``load_page`` and the DynamoDB calls made inside it."""
+    import botocore.client
+    from sfsync import fullsync
+
+    local = threading.local()
+    original_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
+    originals = dict(fullsync.STEPS)
+
+    def call(self: Any, operation_name: str, api_params: Any) -> Any:
+        if not getattr(local, "loading", False) or self.meta.service_model.service_name != "dynamodb":
+            return original_call(self, operation_name, api_params)
+        started = time.thread_time()
+        try:
+            return original_call(self, operation_name, api_params)
+        finally:
+            with meter.lock:
+                meter.dynamodb_cpu += time.thread_time() - started
+
+    def wrap(name: str, step: Any) -> Any:
+        def run(event: Any, deps: Any) -> Any:
+            with meter.lock:
+                meter.steps[name] = meter.steps.get(name, 0) + 1
+            if name != "load_page":
+                return step(event, deps)
+            local.loading = True
+            started = time.thread_time()
+            try:
+                return step(event, deps)
+            finally:
+                local.loading = False
+                with meter.lock:
+                    meter.load_cpu += time.thread_time() - started
+                    meter.load_calls += 1
+
+        return run
+
+    botocore.client.BaseClient._make_api_call = call  # type: ignore[attr-defined]
+    for name, step in originals.items():
+        fullsync.STEPS[name] = wrap(name, step)
+    try:
+        yield
+    finally:
+        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[attr-defined]
+        fullsync.STEPS.clear()
+        fullsync.STEPS.update(originals)
+
+
+# -- running the copy ------------------------------------------------------------------------------
+
+
+def handler_is_wired(stack: Any) -> bool:
+    code_uri = stack.template.resources["FullSyncFunction"]["Properties"]["CodeUri"]
+    handler = stack.repo_root / str(code_uri) / "app.py"
+    return handler.is_file() and "sfsync.fullsync" in handler.read_text()
+
+
+def run_state_machine(stack: Any, objects: list[str], max_records: int) -> list[dict[str, Any]]:
+    """Start the workflow and wait for it and every continuation it starts; returns the executions."""
+    name = "bench-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    first = stack.run_state_machine(
+        {"objects": objects, "requested_by": "bench", "max_records": max_records}, name=name, timeout_seconds=24 * 3600
+    )
+    sfn = stack.boto3_client("stepfunctions")
+    while True:
+        executions = sfn.list_executions(stateMachineArn=stack.state_machine_arn())["executions"]
+        if all(e["status"] != "RUNNING" for e in executions):
+            break
+        time.sleep(0.2)
+    if first["status"] != "SUCCEEDED":
+        raise RuntimeError(f"execution {name} ended {first['status']}: {first.get('cause') or first.get('error')}")
+    return [e for e in executions if e["name"].startswith(name)]
+
+
+def run_steps(deps: Any, objects: list[str], max_records: int) -> None:
+    """The state machine's routing, in a loop (Wait states take no time, as with fast waits)."""
+    from sfsync import fullsync
+    from sfsync.exceptions import SalesforceError, SfsyncError
+
+    planned = fullsync.run_step(
+        {"step": "plan", "objects": objects, "requested_by": "bench", "max_records": max_records}, deps
+    )
+    for item in planned["objects"]:
+        obj, step, pages = item["object"], "start_job", 0
+        routes = {
+            "wait": "poll_job",
+            "load": "load_page",
+            "continue": "load_page",
+            "start": "start_job",
+            "finish": "finish",
+        }
+        while True:
+            try:
+                out = fullsync.run_step({"step": step, "object": obj, "pages_this_execution": pages}, deps)
+            except (SfsyncError, SalesforceError) as exc:
+                error = {"Error": type(exc).__name__, "Cause": str(exc)}
+                fullsync.run_step({"step": "mark_failed", "object": obj, "error": error}, deps)
+                break
+            pages = 0 if out["next"] == "continue" else out["pages_this_execution"]
+            if out["next"] == "done":
+                break
+            step = routes[out["next"]]
+
+
+def build_deps(stack: Any, secret: dict[str, Any]) -> Any:
+    from sfsync import clock
+    from sfsync.config import load_settings
+    from sfsync.fullsync import FullSyncDeps
+    from sfsync.records import RecordStore
+    from sfsync.salesforce import client_from_secret
+    from sfsync.state import StateStore
+
+    settings = load_settings(stack.function_environment("FullSyncFunction"))
+    client = stack.boto3_client("dynamodb")
+    return FullSyncDeps(
+        settings=settings,
+        sf=client_from_secret(secret),
+        state=StateStore(settings.state_table, region=stack.region),
+        records=RecordStore(client, settings.record_tables, errors_table=settings.errors_table),
+        dynamodb=client,
+        clock=clock.engine_clock(),
+    )
+
+
+# -- the floor: download + parse the same Bulk CSV -------------------------------------------------
+
+
+def measure_floor(sf: Any, jobs: list[str], max_records: int, *, first_page_only: bool = False) -> tuple[int, float]:
+    """Rows and thread CPU seconds to stream and parse the result sets of ``jobs`` (no writes)."""
+    rows = 0
+    started = time.thread_time()
+    for job_id in jobs:
+        for page in sf.bulk_results_pages(job_id, max_records=max_records):
+            for _row in page.rows:
+                rows += 1
+            if first_page_only:
+                break
+    return rows, time.thread_time() - started
+
+
+# -- the page-loading function's peak RSS, in a process of its own -----------------------------------
+
+
+class _NullDynamoDB:
+    """Accepts every write and finds no existing item: the probe measures the engine, not a database."""
+
+    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Responses": {}, "UnprocessedKeys": {}}
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
+        return {"UnprocessedItems": {}}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ``ru_maxrss`` would carry the forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
+    """One full result set of ``job_id`` through the page-loading path (stream, type, convert, batch)."""
+    from sfsync.fullsync import BatchLoader, FieldTypes
+    from sfsync.records import RecordStore
+    from sfsync.registry import build_registry, custom_spec
+    from sfsync.salesforce import client_from_secret
+
+    info, obj, job_id, max_records = request["info"], request["object"], request["job_id"], request["max_records"]
+    fields, types = request["fields"], request["types"]
+    spec = build_registry([obj]).get(obj) if not obj.endswith("__c") else custom_spec(obj)
+    sf = client_from_secret(secret_for(info))
+    sf.describe(obj)  # warm the token and the connection, as a warm Lambda would be
+    baseline_mb = _peak_rss_mb()
+    loader = BatchLoader(_NullDynamoDB(), RecordStore(_NullDynamoDB(), {spec.family: "probe"}, errors_table="probe"))
+    field_types = FieldTypes.from_doc(types)
+    started = time.thread_time()
+    page = next(sf.bulk_results_pages(job_id, max_records=max_records))
+    counts = loader.write(
+        spec,
+        page.rows,
+        copy_id="probe",
+        synced_at=dt.datetime.now(dt.UTC),
+        types=field_types,
+        bulk_csv=True,
+        selected_fields=fields,
+    )
+    engine_cpu = time.thread_time() - started
+    peak_mb = _peak_rss_mb()
+    rows = sum(counts.values())
+    floor_rows, floor_cpu = measure_floor(sf, [job_id], max_records, first_page_only=True)
+    return {
+        "object": obj,
+        "rows": rows,
+        "fields": len(fields),
+        "peak_rss_mb": round(peak_mb, 1),
+        "baseline_rss_mb": round(baseline_mb, 1),
+        "engine_cpu_us_per_record": round(1e6 * engine_cpu / rows, 1) if rows else None,
+        "floor_cpu_us_per_record": round(1e6 * floor_cpu / floor_rows, 1) if floor_rows else None,
+        "engine_to_floor_ratio": round((engine_cpu / rows) / (floor_cpu / floor_rows), 2)
+        if rows and floor_rows
+        else None,
+    }
+
+
+def run_rss_probe(info: dict[str, Any], obj: str, job_id: str, max_records: int, copy: Any) -> dict[str, Any]:
+    payload = json.dumps(
+        {
+            "info": info,
+            "object": obj,
+            "job_id": job_id,
+            "max_records": max_records,
+            "fields": copy.fields,
+            "types": copy.types,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, __file__, "--rss-probe"], input=payload, capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--records", type=int, default=1_000_000, help="records the emulator generates (100..1,000,000)"
+    )
+    parser.add_argument("--max-records", type=int, default=50_000, help="rows per Bulk result set (one load_page)")
+    parser.add_argument("--template", default=str(REPO / "template.yaml"), help="template to deploy on the local stack")
+    parser.add_argument("--steps", action="store_true", help="drive the steps in a loop instead of the state machine")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.rss_probe:
+        request = json.loads(sys.stdin.read())
+        probe = rss_probe(request)
+        print(json.dumps(probe))
+        return 0
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    from sfsync.fullsync import CopyStore
+    from sfsync.registry import standard_object_names
+    from sfsync_local.stack import LocalStack
+
+    seed_started = time.perf_counter()
+    with emulator_process(args.records) as info:
+        seed_seconds = time.perf_counter() - seed_started
+        secret = secret_for(info)
+        objects = standard_object_names()
+        custom = ["Project__c", "Milestone__c"]
+        stack = LocalStack.deploy(
+            template_path=args.template,
+            parameters={"SyncObjects": ",".join(objects), "CustomObjects": ",".join(custom), "LogLevel": "WARNING"},
+            salesforce_secret=secret,
+        )
+        try:
+            wired = handler_is_wired(stack)
+            mode = "state machine" if wired and not args.steps else "steps loop"
+            deps = build_deps(stack, secret)
+            meter = Meter()
+            started = time.perf_counter()
+            cpu_started = time.process_time()
+            with metered(meter), redirect_stdout(sys.stderr):  # EMF metric lines go to stderr
+                if mode == "state machine":
+                    executions = run_state_machine(stack, objects + custom, args.max_records)
+                else:
+                    executions = []
+                    run_steps(deps, objects + custom, args.max_records)
+            wall = time.perf_counter() - started
+            process_cpu = time.process_time() - cpu_started
+
+            store = CopyStore(deps.dynamodb, deps.settings.state_table)
+            copies = {name: store.get(name) for name in objects + custom}
+            copied = sum(c.records_copied for c in copies.values() if c)
+            api_calls = sum(c.api_calls for c in copies.values() if c)
+            not_done = {
+                name: (c.status if c else "missing") for name, c in copies.items() if not c or c.status != "done"
+            }
+            if copied == 0:
+                raise SystemExit(f"nothing was copied (objects not done: {not_done}); see the log above")
+            jobs = [p.job_id for c in copies.values() if c for p in c.parts if p.mode == "bulk" and p.job_id]
+            floor_rows, floor_cpu = measure_floor(deps.sf, jobs, args.max_records)
+            largest = max((c for c in copies.values() if c), key=lambda c: c.records_copied)
+            largest_job = next(p.job_id for p in largest.parts if p.job_id)
+            probe = run_rss_probe(info, largest.object_name, str(largest_job), args.max_records, largest)
+        finally:
+            stack.close()
+
+    engine_cpu = meter.load_cpu - meter.dynamodb_cpu
+    figures = {
+        "mode": mode,
+        "mode_note": (
+            "the real state machine from the template on the local stack"
+            if mode == "state machine"
+            else "FullSyncFunction is not wired to sfsync.fullsync in this template (or --steps): "
+            "the steps were driven in a loop the way the state machine routes them"
+        ),
+        "records_generated": args.records,
+        "emulator_seed_seconds": round(seed_seconds, 1),
+        "records_copied": copied,
+        "objects_not_done": not_done,
+        "executions": len(executions),
+        "wall_seconds": round(wall, 2),
+        "records_per_second": round(copied / wall, 1) if wall else None,
+        "target_records_per_second": TARGET_RECORDS_PER_S,
+        "process_cpu_seconds": round(process_cpu, 2),
+        "load_page_calls": meter.load_calls,
+        "step_calls": meter.steps,
+        "load_page_cpu_us_per_record": round(1e6 * meter.load_cpu / copied, 1) if copied else None,
+        "dynamodb_client_cpu_us_per_record": round(1e6 * meter.dynamodb_cpu / copied, 1) if copied else None,
+        "engine_cpu_us_per_record": round(1e6 * engine_cpu / copied, 1) if copied else None,
+        "floor_download_parse_cpu_us_per_record": round(1e6 * floor_cpu / floor_rows, 1) if floor_rows else None,
+        "engine_to_floor_ratio": round((engine_cpu / copied) / (floor_cpu / floor_rows), 2)
+        if copied and floor_rows and floor_cpu
+        else None,
+        "target_ratio": TARGET_CPU_RATIO,
+        "page_loading_peak_rss": probe,
+        "target_rss_mb": TARGET_RSS_MB,
+        "salesforce_api_calls": api_calls,
+        "salesforce_api_calls_note": (
+            "describe per object + Bulk job create/status/result sets, as counted by the engine's client"
+        ),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        for key, value in figures.items():
+            print(f"{key:40} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

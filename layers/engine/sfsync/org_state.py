@@ -1,0 +1,113 @@
+"""Org-wide items of the state table that are not part of the watermark contract.
+
+One item so far, the API budget the dispatcher keeps between invocations
+(:class:`sfsync.budget.BudgetState` plus the last usage reading)::
+
+    pk = "ORG", sk = "API_BUDGET":  paused (BOOL), changed_at, used, max, source, checked_at
+
+The org-wide back-off after ``REQUEST_LIMIT_EXCEEDED`` lives in :mod:`sfsync.state`
+(``set_org_backoff`` / ``get_org_backoff``), next to the cycles that set it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.models import Model
+
+from sfsync.budget import BudgetState
+from sfsync.clock import parse_instant, to_iso_ms
+from sfsync.exceptions import StoreError
+
+ORG_PK = "ORG"
+API_BUDGET_SK = "API_BUDGET"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRecord:
+    """The persisted budget: its state and the reading it was last decided on."""
+
+    state: BudgetState = field(default_factory=BudgetState)
+    used: int | None = None
+    max: int | None = None
+    source: str | None = None
+    checked_at: dt.datetime | None = None
+
+    @property
+    def percent(self) -> float | None:
+        if self.used is None or not self.max:
+            return None
+        return 100.0 * self.used / self.max
+
+
+@functools.lru_cache(maxsize=16)
+def _budget_model(table_name: str, region: str | None, host: str | None) -> Any:
+    table, aws_region, endpoint = table_name, region, host
+
+    class BudgetItem(Model):
+        class Meta:
+            table_name = table
+            region = aws_region
+            host = endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        paused = BooleanAttribute(default=False)
+        changed_at = UnicodeAttribute(null=True)
+        used = NumberAttribute(null=True)
+        max = NumberAttribute(null=True)
+        source = UnicodeAttribute(null=True)
+        checked_at = UnicodeAttribute(null=True)
+
+    return BudgetItem
+
+
+class OrgStateStore:
+    """Org-wide items in the state table (PynamoDB)."""
+
+    def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
+        self.table_name = table_name
+        self._budget = _budget_model(table_name, region, host)
+
+    def get_budget(self) -> BudgetRecord:
+        try:
+            item: Any = self._budget.get(ORG_PK, API_BUDGET_SK, consistent_read=True)
+        except self._budget.DoesNotExist:
+            return BudgetRecord()
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the API budget: {exc}") from exc
+        return BudgetRecord(
+            state=BudgetState(bool(item.paused), _instant(item.changed_at)),
+            used=int(item.used) if item.used is not None else None,
+            max=int(item.max) if item.max is not None else None,
+            source=item.source,
+            checked_at=_instant(item.checked_at),
+        )
+
+    def save_budget(self, record: BudgetRecord) -> None:
+        item = self._budget(
+            ORG_PK,
+            API_BUDGET_SK,
+            paused=record.state.paused,
+            changed_at=to_iso_ms(record.state.changed_at) if record.state.changed_at else None,
+            used=record.used,
+            max=record.max,
+            source=record.source,
+            checked_at=to_iso_ms(record.checked_at) if record.checked_at else None,
+        )
+        try:
+            item.save()
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot store the API budget: {exc}") from exc
+
+
+def _instant(text: str | None) -> dt.datetime | None:
+    return parse_instant(text) if text else None
+
+
+__all__ = ["API_BUDGET_SK", "ORG_PK", "BudgetRecord", "OrgStateStore"]
