@@ -713,7 +713,7 @@ LATE_BELOW_THE_WATERMARK: list[Op] = [
 
 
 @settings(
-    max_examples=22,
+    max_examples=18,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
