@@ -36,7 +36,6 @@ from .runner import (
     CliError,
     LocalEnvironment,
     StopFlag,
-    engine_overrides,
     iso_ms,
     local_parameters,
     open_function_log,
@@ -340,6 +339,7 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.objects is not None and "Account" not in args.objects:
         raise CliError("the demo checks the Account table against the org: --objects must include Account")
     parameters = local_parameters(pause_seconds=args.pause, objects=args.objects)
+    parameters["SafetyLagSeconds"] = str(args.safety_lag)
     state_file = state_file_path(args.state_file)
     cycles: int | None = None if args.forever else (args.cycles or DEFAULT_CYCLES)
     lag = args.safety_lag
@@ -354,7 +354,7 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     )
     log_file, log_path = open_function_log("demo")
     stop = StopFlag()
-    with log_file, engine_overrides({"SFSYNC_SAFETY_LAG_SECONDS": str(lag)}):
+    with log_file:
         env = LocalEnvironment.start(
             out,
             template=args.template,

@@ -194,28 +194,6 @@ def function_output(target: TextIO | None) -> Iterator[None]:
         _FUNCTION_STDOUT.target = previous
 
 
-@contextlib.contextmanager
-def engine_overrides(values: Mapping[str, str]) -> Iterator[None]:
-    """Engine tunables the template does not expose (``SFSYNC_SAFETY_LAG_SECONDS``), for local runs.
-
-    The in-process runtime lays the template's variables over this process's environment, so a
-    variable the template does not set reaches the handlers as set here.
-    """
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-# --------------------------------------------------------------------------- the environment
-
-
 def emulator_secret(emulator: Any) -> dict[str, Any]:
     """The Salesforce secret that points the engine at a running emulator (client credentials)."""
     creds = emulator.credentials
