@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -526,6 +527,162 @@ def test_given_a_response_when_server_time_read_then_it_is_the_aware_date_of_the
     real_now, org_now = dt.datetime.now(dt.UTC), emu.clock.now()
     slack = dt.timedelta(seconds=5)
     assert min(real_now, org_now) - slack <= server_time <= max(real_now, org_now) + slack
+
+
+# -- describe with If-Modified-Since --------------------------------------------------------------
+
+
+def describe_statuses(emu: Emulator, obj: str, since_entry: int) -> list[int]:
+    """HTTP statuses of the describe requests for ``obj`` logged after entry ``since_entry``."""
+    path = f"{API}/sobjects/{obj}/describe"
+    return [e["status"] for e in emu.request_log()[since_entry:] if e["path"].rstrip("/") == path]
+
+
+@contextmanager
+def frozen_clock(emu: Emulator) -> Iterator[None]:
+    """Hold the (module-shared, running) emulator clock still, then let it run on."""
+    emu.clock.freeze()
+    try:
+        yield
+    finally:
+        emu.clock.run()
+
+
+@contextmanager
+def hidden_field(emu: Emulator, obj: str, name: str) -> Iterator[None]:
+    emu.org.hide_field(obj, name)
+    try:
+        yield
+    finally:
+        emu.org.show_field(obj, name)
+
+
+def field_names(describe: dict[str, Any] | None) -> set[str]:
+    assert describe is not None, "expected a describe body, got 304 Not Modified"
+    return {f["name"] for f in describe["fields"]}
+
+
+def test_given_no_metadata_change_when_describe_if_modified_then_none_and_the_304_is_a_counted_call(
+    emu: Emulator,
+) -> None:
+    emu.clock.advance(2)  # after any metadata change an earlier test made
+    since = emu.clock.now()
+    emu.clock.advance(2)
+    entry, api_before = len(emu.request_log()), emu.api_calls("describe")
+
+    with make_client(emu) as client:
+        answer = client.describe_if_modified("Lead", since)
+
+    assert answer is None
+    assert describe_statuses(emu, "Lead", entry) == [304]
+    assert client.calls_made == 1
+    assert emu.api_calls("describe") == api_before + 1
+    [request] = [e for e in emu.request_log()[entry:] if e["path"].endswith("/describe")]
+    assert request["method"] == "GET"
+
+
+def test_given_a_field_hidden_then_shown_when_describe_if_modified_then_each_change_returns_the_new_describe(
+    emu: Emulator,
+) -> None:
+    with make_client(emu) as client:
+        emu.clock.advance(2)
+        before_hide = emu.clock.now()
+        emu.clock.advance(2)
+        with hidden_field(emu, "Lead", "Title"):
+            hidden = client.describe_if_modified("Lead", before_hide)
+            emu.clock.advance(2)
+            before_show = emu.clock.now()
+            emu.clock.advance(2)
+        shown = client.describe_if_modified("Lead", before_show)
+        emu.clock.advance(2)
+        unchanged = client.describe_if_modified("Lead", emu.clock.now())
+
+    assert "Title" not in field_names(hidden)
+    assert {"Id", "LastName", "SystemModstamp"} <= field_names(hidden)
+    assert "Title" in field_names(shown)
+    assert hidden is not None and hidden["name"] == "Lead"
+    assert unchanged is None
+
+
+def test_given_a_change_later_in_the_same_second_as_since_when_describe_if_modified_then_it_is_not_missed(
+    emu: Emulator,
+) -> None:
+    with make_client(emu) as client, frozen_clock(emu):
+        second = emu.clock.now_ms() // 1000 + 2
+        emu.clock.set(second * 1000 + 100)
+        since = emu.clock.now()  # S.100: the header can only say S
+        emu.clock.advance(0.5)
+        with hidden_field(emu, "Lead", "Title"):  # changed at S.600
+            answer = client.describe_if_modified("Lead", since)
+
+    assert "Title" not in field_names(answer)
+
+
+def test_given_session_rejected_once_when_describe_if_modified_then_reauth_and_the_answer_comes(
+    emu: Emulator,
+) -> None:
+    emu.clock.advance(2)
+    since = emu.clock.now()
+    emu.add_fault("invalid_session", family="describe", count=1)
+
+    with make_client(emu) as client:
+        answer = client.describe_if_modified("Lead", since)
+
+    assert answer is None
+    assert client.reauth_count == 1
+
+
+def test_given_persistent_503_when_describe_if_modified_then_unavailable_after_bounded_attempts(
+    emu: Emulator,
+) -> None:
+    emu.add_fault("http_503", family="describe")
+    sleeps = Sleeps()
+
+    with make_client(emu, sleeps, attempts=3) as client, pytest.raises(SalesforceUnavailable):
+        client.describe_if_modified("Lead", emu.clock.now())
+
+    assert len(sleeps.delays) == 2
+
+
+def test_given_an_unknown_object_when_describe_if_modified_then_request_error_not_none(emu: Emulator) -> None:
+    with make_client(emu) as client, pytest.raises(SalesforceRequestError) as err:
+        client.describe_if_modified("NoSuchThing__c", emu.clock.now())
+
+    assert err.value.status == 404
+
+
+def test_given_a_naive_since_or_a_bad_name_when_describe_if_modified_then_value_error_before_any_call(
+    emu: Emulator,
+) -> None:
+    with make_client(emu) as client:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            client.describe_if_modified("Lead", dt.datetime(2026, 11, 24, 12, 0))
+        with pytest.raises(ValueError, match="invalid object name"):
+            client.describe_if_modified("Lead/../limits", emu.clock.now())
+
+    assert client.calls_made == 0
+
+
+def test_given_the_engine_describe_cache_over_the_adapter_then_one_full_describe_and_304s_until_a_change(
+    emu: Emulator,
+) -> None:
+    from sfsync.fields import DescribeCache
+
+    cache = DescribeCache()
+    entry = len(emu.request_log())
+    with make_client(emu) as client:
+        first = cache.describe(client, "Lead", now=emu.clock.now())
+        for _ in range(2):
+            emu.clock.advance(300)
+            again = cache.describe(client, "Lead", now=emu.clock.now())
+            assert again == first
+        emu.clock.advance(300)
+        with hidden_field(emu, "Lead", "Title"):
+            changed = cache.describe(client, "Lead", now=emu.clock.now())
+
+    assert "Title" in field_names(first)
+    assert "Title" not in field_names(changed)
+    assert describe_statuses(emu, "Lead", entry) == [200, 304, 304, 200]
 
 
 # -- Bulk API 2.0 --------------------------------------------------------------------------------

@@ -470,12 +470,12 @@ def test_given_an_adapter_with_conditional_describe_when_cycles_repeat_then_desc
 
     cache = DescribeCache()
     sf = RevalidatingSalesforce(changed_at=at(0))
-    first = cache.describe(sf, "Account", now=at(10))
-    assert cache.describe(sf, "Account", now=at(20)) == first
+    first = cache.describe(sf, "Account", now=at(1000))  # revalidated from 5 min before our clock
+    assert cache.describe(sf, "Account", now=at(2000)) == first
     assert (sf.full, sf.conditional) == (1, 1)
-    sf.changed_at = at(30)  # a permission change
-    changed = cache.describe(sf, "Account", now=at(40))
-    assert changed["version"] == at(30).isoformat()
+    sf.changed_at = at(3000)  # a permission change
+    changed = cache.describe(sf, "Account", now=at(4000))
+    assert changed["version"] == at(3000).isoformat()
     assert (sf.full, sf.conditional) == (2, 2)
 
 

@@ -13,10 +13,10 @@ import pytest
 from moto import mock_aws
 from sfsync.clock import UTC
 from sfsync.config import Settings, load_settings
-from sfsync.dispatcher import BUDGET_RECHECK_SECONDS, ApiEconomy, DispatchResult, dispatch
+from sfsync.dispatcher import BUDGET_RECHECK_SECONDS, ApiEconomy, DispatchResult, dispatch, event_reason
 from sfsync.exceptions import SalesforceRateLimited
 from sfsync.org_state import BudgetRecord, OrgStateStore
-from sfsync.state import StateStore
+from sfsync.state import Lifecycle, StateStore
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +38,8 @@ class ScriptedSalesforce:
         self.usage_next = usage
         self._usage: tuple[int, int] | None = None
         self.changed: set[str] = set()
+        #: objects whose delete log was purged after their probe window started
+        self.purged: set[str] = set()
         self.rate_limited = False
         self.probed: list[str] = []
 
@@ -67,7 +69,8 @@ class ScriptedSalesforce:
                 body: dict[str, Any] = {"ids": ["001000000000001AAA"] if obj in self.changed else []}
                 body["latestDateCovered"] = "2026-11-24T12:00:00.000+0000"
             else:
-                body = {"deletedRecords": [], "earliestDateAvailable": "2026-11-01T00:00:00.000+0000"}
+                earliest = "2026-11-24T12:05:00.000+0000" if obj in self.purged else "2026-11-01T00:00:00.000+0000"
+                body = {"deletedRecords": [], "earliestDateAvailable": earliest}
             out.append({"referenceId": sub["referenceId"], "httpStatusCode": 200, "body": body})
         return out
 
@@ -107,11 +110,20 @@ def settings(**extra: str) -> Settings:
     return load_settings({"SFSYNC_STATE_TABLE": "state", "SFSYNC_OBJECTS": ",".join(OBJECTS), **extra})
 
 
-def finished_cycles(state: StateStore, *, ended: dt.datetime) -> None:
-    """Every object has run once, ended at ``ended``, with a watermark a minute before."""
-    for name in OBJECTS:
+def finished_cycles(
+    state: StateStore,
+    *,
+    ended: dt.datetime,
+    objects: list[str] = OBJECTS,
+    lifecycle: dict[str, Lifecycle] | None = None,
+) -> None:
+    """Every object has run once, ended at ``ended``, with a watermark a minute before (and the
+    lifecycle bookkeeping ``lifecycle`` gives it, saved under the cycle's lease)."""
+    for name in objects:
         state.acquire_lease(name, f"{name}-c0", now=ended, ttl_seconds=600)
         state.set_full_copy_watermark(name, ended - dt.timedelta(minutes=1), by="test")
+        if lifecycle and name in lifecycle:
+            state.save_lifecycle(name, lifecycle[name], holder=f"{name}-c0", now=ended)
         state.release_lease(name, f"{name}-c0", ended_at=ended, status="complete", resume_pending=False)
 
 
@@ -226,3 +238,91 @@ def test_given_a_cycle_backed_off_the_org_then_even_first_runs_wait(state: State
     assert invoker.started == [] and sf.calls_made == 0
     assert set(result.skipped) == set(OBJECTS)
     assert result.to_dict()["held_all"].startswith("org backed off until")
+
+
+# -- lifecycle work while the probe says idle ----------------------------------------------------
+
+
+def started_reasons(result: DispatchResult) -> dict[str, str]:
+    return {item["object"]: item["reason"] for item in result.started}
+
+
+def test_given_an_idle_object_when_its_formula_refresh_falls_due_then_it_starts_with_that_reason(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    refreshed = Lifecycle(formulas_refreshed_at=at(0), reconciled_at=at(0))
+    finished_cycles(state, ended=at(0), lifecycle={"Contact": refreshed, "Lead": Lifecycle(reconciled_at=at(0))})
+    sf = ScriptedSalesforce()
+
+    early, invoker = tick(at(3599), state, org, sf, SFSYNC_FORMULA_REFRESH_SECONDS="3600")
+    assert invoker.started == []
+    assert early.skipped["Contact"].startswith("probe: no change since")
+
+    due, invoker = tick(at(3600), state, org, sf, SFSYNC_FORMULA_REFRESH_SECONDS="3600")
+    assert started_reasons(due) == {"Contact": "formula-refresh"}
+    assert invoker.started == [("Contact", event_reason("formula-refresh"))]
+    assert due.economy["probe"]["objects"]["Contact"]["has_work"] is False, "the probe saw no change"
+    assert set(due.skipped) == {"Account", "Lead"}
+    assert due.economy["reasons"] == {"Contact": "formula-refresh"}
+
+
+def test_given_an_object_option_when_the_formula_interval_is_shorter_then_it_wins_over_the_global_one(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    finished_cycles(state, ended=at(0), lifecycle={"Lead": Lifecycle(formulas_refreshed_at=at(0))})
+    options = '{"Lead": {"formula_refresh_seconds": 900}}'
+    result, _ = tick(at(900), state, org, ScriptedSalesforce(), SFSYNC_OBJECT_OPTIONS=options)
+    assert started_reasons(result) == {"Lead": "formula-refresh"}
+
+
+def test_given_an_object_without_recycle_bin_when_its_reconcile_interval_passes_then_it_starts_to_reconcile(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    objects = ["Account", "CampaignMember"]
+    reconciled = {name: Lifecycle(reconciled_at=at(0)) for name in objects}
+    finished_cycles(state, ended=at(0), objects=objects, lifecycle=reconciled)
+    env = {"SFSYNC_OBJECTS": ",".join(objects), "SFSYNC_RECONCILE_SECONDS": "1800"}
+    sf = ScriptedSalesforce()
+
+    early, invoker = tick(at(1799), state, org, sf, **env)
+    assert invoker.started == [] and set(early.skipped) == set(objects)
+
+    due, invoker = tick(at(1800), state, org, sf, **env)
+    assert started_reasons(due) == {"CampaignMember": "reconcile"}
+    assert [name for name, _ in invoker.started] == ["CampaignMember"]
+    assert due.skipped["Account"].startswith("probe: no change since"), "Account has a recycle bin: getDeleted"
+
+
+def test_given_a_purged_delete_log_and_no_change_when_probed_then_it_starts_to_resync(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    finished_cycles(state, ended=at(0))
+    sf = ScriptedSalesforce()
+    sf.purged = {"Lead"}
+    sf.changed = {"Account"}
+
+    result, _ = tick(at(400), state, org, sf)
+
+    assert started_reasons(result) == {"Account": "due", "Lead": "resync"}
+
+
+def test_given_lifecycle_work_due_when_the_api_budget_is_reached_then_it_waits_too(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    finished_cycles(state, ended=at(0), lifecycle={"Contact": Lifecycle(formulas_refreshed_at=at(0))})
+    sf = ScriptedSalesforce(usage=(900, 1000))
+
+    result, invoker = tick(at(3600), state, org, sf, SFSYNC_FORMULA_REFRESH_SECONDS="3600")
+
+    assert invoker.started == []
+    assert result.skipped["Contact"].startswith("api budget:")
+
+
+def test_given_reasons_when_sent_in_the_event_then_only_ones_the_event_accepts_pass_and_others_become_due() -> None:
+    from sfsync.events import ObjectSyncEvent
+
+    for reason in ("due", "first", "resume", "formula-refresh", "reconcile", "resync"):
+        sent = event_reason(reason)
+        ObjectSyncEvent(object="Contact", cycle_id="Contact-1", reason=sent)  # type: ignore[arg-type]
+        assert sent in (reason, "due")
+    assert event_reason("first") == "first" and event_reason("resume") == "resume"

@@ -423,7 +423,7 @@ def _run_window(run: _Run, ctx: _Ctx) -> RunStatus:
             return status
         run.backlog = 0
         run.watermark = state.complete_window(spec.name, plan.hi, holder=run.cycle_id, now=now.now())
-    if status != "complete":
+    if status not in ("complete", "empty"):  # an empty window is complete too: lifecycle work may be due
         return status
     if ctx.time_short():
         logger.info("no time left for the lifecycle work; the next cycle does it")

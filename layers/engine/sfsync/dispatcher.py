@@ -20,8 +20,19 @@ API economy (:class:`ApiEconomy`, passed as ``economy``), between the due check 
   ``/composite`` calls (about one API call per twelve objects) and only those with changes start.
   Objects that never ran (``first``) or wait to resume a checkpoint (``resume``) have work by
   definition and are not probed;
+* **lifecycle work while idle**: an object the probe finds idle still starts when periodic
+  lifecycle work is due (:func:`sfsync.lifecycle.lifecycle_work_due` on its
+  :class:`sfsync.state.Lifecycle` item): a formula refresh (reason ``formula-refresh``) or the
+  scheduled Id reconciliation of an object without a recycle bin (``reconcile``).  Such a cycle
+  reads its window (no rows), completes it, and does the due work after it.  An object the probe only
+  flags because getDeleted's log was purged past its window (``needs_resync``) starts with
+  reason ``resync`` (its cycle finds the gap and reconciles ids);
 * ``REQUEST_LIMIT_EXCEEDED`` during the probe or the budget check backs the whole org off
   (``SFSYNC_ORG_BACKOFF_SECONDS``) exactly as a cycle does.
+
+The reason in :class:`DispatchResult` is the dispatcher's; the object-sync event carries it when
+:class:`sfsync.events.ObjectSyncEvent` accepts it, and ``due`` otherwise (the cycle does its due
+lifecycle work whatever the reason).
 
 Objects are independent: each due object is its own asynchronous invocation, and an object's
 backlog (a ``resume`` every tick) never holds another object back.
@@ -36,12 +47,14 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
 from sfsync.clock import to_iso_ms
 from sfsync.config import Settings
+from sfsync.events import ObjectSyncEvent
 from sfsync.exceptions import DispatchFailed, SalesforceRateLimited
+from sfsync.lifecycle import lifecycle_work_due
 from sfsync.observability import count, logger
 from sfsync.org_state import BudgetRecord, OrgStateStore
 from sfsync.probe import CompositeClient, ProbeResult, probe_gate
@@ -54,6 +67,12 @@ CLAIM_SECONDS = 900
 BUDGET_RECHECK_SECONDS = 300
 #: Due reasons that mean "has work" without asking Salesforce.
 UNPROBED_REASONS = frozenset({"first", "resume"})
+#: Reason codes for an idle object's due lifecycle work, by :func:`lifecycle_work_due`'s answer.
+LIFECYCLE_REASONS = {"formula refresh due": "formula-refresh", "id reconciliation due": "reconcile"}
+#: Reason of an object whose only sign of work is a purged delete log (``ObjectProbe.needs_resync``).
+RESYNC_REASON = "resync"
+#: Reasons the object-sync event accepts; any other is sent as ``due``.
+EVENT_REASONS = frozenset(str(value) for value in get_args(ObjectSyncEvent.model_fields["reason"].annotation))
 
 Gate = Callable[[Sequence[ObjectSpec]], tuple[list[ObjectSpec], dict[str, str]]]
 
@@ -77,6 +96,8 @@ class Admission:
     allowed: list[str] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    #: a more precise reason than the due check's for some allowed objects
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 class Economy(Protocol):
@@ -97,6 +118,11 @@ class DispatchResult:
 
 def new_cycle_id(object_name: str, now: dt.datetime) -> str:
     return f"{object_name}-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def event_reason(reason: str) -> str:
+    """The reason sent in the object-sync event: ``reason`` when the event accepts it, else ``due``."""
+    return reason if reason in EVENT_REASONS else "due"
 
 
 def due_reason(status: LeaseStatus, now: dt.datetime, pause_seconds: int) -> tuple[str | None, str]:
@@ -140,7 +166,7 @@ def dispatch(
         result.skipped.update(admission.held)
         result.economy = admission.report
         admitted = set(admission.allowed)
-        due = [(spec, reason) for spec, reason in due if spec.name in admitted]
+        due = [(spec, admission.reasons.get(spec.name, reason)) for spec, reason in due if spec.name in admitted]
 
     if gate is not None and due:
         allowed, held = gate([spec for spec, _ in due])
@@ -163,7 +189,7 @@ def dispatch(
             result.skipped[spec.name] = "taken by a concurrent dispatch"
             continue
         try:
-            invoker.start_object_sync(spec.name, cycle_id, reason)
+            invoker.start_object_sync(spec.name, cycle_id, event_reason(reason))
         except DispatchFailed as exc:
             logger.error("could not start the object sync", extra={"object": spec.name, "error": str(exc)})
             count("DispatchFailed")
@@ -178,6 +204,15 @@ def dispatch(
 
 
 # -- the API economy ---------------------------------------------------------------------------------
+
+
+def _probe_reasons(probe: ProbeResult) -> dict[str, str]:
+    """``resync`` for objects whose only sign of work is a delete log purged past their window."""
+    return {
+        name: RESYNC_REASON
+        for name, p in probe.objects.items()
+        if p.needs_resync and not (p.has_updates or p.has_deletes) and p.error is None
+    }
 
 
 class ApiEconomy:
@@ -229,6 +264,7 @@ class ApiEconomy:
         allowed = [spec.name for spec, reason in due if reason in UNPROBED_REASONS]
         to_probe = [spec for spec, reason in due if reason not in UNPROBED_REASONS]
         held: dict[str, str] = {}
+        reasons: dict[str, str] = {}
         probe: ProbeResult | None = None
         if to_probe:
             probed: list[ProbeResult] = []
@@ -245,6 +281,16 @@ class ApiEconomy:
                 return self._back_off(names, exc, record)
             probe = probed[0] if probed else None
             chosen = set(allowed) | {spec.name for spec in with_work}
+            if probe is not None:
+                reasons.update(_probe_reasons(probe))
+            lifecycle = self._lifecycle_due([spec for spec in to_probe if spec.name in held])
+            for name, (reason, why) in lifecycle.items():
+                chosen.add(name)
+                reasons[name] = reason
+                held.pop(name, None)
+                logger.info("idle, but lifecycle work is due", extra={"object": name, "why": why})
+            if lifecycle:
+                count("LifecycleDispatches", len(lifecycle))
             allowed = [name for name in names if name in chosen]
         if probe is not None:
             count("ProbeApiCalls", probe.api_calls)
@@ -255,14 +301,31 @@ class ApiEconomy:
         report: dict[str, Any] = {"api_budget": decision.log_fields()["api_budget"]}
         if probe is not None:
             report["probe"] = probe.to_dict()
+        if reasons:
+            report["reasons"] = dict(reasons)
         if not decision.allow_new_work:
             reason = f"api budget: {decision.reason}"
             logger.info("no new work starts", extra={"reason": reason, "objects": names})
             count("ObjectsHeld", len(names))
             return Admission([], dict.fromkeys(names, reason), report)
-        return Admission(allowed, held, report)
+        return Admission(allowed, held, report, {name: r for name, r in reasons.items() if name in allowed})
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _lifecycle_due(self, idle: Sequence[ObjectSpec]) -> dict[str, tuple[str, str]]:
+        """Idle objects whose periodic lifecycle work is due: name -> (reason code, explanation)."""
+        due: dict[str, tuple[str, str]] = {}
+        for spec in idle:
+            why = lifecycle_work_due(
+                spec,
+                self._state.get_lifecycle(spec.name),
+                now=self._now,
+                formula_refresh_seconds=self._settings.formula_refresh_seconds,
+                reconcile_seconds=self._settings.reconcile_seconds,
+            )
+            if why is not None:
+                due[spec.name] = (LIFECYCLE_REASONS.get(why, "lifecycle"), why)
+        return due
 
     def _decide(self, record: BudgetRecord, limits: dict[str, Any] | None) -> BudgetDecision:
         """Evaluate the freshest reading, persist it, log and meter the decision."""
@@ -299,6 +362,9 @@ class ApiEconomy:
 __all__ = [
     "BUDGET_RECHECK_SECONDS",
     "CLAIM_SECONDS",
+    "EVENT_REASONS",
+    "LIFECYCLE_REASONS",
+    "RESYNC_REASON",
     "Admission",
     "ApiEconomy",
     "DispatchResult",
@@ -308,5 +374,6 @@ __all__ = [
     "Invoker",
     "dispatch",
     "due_reason",
+    "event_reason",
     "new_cycle_id",
 ]

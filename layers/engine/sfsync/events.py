@@ -25,7 +25,7 @@ class ObjectSyncEvent(BaseModel):
 
     object: str = Field(pattern=OBJECT_NAME)
     cycle_id: str = Field(pattern=CYCLE_ID)
-    reason: Literal["due", "first", "resume", "manual"] = "due"
+    reason: Literal["due", "first", "resume", "manual", "formula-refresh", "reconcile", "resync", "lifecycle"] = "due"
 
 
 class ScheduleEvent(BaseModel):

@@ -162,12 +162,15 @@ def backfill(
     return total
 
 
+DESCRIBE_CLOCK_MARGIN = dt.timedelta(minutes=5)
+
+
 class DescribeCache:
     """describe results kept per adapter instance (so per process and per org), revalidated cheaply.
 
     When the adapter offers ``describe_if_modified(obj, since) -> dict | None`` (describe with
-    ``If-Modified-Since``; None = 304 Not Modified, which Salesforce does not count against the
-    daily API allocation), a cached describe is revalidated with it; otherwise every cycle asks for
+    ``If-Modified-Since``; None = 304 Not Modified — still an API call, but no download and no
+    describe work on Salesforce's side), a cached describe is revalidated with it; otherwise every cycle asks for
     a full describe.  Either way a permission or schema change is seen by the next cycle, without a
     restart.
     """
@@ -191,7 +194,9 @@ class DescribeCache:
                 return cached[0]
         else:
             fresh = dict(sf.describe(obj))
-        per_client[obj] = (fresh, now)
+        # revalidate from a little before our own clock: a change stamped by a Salesforce clock
+        # that runs behind ours must still be newer than the time we ask "modified since"
+        per_client[obj] = (fresh, now - DESCRIBE_CLOCK_MARGIN)
         return fresh
 
     def clear(self) -> None:

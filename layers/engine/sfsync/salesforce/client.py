@@ -12,7 +12,8 @@ and routes every operation through :meth:`SalesforceClient._call`, which
 * maps every other failure onto the typed errors of :mod:`sfsync.salesforce.errors`.
 
 API usage (``Sforce-Limit-Info``) and the number of data-API calls are recorded by a response
-hook on the session, so they cover simple-salesforce's calls and our raw ones alike.
+hook on the session, so they cover simple-salesforce's calls and our raw ones alike (a describe
+answered ``304 Not Modified`` by :meth:`SalesforceClient.describe_if_modified` is a call too).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -145,6 +146,29 @@ class SalesforceClient:
     def describe(self, obj: str) -> dict[str, Any]:
         _check_name(obj, "object")
         return _as_dict(self._call(f"describe {obj}", lambda sf: _sobject(sf, obj).describe()))
+
+    def describe_if_modified(self, obj: str, since: datetime) -> dict[str, Any] | None:
+        """``sobjects/{obj}/describe`` with ``If-Modified-Since`` (§4.2): None when not modified (304).
+
+        HTTP dates have whole seconds and the server compares whole seconds, so a change in the
+        same second as ``since`` could answer 304; the header is therefore the second *before*
+        ``since``'s: None means certainly nothing changed after ``since`` (a change just before it
+        may return a describe once more - harmless).  A 304 is still a data-API call: it counts in
+        ``calls_made`` and, on a real org, against the daily allocation.
+        """
+        _check_name(obj, "object")
+        _check_aware(since, "since")
+        header = format_datetime(since.astimezone(UTC).replace(microsecond=0) - timedelta(seconds=1), usegmt=True)
+
+        def op(sf: Salesforce) -> dict[str, Any] | None:
+            try:
+                return _as_dict(_sobject(sf, obj).describe(headers={"If-Modified-Since": header}))
+            except sf_exc.SalesforceGeneralError as exc:
+                if exc.status == 304:
+                    return None
+                raise
+
+        return self._call(f"describe {obj} if modified since {header}", op)
 
     def limits(self) -> dict[str, Any]:
         return _as_dict(self._call("limits", lambda sf: sf.limits()))
