@@ -1,9 +1,10 @@
-"""FullSyncFunction: the Task states of statemachine/full_sync.asl.json.
+"""FullSyncFunction: every Task state of statemachine/full_sync.asl.json (``{"step": "<name>", ...}``).
 
-The first full copy (Bulk 2.0 jobs, result pages, setting the watermark through
-``sfsync.state.StateStore.set_full_copy_watermark``) lands with its own issue.  Until then every
-well-formed step event fails with ``NotImplementedYet`` (a stable class name the state machine can
-``Catch``), and a malformed one with ``InvalidEvent``; nothing is written either way.
+Thin on purpose: the event's shape is checked (``InvalidEvent`` for a shapeless one, before any
+adapter is built), then :func:`sfsync.fullsync.run_step` validates the step's own input
+(``InvalidExecutionInput`` before any work) and does the step; its output is what the state
+machine routes on.  The typed engine errors propagate unchanged so the ASL's Retry/Catch match
+their class names.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfsync.events import FullSyncStepEvent, parse_event
-from sfsync.exceptions import NotImplementedYet
-from sfsync.observability import count, logger, metrics, tracer
+from sfsync.fullsync import FullSyncDeps, run_step
+from sfsync.observability import bind, logger, metrics, tracer
+from sfsync.wiring import full_sync_deps
 
 
-def handle(event: Any, context: Any) -> dict[str, Any]:
+def handle(event: Any, context: Any, deps: FullSyncDeps | None = None) -> dict[str, Any]:
     request = parse_event(FullSyncStepEvent, event)
-    count("NotImplementedYet")
-    raise NotImplementedYet(f"full sync step {request.step!r}: full sync lands with its issue")
+    bind(step=request.step)
+    return run_step(event, deps or full_sync_deps())
 
 
 @logger.inject_lambda_context(clear_state=True)

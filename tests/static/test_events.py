@@ -1,7 +1,9 @@
 """Every sample event in events/ is well-formed, realistic, and accepted by its function on the local stack.
 
-There is no Salesforce here (the stack's secret is a placeholder), so a function may fail further on;
-what must never happen is that a sample event is rejected as malformed or that a handler cannot load.
+For most samples there is no Salesforce (the stack's secret is a placeholder), so a function may fail
+further on; what must never happen is that a sample event is rejected as malformed or that a handler
+cannot load.  The full-sync samples also run, in workflow order, on a stack whose secret points at a
+seeded emulator: each does its step, or (before ``plan``) fails with a typed error naming what it lacks.
 """
 
 from __future__ import annotations
@@ -169,3 +171,108 @@ def test_given_a_full_sync_sample_then_the_engines_input_model_for_its_step_acce
     }
     event = _load(path)
     models.get(event["step"], fullsync._StepInput).model_validate(event)
+
+
+#: The full-sync samples in the order a workflow runs them; what each must do on a fresh stack whose
+#: secret points at a seeded emulator.  The step samples (start_job ... finish) need a planned copy:
+#: before ``plan`` they fail with a typed InvalidExecutionInput that says so.
+FULL_SYNC_ORDER = (
+    "plan",
+    "start_job",
+    "poll_job",
+    "load_page",
+    "finish",
+    "mark_failed",
+    "summarize",
+    "continue_as_new",
+)
+NEEDS_A_PLANNED_COPY = ("start_job", "poll_job", "load_page", "finish")
+ROUTES = {"wait", "load", "start", "finish", "continue", "done", "failed"}
+
+
+@pytest.fixture
+def emulator_stack() -> Iterator[tuple[Any, LocalStack]]:
+    from aws_lambda_powertools.utilities import parameters
+    from sfsync import aws as sfsync_aws
+    from sfsync import wiring
+    from sfsync_emulator.emulator import Emulator
+
+    def reset_caches() -> None:
+        sfsync_aws.reset_clients()
+        wiring._clients.clear()
+        parameters.clear_caches()
+
+    emulator = Emulator.start(seed=5, records=100)  # its clock runs with real time, like the engine's
+    assert emulator.ca_path, "the emulator serves HTTPS with its own CA"
+    secret = {
+        "auth_flow": "client_credentials",
+        "token_url": emulator.token_url,
+        "client_id": emulator.credentials.client_id,
+        "client_secret": emulator.credentials.client_secret,
+        "api_version": "59.0",
+        "ca_bundle": Path(emulator.ca_path).read_text(encoding="utf-8"),
+    }
+    reset_caches()
+    try:
+        # the default stack name: the continue_as_new sample names the state machine sfsync-local-full-sync
+        with LocalStack.deploy(salesforce_secret=secret) as deployed:
+            yield emulator, deployed
+    finally:
+        reset_caches()
+        emulator.stop()
+
+
+def _invoke_error(stack: LocalStack, event: Any) -> dict[str, Any]:
+    with pytest.raises(LocalInvokeError) as failure:
+        stack.invoke("FullSyncFunction", event)
+    payload = failure.value.payload
+    assert isinstance(payload, dict), payload
+    return payload
+
+
+def test_given_an_emulator_org_when_every_full_sync_sample_runs_in_workflow_order_then_each_does_its_step(
+    emulator_stack: tuple[Any, LocalStack],
+) -> None:
+    emulator, stack = emulator_stack
+    samples = {step: load_sample(f"full_sync/{step}") for step in FULL_SYNC_ORDER}
+    assert set(samples) == {p.stem for p in (EVENTS / "full_sync").glob("*.json")}
+
+    for step in NEEDS_A_PLANNED_COPY:  # no prior state: a typed error that names what is missing
+        error = _invoke_error(stack, samples[step])
+        assert error["errorType"] == "InvalidExecutionInput", error
+        assert "no planned full copy" in error["errorMessage"] and "plan" in error["errorMessage"]
+    assert emulator.api_calls() == 0
+
+    planned = stack.invoke("FullSyncFunction", samples["plan"])
+    assert [o["object"] for o in planned["objects"]] == samples["plan"]["objects"]
+    assert planned["failed"] == [] and planned["requested_by"] == samples["plan"]["requested_by"]
+
+    for step in NEEDS_A_PLANNED_COPY:
+        out = stack.invoke("FullSyncFunction", samples[step])
+        assert out["object"] == "Account" and out["next"] in ROUTES, out
+        assert out["status"] in {"running", "done"}
+    copied = stack.invoke("FullSyncFunction", samples["load_page"])["records_copied"]
+    assert copied > 0
+
+    failed = stack.invoke("FullSyncFunction", samples["mark_failed"])
+    assert failed["status"] == "failed" and failed["error"]["Error"] == "SalesforceUnavailable"
+
+    summary = stack.invoke("FullSyncFunction", samples["summarize"])
+    assert summary["continue"] is True and summary["objects"] == ["Contact"]
+    assert summary["name"] == f"{samples['summarize']['base_name']}-1"
+
+    continued = stack.invoke("FullSyncFunction", samples["continue_as_new"])
+    assert continued["started"] is True and continued["name"] == samples["continue_as_new"]["name"]
+    again = stack.invoke("FullSyncFunction", samples["continue_as_new"])  # a retried Task: no second execution
+    assert again["execution_arn"] == continued["execution_arn"]
+    executions = stack.boto3_client("stepfunctions").list_executions(stateMachineArn=stack.state_machine_arn())
+    assert [e["name"] for e in executions["executions"]].count(continued["name"]) == 1
+    execution = stack.wait_for_execution(continued["execution_arn"], timeout_seconds=60)
+    assert execution["status"] == "SUCCEEDED", execution
+    result = json.loads(execution["output"])["summary"]["summary"]["Contact"]
+    assert result["status"] == "done"  # the continuation resumed Contact's planned copy and finished it
+    assert (
+        result["records_copied"]
+        == result["total"]
+        == emulator.salesforce().query("SELECT COUNT() FROM Contact")["totalSize"]
+    )

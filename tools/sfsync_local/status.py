@@ -104,12 +104,24 @@ class ObjectStatus:
     copy_status: str | None = None  # the full-copy document's status: running / done / failed
     copy_records: int = 0
     copy_total: int | None = None
+    copy_rate_per_s: float | None = None  # as of the copy's last checkpoint
+    copy_eta_seconds: float | None = None
+    copy_updated_at: dt.datetime | None = None
 
     @property
     def full_copy(self) -> str:
         if self.copy_status == "running":
             of = f"/{self.copy_total:,}" if self.copy_total else ""
-            return f"running ({self.copy_records:,}{of} records)"
+            figures = [f"{self.copy_records:,}{of} records"]
+            if self.copy_total:
+                figures.append(f"{100 * self.copy_records / self.copy_total:.0f}%")
+            if self.copy_rate_per_s is not None:
+                figures.append(f"{self.copy_rate_per_s:,.0f}/s")
+            if self.copy_eta_seconds is not None:
+                figures.append(f"ETA {format_duration(self.copy_eta_seconds)}")
+            if self.copy_updated_at is not None:
+                figures.append(f"at {_short_time(self.copy_updated_at)}")
+            return f"running ({', '.join(figures)})"
         if self.copy_status in ("done", "failed"):
             return f"{self.copy_status} ({self.copy_records:,} records)"
         if self.full_copy_done:
@@ -132,6 +144,9 @@ class ObjectStatus:
             "full_copy_status": self.copy_status,
             "full_copy_records": self.copy_records,
             "full_copy_total": self.copy_total,
+            "full_copy_rate_per_s": self.copy_rate_per_s,
+            "full_copy_eta_seconds": self.copy_eta_seconds,
+            "full_copy_updated_at": _iso(self.copy_updated_at),
             "lease_holder": self.lease_holder,
             "lease_expires_at": _iso(self.lease_expires_at),
             "last_cycle_ended_at": _iso(self.last_ended_at),
@@ -161,7 +176,7 @@ def read_status(
 
     store = _state_store(table, region, endpoint_url)
     when = now or utc_now()
-    copies = read_full_copies(table, objects, region=region, endpoint_url=endpoint_url)
+    copies = read_copy_progress(table, objects, region=region, endpoint_url=endpoint_url)
     try:
         leases = store.lease_statuses(list(objects))
         result: list[ObjectStatus] = []
@@ -188,6 +203,9 @@ def read_status(
                     copy_status=copy.status if copy else None,
                     copy_records=copy.records_copied if copy else 0,
                     copy_total=copy.total if copy else None,
+                    copy_rate_per_s=copy.rate_per_s if copy else None,
+                    copy_eta_seconds=copy.eta_seconds if copy else None,
+                    copy_updated_at=copy.updated_at if copy else None,
                 )
             )
     except StoreError as exc:
@@ -372,6 +390,26 @@ def read_full_copies(
     except StoreError as exc:
         raise CliError(f"cannot read the full copies in {table}: {exc}", exit_code=1) from None
     return copies
+
+
+def read_copy_progress(
+    table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
+) -> dict[str, Any]:
+    """The full-copy progress (``sfsync.fullsync.CopyProgress``) of ``objects`` that have a copy."""
+    from sfsync.exceptions import StoreError
+    from sfsync.fullsync import CopyStore
+
+    client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
+    store = CopyStore(client, table)
+    progress: dict[str, Any] = {}
+    try:
+        for name in objects:
+            found = store.progress(name)
+            if found is not None:
+                progress[name] = found
+    except StoreError as exc:
+        raise CliError(f"cannot read the full copies in {table}: {exc}", exit_code=1) from None
+    return progress
 
 
 def _parse_iso(value: Any) -> dt.datetime | None:

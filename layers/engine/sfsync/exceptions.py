@@ -65,11 +65,26 @@ class NotImplementedYet(SfsyncError):
     """The requested engine feature lands with a later issue; nothing was done."""
 
 
+class InvalidExecutionInput(InvalidEvent):
+    """The full-sync workflow's (or one of its steps') input is unusable; nothing was read or written."""
+
+
+class CopyConflict(SfsyncError):
+    """A full copy's document changed under a step more often than the step could retry."""
+
+
+class ContinuationFailed(SfsyncError):
+    """The next execution of a long full copy could not be started (Step Functions refused)."""
+
+
 __all__ = [
     "BulkJobFailed",
     "ConfigurationError",
+    "ContinuationFailed",
+    "CopyConflict",
     "DispatchFailed",
     "InvalidEvent",
+    "InvalidExecutionInput",
     "InvalidQueryLocator",
     "LeaseHeld",
     "LeaseLost",

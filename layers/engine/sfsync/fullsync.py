@@ -57,11 +57,12 @@ from sfsync.config import Settings
 from sfsync.exceptions import (
     BulkJobFailed,
     ConfigurationError,
-    InvalidEvent,
+    ContinuationFailed,
+    CopyConflict,
+    InvalidExecutionInput,
     InvalidQueryLocator,
     SalesforceQueryTimeout,
     SalesforceRequestError,
-    SfsyncError,
     StoreError,
     StoreThrottled,
 )
@@ -80,20 +81,8 @@ from sfsync.registry import ObjectSpec
 from sfsync.state import StateStore
 
 # ------------------------------------------------------------------------------------------------
-# Errors, policy, ports
+# Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.exceptions)
 # ------------------------------------------------------------------------------------------------
-
-
-class InvalidExecutionInput(InvalidEvent):
-    """The workflow's (or a step's) input is unusable; nothing was read or written."""
-
-
-class CopyConflict(SfsyncError):
-    """The copy document changed under this step more often than it could retry."""
-
-
-class ContinuationFailed(SfsyncError):
-    """The next execution of a long copy could not be started (Step Functions refused)."""
 
 
 #: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
@@ -504,6 +493,19 @@ class Copy:
         return cls(**data, version=version)
 
 
+@dataclass(frozen=True, slots=True)
+class CopyProgress:
+    """A copy's progress as of its last checkpoint (what ``sfsync status`` shows)."""
+
+    object_name: str
+    status: str
+    records_copied: int
+    total: int | None
+    rate_per_s: float | None
+    eta_seconds: float | None
+    updated_at: dt.datetime | None
+
+
 class CopyStore:
     """Reads and writes the copy documents (optimistic concurrency on ``version``)."""
 
@@ -523,6 +525,35 @@ class CopyStore:
         if not item:
             return None
         return Copy.from_doc(json.loads(item["doc"]["S"]), int(item["version"]["N"]))
+
+    def progress(self, object_name: str) -> CopyProgress | None:
+        """The progress figures saved with the copy's last checkpoint (None: never copied)."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=self._key(object_name),
+                ProjectionExpression="#s, records_copied, #t, rate_per_s, eta_seconds, updated_at",
+                ExpressionAttributeNames={"#s": "status", "#t": "total"},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"cannot read the full copy of {object_name}: {exc}") from exc
+        item = response.get("Item")
+        if not item:
+            return None
+
+        def number(name: str) -> Decimal | None:
+            return Decimal(item[name]["N"]) if name in item else None
+
+        total, rate, eta = number("total"), number("rate_per_s"), number("eta_seconds")
+        return CopyProgress(
+            object_name=object_name,
+            status=item["status"]["S"],
+            records_copied=int(number("records_copied") or 0),
+            total=None if total is None else int(total),
+            rate_per_s=None if rate is None else float(rate),
+            eta_seconds=None if eta is None else float(eta),
+            updated_at=parse_instant(item["updated_at"]["S"]) if "updated_at" in item else None,
+        )
 
     def save(self, copy: Copy, *, now: dt.datetime) -> bool:
         """Write ``copy`` if nobody wrote since it was read; False on a conflict (re-read and retry)."""
@@ -1536,6 +1567,7 @@ __all__ = [
     "CopyConflict",
     "CopyGate",
     "CopyPolicy",
+    "CopyProgress",
     "CopyStore",
     "CsvRowEncoder",
     "FieldTypes",

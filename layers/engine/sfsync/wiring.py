@@ -20,6 +20,7 @@ from sfsync.config import Settings, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
 from sfsync.dispatcher import EconomyClient, Invoker
 from sfsync.exceptions import ConfigurationError
+from sfsync.fullsync import FullSyncDeps
 from sfsync.observability import count, logger
 from sfsync.org_state import OrgStateStore
 from sfsync.records import RecordStore
@@ -107,6 +108,38 @@ def dispatcher_deps() -> DispatcherDeps:
     )
 
 
+class _LazyStepFunctions:
+    """A Step Functions client made on first use: only ``continue_as_new`` needs one."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("stepfunctions")
+        return getattr(self._client, name)
+
+
+def full_sync_deps() -> FullSyncDeps:
+    """The adapters of FullSyncFunction (every Task state of the full-sync workflow)."""
+    with _reported_configuration_errors():
+        settings = load_settings()
+        settings.require("secret_arn")
+        stores = stores_for(settings)
+        secret = load_secret(str(settings.secret_arn))
+    return FullSyncDeps(
+        settings=settings,
+        sf=salesforce_client(secret),
+        state=stores.state,
+        records=stores.records,
+        dynamodb=dynamodb_client(),
+        clock=clock.engine_clock(),
+        stepfunctions=_LazyStepFunctions(),
+    )
+
+
 def configured_object(settings: Settings, name: str) -> str:
     """``name`` if it is a configured object; otherwise a counted :class:`ConfigurationError`."""
     if name not in settings.registry:
@@ -127,6 +160,7 @@ __all__ = [
     "ObjectSyncDeps",
     "configured_object",
     "dispatcher_deps",
+    "full_sync_deps",
     "object_sync_deps",
     "remaining_ms",
     "salesforce_client",
