@@ -374,7 +374,9 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
                 cycle_seconds=max(args.pause, tick),
             )
             try:
-                return _loop(env, user, stop, out, cycles=cycles, tick=tick, lag=lag, state_file=state_file)
+                return _loop(
+                    env, user, stop, out, cycles=cycles, tick=tick, lag=lag, pause=args.pause, state_file=state_file
+                )
             finally:
                 user.stop()
 
@@ -388,10 +390,14 @@ def _loop(
     cycles: int | None,
     tick: float,
     lag: int,
+    pause: float,
     state_file: Path,
 ) -> int:
     user.start()
     done = 0
+    # after the user stops, the run ends only with a cycle of Account that started after its last
+    # change settled (Account may still be inside its pause); bounded by one pause plus a minute
+    final_deadline: float | None = None
     window_hi: str | None = None
     check: AccountCheck | None = None
     while not stop.is_set:
@@ -407,6 +413,7 @@ def _loop(
             )
             if stop.sleep(user.last_change + settle - time.monotonic()):
                 break
+            final_deadline = time.monotonic() + pause + 60
         outcome = env.run_cycle()
         if outcome.did_work:
             done += 1
@@ -418,7 +425,13 @@ def _loop(
             check = check_accounts(env, window_hi=window_hi)
             print(check.line(), file=out, flush=True)
         if cycles is not None and done >= cycles:
-            break
+            account_synced = "Account" in outcome.started_objects or any(
+                copy.object_name == "Account" for copy in outcome.copies
+            )
+            if final_deadline is None or account_synced or time.monotonic() > final_deadline:
+                break
+            if outcome.did_work:
+                print("(Account is still inside its pause: one more tick before the final check)", file=out)
         stop.sleep(tick)
     if stop.is_set:
         print(f"\nstopped (Ctrl-C) after {done} cycle(s)", file=out)
