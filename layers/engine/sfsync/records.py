@@ -29,6 +29,17 @@ condition means a newer version is stored: the row is *skipped*, not an error.  
 with values DynamoDB cannot hold go to the errors table and count as *failed*; the page goes on.
 Throttling is retried by botocore (standard mode, 10 attempts); if it persists the page fails with
 :class:`~sfsync.exceptions.StoreThrottled` so the caller does not checkpoint it.
+
+**Exclusive writers batch their puts.**  A store built with ``exclusive_writer=True`` is the only
+writer of the items it touches while it runs (the incremental cycle under the object's lease; the
+full copy, during which the dispatcher holds the cycles back).  Its decision is then made on the
+page's consistent read alone: the puts go out as ``BatchWriteItem`` (25 items a request, unprocessed
+items retried, throttling that persists -> :class:`~sfsync.exceptions.StoreThrottled`), the outcome
+of each row is classified against the version read, and a request DynamoDB rejects as a whole
+falls back to the conditional ``PutItem`` of each of its items (which isolates the unstorable one).
+A store without that guarantee (``sfsync verify``'s repairs) keeps the conditional ``PutItem``.
+The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`), which spares
+botocore's per-attribute validation, serialisation and parsing.
 """
 
 from __future__ import annotations
@@ -47,12 +58,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
+from sfsync.ddb_wire import WireCalls, item_from_wire, to_wire
 from sfsync.exceptions import StoreError, StoreThrottled
 from sfsync.registry import ObjectSpec
 
 MAX_ITEM_BYTES = 400 * 1024
 BATCH_GET_KEYS = 100
 BATCH_GET_ATTEMPTS = 8
+BATCH_WRITE_ITEMS = 25
+BATCH_WRITE_ATTEMPTS = 8
 ENGINE_ATTRIBUTES = (
     "sobject",
     "SystemModstamp",
@@ -126,6 +140,34 @@ def _convert_value(name: str, value: Any, is_datetime: bool) -> Any:
     raise UnstorableRecord(f"field {name}: unsupported value of type {type(value).__name__}")
 
 
+#: Names a row's loop never copies: the engine's own attributes and the REST ``attributes`` object.
+_NOT_COPIED = frozenset(ENGINE_ATTRIBUTES) | {"attributes"}
+_STAMP_CACHE_SIZE = 4096
+_stamps: dict[str, str] = {}
+_synced_texts: dict[dt.datetime, str] = {}
+
+
+def _stamp(text: str) -> str:
+    """:func:`normalize_stamp`, memoised (a page repeats the same few instants; ValueError as it)."""
+    known = _stamps.get(text)
+    if known is None:
+        known = normalize_stamp(text)
+        if len(_stamps) >= _STAMP_CACHE_SIZE:
+            _stamps.clear()
+        _stamps[text] = known
+    return known
+
+
+def _synced_text(synced_at: dt.datetime) -> str:
+    known = _synced_texts.get(synced_at)
+    if known is None:
+        known = to_iso_ms(synced_at)
+        if len(_synced_texts) >= 64:
+            _synced_texts.clear()
+        _synced_texts[synced_at] = known
+    return known
+
+
 def to_item(
     spec: ObjectSpec,
     record: Mapping[str, Any],
@@ -141,22 +183,33 @@ def to_item(
     stamp = record.get(spec.cursor)
     if not isinstance(stamp, str):
         raise UnstorableRecord(f"row {record_id} without {spec.cursor}")
-    dt_fields = set(datetime_fields)
+    dt_fields = datetime_fields if isinstance(datetime_fields, frozenset | set) else frozenset(datetime_fields)
+    skip = _NOT_COPIED
     item: dict[str, Any] = {}
     for name, value in record.items():
-        if name == "attributes" or value is None or isinstance(value, dict):
+        if value is None or name in skip:
             continue
-        if name in ENGINE_ATTRIBUTES:
-            continue
-        item[name] = _convert_value(name, value, name in dt_fields)
+        kind = type(value)
+        if kind is str:
+            if value and name in dt_fields:
+                try:
+                    item[name] = _stamp(value)
+                except ValueError as exc:
+                    raise UnstorableRecord(f"field {name}: {exc}") from exc
+            else:
+                item[name] = value
+        elif kind is bool:
+            item[name] = value
+        elif kind is not dict and not isinstance(value, dict):
+            item[name] = _convert_value(name, value, name in dt_fields)
     try:
-        item["SystemModstamp"] = normalize_stamp(stamp)
+        item["SystemModstamp"] = _stamp(stamp)
     except ValueError as exc:
         raise UnstorableRecord(f"field {spec.cursor}: {exc}") from exc
     deleted = bool(record.get("IsDeleted", False))
     item["sobject"] = spec.name
     item["IsDeleted"] = deleted
-    item["_synced_at"] = to_iso_ms(synced_at)
+    item["_synced_at"] = _synced_text(synced_at)
     item["_cycle_id"] = cycle_id
     if deleted and spec.tombstone_retention_days is not None:
         item["_expires_at"] = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
@@ -194,9 +247,33 @@ def item_size(item: Mapping[str, Any]) -> int:
     return size
 
 
+def _surely_small(item: Mapping[str, Any]) -> bool:
+    """A cheap bound proving the item under the size limit (4 bytes a character, 24 a number or boolean)."""
+    bound = 0
+    for name, value in item.items():
+        kind = type(value)
+        if kind is str:
+            bound += len(name) + len(value)
+        elif kind is bool or kind is Decimal:
+            bound += len(name) + 6
+        else:
+            return False
+    return bound * 4 <= MAX_ITEM_BYTES
+
+
+_ABSENT = object()
+
+
 def _same_data(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    strip = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE}  # noqa: E731
-    return strip(old) == strip(new)
+    """Equal apart from the volatile bookkeeping (``_synced_at``, ``_cycle_id``, ``_expires_at``)."""
+    compared = 0
+    for name, value in new.items():
+        if name in _VOLATILE:
+            continue
+        if old.get(name, _ABSENT) != value:
+            return False
+        compared += 1
+    return compared == sum(1 for name in old if name not in _VOLATILE)
 
 
 def classify(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
@@ -210,6 +287,13 @@ def classify(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
     return "updated"
 
 
+def _changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
+    """:func:`classify` for a put already known to change the item (not the same data)."""
+    if new["IsDeleted"] and (old is None or not old.get("IsDeleted", False)):
+        return "deleted"
+    return "created" if old is None else "updated"
+
+
 class RecordStore:
     """Writes rows to the family tables; failures go to the errors table."""
 
@@ -221,8 +305,11 @@ class RecordStore:
         errors_table: str | None,
         error_retention_days: int = 30,
         sleep: Callable[[float], None] = time.sleep,
+        exclusive_writer: bool = False,
     ) -> None:
         self._client = client
+        self._wire = WireCalls(client)
+        self._exclusive = exclusive_writer
         self._sleep = sleep
         self._tables = dict(record_tables)
         self._errors_table = errors_table
@@ -254,7 +341,7 @@ class RecordStore:
         called with each written Id (a test seam for a crash in the middle of a page).
         """
         table = self.table_for(spec)
-        dt_fields = tuple(datetime_fields)
+        dt_fields = frozenset(datetime_fields)
         selected = frozenset(selected_fields) if selected_fields is not None else None
         outcome = PageOutcome()
         items: list[tuple[str, dict[str, Any]]] = []
@@ -262,7 +349,7 @@ class RecordStore:
             record_id = str(record.get(spec.key) or "?")
             try:
                 item = to_item(spec, record, cycle_id=cycle_id, synced_at=synced_at, datetime_fields=dt_fields)
-                size = item_size(item)
+                size = 0 if _surely_small(item) else item_size(item)
                 if size > MAX_ITEM_BYTES:
                     raise UnstorableRecord(f"item of about {size} bytes exceeds DynamoDB's 400 KB limit")
             except UnstorableRecord as exc:
@@ -272,6 +359,9 @@ class RecordStore:
             items.append((record_id, item))
 
         stored = self._stored(table, [record_id for record_id, _ in items])
+        batch: list[tuple[str, dict[str, Any], Outcome]] = []
+        batched: set[str] = set()
+        repeats: list[tuple[str, dict[str, Any]]] = []
         for record_id, item in items:
             current = stored.get(record_id)
             if selected is not None:
@@ -283,15 +373,75 @@ class RecordStore:
                 # overlap cost no write capacity and raise no stream events.
                 outcome.add(record_id, "skipped")
                 continue
-            try:
-                outcome.add(record_id, self._put(table, item))
-            except UnstorableRecord as exc:
-                self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
-                outcome.add(record_id, "failed")
+            if not self._exclusive:
+                stored_ok = self._put_one(spec, table, record_id, item, outcome, cycle_id=cycle_id, synced_at=synced_at)
+                if stored_ok and after_put is not None:
+                    after_put(record_id)
+            elif record_id in batched or (current is not None and not isinstance(current.get("SystemModstamp"), str)):
+                # a second row of one Id, or an item without a stamp: after the batch, conditionally
+                repeats.append((record_id, item))
+            else:
+                # The only writer: what was read is what the put replaces (see the module docstring).
+                batched.add(record_id)
+                batch.append((record_id, item, _changed(current, item)))
+        for start in range(0, len(batch), BATCH_WRITE_ITEMS):
+            chunk = batch[start : start + BATCH_WRITE_ITEMS]
+            if self._batch_put(table, [item for _, item, _ in chunk]):
+                for record_id, _, result in chunk:
+                    outcome.add(record_id, result)
+                    if after_put is not None:
+                        after_put(record_id)
                 continue
-            if after_put is not None:
+            singles = [(record_id, item) for record_id, item, _ in chunk]  # rejected: isolate the bad item
+            repeats[:0] = singles
+        for record_id, item in repeats:
+            stored_ok = self._put_one(spec, table, record_id, item, outcome, cycle_id=cycle_id, synced_at=synced_at)
+            if stored_ok and after_put is not None:
                 after_put(record_id)
         return outcome
+
+    def _put_one(
+        self,
+        spec: ObjectSpec,
+        table: str,
+        record_id: str,
+        item: dict[str, Any],
+        outcome: PageOutcome,
+        *,
+        cycle_id: str,
+        synced_at: dt.datetime,
+    ) -> bool:
+        """One conditional put (see :meth:`_put`); an unstorable item is recorded.  False: it failed."""
+        try:
+            outcome.add(record_id, self._put(table, item))
+        except UnstorableRecord as exc:
+            self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
+            outcome.add(record_id, "failed")
+            return False
+        return True
+
+    def _batch_put(self, table: str, items: list[dict[str, Any]]) -> bool:
+        """Unconditional puts of up to 25 items; False when DynamoDB rejects the request as a whole."""
+        request: dict[str, Any] = {
+            table: [{"PutRequest": {"Item": {name: to_wire(value) for name, value in item.items()}}} for item in items]
+        }
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            try:
+                response = self._wire.batch_write_item(request)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in _THROTTLE_CODES:
+                    raise StoreThrottled(f"{table} kept throttling writes: {code}") from exc
+                if code == "ValidationException":
+                    return False
+                raise StoreError(f"cannot write to {table}: {code}") from exc
+            except BotoCoreError as exc:
+                raise StoreError(f"cannot write to {table}: {exc}") from exc
+            request = response.get("UnprocessedItems") or {}
+            if not request:
+                return True
+            self._sleep(min(2.0, 0.05 * 2**attempt))
+        raise StoreThrottled(f"{table} left items unprocessed after {BATCH_WRITE_ATTEMPTS} attempts")
 
     def patch_page(
         self,
@@ -499,7 +649,7 @@ class RecordStore:
             }
             for attempt in range(BATCH_GET_ATTEMPTS):
                 try:
-                    response = self._client.batch_get_item(RequestItems=request)
+                    response = self._wire.batch_get_item(request)
                 except ClientError as exc:
                     code = exc.response.get("Error", {}).get("Code", "")
                     if code in _THROTTLE_CODES:
@@ -508,7 +658,7 @@ class RecordStore:
                 except BotoCoreError as exc:
                     raise StoreError(f"cannot read from {table}: {exc}") from exc
                 for raw in response.get("Responses", {}).get(table, []):
-                    item = {k: self._de.deserialize(v) for k, v in raw.items()}
+                    item = item_from_wire(raw)
                     found[str(item["Id"])] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:

@@ -1,0 +1,177 @@
+"""DynamoDB batch calls in wire format, without botocore's per-attribute shape walking.
+
+botocore validates, serialises and parses every ``AttributeValue`` by walking the service model:
+for a page of items that is most of the engine's CPU (tens of µs per item per call), although the
+JSON protocol's wire format *is* ``{"S": ...}``/``{"N": ...}`` maps.  :class:`WireCalls` sends
+``BatchGetItem`` and ``BatchWriteItem`` bodies the engine has already built in wire format and hands
+back the decoded JSON response, still through the client (its endpoint, credentials, signing,
+retries, error handling and any stub such as moto's are untouched):
+
+* a ``before-call`` handler swaps the serialised body of a tiny placeholder request for the real
+  body (the request is signed after this event, so the signature covers the real body);
+* a ``before-parse`` handler decodes a successful (2xx) response with :func:`json.loads` into the
+  parsed response (key :data:`RAW_KEY`) and leaves botocore an empty document to parse.  Error
+  responses are parsed by botocore as usual, so :class:`~botocore.exceptions.ClientError` codes and
+  the retry policy (throttling) behave exactly as for an ordinary call.
+
+A response another ``before-call`` handler supplies instead of sending the request (botocore's
+``Stubber``) is returned as that handler gave it.  The handlers act only on requests
+:class:`WireCalls` made (a per-call token in the placeholder), also when another call on the same
+client runs inside it (moto runs stream-triggered Lambdas synchronously inside a write).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import itertools
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+#: Key of the decoded response body in the dict a wire call returns.
+RAW_KEY = "SfsyncWireResponse"
+_OPERATIONS = ("BatchGetItem", "BatchWriteItem")
+_TOKEN_PREFIX = "sfsync-wire-"  # noqa: S105 (a request marker, not a secret)
+
+#: The real body of the call in progress, by token.
+_pending: contextvars.ContextVar[dict[str, bytes] | None] = contextvars.ContextVar("sfsync_wire_pending", default=None)
+#: One flag per call of these operations in progress on this thread (True: a wire call).
+_active: contextvars.ContextVar[tuple[bool, ...]] = contextvars.ContextVar("sfsync_wire_active", default=())
+_counter = itertools.count()
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+def to_wire(value: Any) -> dict[str, Any]:
+    """One Python value (as :func:`sfsync.records.to_item` produces) as a DynamoDB JSON attribute."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is Decimal or kind is int:
+        return {"N": str(value)}
+    return _json_ready(_SERIALIZER.serialize(value))
+
+
+def _json_ready(attribute: Mapping[str, Any]) -> dict[str, Any]:
+    """boto3's serialised form -> the JSON protocol's (binary values base64, nested maps/lists)."""
+    ((tag, inner),) = attribute.items()
+    if tag == "B":
+        return {"B": base64.b64encode(bytes(inner)).decode()}
+    if tag == "BS":
+        return {"BS": [base64.b64encode(bytes(b)).decode() for b in inner]}
+    if tag == "M":
+        return {"M": {k: _json_ready(v) for k, v in inner.items()}}
+    if tag == "L":
+        return {"L": [_json_ready(v) for v in inner]}
+    return {tag: inner}
+
+
+def from_wire(attribute: Mapping[str, Any]) -> Any:
+    """One DynamoDB JSON attribute as the Python value boto3's TypeDeserializer gives."""
+    if "S" in attribute:
+        return attribute["S"]
+    if "N" in attribute:
+        return _DESERIALIZER.deserialize({"N": attribute["N"]})
+    if "BOOL" in attribute:
+        return bool(attribute["BOOL"])
+    ((tag, inner),) = attribute.items()
+    if tag == "NULL":
+        return None
+    if tag == "B":
+        return Binary(base64.b64decode(inner))
+    if tag == "BS":
+        return {Binary(base64.b64decode(b)) for b in inner}
+    if tag == "M":
+        return {k: from_wire(v) for k, v in inner.items()}
+    if tag == "L":
+        return [from_wire(v) for v in inner]
+    typed: Any = dict(attribute)
+    return _DESERIALIZER.deserialize(typed)  # SS, NS
+
+
+def item_from_wire(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {name: from_wire(value) for name, value in raw.items()}
+
+
+class WireCalls:
+    """Wire-format ``BatchGetItem`` / ``BatchWriteItem`` through one boto3 DynamoDB client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        events = client.meta.events
+        for operation in _OPERATIONS:
+            events.register(f"before-call.dynamodb.{operation}", _swap_body, unique_id=f"sfsync-wire-call-{operation}")
+            events.register(
+                f"before-parse.dynamodb.{operation}", _decode_body, unique_id=f"sfsync-wire-parse-{operation}"
+            )
+            events.register(f"after-call.dynamodb.{operation}", _pop, unique_id=f"sfsync-wire-done-{operation}")
+            events.register(f"after-call-error.dynamodb.{operation}", _pop, unique_id=f"sfsync-wire-error-{operation}")
+
+    def batch_get_item(self, request_items: Mapping[str, Any]) -> dict[str, Any]:
+        """``RequestItems`` in wire format -> the decoded response (``Responses``, ``UnprocessedKeys``)."""
+        token = self._token()
+        table = next(iter(request_items))
+        placeholder = {table: {"Keys": [{"Id": {"S": token}}]}}
+        return self._call(token, {"RequestItems": request_items}, self._client.batch_get_item, placeholder)
+
+    def batch_write_item(self, request_items: Mapping[str, Any]) -> dict[str, Any]:
+        """``RequestItems`` in wire format -> the decoded response (``UnprocessedItems``)."""
+        token = self._token()
+        table = next(iter(request_items))
+        placeholder = {table: [{"PutRequest": {"Item": {"Id": {"S": token}}}}]}
+        return self._call(token, {"RequestItems": request_items}, self._client.batch_write_item, placeholder)
+
+    @staticmethod
+    def _token() -> str:
+        return f"{_TOKEN_PREFIX}{next(_counter)}"
+
+    @staticmethod
+    def _call(token: str, body: Mapping[str, Any], method: Any, placeholder: Mapping[str, Any]) -> dict[str, Any]:
+        pending = dict(_pending.get() or {})
+        pending[token] = json.dumps(body, separators=(",", ":")).encode()
+        reset = _pending.set(pending)
+        try:
+            response: dict[str, Any] = method(RequestItems=placeholder)
+        finally:
+            _pending.reset(reset)
+        raw = response.get(RAW_KEY)
+        if isinstance(raw, dict):
+            return raw
+        # Another handler answered in place of the call (botocore's Stubber): its parsed response.
+        return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
+def _swap_body(params: dict[str, Any], **_: Any) -> None:
+    pending = _pending.get()
+    body = params.get("body")
+    swapped = False
+    if pending and isinstance(body, bytes) and _TOKEN_PREFIX.encode() in body:
+        for token, real in pending.items():
+            if f'"{token}"'.encode() in body:
+                params["body"] = real
+                swapped = True
+                break
+    _active.set((*_active.get(), swapped))
+
+
+def _decode_body(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+    active = _active.get()
+    if not active or not active[-1] or response_dict.get("status_code", 500) >= 300:
+        return
+    customized_response_dict[RAW_KEY] = json.loads(response_dict["body"] or b"{}")
+    response_dict["body"] = b"{}"
+
+
+def _pop(**_: Any) -> None:
+    active = _active.get()
+    if active:
+        _active.set(active[:-1])
+
+
+__all__ = ["RAW_KEY", "WireCalls", "from_wire", "item_from_wire", "to_wire"]
