@@ -14,17 +14,16 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
-from sfsync import aws as sfsync_aws
 from sfsync import clock as sfsync_clock
-from sfsync import fullsync, wiring
+from sfsync import fullsync
 from sfsync.clock import parse_instant, to_iso_ms
 from sfsync.config import Settings, load_settings
+
+import tests.support.compare as compare
+from tests.support.emulator import EmulatorTime, pin_salesforce_time, reset_engine_caches, salesforce_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -36,18 +35,6 @@ PAGE = 150  # rows per Bulk result set: several pages for the bigger objects
 SMALL_ORG = 500  # records, for the scenarios (every record copied also runs the write-back stream trigger)
 SMALL_PAGE = 40  # rows per result set in the small org: Lead (~100 rows) takes three pages
 LAG_SECONDS = int(Settings.model_fields["safety_lag_seconds"].default)
-_SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
-_UNSELECTED_TYPES = {"address", "location", "base64"}
-
-
-class EmulatorTime:
-    """The engine clock reading the emulator's virtual clock."""
-
-    def __init__(self, emulator_clock: Any) -> None:
-        self._clock = emulator_clock
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, tz=dt.UTC)
 
 
 class VirtualWaits(list[float]):
@@ -84,34 +71,14 @@ def emulator(org_records: int) -> Iterator[Any]:
 
 @pytest.fixture
 def stack(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from email.utils import parsedate_to_datetime
-
-    from aws_lambda_powertools.utilities import parameters
-    from sfsync.salesforce.client import SalesforceClient
     from sfsync_local.stack import LocalStack, _FastWaits
 
-    virtual = EmulatorTime(emulator.clock)
-    header = emulator.session().get(f"{emulator.instance_url}/services/data/", timeout=10).headers.get("Date")
-    if header is None or abs((parsedate_to_datetime(header) - virtual.now()).total_seconds()) > 2:
-        # the engine's "Salesforce now" must be the emulator's virtual clock (see tests/functional/conftest.py)
-        monkeypatch.setattr(SalesforceClient, "server_time", lambda self: virtual.now())
-
-    def reset_caches() -> None:
-        sfsync_aws.reset_clients()
-        wiring._clients.clear()
-        parameters.clear_caches()
-
-    secret = {
-        "auth_flow": "client_credentials",
-        "token_url": emulator.token_url,
-        "client_id": emulator.credentials.client_id,
-        "client_secret": emulator.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emulator.ca_path).read_text(),
-    }
-    reset_caches()
+    # the engine's "Salesforce now" must be the emulator's virtual clock (see tests/support/emulator.py)
+    pin_salesforce_time(emulator, monkeypatch)
+    secret = salesforce_secret(emulator)
+    reset_engine_caches()
     waits = VirtualWaits(emulator)
-    with sfsync_clock.use_clock(virtual):
+    with sfsync_clock.use_clock(EmulatorTime(emulator.clock)):
         deployed = LocalStack.deploy(
             parameters={"SyncObjects": STANDARD, "CustomObjects": CUSTOM}, salesforce_secret=secret
         )
@@ -121,7 +88,7 @@ def stack(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         finally:
             _FastWaits.detach(waits)
             deployed.close()
-            reset_caches()
+            reset_engine_caches()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,51 +103,13 @@ def settings_of(stack: Any) -> Settings:
 def table_items(stack: Any, obj: str) -> dict[str, dict[str, Any]]:
     settings = settings_of(stack)
     table = settings.record_tables[settings.registry.get(obj).family]
-    de = TypeDeserializer()
-    items: dict[str, dict[str, Any]] = {}
-    for page in stack.boto3_client("dynamodb").get_paginator("scan").paginate(TableName=table):
-        for raw in page["Items"]:
-            item = {k: de.deserialize(v) for k, v in raw.items()}
-            if item["sobject"] == obj:
-                items[item["Id"]] = item
-    return items
-
-
-def query_all(emulator: Any, obj: str, fields: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    sf = emulator.salesforce()
-    if fields is None:
-        describe = getattr(sf, obj).describe()
-        fields = [f["name"] for f in describe["fields"] if f["type"] not in _UNSELECTED_TYPES and not f["calculated"]]
-    rows = sf.query_all(f"SELECT {', '.join(fields)} FROM {obj}", include_deleted=True)["records"]
-    return {row["Id"]: row for row in rows}
-
-
-def expected_value(value: Any) -> Any:
-    if isinstance(value, str) and _SF_DATETIME.match(value):
-        return value[:23] + "Z"
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, int):
-        return Decimal(value)
-    return value
+    return compare.table_items(stack.boto3_client("dynamodb"), table, obj)
 
 
 def assert_equal_to_salesforce(stack: Any, emulator: Any, obj: str, *, every_field: bool = False) -> int:
     """The object's table holds exactly queryAll's rows (Id, SystemModstamp, IsDeleted; or every field)."""
-    items = table_items(stack, obj)
-    view = query_all(emulator, obj, None if every_field else ["Id", "SystemModstamp", "IsDeleted"])
-    assert set(items) == set(view), f"{obj}: missing {len(set(view) - set(items))}, extra {set(items) - set(view)}"
-    for record_id, row in view.items():
-        item = items[record_id]
-        for name, value in row.items():
-            if name == "attributes":
-                continue
-            if value is None:
-                assert name not in item, f"{obj} {record_id}.{name} should be absent (null in Salesforce)"
-            else:
-                assert item.get(name) == expected_value(value), f"{obj} {record_id}.{name}"
+    view = compare.salesforce_view(emulator, obj, None if every_field else ["Id", "SystemModstamp", "IsDeleted"])
+    compare.assert_items_equal_view(table_items(stack, obj), view, obj)
     return len(view)
 
 
@@ -248,7 +177,7 @@ def test_given_a_seeded_org_when_the_state_machine_runs_then_every_object_equals
         total_calls += progress["api_calls"]
     assert set(by_family) == {"describe", "bulk"}  # describe at planning, then Bulk 2.0 only
     assert sum(by_family.values()) == total_calls  # every call counted and reported
-    assert any(rows["IsDeleted"] for rows in query_all(emulator, "Lead", ["Id", "IsDeleted"]).values())
+    assert any(rows["IsDeleted"] for rows in compare.salesforce_view(emulator, "Lead", ["Id", "IsDeleted"]).values())
 
     shown = status_of(stack, "Lead")
     assert shown["full_copy_status"] == "done" and shown["full_copy_done"] is True
@@ -398,7 +327,7 @@ def test_given_an_execution_stopped_midway_when_started_again_then_it_resumes_th
     wait_until_quiet(stack)
     at_stop = copies.get("Lead")
     assert at_stop is not None and at_stop.status == "running"
-    total = len(query_all(emulator, "Lead", ["Id"]))
+    total = len(compare.salesforce_view(emulator, "Lead", ["Id"]))
     assert at_stop.records_copied == loaded[-1] == SMALL_PAGE < total
 
     shown = status_of(stack, "Lead")  # `sfsync status` while the copy is under way

@@ -3,63 +3,24 @@
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
 from sfsync.config import Settings
+
+import tests.support.compare as support
 
 pytestmark = pytest.mark.functional
 
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
-_UNSELECTED_TYPES = {"address", "location", "base64"}
-
 
 def table_items(stack: Any) -> dict[str, dict[str, Any]]:
-    client = stack.boto3_client("dynamodb")
-    de = TypeDeserializer()
-    items: dict[str, dict[str, Any]] = {}
-    for page in client.get_paginator("scan").paginate(TableName=stack.table_name("AccountTable")):
-        for raw in page["Items"]:
-            item = {k: de.deserialize(v) for k, v in raw.items()}
-            items[item["Id"]] = item
-    return items
-
-
-def salesforce_view(emulator: Any) -> dict[str, dict[str, Any]]:
-    """What the integration user sees through queryAll (deleted rows included)."""
-    sf = emulator.salesforce()
-    describe = sf.Account.describe()
-    names = [f["name"] for f in describe["fields"] if f["type"] not in _UNSELECTED_TYPES and not f["calculated"]]
-    rows = sf.query_all(f"SELECT {', '.join(names)} FROM Account", include_deleted=True)["records"]
-    return {row["Id"]: row for row in rows}
-
-
-def expected_value(value: Any) -> Any:
-    if isinstance(value, str) and _DATETIME.match(value):
-        return value[:23] + "Z"
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return value
+    return support.table_items(stack.boto3_client("dynamodb"), stack.table_name("AccountTable"))
 
 
 def assert_table_matches_salesforce(stack: Any, emulator: Any) -> dict[str, dict[str, Any]]:
     items = table_items(stack)
-    view = salesforce_view(emulator)
-    assert set(items) == set(view)
-    for record_id, row in view.items():
-        item = items[record_id]
-        for name, value in row.items():
-            if name == "attributes":
-                continue
-            if value is None:
-                assert name not in item, f"{record_id}.{name} should be absent (null in Salesforce)"
-            else:
-                assert item.get(name) == expected_value(value), f"{record_id}.{name}"
+    support.assert_items_equal_view(items, support.salesforce_view(emulator, "Account"), "Account")
+    for item in items.values():
         assert item["sobject"] == "Account"
     return items
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,25 +17,14 @@ from sfsync_emulator.clock import Clock
 from sfsync_emulator.emulator import Emulator
 from sfsync_emulator.schema import Schema
 
+from tests.support.emulator import salesforce_secret
+
 pytestmark = pytest.mark.functional
 
 START = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
 OVERLAP = dt.timedelta(minutes=10)
 STANDARD = standard_object_names()
 EXTRA_CUSTOM = [f"Extra{i:02d}__c" for i in range(11)]
-
-
-def secret(emu: Emulator) -> dict[str, Any]:
-    assert emu.ca_path is not None
-    c = emu.credentials
-    return {
-        "auth_flow": "client_credentials",
-        "token_url": emu.token_url,
-        "client_id": c.client_id,
-        "client_secret": c.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emu.ca_path).read_text(encoding="ascii"),
-    }
 
 
 def frozen_clock() -> Clock:
@@ -54,7 +42,7 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def client(emu: Emulator) -> Iterator[SalesforceClient]:
-    with client_from_secret(secret(emu)) as sf:
+    with client_from_secret(salesforce_secret(emu)) as sf:
         sf.limits()  # authenticate now, so the token request is not part of any measured delta
         yield sf
 
@@ -214,7 +202,7 @@ def test_given_24_idle_objects_when_probed_then_two_api_calls(big_emu: Emulator)
     now = big_emu.clock.now()
     names = [*big_emu.org.schema.objects]
     assert len(names) == 24
-    with client_from_secret(secret(big_emu)) as sf:
+    with client_from_secret(salesforce_secret(big_emu)) as sf:
         sf.limits()
         before = big_emu.api_calls()
         result = probe_changes(sf, targets(names, now), now=now)

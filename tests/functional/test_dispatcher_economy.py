@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
+
+from tests.functional.conftest import DeployStack
 
 pytestmark = pytest.mark.functional
 
@@ -28,32 +30,14 @@ Deploy = Callable[..., Any]
 
 
 @pytest.fixture
-def emulator() -> Iterator[Any]:
+def emulator_records() -> int:
     """A smaller seeded org than conftest's (these tests are about calls, not volume)."""
-    from sfsync_emulator.clock import Clock
-    from sfsync_emulator.emulator import Emulator
-
-    from tests.functional.conftest import EMULATOR_START
-
-    emu = Emulator.start(seed=7, records=120, clock=Clock(int(EMULATOR_START.timestamp() * 1000), running=False))
-    try:
-        yield emu
-    finally:
-        emu.stop()
+    return 120
 
 
 @pytest.fixture
-def deploy(
-    salesforce_secret: dict[str, Any],
-    fresh_engine_caches: None,
-    engine_time: Any,
-    salesforce_time: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Deploy]:
+def deploy(deploy_stack: DeployStack, monkeypatch: pytest.MonkeyPatch) -> Deploy:
     """Deploy the local stack with template parameters and engine tunables (env) of the test."""
-    from sfsync_local.stack import LocalStack
-
-    stacks: list[Any] = []
 
     def make(objects: str, *, pause: int = 300, custom: str = "", **env: str) -> Any:
         monkeypatch.setenv("SFSYNC_OVERLAP_SECONDS", str(OVERLAP_SECONDS))
@@ -62,13 +46,9 @@ def deploy(
         parameters = {"SyncObjects": objects, "PauseSeconds": str(pause)}
         if custom:
             parameters["CustomObjects"] = custom
-        stack = LocalStack.deploy(parameters=parameters, salesforce_secret=salesforce_secret)
-        stacks.append(stack)
-        return stack
+        return deploy_stack(parameters)
 
-    yield make
-    for stack in stacks:
-        stack.close()
+    return make
 
 
 def sync_runs(stack: Any) -> list[Any]:

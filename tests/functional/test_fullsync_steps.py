@@ -7,14 +7,11 @@ each step's ``next``; a Wait state is the emulator's virtual clock moving ``wait
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
 from sfsync import fullsync
 from sfsync.config import load_settings
 from sfsync.cycle import CycleStores, run_object_cycle
@@ -23,25 +20,18 @@ from sfsync.records import RecordStore
 from sfsync.salesforce import client_from_secret
 from sfsync.state import StateStore
 
+import tests.support.compare as support
+from tests.functional.conftest import DeployStack
+
 pytestmark = pytest.mark.functional
 
 OBJECTS = "Account,Contact,Opportunity,Task,Campaign"
 PAGE = 10  # rows per Bulk result set: several pages per object in the 300-record org
-_SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
-_UNSELECTED_TYPES = {"address", "location", "base64"}
 
 
 @pytest.fixture
-def copy_stack(
-    salesforce_secret: dict[str, Any], fresh_engine_caches: None, engine_time: Any, salesforce_time: None
-) -> Iterator[Any]:
-    from sfsync_local.stack import LocalStack
-
-    deployed = LocalStack.deploy(parameters={"SyncObjects": OBJECTS}, salesforce_secret=salesforce_secret)
-    try:
-        yield deployed
-    finally:
-        deployed.close()
+def copy_stack(deploy_stack: DeployStack) -> Any:
+    return deploy_stack({"SyncObjects": OBJECTS})
 
 
 @pytest.fixture
@@ -89,52 +79,12 @@ def drive(deps: FullSyncDeps, obj: str, emulator: Any, first: str = "start_job")
 
 
 def table_items(deps: FullSyncDeps, obj: str) -> dict[str, dict[str, Any]]:
-    spec = deps.settings.registry.get(obj)
-    de = TypeDeserializer()
-    items: dict[str, dict[str, Any]] = {}
-    paginator = deps.dynamodb.get_paginator("scan")
-    for page in paginator.paginate(TableName=deps.records.table_for(spec)):
-        for raw in page["Items"]:
-            item = {k: de.deserialize(v) for k, v in raw.items()}
-            if item["sobject"] == obj:
-                items[item["Id"]] = item
-    return items
-
-
-def salesforce_view(emulator: Any, obj: str) -> dict[str, dict[str, Any]]:
-    """queryAll over every readable non-compound, non-formula field (what the copy must equal)."""
-    sf = emulator.salesforce()
-    describe = getattr(sf, obj).describe()
-    names = [f["name"] for f in describe["fields"] if f["type"] not in _UNSELECTED_TYPES and not f["calculated"]]
-    rows = sf.query_all(f"SELECT {', '.join(names)} FROM {obj}", include_deleted=True)["records"]
-    return {row["Id"]: row for row in rows}
-
-
-def expected_value(value: Any) -> Any:
-    if isinstance(value, str) and _SF_DATETIME.match(value):
-        return value[:23] + "Z"
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, int):
-        return Decimal(value)
-    return value
+    return support.table_items(deps.dynamodb, deps.records.table_for(deps.settings.registry.get(obj)), obj)
 
 
 def assert_copy_equals_salesforce(deps: FullSyncDeps, emulator: Any, obj: str) -> int:
-    items = table_items(deps, obj)
-    view = salesforce_view(emulator, obj)
-    assert set(items) == set(view), f"{obj}: missing {set(view) - set(items)}, extra {set(items) - set(view)}"
-    for record_id, row in view.items():
-        item = items[record_id]
-        for name, value in row.items():
-            if name == "attributes":
-                continue
-            if value is None:
-                assert name not in item, f"{obj} {record_id}.{name} should be absent (null in Salesforce)"
-            else:
-                assert item.get(name) == expected_value(value), f"{obj} {record_id}.{name}"
+    view = support.salesforce_view(emulator, obj)
+    support.assert_items_equal_view(table_items(deps, obj), view, obj)
     return len(view)
 
 

@@ -23,7 +23,8 @@ from sfsync.records import RecordStore
 from tests.functional.test_lifecycle import (  # noqa: F401 - the fixtures are used by name
     Harness,
     assert_copy_matches,
-    emulator_fixture,
+    emulator_records,
+    emulator_seed,
     harness_fixture,
     sf_now,
     stack_fixture,

@@ -13,8 +13,7 @@ import datetime as dt
 import itertools
 import json
 import re
-from collections.abc import Iterator, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -26,15 +25,16 @@ from sfsync.records import RecordStore
 from sfsync.salesforce import RetryPolicy, SalesforceClient, client_from_secret
 from sfsync.state import StateStore
 
+from tests.functional.conftest import DeployStack
+from tests.support.compare import UNSELECTED_TYPES, stored_number_or_value
+
 pytestmark = pytest.mark.functional
 
-START = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
 STANDARD = "Lead,Contact,Account,User,Opportunity,OpportunityContactRole,Campaign,CampaignMember,Task,Event"
 CUSTOM = "Project__c,Milestone__c"
 LAG = 60
 STEP = LAG + 301  # a pause plus the safety lag: a change made now is inside the next window
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(?:[+-]\d{4}|Z)$")
-_UNSELECTED_TYPES = {"address", "location", "base64"}
 ENGINE_ATTRIBUTES = {
     "sobject",
     "SystemModstamp",
@@ -65,32 +65,19 @@ FAMILY_OF = {
 # -- fixtures: a small org, the stack, and a harness that runs cycles ---------------------------
 
 
-@pytest.fixture(name="emulator")
-def emulator_fixture() -> Iterator[Any]:
-    from sfsync_emulator.clock import Clock
-    from sfsync_emulator.emulator import Emulator
+@pytest.fixture
+def emulator_seed() -> int:
+    return 11
 
-    emu = Emulator.start(seed=11, records=100, clock=Clock(int(START.timestamp() * 1000), running=False))
-    try:
-        yield emu
-    finally:
-        emu.stop()
+
+@pytest.fixture
+def emulator_records() -> int:
+    return 100
 
 
 @pytest.fixture(name="stack")
-def stack_fixture(
-    salesforce_secret: dict[str, Any], fresh_engine_caches: None, engine_time: Any, salesforce_time: None
-) -> Iterator[Any]:
-    from sfsync_local.stack import LocalStack
-
-    deployed = LocalStack.deploy(
-        parameters={"SyncObjects": STANDARD, "CustomObjects": CUSTOM, "PauseSeconds": "300"},
-        salesforce_secret=salesforce_secret,
-    )
-    try:
-        yield deployed
-    finally:
-        deployed.close()
+def stack_fixture(deploy_stack: DeployStack) -> Any:
+    return deploy_stack({"SyncObjects": STANDARD, "CustomObjects": CUSTOM, "PauseSeconds": "300"})
 
 
 class Harness:
@@ -178,13 +165,7 @@ def harness_fixture(emulator: Any, stack: Any, salesforce_secret: dict[str, Any]
 def expected_value(value: Any) -> Any:
     if isinstance(value, str) and _DATETIME.match(value):
         return normalize_stamp(value)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return value
+    return stored_number_or_value(value)
 
 
 def salesforce_view(
@@ -196,7 +177,7 @@ def salesforce_view(
     names = [
         f["name"]
         for f in describe["fields"]
-        if f["type"] not in _UNSELECTED_TYPES
+        if f["type"] not in UNSELECTED_TYPES
         and (formulas or not f["calculated"])
         and (fields is None or f["name"] in fields or f["name"] in ("Id", "SystemModstamp", "IsDeleted"))
         and f["name"] not in exclude

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sfsync.state import Lifecycle, StateStore
 
+from tests.functional.conftest import DeployStack
 from tests.functional.test_dispatcher_economy import (
     LAG_SECONDS,
     OVERLAP_SECONDS,
@@ -37,43 +37,20 @@ INTERVAL = 1800  # formula refresh / reconciliation interval of the object under
 
 
 @pytest.fixture
-def emulator() -> Iterator[Any]:
-    from sfsync_emulator.clock import Clock
-    from sfsync_emulator.emulator import Emulator
-
-    from tests.functional.conftest import EMULATOR_START
-
-    emu = Emulator.start(seed=7, records=120, clock=Clock(int(EMULATOR_START.timestamp() * 1000), running=False))
-    try:
-        yield emu
-    finally:
-        emu.stop()
+def emulator_records() -> int:
+    return 120
 
 
 @pytest.fixture
-def deploy(
-    salesforce_secret: dict[str, Any],
-    fresh_engine_caches: None,
-    engine_time: Any,
-    salesforce_time: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Deploy]:
+def deploy(deploy_stack: DeployStack, monkeypatch: pytest.MonkeyPatch) -> Deploy:
     """Deploy the local stack syncing ``objects`` with per-object options (``SFSYNC_OBJECT_OPTIONS``)."""
-    from sfsync_local.stack import LocalStack
-
-    stacks: list[Any] = []
 
     def make(objects: str, options: dict[str, dict[str, Any]]) -> Any:
         monkeypatch.setenv("SFSYNC_OVERLAP_SECONDS", str(OVERLAP_SECONDS))
         monkeypatch.setenv("SFSYNC_OBJECT_OPTIONS", json.dumps(options))
-        parameters = {"SyncObjects": objects, "PauseSeconds": str(PAUSE)}
-        stack = LocalStack.deploy(parameters=parameters, salesforce_secret=salesforce_secret)
-        stacks.append(stack)
-        return stack
+        return deploy_stack({"SyncObjects": objects, "PauseSeconds": str(PAUSE)})
 
-    yield make
-    for stack in stacks:
-        stack.close()
+    return make
 
 
 def lifecycle_of(stack: Any, obj: str) -> Lifecycle:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from moto import mock_aws
 from sfsync.exceptions import ConfigurationError
 from sfsync.records import RecordStore
 from sfsync.salesforce import SalesforceClient, client_from_secret
 from sfsync.verify import DynamoTableReader, RecordStoreWriter, StoredState, verify_object
 from sfsync_emulator.clock import Clock
 from sfsync_emulator.emulator import Emulator
+
+from tests.support.aws import create_table, mocked_aws
+from tests.support.emulator import salesforce_secret
 
 pytestmark = pytest.mark.functional
 
@@ -41,42 +41,15 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def sf(emu: Emulator) -> Iterator[SalesforceClient]:
-    assert emu.ca_path is not None
-    c = emu.credentials
-    secret = {
-        "auth_flow": "client_credentials",
-        "token_url": emu.token_url,
-        "client_id": c.client_id,
-        "client_secret": c.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emu.ca_path).read_text(encoding="ascii"),
-    }
-    with client_from_secret(secret) as client:
+    with client_from_secret(salesforce_secret(emu)) as client:
         yield client
 
 
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.create_table(
-            TableName=ERRORS,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with mocked_aws(monkeypatch, REGION) as client:
+        create_table(client, TABLE, "Id")
+        create_table(client, ERRORS, "pk", "sk")
         yield client
 
 

@@ -22,28 +22,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
-from sfsync import aws as sfsync_aws
 from sfsync import clock as sfsync_clock
-from sfsync import wiring
 from sfsync.config import Settings, load_settings
 from sfsync_emulator import catalogue
 from sfsync_emulator.clock import Clock as EmulatorClock
 from sfsync_emulator.emulator import Emulator
 from sfsync_emulator.errors import DmlError
 from sfsync_local.stack import LocalStack
+
+from tests.support.compare import UNSELECTED_TYPES, expected_value
+from tests.support.emulator import EmulatorTime, reset_engine_caches, salesforce_secret
 
 pytestmark = pytest.mark.property
 
@@ -60,43 +57,13 @@ MAX_VISIBLE_AFTER_S = 300
 NO_CHANGE = "probe: no change"
 TOGGLED_FIELDS = (("Account", "Industry"), ("Contact", "Title"), ("Lead", "Title"), ("Task", "Priority"))
 
-_UNSELECTED_TYPES = frozenset({"address", "location", "base64"})
 _ENGINE_ONLY = frozenset({"sobject", "_synced_at", "_cycle_id", "_expires_at"})
-_SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 _DESERIALIZE = TypeDeserializer().deserialize
 
 
 # ------------------------------------------------------------------------------------------------
 # The world one example runs in
 # ------------------------------------------------------------------------------------------------
-
-
-class EmulatorTime:
-    """The engine clock reading the emulator's virtual clock."""
-
-    def __init__(self, emulator_clock: EmulatorClock) -> None:
-        self._clock = emulator_clock
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, tz=dt.UTC)
-
-
-def salesforce_secret(emu: Emulator) -> dict[str, Any]:
-    assert emu.ca_path, "the emulator serves HTTPS with its own CA"
-    return {
-        "auth_flow": "client_credentials",
-        "token_url": emu.token_url,
-        "client_id": emu.credentials.client_id,
-        "client_secret": emu.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emu.ca_path).read_text(),
-    }
-
-
-def reset_engine_caches() -> None:
-    sfsync_aws.reset_clients()
-    wiring._clients.clear()
-    parameters.clear_caches()
 
 
 @dataclasses.dataclass
@@ -610,24 +577,11 @@ def quiet(world: World) -> None:
     raise AssertionError(f"the copy did not settle within {MAX_QUIET_ROUNDS} quiet cycles:\n" + "\n".join(world.log))
 
 
-def expected_value(value: Any) -> Any:
-    """A REST JSON value as the engine stores it in DynamoDB."""
-    if isinstance(value, str) and _SF_DATETIME.match(value):
-        return value[:23] + "Z"
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return value
-
-
 def salesforce_view(world: World, obj: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """What the integration user sees: describe's fields and ``queryAll`` rows (deleted included)."""
     sf = world.emu.salesforce()
     describe = getattr(sf, obj).describe()
-    names = [f["name"] for f in describe["fields"] if f["type"] not in _UNSELECTED_TYPES and not f["calculated"]]
+    names = [f["name"] for f in describe["fields"] if f["type"] not in UNSELECTED_TYPES and not f["calculated"]]
     rows = sf.query_all(f"SELECT {', '.join(names)} FROM {obj}", include_deleted=True)["records"]
     return names, {row["Id"]: row for row in rows}
 

@@ -19,6 +19,8 @@ from sfsync_local.lambda_runtime import LocalInvokeError
 from sfsync_local.samples import SampleEvent, list_samples, load_sample
 from sfsync_local.stack import LocalStack
 
+from tests.support.emulator import reset_engine_caches, salesforce_secret
+
 pytestmark = pytest.mark.static
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,22 +28,23 @@ EVENTS = ROOT / "events"
 EVENT_FILES = sorted(EVENTS.rglob("*.json"))
 SAMPLES = list_samples()
 REJECTED = {"InvalidEvent", "Runtime.ImportModuleError"}
+#: The full-sync samples in the order a workflow runs them; what each must do on a fresh stack whose
+#: secret points at a seeded emulator.  The step samples (start_job ... finish) need a planned copy:
+#: before ``plan`` they fail with a typed InvalidExecutionInput that says so.
+FULL_SYNC_ORDER = (
+    "plan",
+    "start_job",
+    "poll_job",
+    "load_page",
+    "finish",
+    "mark_failed",
+    "summarize",
+    "continue_as_new",
+)
 REQUIRED = {
     "dispatcher/schedule.json",
     "object_sync/account.json",
-    *(
-        f"full_sync/{step}.json"
-        for step in (
-            "plan",
-            "start_job",
-            "poll_job",
-            "load_page",
-            "finish",
-            "mark_failed",
-            "summarize",
-            "continue_as_new",
-        )
-    ),
+    *(f"full_sync/{step}.json" for step in FULL_SYNC_ORDER),
     "writeback/lead_stream_modify.json",
     "writeback/lead_stream_insert.json",
     "writeback/campaign_member_stream_insert.json",
@@ -173,52 +176,23 @@ def test_given_a_full_sync_sample_then_the_engines_input_model_for_its_step_acce
     models.get(event["step"], fullsync._StepInput).model_validate(event)
 
 
-#: The full-sync samples in the order a workflow runs them; what each must do on a fresh stack whose
-#: secret points at a seeded emulator.  The step samples (start_job ... finish) need a planned copy:
-#: before ``plan`` they fail with a typed InvalidExecutionInput that says so.
-FULL_SYNC_ORDER = (
-    "plan",
-    "start_job",
-    "poll_job",
-    "load_page",
-    "finish",
-    "mark_failed",
-    "summarize",
-    "continue_as_new",
-)
 NEEDS_A_PLANNED_COPY = ("start_job", "poll_job", "load_page", "finish")
 ROUTES = {"wait", "load", "start", "finish", "continue", "done", "failed"}
 
 
 @pytest.fixture
 def emulator_stack() -> Iterator[tuple[Any, LocalStack]]:
-    from aws_lambda_powertools.utilities import parameters
-    from sfsync import aws as sfsync_aws
-    from sfsync import wiring
     from sfsync_emulator.emulator import Emulator
 
-    def reset_caches() -> None:
-        sfsync_aws.reset_clients()
-        wiring._clients.clear()
-        parameters.clear_caches()
-
     emulator = Emulator.start(seed=5, records=100)  # its clock runs with real time, like the engine's
-    assert emulator.ca_path, "the emulator serves HTTPS with its own CA"
-    secret = {
-        "auth_flow": "client_credentials",
-        "token_url": emulator.token_url,
-        "client_id": emulator.credentials.client_id,
-        "client_secret": emulator.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emulator.ca_path).read_text(encoding="utf-8"),
-    }
-    reset_caches()
+    secret = salesforce_secret(emulator)
+    reset_engine_caches()
     try:
         # the default stack name: the continue_as_new sample names the state machine sfsync-local-full-sync
         with LocalStack.deploy(salesforce_secret=secret) as deployed:
             yield emulator, deployed
     finally:
-        reset_caches()
+        reset_engine_caches()
         emulator.stop()
 
 

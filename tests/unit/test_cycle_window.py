@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from sfsync.clock import UTC, FixedClock, to_iso_ms
 from sfsync.config import Settings, load_settings
 from sfsync.cycle import CycleStores, build_soql, run_object_cycle, select_fields
@@ -19,6 +18,8 @@ from sfsync.exceptions import ConfigurationError, SalesforceUnavailable, StoreTh
 from sfsync.records import MAX_ITEM_BYTES, RecordStore, classify
 from sfsync.registry import FAMILIES, ObjectSpec, build_registry
 from sfsync.state import Checkpoint, Position, StateStore, WindowPlan
+
+from tests.support.aws import create_table, mocked_aws
 
 pytestmark = pytest.mark.unit
 
@@ -138,18 +139,9 @@ class ScriptedSalesforce:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
+    with mocked_aws(monkeypatch, REGION) as client:
         for name, keys in (("state", ("pk", "sk")), ("errors", ("pk", "sk")), ("accounts", ("Id",))):
-            client.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(keys, ("HASH", "RANGE"), strict=False)],
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(client, name, *keys)
         yield client
 
 

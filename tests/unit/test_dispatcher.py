@@ -8,15 +8,15 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from sfsync.clock import UTC
 from sfsync.config import Settings, load_settings
 from sfsync.dispatcher import BUDGET_RECHECK_SECONDS, ApiEconomy, DispatchResult, dispatch, event_reason
 from sfsync.exceptions import SalesforceRateLimited
 from sfsync.org_state import BudgetRecord, OrgStateStore
 from sfsync.state import Lifecycle, StateStore
+
+from tests.support.aws import mocked_state_store
 
 pytestmark = pytest.mark.unit
 
@@ -85,20 +85,8 @@ class RecordingInvoker:
 
 @pytest.fixture
 def state(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("dynamodb", region_name="eu-west-1").create_table(
-            TableName="state",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield StateStore("state", region="eu-west-1")
+    with mocked_state_store(monkeypatch) as store:
+        yield store
 
 
 @pytest.fixture

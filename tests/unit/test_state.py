@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
-import boto3
 import pytest
-from moto import mock_aws
 from sfsync.clock import EPOCH, UTC
 from sfsync.config import Settings, load_settings
 from sfsync.dispatcher import dispatch
@@ -24,6 +22,8 @@ from sfsync.state import (
     position_after,
 )
 
+from tests.support.aws import mocked_state_store
+
 pytestmark = pytest.mark.unit
 
 T0 = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -35,20 +35,8 @@ def at(seconds: float) -> dt.datetime:
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("dynamodb", region_name="eu-west-1").create_table(
-            TableName="state",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield StateStore("state", region="eu-west-1")
+    with mocked_state_store(monkeypatch) as state:
+        yield state
 
 
 # -- window math -------------------------------------------------------------------------------

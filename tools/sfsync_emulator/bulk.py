@@ -219,21 +219,13 @@ class BulkService:
         soql = body.get("query")
         if not isinstance(soql, str) or not soql.strip():
             raise _invalid_job("InvalidJob : query is required for a query job")
-        delimiter, line_ending = _check_format(body)
+        csv_format = _check_format(body)
         now = self.org.clock.now_ms()
         compiled = compile_query(soql, self.org.schema, include_deleted=operation == "queryAll", bulk=True, now_ms=now)
         obj = compiled.object
         with self._lock:
             job = _QueryJob(
-                id=self._minter.mint(JOB_KEY_PREFIX),
-                operation=operation,
-                object_name=obj.name,
-                api_version=version,
-                column_delimiter=delimiter,
-                line_ending=line_ending,
-                created_ms=now,
-                modstamp_ms=now,
-                state="UploadComplete",
+                **self._new_job(operation, obj.name, version, csv_format, now=now, state="UploadComplete"),
                 compiled=compiled,
                 fail_message=self._failures.pop(0) if self._failures else None,
                 pk_chunking=obj.custom,
@@ -250,9 +242,7 @@ class BulkService:
 
     def list_query_jobs(self, api_version: str) -> dict[str, Any]:
         _check_version(api_version, MIN_QUERY_API_VERSION)
-        with self._lock:
-            records = [self._list_entry(self._query_info(j)) for j in self._live(self._query_jobs)]
-        return {"done": True, "records": records, "nextRecordsUrl": None}
+        return self._list_jobs(self._query_jobs, self._query_info)
 
     def abort_query_job(self, job_id: str, body: dict[str, Any], api_version: str) -> dict[str, Any]:
         _check_version(api_version, MIN_QUERY_API_VERSION)
@@ -387,19 +377,11 @@ class BulkService:
         ext_field = None
         if operation == "upsert":
             ext_field = self._external_id_field(obj, body.get("externalIdFieldName"))
-        delimiter, line_ending = _check_format(body)
+        csv_format = _check_format(body)
         now = self.org.clock.now_ms()
         with self._lock:
             job = _IngestJob(
-                id=self._minter.mint(JOB_KEY_PREFIX),
-                operation=operation,
-                object_name=obj.name,
-                api_version=version,
-                column_delimiter=delimiter,
-                line_ending=line_ending,
-                created_ms=now,
-                modstamp_ms=now,
-                state="Open",
+                **self._new_job(operation, obj.name, version, csv_format, now=now, state="Open"),
                 external_id_field=ext_field,
                 origin=CallOrigin("bulkapi", version, client),
             )
@@ -456,9 +438,7 @@ class BulkService:
 
     def list_ingest_jobs(self, api_version: str) -> dict[str, Any]:
         _check_version(api_version, MIN_INGEST_API_VERSION)
-        with self._lock:
-            records = [self._list_entry(self._ingest_info(j)) for j in self._live(self._ingest_jobs)]
-        return {"done": True, "records": records, "nextRecordsUrl": None}
+        return self._list_jobs(self._ingest_jobs, self._ingest_info)
 
     def delete_ingest_job(self, job_id: str, api_version: str) -> None:
         _check_version(api_version, MIN_INGEST_API_VERSION)
@@ -500,6 +480,29 @@ class BulkService:
                 f"or indexed field for {obj.name}"
             )
         return f.name
+
+    def _new_job(
+        self, operation: str, object_name: str, api_version: str, csv_format: tuple[str, str], *, now: int, state: str
+    ) -> dict[str, Any]:
+        """The fields every new job starts with: a fresh job Id, ``csv_format`` (column delimiter and
+        line ending, see :func:`_check_format`), created and modified ``now``."""
+        delimiter, line_ending = csv_format
+        return {
+            "id": self._minter.mint(JOB_KEY_PREFIX),
+            "operation": operation,
+            "object_name": object_name,
+            "api_version": api_version,
+            "column_delimiter": delimiter,
+            "line_ending": line_ending,
+            "created_ms": now,
+            "modstamp_ms": now,
+            "state": state,
+        }
+
+    def _list_jobs(self, jobs: dict[str, Any], info: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            records = [self._list_entry(info(j)) for j in self._live(jobs)]
+        return {"done": True, "records": records, "nextRecordsUrl": None}
 
     def _live(self, jobs: dict[str, Any]) -> list[Any]:
         out = []

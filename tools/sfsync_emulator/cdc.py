@@ -328,28 +328,20 @@ class CdcBus:
         """A header-only gap event (§9.4): ``GAP_CREATE/UPDATE/DELETE/UNDELETE``."""
         if change_type not in GAP_TYPES:
             raise ValueError(f"not a gap change type: {change_type!r} (one of {sorted(GAP_TYPES)})")
-        with self._lock:
-            self._commit_number += 1
-            ev = self._header_only(
-                obj,
-                list(ids),
-                change_type,
-                key=self.new_transaction_key(),
-                seq=1,
-                now=self.clock.now_ms(),
-                commit_number=self._commit_number,
-            )
-            self._emit([ev])
-            return ev
+        return self._inject_header_only(obj, list(ids), change_type)
 
     def inject_overflow(self, obj: str) -> ChangeEvent:
         """A ``GAP_OVERFLOW`` event for ``obj`` (header only, no record ids)."""
+        return self._inject_header_only(obj, [], "GAP_OVERFLOW")
+
+    def _inject_header_only(self, obj: str, ids: list[str], change_type: str) -> ChangeEvent:
+        """Emit one header-only event as a transaction of its own."""
         with self._lock:
             self._commit_number += 1
             ev = self._header_only(
                 obj,
-                [],
-                "GAP_OVERFLOW",
+                ids,
+                change_type,
                 key=self.new_transaction_key(),
                 seq=1,
                 now=self.clock.now_ms(),

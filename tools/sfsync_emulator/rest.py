@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -860,15 +860,8 @@ class RestApi:
         return json_response(self.app.bulk.list_query_jobs(call.version))
 
     def bulk_query_job(self, call: Call) -> Response:
-        job_id = call.args["job_id"]
         bulk = self.app.bulk
-        method = call.request.method
-        if method == "GET":
-            return json_response(bulk.get_query_job(job_id, call.version))
-        if method == "PATCH":
-            return json_response(bulk.abort_query_job(job_id, call.json(), call.version))
-        bulk.delete_query_job(job_id, call.version)
-        return no_content()
+        return _bulk_job_resource(call, bulk.get_query_job, bulk.abort_query_job, bulk.delete_query_job)
 
     def bulk_query_results(self, call: Call) -> Response:
         args = call.request.args
@@ -891,15 +884,8 @@ class RestApi:
         return json_response(self.app.bulk.create_ingest_job(call.json(), call.version, client=call.origin))
 
     def bulk_ingest_job(self, call: Call) -> Response:
-        job_id = call.args["job_id"]
         bulk = self.app.bulk
-        method = call.request.method
-        if method == "GET":
-            return json_response(bulk.get_ingest_job(job_id, call.version))
-        if method == "PATCH":
-            return json_response(bulk.patch_ingest_job(job_id, call.json(), call.version))
-        bulk.delete_ingest_job(job_id, call.version)
-        return no_content()
+        return _bulk_job_resource(call, bulk.get_ingest_job, bulk.patch_ingest_job, bulk.delete_ingest_job)
 
     def bulk_ingest_upload(self, call: Call) -> Response:
         self.app.bulk.upload_ingest_data(
@@ -915,6 +901,23 @@ class RestApi:
 
 def _http_date(epoch_s: int) -> str:
     return http_date(dt.datetime.fromtimestamp(epoch_s, dt.UTC))
+
+
+def _bulk_job_resource(
+    call: Call,
+    get: Callable[[str, str], dict[str, Any]],
+    patch: Callable[[str, dict[str, Any], str], dict[str, Any]],
+    delete: Callable[[str, str], None],
+) -> Response:
+    """``/jobs/query|ingest/<id>``: GET the job, PATCH its state, DELETE it."""
+    job_id = call.args["job_id"]
+    method = call.request.method
+    if method == "GET":
+        return json_response(get(job_id, call.version))
+    if method == "PATCH":
+        return json_response(patch(job_id, call.json(), call.version))
+    delete(job_id, call.version)
+    return no_content()
 
 
 def _stream(body: Iterator[bytes], headers: dict[str, str]) -> Response:

@@ -681,6 +681,18 @@ class Org:
         user_id: str | None = None,
     ) -> None:
         """Update one record (user change: LastModifiedDate and SystemModstamp move)."""
+        self._on_record(
+            obj,
+            record_id,
+            as_api,
+            lambda m, rid, stamp: self._update(
+                m, rid, values, as_api=as_api, origin=origin, user_id=user_id, stamp=stamp
+            ),
+        )
+
+    def _on_record(self, obj: str, record_id: str, as_api: bool, apply: Callable[[_Meta, str, int], object]) -> None:
+        """One DML call on one existing record: resolve the object and Id, raise an injected fault
+        (API calls only), then ``apply(meta, id, stamp)`` in one transaction."""
         with self.lock:
             self.tick()
             m = self._api_meta(obj, as_api)
@@ -688,7 +700,7 @@ class Org:
             if as_api:
                 self._fault(m.obj.name, rid)
             with self.transaction():
-                self._update(m, rid, values, as_api=as_api, origin=origin, user_id=user_id, stamp=self._stamp())
+                apply(m, rid, self._stamp())
 
     def _live_row(self, m: _Meta, rid: str, *, as_api: bool) -> dict[str, Any]:
         row = self._row(m, rid)
@@ -880,14 +892,12 @@ class Org:
         user_id: str | None = None,
     ) -> None:
         """Delete (to the recycle bin when the object is undeletable; hard otherwise), with cascades."""
-        with self.lock:
-            self.tick()
-            m = self._api_meta(obj, as_api)
-            rid = self._norm_id(record_id)
-            if as_api:
-                self._fault(m.obj.name, rid)
-            with self.transaction():
-                self._delete(m, rid, as_api=as_api, origin=origin, user_id=user_id, stamp=self._stamp())
+        self._on_record(
+            obj,
+            record_id,
+            as_api,
+            lambda m, rid, stamp: self._delete(m, rid, as_api=as_api, origin=origin, user_id=user_id, stamp=stamp),
+        )
 
     def _delete(
         self,
@@ -964,14 +974,12 @@ class Org:
         user_id: str | None = None,
     ) -> None:
         """Restore a recycle-bin record and the children its delete cascaded to."""
-        with self.lock:
-            self.tick()
-            m = self._api_meta(obj, as_api)
-            rid = self._norm_id(record_id)
-            if as_api:
-                self._fault(m.obj.name, rid)
-            with self.transaction():
-                self._undelete(m, rid, as_api=as_api, origin=origin, user_id=user_id, stamp=self._stamp())
+        self._on_record(
+            obj,
+            record_id,
+            as_api,
+            lambda m, rid, stamp: self._undelete(m, rid, as_api=as_api, origin=origin, user_id=user_id, stamp=stamp),
+        )
 
     def _undelete(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from .runner import EXIT_INTERRUPTED, CliError
@@ -20,34 +20,26 @@ from .runner import EXIT_INTERRUPTED, CliError
 _DESCRIPTION = "sfsync local tooling: run the sync engine against the Salesforce emulator and moto."
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+def _at_least[N: (int, float)](
+    convert: Callable[[str], N], kind: str, minimum: N, too_small: str
+) -> Callable[[str], N]:
+    """An argparse ``type``: ``convert(text)``, refusing what is not ``kind`` or is below ``minimum``."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{too_small}: {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
+_positive_int = _at_least(int, "an integer", 1, "must be at least 1")
+_non_negative_int = _at_least(int, "an integer", 0, "must not be negative")
+_non_negative_float = _at_least(float, "a number", 0.0, "must not be negative")
 
 
 def _objects(text: str) -> list[str]:

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -376,40 +376,38 @@ def read_full_copies(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
     """The full-copy documents (``sfsync.fullsync.Copy``) of ``objects`` that have one."""
-    from sfsync.exceptions import StoreError
-    from sfsync.fullsync import CopyStore
-
-    client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
-    store = CopyStore(client, table)
-    copies: dict[str, Any] = {}
-    try:
-        for name in objects:
-            copy = store.get(name)
-            if copy is not None:
-                copies[name] = copy
-    except StoreError as exc:
-        raise CliError(f"cannot read the full copies in {table}: {exc}", exit_code=1) from None
-    return copies
+    return _read_copies(table, objects, lambda store, name: store.get(name), region, endpoint_url)
 
 
 def read_copy_progress(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
     """The full-copy progress (``sfsync.fullsync.CopyProgress``) of ``objects`` that have a copy."""
+    return _read_copies(table, objects, lambda store, name: store.progress(name), region, endpoint_url)
+
+
+def _read_copies(
+    table: str,
+    objects: Sequence[str],
+    read: Callable[[Any, str], Any],
+    region: str | None,
+    endpoint_url: str | None,
+) -> dict[str, Any]:
+    """``read(CopyStore, name)`` for each object, keeping what is not None; a store error is a CliError."""
     from sfsync.exceptions import StoreError
     from sfsync.fullsync import CopyStore
 
     client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
     store = CopyStore(client, table)
-    progress: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     try:
         for name in objects:
-            found = store.progress(name)
-            if found is not None:
-                progress[name] = found
+            value = read(store, name)
+            if value is not None:
+                found[name] = value
     except StoreError as exc:
         raise CliError(f"cannot read the full copies in {table}: {exc}", exit_code=1) from None
-    return progress
+    return found
 
 
 def _parse_iso(value: Any) -> dt.datetime | None:

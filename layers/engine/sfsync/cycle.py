@@ -30,7 +30,6 @@ Reading a window:
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,8 +56,10 @@ from sfsync.fields import (
     DescribeCache,
     Selection,
     backfill,
+    check_soql_names,
     coerce_csv_row,
     field_changes,
+    keyset_after,
     select_fields,
 )
 from sfsync.formulas import refresh_due, refresh_formulas
@@ -104,8 +105,6 @@ EXTRA_COUNTERS: tuple[str, ...] = (
     "ReconcileReread",
 )
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 RunStatus = Literal["complete", "partial", "empty", "failed", "backoff"]
 Status = RunStatus | Literal["lease-held"]
@@ -183,17 +182,11 @@ class CycleResult:
 def build_soql(spec: ObjectSpec, fields: Iterable[str], plan: WindowPlan) -> str:
     """``SELECT … FROM X WHERE cursor >= lo AND cursor < hi [AND after(position)] ORDER BY cursor, key``."""
     names = list(fields)
-    for name in (*names, spec.name, spec.cursor, spec.key):
-        if not _NAME.match(name):
-            raise ConfigurationError(f"refusing to put {name!r} into SOQL")
+    check_soql_names(*names, spec.name, spec.cursor, spec.key)
     cursor, key = spec.cursor, spec.key
     where = f"{cursor} >= {to_soql(plan.lo)} AND {cursor} < {to_soql(plan.hi)}"
     if plan.resume_after is not None:
-        stamp = to_soql(plan.resume_after.stamp)
-        record_id = plan.resume_after.record_id
-        if not _RECORD_ID.match(record_id):
-            raise ValueError(f"checkpoint holds a malformed record id {record_id!r}")
-        where += f" AND ({cursor} > {stamp} OR ({cursor} = {stamp} AND {key} > '{record_id}'))"
+        where += " AND " + keyset_after(spec, plan.resume_after.stamp, plan.resume_after.record_id)
     return f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} ORDER BY {cursor}, {key}"
 
 

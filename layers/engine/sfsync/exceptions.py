@@ -7,18 +7,8 @@ every engine error from one place.
 
 from __future__ import annotations
 
-from sfsync.salesforce.errors import (
-    BulkJobFailed,
-    InvalidQueryLocator,
-    ReplicationWindowError,
-    SalesforceAuthError,
-    SalesforceConfigError,
-    SalesforceError,
-    SalesforceQueryTimeout,
-    SalesforceRateLimited,
-    SalesforceRequestError,
-    SalesforceUnavailable,
-)
+from sfsync.salesforce import errors as _salesforce_errors
+from sfsync.salesforce.errors import *  # noqa: F403 - re-exported, see the module docstring
 
 
 class SfsyncError(Exception):
@@ -78,26 +68,17 @@ class ContinuationFailed(SfsyncError):
 
 
 __all__ = [
-    "BulkJobFailed",
     "ConfigurationError",
     "ContinuationFailed",
     "CopyConflict",
     "DispatchFailed",
     "InvalidEvent",
     "InvalidExecutionInput",
-    "InvalidQueryLocator",
     "LeaseHeld",
     "LeaseLost",
     "NotImplementedYet",
-    "ReplicationWindowError",
-    "SalesforceAuthError",
-    "SalesforceConfigError",
-    "SalesforceError",
-    "SalesforceQueryTimeout",
-    "SalesforceRateLimited",
-    "SalesforceRequestError",
-    "SalesforceUnavailable",
     "SfsyncError",
     "StoreError",
     "StoreThrottled",
 ]
+__all__ += _salesforce_errors.__all__

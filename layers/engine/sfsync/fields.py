@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sfsync.clock import to_soql
 from sfsync.exceptions import ConfigurationError
 from sfsync.records import PageOutcome, RecordStore
 from sfsync.registry import ObjectSpec
@@ -38,6 +39,7 @@ REQUIRED_FIELDS = ("IsDeleted",)
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent", "long"})
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
 class QueryPort(Protocol):
@@ -116,12 +118,25 @@ def field_changes(known: Sequence[str] | None, selection: Selection) -> tuple[li
     return [name for name in now if name not in before], sorted(set(before) - set(now))
 
 
+def check_soql_names(*names: str) -> None:
+    """:class:`ConfigurationError` unless every name is a plain API name (the only kind put into SOQL)."""
+    for name in names:
+        if not _NAME.match(name):
+            raise ConfigurationError(f"refusing to put {name!r} into SOQL")
+
+
+def keyset_after(spec: ObjectSpec, stamp: dt.datetime, record_id: str) -> str:
+    """The SOQL condition for the rows after ``(stamp, record_id)`` in ``(cursor, key)`` order (keyset resume)."""
+    if not _RECORD_ID.match(record_id):
+        raise ValueError(f"checkpoint holds a malformed record id {record_id!r}")
+    cursor, key, at = spec.cursor, spec.key, to_soql(stamp)
+    return f"({cursor} > {at} OR ({cursor} = {at} AND {key} > '{record_id}'))"
+
+
 def soql_select(spec: ObjectSpec, names: Iterable[str], where: str = "") -> str:
     """``SELECT <names> FROM <object> [WHERE …]`` after checking every name is a plain API name."""
     columns = list(dict.fromkeys(names))
-    for name in (*columns, spec.name):
-        if not _NAME.match(name):
-            raise ConfigurationError(f"refusing to put {name!r} into SOQL")
+    check_soql_names(*columns, spec.name)
     return f"SELECT {', '.join(columns)} FROM {spec.name}" + (f" WHERE {where}" if where else "")
 
 
@@ -226,8 +241,10 @@ __all__ = [
     "DescribeCache",
     "Selection",
     "backfill",
+    "check_soql_names",
     "coerce_csv_row",
     "field_changes",
+    "keyset_after",
     "read_columns",
     "select_fields",
     "soql_select",

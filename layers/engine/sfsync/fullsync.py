@@ -42,7 +42,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -66,7 +66,7 @@ from sfsync.exceptions import (
     StoreError,
     StoreThrottled,
 )
-from sfsync.fields import select_fields
+from sfsync.fields import check_soql_names, keyset_after, select_fields
 from sfsync.observability import bind, count, logger, metrics_for_object
 from sfsync.records import (
     COUNTER_FOR,
@@ -114,8 +114,6 @@ BATCH_GET_KEYS = 100
 BATCH_WRITE_ITEMS = 25
 MAX_UNPROCESSED_ROUNDS = 8
 SAVE_ATTEMPTS = 3
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _CANONICAL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _PLAIN_INT = re.compile(r"0|-?[1-9]\d{0,17}")
 _PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}")
@@ -241,12 +239,6 @@ def split_range(
     return [(bounds[i], bounds[i + 1]) for i in range(factor)]
 
 
-def _check_names(*names: str) -> None:
-    for name in names:
-        if not _NAME.match(name):
-            raise ConfigurationError(f"refusing to put {name!r} into SOQL")
-
-
 def _range_where(cursor: str, lo: dt.datetime | None, hi: dt.datetime | None) -> list[str]:
     where = []
     if lo is not None:
@@ -258,7 +250,7 @@ def _range_where(cursor: str, lo: dt.datetime | None, hi: dt.datetime | None) ->
 
 def bulk_soql(spec: ObjectSpec, fields: Sequence[str], lo: dt.datetime | None, hi: dt.datetime | None) -> str:
     """A Bulk 2.0 query over one part: no ORDER BY (it would disable PK chunking)."""
-    _check_names(spec.name, spec.cursor, *fields)
+    check_soql_names(spec.name, spec.cursor, *fields)
     where = _range_where(spec.cursor, lo, hi)
     soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
     return soql + (f" WHERE {' AND '.join(where)}" if where else "")
@@ -272,14 +264,10 @@ def rest_soql(
     after: tuple[str, str] | None = None,
 ) -> str:
     """A REST queryAll over one part in ``(cursor, key)`` order, after ``after`` (keyset resume)."""
-    _check_names(spec.name, spec.cursor, spec.key, *fields)
+    check_soql_names(spec.name, spec.cursor, spec.key, *fields)
     where = _range_where(spec.cursor, lo, hi)
     if after is not None:
-        stamp, record_id = parse_instant(after[0]), after[1]
-        if not _RECORD_ID.match(record_id):
-            raise ValueError(f"checkpoint holds a malformed record id {record_id!r}")
-        c, k, s = spec.cursor, spec.key, to_soql(stamp)
-        where.append(f"({c} > {s} OR ({c} = {s} AND {k} > '{record_id}'))")
+        where.append(keyset_after(spec, parse_instant(after[0]), after[1]))
     soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
     if where:
         soql += f" WHERE {' AND '.join(where)}"
@@ -1105,32 +1093,34 @@ def _resume_failed(copy: Copy) -> None:
         copy.parts[index].attempts = 0
 
 
+def _copy_step(
+    event: Any, deps: FullSyncDeps, step: str, action: Callable[[Copy, int], Next], *, pages_read: int = 0
+) -> dict[str, Any]:
+    """Validate a per-object step's input, run ``action(copy, pages_this_execution)`` on the copy
+    document, and pass the execution's page count on (plus ``pages_read``)."""
+    request = _validate(_StepInput, event, step)
+    out = _with_copy(deps, request.object, lambda copy: action(copy, request.pages_this_execution))
+    return {**out, "pages_this_execution": request.pages_this_execution + pages_read}
+
+
 def start_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Make sure the current part has a live Bulk job (reusing a recorded one), or route onwards."""
-    request = _validate(_StepInput, event, "start_job")
-    out = _with_copy(deps, request.object, lambda copy: _start(copy, deps))
-    return {**out, "pages_this_execution": request.pages_this_execution}
+    return _copy_step(event, deps, "start_job", lambda copy, _: _start(copy, deps))
 
 
 def poll_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Refresh the current part's job; a Failed job is retried, split or handed to REST here."""
-    request = _validate(_StepInput, event, "poll_job")
-    out = _with_copy(deps, request.object, lambda copy: _poll(copy, deps))
-    return {**out, "pages_this_execution": request.pages_this_execution}
+    return _copy_step(event, deps, "poll_job", lambda copy, _: _poll(copy, deps))
 
 
 def load_page(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """Persist ONE result set (Bulk, by locator) or up to ``max_records`` REST rows, then checkpoint."""
-    request = _validate(_StepInput, event, "load_page")
-    out = _with_copy(deps, request.object, lambda copy: _load(copy, deps, request.pages_this_execution))
-    return {**out, "pages_this_execution": request.pages_this_execution + 1}
+    return _copy_step(event, deps, "load_page", lambda copy, pages: _load(copy, deps, pages), pages_read=1)
 
 
 def finish(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     """All parts copied: watermark = earliest job start - overlap; the copy is done."""
-    request = _validate(_StepInput, event, "finish")
-    out = _with_copy(deps, request.object, lambda copy: _finish(copy, deps))
-    return {**out, "pages_this_execution": request.pages_this_execution}
+    return _copy_step(event, deps, "finish", lambda copy, _: _finish(copy, deps))
 
 
 def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:

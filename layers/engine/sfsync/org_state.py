@@ -18,13 +18,11 @@ from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.models import Model
 
 from sfsync.budget import BudgetState
-from sfsync.clock import parse_instant, to_iso_ms
 from sfsync.exceptions import StoreError
+from sfsync.state import ORG_PK, item_model, optional_instant, optional_iso, read_item
 
-ORG_PK = "ORG"
 API_BUDGET_SK = "API_BUDGET"
 
 
@@ -47,24 +45,18 @@ class BudgetRecord:
 
 @functools.lru_cache(maxsize=16)
 def _budget_model(table_name: str, region: str | None, host: str | None) -> Any:
-    table, aws_region, endpoint = table_name, region, host
-
-    class BudgetItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        paused = BooleanAttribute(default=False)
-        changed_at = UnicodeAttribute(null=True)
-        used = NumberAttribute(null=True)
-        max = NumberAttribute(null=True)
-        source = UnicodeAttribute(null=True)
-        checked_at = UnicodeAttribute(null=True)
-
-    return BudgetItem
+    return item_model(
+        "BudgetItem",
+        table_name,
+        region,
+        host,
+        paused=BooleanAttribute(default=False),
+        changed_at=UnicodeAttribute(null=True),
+        used=NumberAttribute(null=True),
+        max=NumberAttribute(null=True),
+        source=UnicodeAttribute(null=True),
+        checked_at=UnicodeAttribute(null=True),
+    )
 
 
 class OrgStateStore:
@@ -75,18 +67,15 @@ class OrgStateStore:
         self._budget = _budget_model(table_name, region, host)
 
     def get_budget(self) -> BudgetRecord:
-        try:
-            item: Any = self._budget.get(ORG_PK, API_BUDGET_SK, consistent_read=True)
-        except self._budget.DoesNotExist:
+        item = read_item(self._budget, ORG_PK, API_BUDGET_SK, "the API budget")
+        if item is None:
             return BudgetRecord()
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the API budget: {exc}") from exc
         return BudgetRecord(
-            state=BudgetState(bool(item.paused), _instant(item.changed_at)),
+            state=BudgetState(bool(item.paused), optional_instant(item.changed_at)),
             used=int(item.used) if item.used is not None else None,
             max=int(item.max) if item.max is not None else None,
             source=item.source,
-            checked_at=_instant(item.checked_at),
+            checked_at=optional_instant(item.checked_at),
         )
 
     def save_budget(self, record: BudgetRecord) -> None:
@@ -94,20 +83,16 @@ class OrgStateStore:
             ORG_PK,
             API_BUDGET_SK,
             paused=record.state.paused,
-            changed_at=to_iso_ms(record.state.changed_at) if record.state.changed_at else None,
+            changed_at=optional_iso(record.state.changed_at),
             used=record.used,
             max=record.max,
             source=record.source,
-            checked_at=to_iso_ms(record.checked_at) if record.checked_at else None,
+            checked_at=optional_iso(record.checked_at),
         )
         try:
             item.save()
         except PynamoDBException as exc:
             raise StoreError(f"cannot store the API budget: {exc}") from exc
-
-
-def _instant(text: str | None) -> dt.datetime | None:
-    return parse_instant(text) if text else None
 
 
 __all__ = ["API_BUDGET_SK", "ORG_PK", "BudgetRecord", "OrgStateStore"]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import types
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -172,115 +173,105 @@ class _Models:
     connection: Connection
 
 
+def item_model(class_name: str, table_name: str, region: str | None, host: str | None, **attributes: Any) -> Any:
+    """A PynamoDB model of one kind of item in a state table: ``pk``/``sk`` keys plus ``attributes``.
+
+    Each call builds a fresh class (PynamoDB binds a model to its table through its ``Meta``);
+    callers cache the result per table.
+    """
+    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
+    namespace = {
+        "__module__": __name__,
+        "Meta": meta,
+        "pk": UnicodeAttribute(hash_key=True),
+        "sk": UnicodeAttribute(range_key=True),
+        **attributes,
+    }
+    return types.new_class(class_name, (Model,), exec_body=lambda ns: ns.update(namespace))
+
+
+def read_item(model: Any, pk: str, sk: str, what: str) -> Any | None:
+    """The item at ``(pk, sk)`` read consistently, or None; :class:`StoreError` ("cannot read <what>")."""
+    try:
+        return model.get(pk, sk, consistent_read=True)
+    except model.DoesNotExist:
+        return None
+    except PynamoDBException as exc:
+        raise StoreError(f"cannot read {what}: {exc}") from exc
+
+
 @functools.lru_cache(maxsize=16)
 def _models(table_name: str, region: str | None, host: str | None) -> _Models:
-    table, aws_region, endpoint = table_name, region, host
-
-    class WatermarkItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        watermark = UnicodeAttribute(null=True)
-        full_copy_done = BooleanAttribute(default=False)
-        updated_at = UnicodeAttribute(null=True)
-        updated_by = UnicodeAttribute(null=True)
-
-    class CheckpointItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        cycle_id = UnicodeAttribute()
-        lo = UnicodeAttribute()
-        hi = UnicodeAttribute()
-        last_stamp = UnicodeAttribute(null=True)
-        last_id = UnicodeAttribute(null=True)
-        next_url = UnicodeAttribute(null=True)
-        records_done = NumberAttribute(default=0)
-        updated_at = UnicodeAttribute(null=True)
-        bulk_job_id = UnicodeAttribute(null=True)
-        bulk_locator = UnicodeAttribute(null=True)
-
-    class LeaseItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        holder = UnicodeAttribute(null=True)
-        expires_at = NumberAttribute(null=True)
-        acquired_at = UnicodeAttribute(null=True)
-        claimed_by = UnicodeAttribute(null=True)
-        claim_expires_at = NumberAttribute(null=True)
-        last_ended_at = UnicodeAttribute(null=True)
-        last_cycle_id = UnicodeAttribute(null=True)
-        last_status = UnicodeAttribute(null=True)
-        resume_pending = BooleanAttribute(null=True)
-
-    class CycleItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        cycle_id = UnicodeAttribute()
-        object_name = UnicodeAttribute(attr_name="object")
-        status = UnicodeAttribute()
-        reason = UnicodeAttribute(null=True)
-        started_at = UnicodeAttribute()
-        ended_at = UnicodeAttribute()
-        window_lo = UnicodeAttribute(null=True)
-        window_hi = UnicodeAttribute(null=True)
-        watermark = UnicodeAttribute(null=True)
-        counts = MapAttribute[str, Any](default=dict)
-        error = UnicodeAttribute(null=True)
-        expires_at = NumberAttribute()
-
-    class LifecycleItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        known_fields = ListAttribute[str](null=True)
-        deletes_covered_until = UnicodeAttribute(null=True)
-        reconciled_at = UnicodeAttribute(null=True)
-        formulas_refreshed_at = UnicodeAttribute(null=True)
-        updated_at = UnicodeAttribute(null=True)
-
-    class BackoffItem(Model):
-        class Meta:
-            table_name = table
-            region = aws_region
-            host = endpoint
-
-        pk = UnicodeAttribute(hash_key=True)
-        sk = UnicodeAttribute(range_key=True)
-        until = UnicodeAttribute()
-        reason = UnicodeAttribute(null=True)
-        set_at = UnicodeAttribute(null=True)
-
+    table = (table_name, region, host)
     return _Models(
-        WatermarkItem,
-        CheckpointItem,
-        LeaseItem,
-        CycleItem,
-        LifecycleItem,
-        BackoffItem,
-        Connection(region=region, host=host),
+        watermark=item_model(
+            "WatermarkItem",
+            *table,
+            watermark=UnicodeAttribute(null=True),
+            full_copy_done=BooleanAttribute(default=False),
+            updated_at=UnicodeAttribute(null=True),
+            updated_by=UnicodeAttribute(null=True),
+        ),
+        checkpoint=item_model(
+            "CheckpointItem",
+            *table,
+            cycle_id=UnicodeAttribute(),
+            lo=UnicodeAttribute(),
+            hi=UnicodeAttribute(),
+            last_stamp=UnicodeAttribute(null=True),
+            last_id=UnicodeAttribute(null=True),
+            next_url=UnicodeAttribute(null=True),
+            records_done=NumberAttribute(default=0),
+            updated_at=UnicodeAttribute(null=True),
+            bulk_job_id=UnicodeAttribute(null=True),
+            bulk_locator=UnicodeAttribute(null=True),
+        ),
+        lease=item_model(
+            "LeaseItem",
+            *table,
+            holder=UnicodeAttribute(null=True),
+            expires_at=NumberAttribute(null=True),
+            acquired_at=UnicodeAttribute(null=True),
+            claimed_by=UnicodeAttribute(null=True),
+            claim_expires_at=NumberAttribute(null=True),
+            last_ended_at=UnicodeAttribute(null=True),
+            last_cycle_id=UnicodeAttribute(null=True),
+            last_status=UnicodeAttribute(null=True),
+            resume_pending=BooleanAttribute(null=True),
+        ),
+        cycle=item_model(
+            "CycleItem",
+            *table,
+            cycle_id=UnicodeAttribute(),
+            object_name=UnicodeAttribute(attr_name="object"),
+            status=UnicodeAttribute(),
+            reason=UnicodeAttribute(null=True),
+            started_at=UnicodeAttribute(),
+            ended_at=UnicodeAttribute(),
+            window_lo=UnicodeAttribute(null=True),
+            window_hi=UnicodeAttribute(null=True),
+            watermark=UnicodeAttribute(null=True),
+            counts=MapAttribute[str, Any](default=dict),
+            error=UnicodeAttribute(null=True),
+            expires_at=NumberAttribute(),
+        ),
+        lifecycle=item_model(
+            "LifecycleItem",
+            *table,
+            known_fields=ListAttribute[str](null=True),
+            deletes_covered_until=UnicodeAttribute(null=True),
+            reconciled_at=UnicodeAttribute(null=True),
+            formulas_refreshed_at=UnicodeAttribute(null=True),
+            updated_at=UnicodeAttribute(null=True),
+        ),
+        backoff=item_model(
+            "BackoffItem",
+            *table,
+            until=UnicodeAttribute(),
+            reason=UnicodeAttribute(null=True),
+            set_at=UnicodeAttribute(null=True),
+        ),
+        connection=Connection(region=region, host=host),
     )
 
 
@@ -288,8 +279,12 @@ def _ms(value: dt.datetime) -> int:
     return int(require_aware(value).timestamp() * 1000)
 
 
-def _opt_instant(text: str | None) -> dt.datetime | None:
+def optional_instant(text: str | None) -> dt.datetime | None:
     return parse_instant(text) if text else None
+
+
+def optional_iso(value: dt.datetime | None) -> str | None:
+    return to_iso_ms(value) if value is not None else None
 
 
 def _condition_failed(exc: PynamoDBException) -> bool:
@@ -369,13 +364,12 @@ class StateStore:
 
     # -- watermark -------------------------------------------------------------------------
     def get_watermark(self, object_name: str) -> Watermark:
-        try:
-            item: Any = self._m.watermark.get(OBJECT_PREFIX + object_name, WATERMARK_SK, consistent_read=True)
-        except self._m.watermark.DoesNotExist:
+        item = read_item(
+            self._m.watermark, OBJECT_PREFIX + object_name, WATERMARK_SK, f"the watermark of {object_name}"
+        )
+        if item is None:
             return Watermark(None, False)
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the watermark of {object_name}: {exc}") from exc
-        return Watermark(_opt_instant(item.watermark), bool(item.full_copy_done))
+        return Watermark(optional_instant(item.watermark), bool(item.full_copy_done))
 
     def set_full_copy_watermark(self, object_name: str, watermark: dt.datetime, *, by: str) -> None:
         """Seam for the full-copy workflow: the copy is done and everything below ``watermark`` is stored."""
@@ -397,12 +391,11 @@ class StateStore:
 
     # -- checkpoint ------------------------------------------------------------------------
     def get_checkpoint(self, object_name: str) -> Checkpoint | None:
-        try:
-            item: Any = self._m.checkpoint.get(OBJECT_PREFIX + object_name, CHECKPOINT_SK, consistent_read=True)
-        except self._m.checkpoint.DoesNotExist:
+        item = read_item(
+            self._m.checkpoint, OBJECT_PREFIX + object_name, CHECKPOINT_SK, f"the checkpoint of {object_name}"
+        )
+        if item is None:
             return None
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the checkpoint of {object_name}: {exc}") from exc
         last = Position(parse_instant(item.last_stamp), item.last_id) if item.last_stamp and item.last_id else None
         return Checkpoint(
             cycle_id=item.cycle_id,
@@ -423,7 +416,7 @@ class StateStore:
             cycle_id=checkpoint.cycle_id,
             lo=to_iso_ms(checkpoint.lo),
             hi=to_iso_ms(checkpoint.hi),
-            last_stamp=to_iso_ms(checkpoint.last.stamp) if checkpoint.last else None,
+            last_stamp=optional_iso(checkpoint.last.stamp if checkpoint.last else None),
             last_id=checkpoint.last.record_id if checkpoint.last else None,
             next_url=checkpoint.next_url,
             records_done=checkpoint.records_done,
@@ -482,7 +475,7 @@ class StateStore:
                 expires_at=_from_ms(item.expires_at),
                 claimed_by=item.claimed_by,
                 claim_expires_at=_from_ms(item.claim_expires_at),
-                last_ended_at=_opt_instant(item.last_ended_at),
+                last_ended_at=optional_instant(item.last_ended_at),
                 last_cycle_id=item.last_cycle_id,
                 last_status=item.last_status,
                 resume_pending=bool(item.resume_pending),
@@ -514,36 +507,23 @@ class StateStore:
                 | (m.last_ended_at <= to_iso_ms(not_ended_after))
                 | (m.resume_pending == True)  # noqa: E712 - PynamoDB condition, not a comparison
             )
-        try:
-            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
-                actions=[m.claimed_by.set(cycle_id), m.claim_expires_at.set(now_ms + claim_seconds * 1000)],
-                condition=cond,
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return False
-            raise StoreError(f"cannot claim {object_name}: {exc}") from exc
-        return True
+        actions = [m.claimed_by.set(cycle_id), m.claim_expires_at.set(now_ms + claim_seconds * 1000)]
+        return self._update_lease(object_name, actions, cond, "claim")
 
     def acquire_lease(self, object_name: str, cycle_id: str, *, now: dt.datetime, ttl_seconds: int) -> None:
         """Take the object's lease (absent or expired) or raise :class:`LeaseHeld`."""
         m: Any = self._m.lease
         now_ms = _ms(now)
-        try:
-            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
-                actions=[
-                    m.holder.set(cycle_id),
-                    m.expires_at.set(now_ms + ttl_seconds * 1000),
-                    m.acquired_at.set(to_iso_ms(now)),
-                    m.claimed_by.remove(),
-                    m.claim_expires_at.remove(),
-                ],
-                condition=m.holder.does_not_exist() | (m.expires_at < now_ms) | (m.holder == cycle_id),
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                raise LeaseHeld(object_name, self.lease_status(object_name).holder) from None
-            raise StoreError(f"cannot acquire the lease of {object_name}: {exc}") from exc
+        actions = [
+            m.holder.set(cycle_id),
+            m.expires_at.set(now_ms + ttl_seconds * 1000),
+            m.acquired_at.set(to_iso_ms(now)),
+            m.claimed_by.remove(),
+            m.claim_expires_at.remove(),
+        ]
+        cond = m.holder.does_not_exist() | (m.expires_at < now_ms) | (m.holder == cycle_id)
+        if not self._update_lease(object_name, actions, cond, "acquire the lease of"):
+            raise LeaseHeld(object_name, self.lease_status(object_name).holder)
 
     def release_lease(
         self,
@@ -556,23 +536,15 @@ class StateStore:
     ) -> bool:
         """Give the lease back (only its holder can) and record the end time; False if it was lost."""
         m: Any = self._m.lease
-        try:
-            m(OBJECT_PREFIX + object_name, LEASE_SK).update(
-                actions=[
-                    m.holder.remove(),
-                    m.expires_at.remove(),
-                    m.last_ended_at.set(to_iso_ms(ended_at)),
-                    m.last_cycle_id.set(cycle_id),
-                    m.last_status.set(status),
-                    m.resume_pending.set(resume_pending),
-                ],
-                condition=m.holder == cycle_id,
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return False
-            raise StoreError(f"cannot release the lease of {object_name}: {exc}") from exc
-        return True
+        actions = [
+            m.holder.remove(),
+            m.expires_at.remove(),
+            m.last_ended_at.set(to_iso_ms(ended_at)),
+            m.last_cycle_id.set(cycle_id),
+            m.last_status.set(status),
+            m.resume_pending.set(resume_pending),
+        ]
+        return self._update_lease(object_name, actions, m.holder == cycle_id, "release the lease of")
 
     # -- cycle history ---------------------------------------------------------------------
     def record_cycle(self, summary: CycleSummary) -> None:
@@ -586,9 +558,9 @@ class StateStore:
             reason=summary.reason,
             started_at=to_iso_ms(summary.started_at),
             ended_at=ended,
-            window_lo=to_iso_ms(summary.window_lo) if summary.window_lo else None,
-            window_hi=to_iso_ms(summary.window_hi) if summary.window_hi else None,
-            watermark=to_iso_ms(summary.watermark) if summary.watermark else None,
+            window_lo=optional_iso(summary.window_lo),
+            window_hi=optional_iso(summary.window_hi),
+            watermark=optional_iso(summary.watermark),
             counts=dict(summary.counts),
             error=summary.error,
             expires_at=epoch_seconds(summary.ended_at + dt.timedelta(days=CYCLE_HISTORY_DAYS)),
@@ -613,9 +585,9 @@ class StateStore:
                 started_at=parse_instant(item.started_at),
                 ended_at=parse_instant(item.ended_at),
                 counts={k: int(v) for k, v in (item.counts.as_dict() if item.counts else {}).items()},
-                window_lo=_opt_instant(item.window_lo),
-                window_hi=_opt_instant(item.window_hi),
-                watermark=_opt_instant(item.watermark),
+                window_lo=optional_instant(item.window_lo),
+                window_hi=optional_instant(item.window_hi),
+                watermark=optional_instant(item.watermark),
                 reason=item.reason,
                 error=item.error,
             )
@@ -624,17 +596,16 @@ class StateStore:
 
     # -- lifecycle bookkeeping ---------------------------------------------------------------
     def get_lifecycle(self, object_name: str) -> Lifecycle:
-        try:
-            item: Any = self._m.lifecycle.get(OBJECT_PREFIX + object_name, LIFECYCLE_SK, consistent_read=True)
-        except self._m.lifecycle.DoesNotExist:
+        item = read_item(
+            self._m.lifecycle, OBJECT_PREFIX + object_name, LIFECYCLE_SK, f"the lifecycle state of {object_name}"
+        )
+        if item is None:
             return Lifecycle()
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the lifecycle state of {object_name}: {exc}") from exc
         return Lifecycle(
             known_fields=tuple(item.known_fields) if item.known_fields is not None else None,
-            deletes_covered_until=_opt_instant(item.deletes_covered_until),
-            reconciled_at=_opt_instant(item.reconciled_at),
-            formulas_refreshed_at=_opt_instant(item.formulas_refreshed_at),
+            deletes_covered_until=optional_instant(item.deletes_covered_until),
+            reconciled_at=optional_instant(item.reconciled_at),
+            formulas_refreshed_at=optional_instant(item.formulas_refreshed_at),
         )
 
     def save_lifecycle(self, object_name: str, lifecycle: Lifecycle, *, holder: str, now: dt.datetime) -> None:
@@ -643,9 +614,9 @@ class StateStore:
             OBJECT_PREFIX + object_name,
             LIFECYCLE_SK,
             known_fields=list(lifecycle.known_fields) if lifecycle.known_fields is not None else None,
-            deletes_covered_until=_opt_iso(lifecycle.deletes_covered_until),
-            reconciled_at=_opt_iso(lifecycle.reconciled_at),
-            formulas_refreshed_at=_opt_iso(lifecycle.formulas_refreshed_at),
+            deletes_covered_until=optional_iso(lifecycle.deletes_covered_until),
+            reconciled_at=optional_iso(lifecycle.reconciled_at),
+            formulas_refreshed_at=optional_iso(lifecycle.formulas_refreshed_at),
             updated_at=to_iso_ms(now),
         )
         self._transact_as_holder(object_name, holder, now, lambda t: t.save(item), "save the lifecycle state")
@@ -669,15 +640,20 @@ class StateStore:
 
     def get_org_backoff(self) -> dt.datetime | None:
         """The instant until which the org is backed off (may be in the past), or None."""
-        try:
-            item: Any = self._m.backoff.get(ORG_PK, BACKOFF_SK, consistent_read=True)
-        except self._m.backoff.DoesNotExist:
-            return None
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the org back-off: {exc}") from exc
-        return _opt_instant(item.until)
+        item = read_item(self._m.backoff, ORG_PK, BACKOFF_SK, "the org back-off")
+        return None if item is None else optional_instant(item.until)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _update_lease(self, object_name: str, actions: list[Any], condition: Any, what: str) -> bool:
+        """Update the object's lease item under ``condition``; False when the condition failed."""
+        try:
+            self._m.lease(OBJECT_PREFIX + object_name, LEASE_SK).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise StoreError(f"cannot {what} {object_name}: {exc}") from exc
+        return True
+
     def _transact_as_holder(self, object_name: str, holder: str, now: dt.datetime, ops: Any, what: str) -> None:
         m: Any = self._m.lease
         try:
@@ -701,10 +677,6 @@ class StateStore:
 
 class _WatermarkAhead(Exception):
     """Internal: a transaction's watermark condition failed while the lease check passed."""
-
-
-def _opt_iso(value: dt.datetime | None) -> str | None:
-    return to_iso_ms(value) if value is not None else None
 
 
 def _from_ms(value: float | None) -> dt.datetime | None:

@@ -4,41 +4,22 @@
 docs/engine-design.md; errors are the typed classes re-exported here.
 """
 
+from . import errors
 from .auth import AccessToken, TokenProvider, clear_token_cache
 from .client import BulkPage, QueryPage, SalesforceClient, client_from_secret
 from .credentials import SalesforceCredentials
-from .errors import (
-    BulkJobFailed,
-    InvalidQueryLocator,
-    ReplicationWindowError,
-    SalesforceAuthError,
-    SalesforceConfigError,
-    SalesforceError,
-    SalesforceQueryTimeout,
-    SalesforceRateLimited,
-    SalesforceRequestError,
-    SalesforceUnavailable,
-)
+from .errors import *  # noqa: F403 - re-exported, see the module docstring
 from .transport import RetryPolicy
 
 __all__ = [
     "AccessToken",
-    "BulkJobFailed",
     "BulkPage",
-    "InvalidQueryLocator",
     "QueryPage",
-    "ReplicationWindowError",
     "RetryPolicy",
-    "SalesforceAuthError",
     "SalesforceClient",
-    "SalesforceConfigError",
     "SalesforceCredentials",
-    "SalesforceError",
-    "SalesforceQueryTimeout",
-    "SalesforceRateLimited",
-    "SalesforceRequestError",
-    "SalesforceUnavailable",
     "TokenProvider",
     "clear_token_cache",
     "client_from_secret",
 ]
+__all__ += errors.__all__
