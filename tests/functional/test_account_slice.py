@@ -111,12 +111,12 @@ def test_given_an_object_that_is_not_configured_when_invoking_then_configuration
     assert err.value.payload["errorType"] == "ConfigurationError"
 
 
-def test_full_sync_steps_fail_loudly_until_their_issue_lands(stack: Any) -> None:
+def test_full_sync_steps_refuse_malformed_events_before_any_work(stack: Any) -> None:
     from sfsync_local.lambda_runtime import LocalInvokeError
 
     with pytest.raises(LocalInvokeError) as err:
-        stack.invoke("FullSyncFunction", {"step": "plan", "object": "Account"})
-    assert err.value.payload["errorType"] == "NotImplementedYet"
+        stack.invoke("FullSyncFunction", {"step": "plan", "object": "Account"})  # plan takes "objects"
+    assert err.value.payload["errorType"] == "InvalidExecutionInput"
     with pytest.raises(LocalInvokeError) as err:
         stack.invoke("FullSyncFunction", {"object": "Account"})
     assert err.value.payload["errorType"] == "InvalidEvent"
