@@ -8,16 +8,19 @@ the integration user sees once the engine has recovered: nothing lost, nothing d
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
+from sfsync.cycle import CycleResult, CycleStores, run_object_cycle
 from sfsync.exceptions import StoreThrottled
+from sfsync.fullsync import CopyStore
 from sfsync.records import RecordStore
 
 from tests.functional.test_lifecycle import (  # noqa: F401 - the fixtures are used by name
@@ -52,8 +55,12 @@ class _Body:
         yield self._data
 
 
+WRITE_OPERATIONS = ("PutItem", "BatchWriteItem")  # conditional put / an exclusive writer's batched puts
+
+
 def throttle_puts(client: Any, *, allow: int, times: int | None) -> dict[str, int]:
-    """Let ``allow`` PutItem calls through, then answer ``times`` (None: every) with throttling."""
+    """Let ``allow`` write calls (PutItem or BatchWriteItem) through, then answer ``times`` (None:
+    every) with throttling."""
     seen = {"puts": 0, "throttled": 0}
 
     def hook(request: Any, **_kw: Any) -> AWSResponse | None:
@@ -71,7 +78,8 @@ def throttle_puts(client: Any, *, allow: int, times: int | None) -> dict[str, in
         headers["x-amzn-ErrorType"] = "ProvisionedThroughputExceededException"
         return AWSResponse(request.url, 400, headers, _Body(body))
 
-    client.meta.events.register_first("before-send.dynamodb.PutItem", hook)
+    for operation in WRITE_OPERATIONS:
+        client.meta.events.register_first(f"before-send.dynamodb.{operation}", hook)
     return seen
 
 
@@ -81,6 +89,77 @@ def store_with(h: Harness, client: Any) -> RecordStore:
         json.loads(h.env["SFSYNC_RECORD_TABLES"]),
         errors_table=h.env["SFSYNC_ERRORS_TABLE"],
         sleep=lambda _s: None,
+    )
+
+
+_batched_ids = itertools.count(1)
+
+
+def batched_cycle(h: Harness, obj: str, records: RecordStore | None = None, /, **env: str) -> CycleResult:
+    """A cycle the way ObjectSyncFunction runs it: with the copy documents, so that with no full
+    copy under way its pages are written batched (the exclusive writer)."""
+    return run_object_cycle(
+        obj,
+        f"{obj}-b{next(_batched_ids)}",
+        settings=h.settings(**env),
+        sf=h.sf,
+        store=CycleStores(h.state, records or h.records, CopyStore(h.ddb, h.env["SFSYNC_STATE_TABLE"])),
+        now=h.clock,
+        reason="manual",
+        sleep=lambda _s: None,
+    )
+
+
+Writer = Literal["conditional", "batched"]
+WRITERS: tuple[Writer, ...] = ("conditional", "batched")
+
+
+def run_cycle(h: Harness, writer: Writer, obj: str, records: RecordStore | None = None, /, **env: str) -> CycleResult:
+    """``conditional``: the harness's cycle (no copy documents: per-item conditional puts)."""
+    if writer == "batched":
+        return batched_cycle(h, obj, records, **env)
+    return h.cycle(obj, records, **env) if records is not None else h.cycle(obj, **env)
+
+
+def die_after(
+    monkeypatch: pytest.MonkeyPatch, writer: Writer, rows: int, batches: int | None = None
+) -> Callable[[], None]:
+    """Kill the invocation once ``rows`` rows have been written in this cycle: in the middle of a
+    page for the conditional writer (before put ``rows + 1``), at a batch boundary for the batched
+    one (before BatchWriteItem ``batches + 1``; by default ``rows`` is a multiple of 25 and
+    ``batches = rows / 25``).  Returns the undo."""
+    calls = {"n": 0}
+    if writer == "conditional":
+        original_put = RecordStore._put
+
+        def dying_put(self: RecordStore, table: str, item: dict[str, Any]) -> Any:
+            calls["n"] += 1
+            if calls["n"] == rows + 1:
+                raise Killed
+            return original_put(self, table, item)
+
+        monkeypatch.setattr(RecordStore, "_put", dying_put)
+        return lambda: monkeypatch.setattr(RecordStore, "_put", original_put)
+    if batches is None:
+        assert rows % 25 == 0
+        batches = rows // 25
+    original_batch = RecordStore._batch_put
+
+    def dying_batch(self: RecordStore, table: str, items: list[dict[str, Any]]) -> bool:
+        calls["n"] += 1
+        if calls["n"] == batches + 1:
+            raise Killed
+        return original_batch(self, table, items)
+
+    monkeypatch.setattr(RecordStore, "_batch_put", dying_batch)
+    return lambda: monkeypatch.setattr(RecordStore, "_batch_put", original_batch)
+
+
+def mark_full_copy_running(h: Harness, obj: str) -> None:
+    """A full copy of ``obj`` under way, as its copy document says (what ``_sole_writer`` reads)."""
+    h.ddb.put_item(
+        TableName=h.env["SFSYNC_STATE_TABLE"],
+        Item={"pk": {"S": f"OBJECT#{obj}"}, "sk": {"S": "FULLCOPY"}, "status": {"S": "running"}},
     )
 
 
@@ -156,92 +235,103 @@ def test_given_request_limit_exceeded_when_cycling_then_it_stops_and_backs_off_t
 # -- DynamoDB faults and crashes -------------------------------------------------------------------
 
 
-def test_given_transient_dynamodb_throttling_when_cycling_then_botocore_retries_and_completes(h: Harness) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_given_transient_dynamodb_throttling_when_cycling_then_botocore_retries_and_completes(
+    h: Harness, writer: Writer
+) -> None:
     client = ddb_client(h, 10)
-    seen = throttle_puts(client, allow=3, times=2)
+    seen = throttle_puts(client, allow=3 if writer == "conditional" else 0, times=2)  # 5 Accounts: 1 batch
     h.step()
-    result = h.cycle("Account", store_with(h, client))
+    result = run_cycle(h, writer, "Account", store_with(h, client))
     assert result.status == "complete", result.to_dict()
     assert seen["throttled"] == 2
     assert_copy_matches(h, "Account")
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 def test_given_persistent_throttling_when_a_page_fails_then_it_is_not_acknowledged_and_the_next_cycle_resumes(
-    h: Harness,
+    h: Harness, writer: Writer
 ) -> None:
     seed_leads(h)
     client = ddb_client(h, 2)
-    throttle_puts(client, allow=200, times=None)
+    throttle_puts(client, allow=200 if writer == "conditional" else 200 // 25, times=None)
     h.step()
     with pytest.raises(StoreThrottled):
-        h.cycle("Lead", store_with(h, client), SFSYNC_PAGE_SIZE="200")
+        run_cycle(h, writer, "Lead", store_with(h, client), SFSYNC_PAGE_SIZE="200")
     checkpoint = h.state.get_checkpoint("Lead")
     assert checkpoint is not None and checkpoint.records_done == 200, "only the first page was acknowledged"
     assert h.state.get_watermark("Lead").value is None
 
-    result = h.cycle("Lead", SFSYNC_PAGE_SIZE="200")
+    result = run_cycle(h, writer, "Lead", SFSYNC_PAGE_SIZE="200")
     assert result.status == "complete", result.to_dict()
     total = len(h.items("Lead"))
     assert result.counts["RecordsRead"] == total - 200, "resumed after the acknowledged page"
     assert_copy_matches(h, "Lead")
 
 
+@pytest.mark.parametrize(("writer", "written"), [("conditional", 29), ("batched", 50)])
 def test_given_a_lambda_killed_mid_page_when_the_next_cycle_runs_then_nothing_is_lost_or_duplicated(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, writer: Writer, written: int
+) -> None:
+    seed_leads(h)
+    undo = die_after(monkeypatch, writer, 200 + written)  # ``written`` rows into the second page
+    h.step()
+    with pytest.raises(Killed):
+        run_cycle(h, writer, "Lead", SFSYNC_PAGE_SIZE="200")
+    assert h.state.get_checkpoint("Lead").records_done == 200  # type: ignore[union-attr]
+    assert len(h.items("Lead")) == 200 + written, "the rows written before the crash are stored"
+    undo()
+
+    result = run_cycle(h, writer, "Lead", SFSYNC_PAGE_SIZE="200")
+    assert result.status == "complete"
+    items = h.items("Lead")
+    assert result.counts["RecordsSkipped"] >= written, "rows written before the crash are replayed as no-ops"
+    assert result.counts["RecordsCreated"] == len(items) - 200 - written
+    assert_copy_matches(h, "Lead")
+
+
+def test_given_a_full_copy_under_way_when_a_cycle_is_killed_mid_page_then_it_wrote_conditionally_and_resumes(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_leads(h)
-    original = RecordStore._put
-    puts = {"n": 0}
-
-    def dying_put(self: RecordStore, table: str, item: dict[str, Any]) -> Any:
-        puts["n"] += 1
-        if puts["n"] == 230:  # 30 rows into the second page
-            raise Killed
-        return original(self, table, item)
-
-    monkeypatch.setattr(RecordStore, "_put", dying_put)
+    mark_full_copy_running(h, "Lead")
+    undo = die_after(monkeypatch, "conditional", 229)  # only the conditional per-item put can die here
     h.step()
     with pytest.raises(Killed):
-        h.cycle("Lead", SFSYNC_PAGE_SIZE="200")
+        batched_cycle(h, "Lead", SFSYNC_PAGE_SIZE="200")
     assert h.state.get_checkpoint("Lead").records_done == 200  # type: ignore[union-attr]
-    monkeypatch.setattr(RecordStore, "_put", original)
+    undo()
 
-    result = h.cycle("Lead", SFSYNC_PAGE_SIZE="200")
+    result = batched_cycle(h, "Lead", SFSYNC_PAGE_SIZE="200")
     assert result.status == "complete"
     items = h.items("Lead")
-    assert result.counts["RecordsSkipped"] >= 29, "rows written before the crash are replayed as no-ops"
+    assert result.counts["RecordsSkipped"] >= 29
     assert result.counts["RecordsCreated"] == len(items) - 229
     assert_copy_matches(h, "Lead")
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 def test_given_a_lambda_killed_during_a_bulk_read_when_the_next_cycle_runs_then_it_resumes_at_the_locator(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
+    h: Harness, monkeypatch: pytest.MonkeyPatch, writer: Writer
 ) -> None:
     from sfsync import cycle
 
     seed_leads(h)
     monkeypatch.setattr(cycle, "BULK_MAX_RECORDS", 30)
-    original = RecordStore._put
-    puts = {"n": 0}
-
-    def dying_put(self: RecordStore, table: str, item: dict[str, Any]) -> Any:
-        puts["n"] += 1
-        if puts["n"] == 240:  # the REST page (200) and the first Bulk set (30) are persisted
-            raise Killed
-        return original(self, table, item)
-
-    monkeypatch.setattr(RecordStore, "_put", dying_put)
+    # persisted: the REST page (200 rows, 8 batches) and the first Bulk set (30 rows, 2 batches);
+    # killed 10 rows into the second set (conditional) or before its first batch (batched)
+    undo = die_after(monkeypatch, writer, 240 if writer == "conditional" else 230, batches=10)
     env = {"SFSYNC_PAGE_SIZE": "200", "SFSYNC_BULK_THRESHOLD": "220"}
     h.step()
     with pytest.raises(Killed):
-        h.cycle("Lead", **env)
+        run_cycle(h, writer, "Lead", **env)
     checkpoint = h.state.get_checkpoint("Lead")
     assert checkpoint is not None and checkpoint.bulk_job_id and checkpoint.bulk_locator
     assert checkpoint.records_done == 230
-    monkeypatch.setattr(RecordStore, "_put", original)
+    undo()
 
     calls = h.emulator.api_calls()
-    result = h.cycle("Lead", **env)
+    result = run_cycle(h, writer, "Lead", **env)
     assert result.status == "complete", result.to_dict()
     total = len(h.items("Lead"))
     assert result.counts["RecordsRead"] == total - 230, "resumed at the checkpointed locator"

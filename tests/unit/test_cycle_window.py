@@ -15,6 +15,7 @@ from sfsync.clock import UTC, FixedClock, to_iso_ms
 from sfsync.config import Settings, load_settings
 from sfsync.cycle import CycleStores, build_soql, run_object_cycle, select_fields
 from sfsync.exceptions import ConfigurationError, SalesforceUnavailable, StoreThrottled
+from sfsync.fullsync import CopyStore
 from sfsync.records import MAX_ITEM_BYTES, RecordStore, classify
 from sfsync.registry import FAMILIES, ObjectSpec, build_registry
 from sfsync.state import Checkpoint, Position, StateStore, WindowPlan
@@ -494,3 +495,97 @@ def test_given_lifecycle_bookkeeping_when_asking_if_work_is_due_then_formulas_an
     assert due(ACCOUNT, Lifecycle(formulas_refreshed_at=at(0)), at(600)) == "formula refresh due"
     assert due(ACCOUNT, Lifecycle(reconciled_at=at(0)), at(7200)) is None, "Accounts have a recycle bin"
     assert due(member, Lifecycle(reconciled_at=at(0)), at(3600)) == "id reconciliation due"
+
+
+# -- the exclusive writer: batched pages only when no full copy is under way ------------------------
+
+
+def count_write_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the puts of each path (the real methods still run)."""
+    seen = {"batched": 0, "conditional": 0}
+    batch_put, put = RecordStore._batch_put, RecordStore._put
+
+    def counted_batch(self: RecordStore, table: str, items: list[dict[str, Any]]) -> bool:
+        seen["batched"] += len(items)
+        return batch_put(self, table, items)
+
+    def counted_put(self: RecordStore, table: str, item: dict[str, Any]) -> Any:
+        seen["conditional"] += 1
+        return put(self, table, item)
+
+    monkeypatch.setattr(RecordStore, "_batch_put", counted_batch)
+    monkeypatch.setattr(RecordStore, "_put", counted_put)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("copy_status", "with_copies", "batched"),
+    [
+        (None, True, True),  # never fully copied by the workflow: nothing else writes
+        ("done", True, True),
+        ("running", True, False),  # a full copy may write newer versions of the same rows
+        ("failed", True, False),  # a failed copy waits to be resumed
+        (None, False, False),  # without the copy documents nothing proves the cycle is alone
+    ],
+)
+def test_given_the_full_copy_state_when_cycling_then_pages_are_batched_only_when_the_cycle_is_the_only_writer(
+    aws: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    copy_status: str | None,
+    with_copies: bool,
+    batched: bool,
+) -> None:
+    if copy_status is not None:
+        aws.put_item(
+            TableName="state",
+            Item={"pk": {"S": "OBJECT#Account"}, "sk": {"S": "FULLCOPY"}, "status": {"S": copy_status}},
+        )
+    stores = CycleStores(
+        StateStore("state", region=REGION),
+        RecordStore(aws, {"Account": "accounts"}, errors_table="errors"),
+        CopyStore(aws, "state") if with_copies else None,
+    )
+    seen = count_write_paths(monkeypatch)
+    sf = ScriptedSalesforce([[account(1, at(10)), account(2, at(20))], [account(3, at(20), IsDeleted=True)]])
+    result = run(settings, sf, stores, FixedClock(at(3600)), "c1")
+    assert result.status == "complete"
+    assert (result.counts["RecordsCreated"], result.counts["RecordsDeleted"]) == (2, 1)
+    assert seen == ({"batched": 3, "conditional": 0} if batched else {"batched": 0, "conditional": 3})
+    item = stores.records.get(ACCOUNT, "001000000000003AAA")
+    assert item is not None and item["IsDeleted"] is True
+
+
+def test_given_a_full_copy_starting_mid_cycle_when_the_next_page_is_written_then_it_is_conditional(
+    aws: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores = CycleStores(
+        StateStore("state", region=REGION),
+        RecordStore(aws, {"Account": "accounts"}, errors_table="errors"),
+        CopyStore(aws, "state"),
+    )
+    seen = count_write_paths(monkeypatch)
+    start_copy = {"pk": {"S": "OBJECT#Account"}, "sk": {"S": "FULLCOPY"}, "status": {"S": "running"}}
+    original = stores.state.save_checkpoint
+
+    def copy_starts_after_page_one(name: str, checkpoint: Checkpoint, **kw: Any) -> None:
+        original(name, checkpoint, **kw)
+        if checkpoint.records_done == 2:
+            aws.put_item(TableName="state", Item=start_copy)
+
+    monkeypatch.setattr(stores.state, "save_checkpoint", copy_starts_after_page_one)
+    sf = ScriptedSalesforce([[account(1, at(10)), account(2, at(20))], [account(3, at(30))]])
+    assert run(settings, sf, stores, FixedClock(at(3600)), "c1").status == "complete"
+    assert seen == {"batched": 2, "conditional": 1}
+
+
+def test_given_an_unordered_page_when_persisted_then_the_checkpoint_is_its_greatest_row(
+    settings: Settings, stores: CycleStores
+) -> None:
+    page1 = [account(3, at(20)), account(1, at(10)), account(2, at(20)), account(4, at(5))]
+    sf = ScriptedSalesforce([page1, SalesforceUnavailable("503 from Salesforce", status=503)])
+    with pytest.raises(SalesforceUnavailable):
+        run(settings, sf, stores, FixedClock(at(3600)), "c1")
+    checkpoint = stores.state.get_checkpoint("Account")
+    assert checkpoint is not None and checkpoint.records_done == 4
+    assert checkpoint.last == Position(at(20), "001000000000003AAA")

@@ -7,6 +7,7 @@ DynamoDB is moto in-process (no network).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from moto import mock_aws
-from sfsync.ddb_wire import WireCalls, from_wire, item_from_wire, to_wire
+from sfsync.ddb_wire import WireCalls, _encode_body, from_wire, item_from_wire, item_to_wire, to_wire
 from sfsync.exceptions import StoreThrottled
 from sfsync.records import CLIENT_CONFIG, RecordStore, UnstorableRecord, to_item
 from sfsync.registry import ObjectSpec
@@ -295,3 +296,38 @@ class _Raw:
 
     def stream(self, **_: Any) -> Iterator[bytes]:
         yield self._body
+
+
+def test_given_non_ascii_text_when_written_in_wire_format_then_it_round_trips(dynamodb: Any) -> None:
+    wire = WireCalls(dynamodb)
+    item = {"Id": "u1", "Name": "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale \u6771\u4eac \u2713"}
+    wire.batch_write_item({"plain": [{"PutRequest": {"Item": item_to_wire(item)}}]})
+    assert table_items(dynamodb, "plain")["u1"]["Name"] == item["Name"]
+
+
+def test_given_a_lone_surrogate_when_a_body_is_encoded_then_it_is_escaped_as_json_dumps_does() -> None:
+    body = {"RequestItems": {"t": [{"Name": {"S": "broken \ud800 text"}}]}}
+    assert _encode_body(body) == json.dumps(body, separators=(",", ":")).encode()
+    assert _encode_body({"x": "\u00e9"}) == '{"x":"\u00e9"}'.encode()
+
+
+@pytest.mark.parametrize(("store_default", "exclusive", "batched"), [(False, True, True), (True, False, False)])
+def test_given_a_per_page_exclusive_flag_when_writing_then_it_overrides_the_store_default(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, store_default: bool, exclusive: bool, batched: bool
+) -> None:
+    calls = {"batch": 0}
+    original = RecordStore._batch_put
+
+    def counted(self: RecordStore, table: str, items: list[dict[str, Any]]) -> bool:
+        calls["batch"] += 1
+        return original(self, table, items)
+
+    monkeypatch.setattr(RecordStore, "_batch_put", counted)
+    store = RecordStore(dynamodb, {"Lead": "plain"}, errors_table="errors", exclusive_writer=store_default)
+    page = [row(n, "2026-11-24T12:01:00.000Z") for n in range(30)]
+    outcome = store.write_page(
+        SPEC, page, cycle_id="c1", synced_at=SYNCED, datetime_fields=DATETIMES, exclusive=exclusive
+    )
+    assert outcome.counts["RecordsCreated"] == 30
+    assert calls["batch"] == (2 if batched else 0)
+    assert len(table_items(dynamodb, "plain")) == 30

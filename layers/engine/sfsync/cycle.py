@@ -136,10 +136,20 @@ class SalesforcePort(Protocol):
     ) -> Iterator[Any]: ...
 
 
+class CopyProgressPort(Protocol):
+    """What a cycle reads of the object's full copy (:class:`sfsync.fullsync.CopyStore`)."""
+
+    def progress(self, object_name: str) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CycleStores:
     state: StateStore
     records: RecordStore
+    #: The full-copy documents.  With them, a page is written as the object's only writer
+    #: (batched, unconditional puts) whenever no full copy of the object is under way; without
+    #: them every page keeps the conditional per-item put.  See :func:`_sole_writer`.
+    copies: CopyProgressPort | None = None
 
 
 @dataclass
@@ -207,6 +217,8 @@ class _Run:
     done: int = 0
     error: str | None = None
     previous_watermark: dt.datetime | None = None
+    #: Parsed cursor values of this cycle's rows (a page repeats the same few stamps).
+    instants: dict[str, dt.datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -541,13 +553,65 @@ def _persist(
         synced_at=ctx.now.now(),
         datetime_fields=selection.datetime_fields,
         selected_fields=selection.fields,
+        exclusive=_sole_writer(run, ctx) if records else False,
     )
     _add(run.counts, outcome)
     run.counts["RecordsRead"] += len(records)
     run.done += len(records)
-    for record in records:
-        run.position = position_after(run.position, parse_instant(str(record[spec.cursor])), str(record[spec.key]))
+    last = _last_position(run, records)
+    if last is not None:
+        run.position = position_after(run.position, last.stamp, last.record_id)
     _checkpoint(run, ctx, plan, next_url=next_url, bulk_job_id=bulk_job_id, bulk_locator=bulk_locator)
+
+
+def _sole_writer(run: _Run, ctx: _Ctx) -> bool:
+    """May this page be written as the only writer of its items (batched, unconditional puts)?
+
+    Yes only when nothing else can write the object's items between the page's consistent read and
+    its writes:
+
+    * incremental cycles of the object are excluded by the lease this cycle holds (a holder that
+      outlives its lease is stopped at its next checkpoint, which is conditional on the holder);
+    * a full copy does not take the lease: while one is under way (its document ``running``, or
+      ``failed`` and waiting to be resumed) it may put newer versions of the same rows, which an
+      unconditional put could overwrite with an older one.  The copy's document is read before
+      every page (one GetItem a page), so a copy started mid-cycle turns the next page
+      conditional.  No copy document, or a ``done`` copy: batched.
+    * without the copy documents (``CycleStores.copies`` is None) nothing proves it: conditional.
+
+    Every other writer (``sfsync verify`` repairs, the full copy, the lifecycle work) keeps the
+    conditional put.
+    """
+    copies = ctx.store.copies
+    if copies is None:
+        return False
+    progress = copies.progress(run.spec.name)
+    return progress is None or getattr(progress, "status", None) == "done"
+
+
+def _last_position(run: _Run, records: list[dict[str, Any]]) -> Position | None:
+    """The page's greatest ``(cursor, key)``: one parse per distinct cursor text, not per row.
+
+    Pages arrive ordered by ``cursor, key`` (the last row is the greatest), but the maximum is
+    taken over the page so an unordered page (a Bulk result set) cannot move the position back.
+    """
+    cursor, key, instants = run.spec.cursor, run.spec.key, run.instants
+    previous_text: str | None = None
+    instant: dt.datetime | None = None
+    best: tuple[dt.datetime, str] | None = None
+    for record in records:
+        text = str(record[cursor])
+        if text != previous_text or instant is None:
+            instant = instants.get(text)
+            if instant is None:
+                if len(instants) >= 4096:
+                    instants.clear()
+                instant = instants[text] = parse_instant(text)
+            previous_text = text
+        candidate = (instant, str(record[key]))
+        if best is None or candidate > best:
+            best = candidate
+    return Position(*best) if best is not None else None
 
 
 def _checkpoint(
@@ -683,6 +747,7 @@ __all__ = [
     "REQUIRED_FIELDS",
     "SKIPPED_TYPES",
     "STOP_MARGIN_MS",
+    "CopyProgressPort",
     "CycleResult",
     "CycleStores",
     "ObjectUnavailable",

@@ -96,7 +96,24 @@ def from_wire(attribute: Mapping[str, Any]) -> Any:
 
 
 def item_from_wire(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    return {name: from_wire(value) for name, value in raw.items()}
+    # strings (most attributes) without a call each
+    return {name: value["S"] if "S" in value else from_wire(value) for name, value in raw.items()}
+
+
+def item_to_wire(item: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A whole item (Python values) in wire format; strings (most attributes) without a call each."""
+    return {name: {"S": value} if type(value) is str else to_wire(value) for name, value in item.items()}
+
+
+#: The request body encoder: compact, no circularity check (bodies are plain trees), UTF-8 as is.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
+def _encode_body(body: Mapping[str, Any]) -> bytes:
+    try:
+        return _ENCODER.encode(body).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, as json.dumps does by default
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class WireCalls:
@@ -134,7 +151,7 @@ class WireCalls:
     @staticmethod
     def _call(token: str, body: Mapping[str, Any], method: Any, placeholder: Mapping[str, Any]) -> dict[str, Any]:
         pending = dict(_pending.get() or {})
-        pending[token] = json.dumps(body, separators=(",", ":")).encode()
+        pending[token] = _encode_body(body)
         reset = _pending.set(pending)
         try:
             response: dict[str, Any] = method(RequestItems=placeholder)
@@ -174,4 +191,4 @@ def _pop(**_: Any) -> None:
         _active.set(active[:-1])
 
 
-__all__ = ["RAW_KEY", "WireCalls", "from_wire", "item_from_wire", "to_wire"]
+__all__ = ["RAW_KEY", "WireCalls", "from_wire", "item_from_wire", "item_to_wire", "to_wire"]

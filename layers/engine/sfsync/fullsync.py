@@ -522,6 +522,7 @@ class CopyStore:
                 Key=self._key(object_name),
                 ProjectionExpression="#s, records_copied, #t, rate_per_s, eta_seconds, updated_at",
                 ExpressionAttributeNames={"#s": "status", "#t": "total"},
+                ConsistentRead=True,  # a cycle decides from it whether it is the object's only writer
             )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"cannot read the full copy of {object_name}: {exc}") from exc

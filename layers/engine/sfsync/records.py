@@ -30,9 +30,10 @@ with values DynamoDB cannot hold go to the errors table and count as *failed*; t
 Throttling is retried by botocore (standard mode, 10 attempts); if it persists the page fails with
 :class:`~sfsync.exceptions.StoreThrottled` so the caller does not checkpoint it.
 
-**Exclusive writers batch their puts.**  A store built with ``exclusive_writer=True`` is the only
-writer of the items it touches while it runs (the incremental cycle under the object's lease; the
-full copy, during which the dispatcher holds the cycles back).  Its decision is then made on the
+**Exclusive writers batch their puts.**  A page written with ``exclusive=True`` (or by a store
+built with ``exclusive_writer=True``) comes from the only writer of the items it touches: the
+incremental cycle under the object's lease while no full copy of the object is under way, which
+:mod:`sfsync.cycle` checks before every page.  Its decision is then made on the
 page's consistent read alone: the puts go out as ``BatchWriteItem`` (25 items a request, unprocessed
 items retried, throttling that persists -> :class:`~sfsync.exceptions.StoreThrottled`), the outcome
 of each row is classified against the version read, and a request DynamoDB rejects as a whole
@@ -58,7 +59,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
-from sfsync.ddb_wire import WireCalls, item_from_wire, to_wire
+from sfsync.ddb_wire import WireCalls, item_from_wire, item_to_wire
 from sfsync.exceptions import StoreError, StoreThrottled
 from sfsync.registry import ObjectSpec
 
@@ -333,13 +334,17 @@ class RecordStore:
         datetime_fields: Iterable[str] = (),
         selected_fields: Iterable[str] | None = None,
         after_put: Callable[[str], None] | None = None,
+        exclusive: bool | None = None,
     ) -> PageOutcome:
         """Write one page of rows; see the module docstring for the rules.
 
         ``selected_fields`` (the cycle's SELECT list): stored attributes outside it are carried
         over instead of dropped (None: the put replaces the item as read).  ``after_put`` is
         called with each written Id (a test seam for a crash in the middle of a page).
+        ``exclusive`` overrides the store's ``exclusive_writer`` for this page (None: the store's):
+        the incremental cycle decides it page by page (see :mod:`sfsync.cycle`).
         """
+        sole_writer = self._exclusive if exclusive is None else exclusive
         table = self.table_for(spec)
         dt_fields = frozenset(datetime_fields)
         selected = frozenset(selected_fields) if selected_fields is not None else None
@@ -373,7 +378,7 @@ class RecordStore:
                 # overlap cost no write capacity and raise no stream events.
                 outcome.add(record_id, "skipped")
                 continue
-            if not self._exclusive:
+            if not sole_writer:
                 stored_ok = self._put_one(spec, table, record_id, item, outcome, cycle_id=cycle_id, synced_at=synced_at)
                 if stored_ok and after_put is not None:
                     after_put(record_id)
@@ -422,9 +427,7 @@ class RecordStore:
 
     def _batch_put(self, table: str, items: list[dict[str, Any]]) -> bool:
         """Unconditional puts of up to 25 items; False when DynamoDB rejects the request as a whole."""
-        request: dict[str, Any] = {
-            table: [{"PutRequest": {"Item": {name: to_wire(value) for name, value in item.items()}}} for item in items]
-        }
+        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item_to_wire(item)}} for item in items]}
         for attempt in range(BATCH_WRITE_ATTEMPTS):
             try:
                 response = self._wire.batch_write_item(request)

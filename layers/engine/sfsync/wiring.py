@@ -20,7 +20,7 @@ from sfsync.config import Settings, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
 from sfsync.dispatcher import EconomyClient, Invoker
 from sfsync.exceptions import ConfigurationError
-from sfsync.fullsync import FullSyncDeps
+from sfsync.fullsync import CopyStore, FullSyncDeps
 from sfsync.observability import count, logger
 from sfsync.org_state import OrgStateStore
 from sfsync.records import RecordStore
@@ -62,15 +62,24 @@ def salesforce_client(secret: Mapping[str, Any]) -> Any:
 
 
 def stores_for(settings: Settings) -> CycleStores:
+    """The state, record and copy stores of a cycle.
+
+    The record store keeps the conditional per-item put by default (``exclusive_writer=False``):
+    the full copy shares it.  An incremental cycle batches its pages only when it is provably the
+    object's only writer - it holds the lease and the copy documents (``copies``) show no full
+    copy under way - and decides that page by page (``sfsync.cycle._sole_writer``).
+    """
     settings.require("state_table", "errors_table", "record_tables")
+    client = dynamodb_client()
     return CycleStores(
         state=StateStore(settings.state_table),
         records=RecordStore(
-            dynamodb_client(),
+            client,
             settings.record_tables,
             errors_table=settings.errors_table,
             error_retention_days=settings.error_retention_days,
         ),
+        copies=CopyStore(client, settings.state_table),
     )
 
 
