@@ -83,6 +83,24 @@ ENGINE_ATTRIBUTES = (
 _VERSION_ATTRIBUTES = frozenset({"_merged_into", "_deleted_by"})
 _VOLATILE = frozenset({"_synced_at", "_cycle_id", "_expires_at"})
 _THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+_FAILURE_WORDS = {
+    "write": ("writes", "cannot write to"),
+    "read": ("reads", "cannot read from"),
+    "scan": ("scans", "cannot scan"),
+}
+
+
+def _client_failure(exc: ClientError, table: str, action: str) -> StoreError | StoreThrottled:
+    """The engine error for a DynamoDB client error: throttling (retryable) or anything else."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    throttled, failed = _FAILURE_WORDS[action]
+    if code in _THROTTLE_CODES:
+        return StoreThrottled(f"{table} kept throttling {throttled}: {code}")
+    return StoreError(f"{failed} {table}: {code}")
+
+
 _DDB_NUMBER = Context(prec=38, Emin=-128, Emax=126, traps=[Inexact, Rounded, Overflow, Underflow, InvalidOperation])
 
 #: boto3 client configuration for the record and error tables.
@@ -432,12 +450,9 @@ class RecordStore:
             try:
                 response = self._wire.batch_write_item(request)
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in _THROTTLE_CODES:
-                    raise StoreThrottled(f"{table} kept throttling writes: {code}") from exc
-                if code == "ValidationException":
+                if exc.response.get("Error", {}).get("Code") == "ValidationException":
                     return False
-                raise StoreError(f"cannot write to {table}: {code}") from exc
+                raise _client_failure(exc, table, "write") from exc
             except BotoCoreError as exc:
                 raise StoreError(f"cannot write to {table}: {exc}") from exc
             request = response.get("UnprocessedItems") or {}
@@ -574,10 +589,7 @@ class RecordStore:
             try:
                 response = self._client.scan(**request)
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in _THROTTLE_CODES:
-                    raise StoreThrottled(f"{table} kept throttling scans: {code}") from exc
-                raise StoreError(f"cannot scan {table}: {code}") from exc
+                raise _client_failure(exc, table, "scan") from exc
             except BotoCoreError as exc:
                 raise StoreError(f"cannot scan {table}: {exc}") from exc
             for raw in response.get("Items", []):
@@ -632,12 +644,9 @@ class RecordStore:
         return "updated"
 
     def _update_failure(self, table: str, exc: ClientError) -> Outcome:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "ConditionalCheckFailedException":
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             return "skipped"
-        if code in _THROTTLE_CODES:
-            raise StoreThrottled(f"{table} kept throttling writes: {code}") from exc
-        raise StoreError(f"cannot write to {table}: {code}") from exc
+        raise _client_failure(exc, table, "write") from exc
 
     def _stored(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored items for ``record_ids`` (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
@@ -654,10 +663,7 @@ class RecordStore:
                 try:
                     response = self._wire.batch_get_item(request)
                 except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code", "")
-                    if code in _THROTTLE_CODES:
-                        raise StoreThrottled(f"{table} kept throttling reads: {code}") from exc
-                    raise StoreError(f"cannot read from {table}: {code}") from exc
+                    raise _client_failure(exc, table, "read") from exc
                 except BotoCoreError as exc:
                     raise StoreError(f"cannot read from {table}: {exc}") from exc
                 for raw in response.get("Responses", {}).get(table, []):
@@ -685,13 +691,11 @@ class RecordStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 return "skipped"
-            if code in _THROTTLE_CODES:
-                raise StoreThrottled(f"{table} kept throttling writes: {code}") from exc
             if code == "ValidationException":
                 raise UnstorableRecord(
                     f"DynamoDB rejected the item: {exc.response['Error'].get('Message', '')}"
                 ) from exc
-            raise StoreError(f"cannot write to {table}: {code}") from exc
+            raise _client_failure(exc, table, "write") from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot write to {table}: {exc}") from exc
         attrs = response.get("Attributes")
@@ -718,10 +722,7 @@ class RecordStore:
                 TableName=self._errors_table, Item={k: self._ser.serialize(v) for k, v in item.items()}
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _THROTTLE_CODES:
-                raise StoreThrottled(f"{self._errors_table} kept throttling writes: {code}") from exc
-            raise StoreError(f"cannot write to {self._errors_table}: {code}") from exc
+            raise _client_failure(exc, self._errors_table, "write") from exc
 
     def get(self, spec: ObjectSpec, record_id: str) -> dict[str, Any] | None:
         """One stored item as Python values (tests and the CLI)."""
