@@ -1,0 +1,124 @@
+"""The base snapshot of two-way items: the values Salesforce last had, kept inside the item.
+
+Items of two-way objects (``ObjectSpec.two_way``: Lead, Contact, Campaign, CampaignMember) carry
+``_base``: a compact JSON object holding, for every Salesforce data attribute of the item, the
+value the sync engine last wrote from Salesforce (or pushed to it).  Applications edit the data
+attributes and never touch ``_base``; so for any item
+
+    local value != base value  <=>  a change made on the local side that Salesforce has not seen.
+
+Every engine write of a two-way item (incremental cycle, full copy, lifecycle patches, verify's
+repairs, the write-back after a successful push) sets the data attributes and ``_base`` together,
+so its own writes never look like local changes (no echo, no loop).
+
+Layout rules (the same as the item's, see :mod:`sfsync.records`):
+
+* the snapshot holds the item's *data* attributes: every attribute except the engine's own
+  (``sobject`` and names starting with ``_``); ``Id`` and ``SystemModstamp`` are included;
+* a null / absent value is absent from the snapshot (as it is absent from the item);
+* numbers are exact JSON numbers read back as ``Decimal`` (a value no float holds exactly is kept as
+  its text; comparisons are numeric either way);
+  booleans as JSON booleans; datetimes as the item's ISO ms ``Z`` strings.
+
+An item without ``_base`` was never written by the engine from Salesforce: a local create when it
+has no Salesforce ``Id`` pattern, otherwise an item of a version of the engine before snapshots
+(treated as "no pending change").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+BASE_ATTRIBUTE = "_base"
+#: Attributes that are never data: the engine's (``_`` prefix) and ``sobject``.
+_ENGINE_PREFIX = "_"
+_NOT_DATA = frozenset({"sobject"})
+
+
+def is_data_attribute(name: str) -> bool:
+    """A Salesforce field stored in the item (not the engine's bookkeeping)."""
+    return not name.startswith(_ENGINE_PREFIX) and name not in _NOT_DATA
+
+
+def data_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item's data attributes (``None`` values left out)."""
+    return {name: value for name, value in item.items() if value is not None and is_data_attribute(name)}
+
+
+def _plain(value: Any) -> Any:
+    """A Decimal as an exact JSON number (int, or a float that round-trips); else its text."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else str(value)
+
+
+def encode_base(item: Mapping[str, Any]) -> str:
+    """The ``_base`` text for an item about to be written by the engine (its data attributes)."""
+    data = data_of(item)
+    if any(type(value) is Decimal for value in data.values()):
+        data = {name: (_plain(value) if type(value) is Decimal else value) for name, value in data.items()}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=sorted)
+
+
+def decode_base(text: str | None) -> dict[str, Any] | None:
+    """The snapshot as a dict (numbers as ``Decimal``); ``None`` when the item has none."""
+    if text is None:
+        return None
+    value = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    if not isinstance(value, dict):
+        raise ValueError(f"{BASE_ATTRIBUTE} is not a JSON object")
+    return value
+
+
+def base_of(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The item's snapshot, or ``None`` when it has none."""
+    raw = item.get(BASE_ATTRIBUTE)
+    return decode_base(raw if isinstance(raw, str) else None)
+
+
+def with_base(item: dict[str, Any]) -> dict[str, Any]:
+    """Set ``_base`` on an item the engine writes from Salesforce values; returns the item."""
+    item[BASE_ATTRIBUTE] = encode_base(item)
+    return item
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        try:
+            return Decimal(str(a)) == Decimal(str(b))
+        except ArithmeticError:
+            return False
+    return bool(a == b)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalChange:
+    """One field changed on the local side: Salesforce's last value and the local one (None = cleared)."""
+
+    field: str
+    base: Any
+    local: Any
+
+
+def local_changes(item: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> dict[str, LocalChange]:
+    """Fields whose local value differs from the snapshot; empty when the item has no snapshot."""
+    base = base_of(item)
+    if base is None:
+        return {}
+    skip = frozenset(ignore)
+    data = data_of(item)
+    changes: dict[str, LocalChange] = {}
+    for name in data.keys() | base.keys():
+        if name in skip:
+            continue
+        local, old = data.get(name), base.get(name)
+        if local is None and old is None:
+            continue
+        if local is None or old is None or not _same(local, old):
+            changes[name] = LocalChange(name, old, local)
+    return changes
