@@ -123,7 +123,12 @@ SCRIPTED = {
             return {"object": event["object"], "function": context.function_name}
     """,
     "writeback": """
+        class WriteBackCrashed(Exception):
+            pass
+
         def lambda_handler(event, context):
+            if any(r["dynamodb"].get("NewImage", {}).get("Status", {}).get("S") == "Crash" for r in event["Records"]):
+                raise WriteBackCrashed("a record of this batch crashes the function")
             failures = [
                 {"itemIdentifier": r["dynamodb"]["SequenceNumber"]}
                 for r in event["Records"]
@@ -228,8 +233,9 @@ def test_given_the_stack_then_the_write_back_reads_the_four_two_way_streams(stac
         for family in TWO_WAY
     }
     assert {m["EventSourceArn"] for m in mappings} == streams
+    events = _resources("AWS::Serverless::Function")["WriteBackFunction"]["Properties"]["Events"]
     for mapping in mappings:
-        assert mapping["BatchSize"] == 25
+        assert mapping["BatchSize"] == next(iter(events.values()))["Properties"]["BatchSize"]
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping["DestinationConfig"]["OnFailure"]["Destination"].endswith("-WriteBackFailureQueue")
 
@@ -381,6 +387,81 @@ def test_given_a_record_the_write_back_reports_failed_then_it_is_retried_and_sen
     info = failures[0]["DDBStreamBatchInfo"]
     assert info["batchSize"] == 1
     assert ":table/sfsync-scripted-ContactTable/stream/" in info["streamArn"]
+
+
+def test_given_the_moto_speed_ups_then_items_too_large_binary_values_and_batch_reads_behave_as_in_moto(
+    stack: LocalStack,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    client, table = stack.boto3_client("dynamodb"), stack.table_name("AccountTable")
+    too_large = {"Id": {"S": "001000000000BIGAAA"}, "Description": {"S": "x" * 300_000}, "Notes": {"S": "y" * 110_000}}
+    with pytest.raises(ClientError) as caught:
+        client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": too_large}}]})
+    assert "Item size has exceeded the maximum allowed size" in str(caught.value)
+    just_fits = {"Id": {"S": "001000000000FITAAA"}, "Description": {"S": "x" * 300_000}}
+    with_binary = {"Id": {"S": "001000000000BINAAA"}, "Blob": {"B": b"\x00\x01binary"}, "Tags": {"BS": [b"a", b"b"]}}
+    client.batch_write_item(
+        RequestItems={table: [{"PutRequest": {"Item": just_fits}}, {"PutRequest": {"Item": with_binary}}]}
+    )
+    keys = [{"Id": {"S": "001000000000FITAAA"}}, {"Id": {"S": "001000000000BINAAA"}}]
+    found = client.batch_get_item(RequestItems={table: {"Keys": keys}})["Responses"][table]
+    by_id = {item["Id"]["S"]: item for item in found}
+    assert by_id["001000000000BINAAA"]["Blob"] == {"B": b"\x00\x01binary"}
+    assert sorted(by_id["001000000000BINAAA"]["Tags"]["BS"]) == [b"a", b"b"]
+    assert len(by_id["001000000000FITAAA"]["Description"]["S"]) == 300_000
+    client.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": key}} for key in keys]})
+
+
+def _contact_items(statuses: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"Id": {"S": f"0035g00000F4i{n:02d}AAA"}, "sobject": {"S": "Contact"}, "Status": {"S": status}}
+        for n, status in enumerate(statuses)
+    ]
+
+
+def _write_back_calls(stack: LocalStack, since: int) -> list[Any]:
+    name = stack.function_name("WriteBackFunction")
+    return [c for c in stack.invocations[since:] if c.function_name == name]
+
+
+def test_given_a_batch_write_then_its_stream_records_reach_the_write_back_in_one_batch_in_order(
+    scripted: LocalStack,
+) -> None:
+    table = scripted.table_name("ContactTable")
+    items = _contact_items(["Open"] * 25)
+    before = len(scripted.invocations)
+    scripted.boto3_client("dynamodb").batch_write_item(
+        RequestItems={table: [{"PutRequest": {"Item": item}} for item in items]}
+    )
+    calls = _write_back_calls(scripted, before)
+    assert len(calls) == 1  # 25 records within BatchSize: one invocation, as Lambda's stream poller makes
+    records = calls[0].event["Records"]
+    assert [r["dynamodb"]["Keys"]["Id"]["S"] for r in records] == [i["Id"]["S"] for i in items]
+    numbers = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 25
+    assert scripted.runtime.pending == 0 and scripted.drain() == []  # nothing left to deliver
+
+
+def test_given_a_record_that_crashes_the_write_back_then_the_batch_is_bisected_and_only_it_fails(
+    scripted: LocalStack,
+) -> None:
+    table = scripted.table_name("ContactTable")
+    items = _contact_items(["Open", "Open", "Open", "Open", "Open", "Crash", "Open", "Open"])
+    before = len(scripted.invocations)
+    scripted.boto3_client("dynamodb").batch_write_item(
+        RequestItems={table: [{"PutRequest": {"Item": item}} for item in items]}
+    )
+    calls = _write_back_calls(scripted, before)
+    delivered = [r["dynamodb"]["Keys"]["Id"]["S"] for c in calls if not c.is_error for r in c.event["Records"]]
+    crash_id = items[5]["Id"]["S"]
+    assert delivered == [i["Id"]["S"] for i in items if i["Id"]["S"] != crash_id]  # each once, in order
+    alone = [c for c in calls if [r["dynamodb"]["Keys"]["Id"]["S"] for r in c.event["Records"]] == [crash_id]]
+    assert len(alone) == 1 + 5 and all(c.is_error for c in alone)  # isolated, then MaximumRetryAttempts
+    failures = scripted.receive_all("WriteBackFailureQueue")
+    assert [f["DDBStreamBatchInfo"]["batchSize"] for f in failures] == [1]
+    crashed = alone[0].event["Records"][0]["dynamodb"]["SequenceNumber"]
+    assert failures[0]["DDBStreamBatchInfo"]["startSequenceNumber"] == crashed
 
 
 def test_given_a_stack_inside_another_mock_when_closed_then_its_resources_are_deleted(

@@ -9,6 +9,7 @@ import pytest
 from sfsync.config import Settings
 
 import tests.support.compare as support
+from tests.support.fullcopy import first_copy, synced_after_copy
 
 pytestmark = pytest.mark.functional
 
@@ -40,11 +41,11 @@ def sync_invocations(stack: Any) -> list[Any]:
 def test_given_changes_in_salesforce_when_the_schedule_fires_after_the_pause_then_the_table_matches(
     emulator: Any, stack: Any
 ) -> None:
-    first = stack.fire_schedule()
-    assert [s["object"] for s in first["started"]] == ["Account"]
+    first = first_copy(stack)
+    assert first.objects == ["Account"] and first.dispatch["started"] == []
     assert not any(inv.is_error for inv in stack.invocations), [inv.result for inv in stack.invocations]
-    before = table_items(stack)
-    assert before, "the first cycle copies the seeded Accounts"
+    before = assert_table_matches_salesforce(stack, emulator)
+    assert before, "the full copy brings the seeded Accounts"
 
     org = emulator.org
     existing = sorted(before)
@@ -54,7 +55,7 @@ def test_given_changes_in_salesforce_when_the_schedule_fires_after_the_pause_the
 
     emulator.clock.advance(pause_seconds(stack) + LAG_SECONDS + 1)
     second = stack.fire_schedule()
-    assert [s["reason"] for s in second["started"]] == ["due"]
+    assert [s["reason"] for s in second["started"]] == ["first"], "the first incremental cycle after the copy"
     sync = sync_invocations(stack)[-1]
     assert not sync.is_error, sync.result
     assert sync.result["status"] == "complete"
@@ -70,7 +71,7 @@ def test_given_changes_in_salesforce_when_the_schedule_fires_after_the_pause_the
 def test_given_a_finished_cycle_when_the_schedule_fires_inside_the_pause_then_nothing_starts(
     emulator: Any, stack: Any
 ) -> None:
-    stack.fire_schedule()
+    synced_after_copy(stack, emulator, pause_seconds=0)
     runs = len(sync_invocations(stack))
     before = table_items(stack)
     emulator.org.update("Account", sorted(before)[0], {"Name": "Changed Inside The Pause"}, as_api=False)
@@ -142,7 +143,7 @@ def test_write_back_accepts_stream_batches_without_failures(stack: Any) -> None:
 
 def test_given_a_change_committed_late_when_cycles_run_then_the_overlap_catches_it(emulator: Any, stack: Any) -> None:
     """A transaction stamps SystemModstamp before it commits: the row appears below the watermark."""
-    stack.fire_schedule()
+    synced_after_copy(stack, emulator, pause_seconds=0)
     step = pause_seconds(stack) + LAG_SECONDS + 1
     emulator.clock.advance(step)
     late = emulator.org.late_commit(

@@ -21,6 +21,8 @@ from sfsync_local.cli import main
 from sfsync_local.demo import emulator_stamps
 from sfsync_local.runner import FUNCTIONS, LocalEnvironment
 
+from tests.support.fullcopy import copy_executions
+
 pytestmark = pytest.mark.functional
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,9 +76,15 @@ def test_given_a_sample_event_when_invoked_then_stdout_is_the_function_result(
         assert f"error: {FUNCTIONS[event_path.parent.name]} failed: {payload['errorType']}" in err
     if event_path.parent.name in IMPLEMENTED:
         assert not is_error, payload
-    if event_path.parent.name == "dispatcher":
-        assert "Account" in {item["object"] for item in payload["started"]}
-        assert "asynchronous invocation" in err
+    if event_path.parent.name == "dispatcher":  # a fresh stack: every object gets its first copy
+        copies = copy_executions(payload)
+        assert "Account" in {obj for entry in copies for obj in entry["objects"]}
+        assert payload["started"] == []
+        for entry in copies:
+            assert f"(full-copy execution {entry['execution_name']} the function started: SUCCEEDED)" in err
+    if event_path.name == "resync.json":
+        assert payload["resync"] == {"requested": {"Lead": 1}, "rejected": {}}
+        assert {"Lead"} in [set(entry["objects"]) for entry in copy_executions(payload) if entry["reason"] == "resync"]
     if event_path.parent.name == "object_sync":
         assert payload["status"] == "complete"
         assert payload["counts"]["RecordsCreated"] > 0
@@ -89,10 +97,12 @@ def test_given_a_logical_id_when_invoked_without_the_emulator_then_the_dispatche
     monkeypatch.chdir(ROOT)
     code, out, err = run_cli("invoke", "DispatcherFunction", "events/dispatcher/schedule.json", "--no-emulator")
     assert code == 0, err
-    started = json.loads(out)["started"]
-    assert {item["reason"] for item in started} == {"first"}
+    result = json.loads(out)
+    [execution] = copy_executions(result)  # one first copy for every object; no org: its plan fails
+    assert execution["reason"] == "first" and len(execution["objects"]) >= 10
+    assert result["started"] == []
     assert "starting the Salesforce emulator" not in err
-    assert f"({len(started)} asynchronous invocation(s) the function started were not run: no org)" in err
+    assert f"(full-copy execution {execution['execution_name']} the function started: FAILED)" in err
 
 
 def test_given_an_unknown_function_when_invoked_then_a_clear_error_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,10 +159,12 @@ def test_given_bad_usage_when_run_then_a_clear_error_and_exit_2(argv: tuple[str,
 def test_given_one_cycle_when_status_json_then_it_reports_the_watermark_and_the_counts(
     local_env: LocalEnvironment,
 ) -> None:
+    copy = local_env.run_cycle()
+    assert {c.object_name for c in copy.copies} == {"Account", "Contact"} and copy.started_objects == []
     outcome = local_env.run_cycle()
     assert set(outcome.started_objects) == {"Account", "Contact"}
     assert local_env.emulator is not None
-    live, _ = emulator_stamps(local_env.emulator.org, "Account")
+    live, deleted = emulator_stamps(local_env.emulator.org, "Account")
 
     # no --table: the one table named like the template's StateTable is found by listing tables
     code, out, err = run_cli("status", "--json", "--region", local_env.region)
@@ -164,9 +176,11 @@ def test_given_one_cycle_when_status_json_then_it_reports_the_watermark_and_the_
     account = by_object["Account"]
     assert account["watermark"] is not None
     assert account["last_cycle_status"] == "complete"
-    assert account["last_cycle_counts"]["RecordsCreated"] == len(live)
+    assert account["last_cycle_counts"]["RecordsCreated"] == 0, "the full copy brought every record"
+    assert account["full_copy_status"] == "done" and account["full_copy_done"] is True
+    assert account["full_copy_records"] == len(live) + len(deleted)
     assert account["lease_holder"] is None
-    assert 0 <= account["lag_seconds"] < 600
+    assert 0 <= account["lag_seconds"] < 1200
     assert by_object["Lead"]["watermark"] is None  # not synced by this stack
 
     code, text, _ = run_cli("status", "--table", local_env.state_table, "--object", "Account", "--object", "Lead")
@@ -193,14 +207,15 @@ def test_given_a_credentials_file_when_run_for_one_cycle_then_the_objects_sync_a
             "run", "--credentials", str(creds), "--objects", "Account,Contact", "--cycles", "1",
             "--state-file", str(state_file),
         )  # fmt: skip
-        live, _ = emulator_stamps(emulator.org, "Account")
+        live, deleted = emulator_stamps(emulator.org, "Account")
 
     assert code == 0, err
     assert "cycle 1 at" in out
+    assert "  full copy: started first-" in out
     account_rows = [line.split() for line in out.splitlines() if line.startswith("Account ")]
     assert len(account_rows) == 1
-    assert account_rows[0][1] == "complete"
-    assert int(account_rows[0][3]) == len(live)  # created
+    assert account_rows[0][1:4] == ["full", "copy", "done"]
+    assert int(account_rows[0][5]) == len(live) + len(deleted)  # created by the copy
 
     # the stack is gone with the command; `status --local` reads the state it left behind
     code, out, err = run_cli("status", "--local", "--state-file", str(state_file), "--json")
@@ -211,8 +226,8 @@ def test_given_a_credentials_file_when_run_for_one_cycle_then_the_objects_sync_a
     assert set(by_object) == {"Account", "Contact"}
     account = by_object["Account"]
     assert account["watermark"] is not None
-    assert account["last_cycle_status"] == "complete"
-    assert account["last_cycle_counts"]["RecordsCreated"] == len(live)
+    assert account["full_copy_status"] == "done"
+    assert account["full_copy_records"] == len(live) + len(deleted)
     assert account["lease_holder"] is None
 
     code, text, _ = run_cli("status", "--local", "--state-file", str(state_file), "--object", "Account")

@@ -18,6 +18,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from tests.functional.conftest import DeployStack
+from tests.support.fullcopy import first_copy
 
 pytestmark = pytest.mark.functional
 
@@ -65,6 +66,12 @@ def tick(stack: Any, emulator: Any, seconds: float) -> tuple[dict[str, Any], lis
     runs = sync_runs(stack)[runs_before:]
     assert not any(run.is_error for run in runs), [run.result for run in runs]
     return result, runs, emulator.api_calls() - calls_before
+
+
+def copied(stack: Any, emulator: Any, seconds: float = 0) -> tuple[dict[str, Any], list[Any], int]:
+    """The first full copy (the real workflow), then a tick after ``seconds``: the first incremental cycles."""
+    first_copy(stack)
+    return tick(stack, emulator, seconds)
 
 
 def started(result: dict[str, Any]) -> dict[str, str]:
@@ -133,8 +140,8 @@ def test_given_idle_objects_when_the_schedule_fires_then_one_call_per_ten_object
 ) -> None:
     stack = deploy(ALL_OBJECTS, custom=CUSTOM_OBJECTS)
     objects = [*ALL_OBJECTS.split(","), CUSTOM_OBJECTS]
-    first, _, _ = tick(stack, emulator, LAG_SECONDS + 1)  # the seeded rows are inside the first window
-    assert set(started(first)) == set(objects)
+    first, _, _ = copied(stack, emulator, LAG_SECONDS + 1)
+    assert started(first) == dict.fromkeys(objects, "first")
     step = 300 + OVERLAP_SECONDS + LAG_SECONDS
     settle(stack, emulator, step)
 
@@ -161,7 +168,7 @@ def test_given_usage_above_the_budget_when_the_schedule_fires_then_no_work_until
 ) -> None:
     caplog.set_level(logging.INFO, logger="sfsync")
     stack = deploy("Account,Contact")
-    tick(stack, emulator, 0)
+    copied(stack, emulator)
     account = first_ids(emulator, "Account", 1)[0]
     emulator.org.update("Account", account, {"Name": "Over Budget Ltd"}, as_api=False)
     used = emulator.app.counter.used()
@@ -198,7 +205,7 @@ def test_given_request_limit_exceeded_in_a_cycle_then_the_whole_org_backs_off_an
     deploy: Deploy, emulator: Any
 ) -> None:
     stack = deploy("Account,Contact", SFSYNC_ORG_BACKOFF_SECONDS="900")
-    tick(stack, emulator, 0)
+    copied(stack, emulator)
     account, contact = first_ids(emulator, "Account", 1)[0], first_ids(emulator, "Contact", 1)[0]
     emulator.org.update("Account", account, {"Name": "Limited Inc"}, as_api=False)
     emulator.org.update("Contact", contact, {"Title": "Limited"}, as_api=False)
@@ -232,7 +239,7 @@ def test_given_a_long_backlog_on_one_object_then_another_objects_cycles_still_ru
     from sfsync_local.lambda_runtime import LambdaContext
 
     stack = deploy("Account,Contact", pause=60, SFSYNC_PAGE_SIZE="200")
-    tick(stack, emulator, 0)
+    copied(stack, emulator)
     accounts = [emulator.org.create("Account", {"Name": f"Backlog {i:04d}"}, as_api=False) for i in range(450)]
     contact = first_ids(emulator, "Contact", 1)[0]
     time_limited = [True]
@@ -268,8 +275,10 @@ def test_given_a_cycle_then_a_log_line_emf_metrics_per_object_and_a_summary_row_
 ) -> None:
     caplog.set_level(logging.INFO, logger="sfsync")
     stack = deploy("Account")
+    first_copy(stack)
+    emulator.org.create("Account", {"Name": "Read By The First Cycle"}, as_api=False)
     capsys.readouterr()
-    _, runs, _ = tick(stack, emulator, 0)
+    _, runs, _ = tick(stack, emulator, LAG_SECONDS + 1)
 
     [run] = runs
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]

@@ -23,6 +23,7 @@ from sfsync.config import Settings, load_settings
 from sfsync.cycle import CycleResult, CycleStores, run_object_cycle
 from sfsync.records import RecordStore
 from sfsync.salesforce import RetryPolicy, SalesforceClient, client_from_secret
+from sfsync.snapshot import BASE_ATTRIBUTE
 from sfsync.state import StateStore
 
 from tests.functional.conftest import DeployStack
@@ -45,6 +46,7 @@ ENGINE_ATTRIBUTES = {
     "_merged_into",
     "_deleted_by",
     "_formulas_as_of",
+    BASE_ATTRIBUTE,  # the write-back's base snapshot (sfsync.snapshot) on the write-back objects' items
 }
 FAMILY_OF = {
     "Lead": "LeadTable",

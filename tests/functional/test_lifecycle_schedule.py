@@ -23,6 +23,7 @@ from tests.functional.test_dispatcher_economy import (
     LAG_SECONDS,
     OVERLAP_SECONDS,
     Deploy,
+    copied,
     items_of,
     settle,
     started,
@@ -62,8 +63,8 @@ def org_now(emulator: Any) -> dt.datetime:
 
 
 def start_idle(stack: Any, emulator: Any, obj: str) -> None:
-    """First copy of ``obj``, then ticks until the probe finds it idle."""
-    first, _, _ = tick(stack, emulator, LAG_SECONDS + 1)
+    """First copy of ``obj`` (the workflow), its first cycle, then ticks until the probe finds it idle."""
+    first, _, _ = copied(stack, emulator, LAG_SECONDS + 1)
     assert started(first) == {obj: "first"}
     settle(stack, emulator, STEP)
 

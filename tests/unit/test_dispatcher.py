@@ -6,17 +6,31 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
-from sfsync.clock import UTC
+from sfsync.clock import UTC, to_iso_ms
 from sfsync.config import Settings, load_settings
-from sfsync.dispatcher import BUDGET_RECHECK_SECONDS, ApiEconomy, DispatchResult, dispatch, event_reason
-from sfsync.exceptions import SalesforceRateLimited
+from sfsync.dispatcher import (
+    BUDGET_RECHECK_SECONDS,
+    COPY_START_TIMEOUT_SECONDS,
+    FAILED_COPY_RETRY_SECONDS,
+    ApiEconomy,
+    DispatchResult,
+    FullCopies,
+    copy_execution_name,
+    dispatch,
+    event_reason,
+    request_resync,
+)
+from sfsync.exceptions import DispatchFailed, SalesforceRateLimited
+from sfsync.fullsync import Copy, CopyPolicy, CopyStore
 from sfsync.org_state import BudgetRecord, OrgStateStore
 from sfsync.state import Lifecycle, StateStore
 
-from tests.support.aws import mocked_state_store
+from tests.support.aws import REGION, mocked_state_store
+from tests.support.fullcopy import RecordingCopyStarter
 
 pytestmark = pytest.mark.unit
 
@@ -115,12 +129,36 @@ def finished_cycles(
         state.release_lease(name, f"{name}-c0", ended_at=ended, status="complete", resume_pending=False)
 
 
+@pytest.fixture
+def copy_store(state: StateStore) -> CopyStore:
+    import boto3
+
+    return CopyStore(boto3.client("dynamodb", region_name=REGION), "state")
+
+
+@pytest.fixture
+def starter() -> RecordingCopyStarter:
+    return RecordingCopyStarter()
+
+
+#: set by the autouse fixture below: the copy adapters every ``tick`` uses
+_COPIES: list[FullCopies] = []
+
+
+@pytest.fixture(autouse=True)
+def copies(copy_store: CopyStore, starter: RecordingCopyStarter) -> Iterator[FullCopies]:
+    _COPIES[:] = [FullCopies(copy_store, starter)]
+    yield _COPIES[0]
+    _COPIES.clear()
+
+
 def tick(
     when: dt.datetime, state: StateStore, org: OrgStateStore, sf: ScriptedSalesforce, **env: str
 ) -> tuple[DispatchResult, RecordingInvoker]:
     invoker = RecordingInvoker()
     config = settings(**env)
-    result = dispatch(when, config, state, invoker, economy=ApiEconomy(sf, state, org, config, when))
+    economy = ApiEconomy(sf, state, org, config, when)
+    result = dispatch(when, config, state, invoker, copies=_COPIES[0], economy=economy)
     return result, invoker
 
 
@@ -146,7 +184,11 @@ def test_given_a_change_on_one_object_then_only_it_starts(state: StateStore, org
     assert result.skipped["Account"].startswith("probe: no change since")
 
 
-def test_given_first_and_resume_objects_then_they_start_without_a_probe(state: StateStore, org: OrgStateStore) -> None:
+def test_given_copied_first_and_resume_objects_then_they_start_without_a_probe(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    for name in OBJECTS:
+        state.set_full_copy_watermark(name, at(0), by="test")  # copied, never cycled
     state.acquire_lease("Contact", "c1", now=at(0), ttl_seconds=600)
     state.release_lease("Contact", "c1", ended_at=at(10), status="partial", resume_pending=True)
     sf = ScriptedSalesforce()
@@ -314,3 +356,187 @@ def test_given_reasons_when_sent_in_the_event_then_only_ones_the_event_accepts_p
         ObjectSyncEvent(object="Contact", cycle_id="Contact-1", reason=sent)  # type: ignore[arg-type]
         assert sent in (reason, "due")
     assert event_reason("first") == "first" and event_reason("resume") == "resume"
+
+
+# -- the first full copy -------------------------------------------------------------------------
+
+
+def save_copy(store: CopyStore, name: str, status: str, *, when: dt.datetime, requested_by: str = "dispatcher") -> None:
+    """A copy document as the workflow leaves it (``status`` running / done / failed)."""
+    existing = store.get(name)
+    copy = Copy(
+        object_name=name,
+        copy_id=f"{name}-copy",
+        fields=["Id", "SystemModstamp"],
+        types={},
+        policy=asdict(CopyPolicy()),
+        status=status,  # type: ignore[arg-type]
+        records_copied=40,
+        engine_started_at=to_iso_ms(when),
+        requested_by=requested_by,
+        version=existing.version if existing else 0,
+    )
+    assert store.save(copy, now=when)
+
+
+def test_given_never_copied_objects_when_ticks_run_then_one_execution_for_all_and_a_second_tick_starts_nothing(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0), objects=["Contact"])
+    sf = ScriptedSalesforce()
+    sf.changed = {"Contact"}
+
+    first, invoker = tick(at(400), state, org, sf)
+
+    name = copy_execution_name(["Account", "Lead"], "first")
+    assert starter.calls == [(name, {"objects": ["Account", "Lead"], "requested_by": "dispatcher"})]
+    assert invoker.started == [("Contact", "due")], "a copied object keeps its cycles in the same tick"
+    assert [entry["objects"] for entry in first.copies.started] == [["Account", "Lead"]]
+    assert first.skipped["Account"] == f"full copy started ({name})"
+    assert sf.probed == ["Contact"], "never-copied objects are not probed"
+
+    second, invoker = tick(at(460), state, org, sf)
+    assert len(starter.calls) == 1, "the recorded start is not repeated"
+    assert second.copies.held == {
+        "Account": f"full copy starting ({name}), waiting for its plan",
+        "Lead": f"full copy starting ({name}), waiting for its plan",
+    }
+    assert invoker.started == []
+
+
+def test_given_an_execution_that_already_exists_when_started_then_it_is_reported_as_already_started(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    starter.existing.add(copy_execution_name(OBJECTS, "first"))
+    result, _ = tick(at(10), state, org, ScriptedSalesforce())
+    assert result.copies.started == []
+    assert [entry["objects"] for entry in result.copies.already_started] == [sorted(OBJECTS)]
+    assert result.skipped["Lead"].startswith("full copy already started")
+
+
+def test_given_a_copy_running_then_the_object_is_held_with_its_progress_and_once_done_it_cycles(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
+    save_copy(copy_store, "Lead", "running", when=at(5))
+
+    held, invoker = tick(at(10), state, org, ScriptedSalesforce())
+    assert held.copies.held == {"Lead": "full copy running: 40 records"}
+    assert starter.calls == [] and invoker.started == []
+
+    save_copy(copy_store, "Lead", "done", when=at(20))
+    state.set_full_copy_watermark("Lead", at(0), by="fullsync")
+    done, invoker = tick(at(30), state, org, ScriptedSalesforce())
+    assert invoker.started == [("Lead", "first")] and done.copies.held == {}
+
+
+def test_given_a_failed_copy_then_it_is_held_and_started_again_alone_after_the_retry_delay(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
+    save_copy(copy_store, "Lead", "failed", when=at(100))
+
+    early, _ = tick(at(100 + FAILED_COPY_RETRY_SECONDS - 1), state, org, ScriptedSalesforce())
+    assert early.copies.held["Lead"].startswith("full copy failed; started again after")
+    assert starter.calls == []
+
+    later, _ = tick(at(100 + FAILED_COPY_RETRY_SECONDS), state, org, ScriptedSalesforce())
+    name = copy_execution_name(["Lead"], "retry", "retry-20261124T120140Z")
+    assert starter.calls == [(name, {"objects": ["Lead"], "requested_by": "dispatcher (retry)"})]
+    assert later.copies.started[0]["reason"] == "retry"
+    again, _ = tick(at(100 + FAILED_COPY_RETRY_SECONDS + 60), state, org, ScriptedSalesforce())
+    assert len(starter.calls) == 1 and "waiting for its plan" in again.copies.held["Lead"]
+
+
+def test_given_a_resync_request_then_a_new_execution_per_generation_and_the_object_waits_until_taken_up(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0))
+    save_copy(copy_store, "Lead", "done", when=at(0))
+    config = settings()
+
+    outcome = request_resync(["Lead", "Nope__x"], config, state, at(10), requested_by="alice")
+    assert outcome.requested == {"Lead": 1}
+    assert "'Nope__x' is not a configured object" in outcome.rejected["Nope__x"]
+
+    sf = ScriptedSalesforce()
+    sf.changed = {"Lead"}
+    _, invoker = tick(at(400), state, org, sf)
+    g1 = copy_execution_name(["Lead"], "resync", "g1")
+    assert starter.calls == [(g1, {"objects": ["Lead"], "resync": ["Lead"], "requested_by": "alice (re-sync g1)"})]
+    assert "Lead" not in {name for name, _ in invoker.started}, "no incremental cycle during a re-sync"
+
+    waiting, _ = tick(at(460), state, org, sf)
+    assert waiting.copies.held["Lead"] == f"re-sync g1 requested; {g1} started, waiting for its plan"
+
+    save_copy(copy_store, "Lead", "running", when=at(470), requested_by="alice (re-sync g1)")  # plan took it up
+    running, _ = tick(at(480), state, org, sf)
+    assert running.copies.held["Lead"].startswith("full copy running")
+
+    request_resync(["Lead"], config, state, at(500), requested_by="alice")
+    tick(at(520), state, org, sf)
+    assert starter.calls[-1][0] == copy_execution_name(["Lead"], "resync", "g2") != g1
+
+
+def test_given_a_running_cycle_when_a_copy_must_start_then_it_waits_for_the_cycle(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    state.acquire_lease("Lead", "Lead-c9", now=at(0), ttl_seconds=600)  # a cycle from before the copy feature
+    result, _ = tick(at(10), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert starter.calls == []
+    assert result.copies.held["Lead"] == "full copy (never copied) waits for the cycle of Lead-c9"
+
+
+def test_given_a_failing_start_then_the_other_work_still_starts_and_the_tick_fails_naming_it(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0), objects=["Contact"])
+    starter.fail = True
+    sf = ScriptedSalesforce()
+    sf.changed = {"Contact"}
+    invoker = RecordingInvoker()
+    config = settings()
+    economy = ApiEconomy(sf, state, org, config, at(400))
+    with pytest.raises(DispatchFailed, match="Account, Lead"):
+        dispatch(at(400), config, state, invoker, copies=_COPIES[0], economy=economy)
+    assert invoker.started == [("Contact", "due")]
+    assert state.copy_requests(["Account"])["Account"].execution_name is None, "a failed start is tried again"
+
+
+def test_given_an_org_back_off_then_no_copy_starts_either(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    state.set_org_backoff(at(300), reason="test", now=at(0))
+    result, _ = tick(at(10), state, org, ScriptedSalesforce())
+    assert starter.calls == []
+    assert all(why.startswith("org backed off") for why in result.copies.held.values())
+    assert set(result.copies.held) == set(OBJECTS)
+
+
+def test_given_a_start_that_never_planned_when_the_timeout_passes_then_it_is_started_again_under_a_new_name(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    first, _ = tick(at(0), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    name = first.copies.started[0]["execution_name"]
+    held, _ = tick(at(COPY_START_TIMEOUT_SECONDS - 1), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert held.copies.held["Lead"] == f"full copy starting ({name}), waiting for its plan"
+
+    again, _ = tick(at(COPY_START_TIMEOUT_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+
+    [restart] = again.copies.started
+    assert restart["execution_name"] == copy_execution_name(["Lead"], "retry", "restart-20261124T120000Z") != name
+    assert len(starter.calls) == 2
+
+
+def test_given_a_resync_start_that_never_planned_then_it_is_restarted_once_per_timeout_without_flapping(
+    state: StateStore, org: OrgStateStore, starter: RecordingCopyStarter
+) -> None:
+    finished_cycles(state, ended=at(0), objects=["Lead"])
+    request_resync(["Lead"], settings(SFSYNC_OBJECTS="Lead"), state, at(0), requested_by="ops")
+    tick(at(10), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    restarted, _ = tick(at(10 + COPY_START_TIMEOUT_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    g1 = copy_execution_name(["Lead"], "resync", "g1")
+    assert restarted.copies.started[0]["execution_name"].startswith(g1 + "-r")
+    later, _ = tick(at(70 + COPY_START_TIMEOUT_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert later.copies.started == [] and "waiting for its plan" in later.copies.held["Lead"]
+    assert len(starter.calls) == 2

@@ -8,8 +8,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 from sfsync.clock import EPOCH, UTC
 from sfsync.config import Settings, load_settings
-from sfsync.dispatcher import dispatch
+from sfsync.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
 from sfsync.exceptions import DispatchFailed, LeaseHeld, LeaseLost
+from sfsync.fullsync import CopyStore
 from sfsync.registry import ObjectSpec
 from sfsync.state import (
     Checkpoint,
@@ -22,7 +23,8 @@ from sfsync.state import (
     position_after,
 )
 
-from tests.support.aws import mocked_state_store
+from tests.support.aws import REGION, mocked_state_store
+from tests.support.fullcopy import RecordingCopyStarter
 
 pytestmark = pytest.mark.unit
 
@@ -219,13 +221,27 @@ def dispatch_settings(objects: str = "Account,Contact", **extra: str) -> Setting
     return load_settings({"SFSYNC_STATE_TABLE": "state", "SFSYNC_OBJECTS": objects, **extra})
 
 
-def test_given_never_run_objects_when_dispatching_then_each_starts_once_as_first(store: StateStore) -> None:
+def run_dispatch(
+    when: dt.datetime, settings: Settings, store: StateStore, invoker: Invoker, *, gate: Gate | None = None
+) -> DispatchResult:
+    """One dispatch over objects whose full copy is done (the first copy's decisions: test_dispatcher)."""
+    import boto3
+
+    for name in settings.registry.names():
+        store.set_full_copy_watermark(name, T0 - dt.timedelta(minutes=1), by="test")
+    copies = FullCopies(CopyStore(boto3.client("dynamodb", region_name=REGION), "state"), RecordingCopyStarter())
+    result = dispatch(when, settings, store, invoker, copies=copies, gate=gate)
+    assert result.copies.started == [] and result.copies.held == {}
+    return result
+
+
+def test_given_copied_never_run_objects_when_dispatching_then_each_starts_once_as_first(store: StateStore) -> None:
     invoker = RecordingInvoker()
-    result = dispatch(at(0), dispatch_settings(), store, invoker)
+    result = run_dispatch(at(0), dispatch_settings(), store, invoker)
     assert [(o, r) for o, _, r in invoker.started] == [("Account", "first"), ("Contact", "first")]
     assert [s["cycle_id"] for s in result.started] == [c for _, c, _ in invoker.started]
     # a second dispatcher a minute later finds live claims and starts nothing
-    again = dispatch(at(60), dispatch_settings(), store, RecordingInvoker())
+    again = run_dispatch(at(60), dispatch_settings(), store, RecordingInvoker())
     assert again.started == []
     assert set(again.skipped) == {"Account", "Contact"}
 
@@ -235,17 +251,17 @@ def test_given_the_pause_when_dispatching_then_objects_start_only_after_it(store
         store.acquire_lease(name, f"{name}-c1", now=at(0), ttl_seconds=60)
         store.release_lease(name, f"{name}-c1", ended_at=at(10), status="complete", resume_pending=False)
     settings = dispatch_settings(SFSYNC_OBJECT_OPTIONS='{"Contact": {"pause_seconds": 60}}')
-    early = dispatch(at(100), settings, store, RecordingInvoker())
+    early = run_dispatch(at(100), settings, store, RecordingInvoker())
     assert [s["object"] for s in early.started] == ["Contact"]  # its own, shorter pause
     assert early.skipped["Account"].startswith("pausing until")
     later = RecordingInvoker()
-    dispatch(at(310), settings, store, later)
+    run_dispatch(at(310), settings, store, later)
     assert [(o, r) for o, _, r in later.started] == [("Account", "due")]
 
 
 def test_given_a_running_cycle_when_dispatching_then_the_object_is_skipped(store: StateStore) -> None:
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=600)
-    result = dispatch(at(30), dispatch_settings("Account"), store, RecordingInvoker())
+    result = run_dispatch(at(30), dispatch_settings("Account"), store, RecordingInvoker())
     assert result.started == []
     assert result.skipped == {"Account": "running (c1)"}
 
@@ -254,7 +270,7 @@ def test_given_a_pending_resume_when_dispatching_then_it_starts_without_waiting(
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=600)
     store.release_lease("Account", "c1", ended_at=at(10), status="partial", resume_pending=True)
     invoker = RecordingInvoker()
-    dispatch(at(11), dispatch_settings("Account"), store, invoker)
+    run_dispatch(at(11), dispatch_settings("Account"), store, invoker)
     assert [(o, r) for o, _, r in invoker.started] == [("Account", "resume")]
 
 
@@ -263,7 +279,7 @@ def test_given_a_failing_invoke_when_dispatching_then_others_start_and_the_failu
 ) -> None:
     invoker = RecordingInvoker(failing={"Account"})
     with pytest.raises(DispatchFailed, match="Account"):
-        dispatch(at(0), dispatch_settings(), store, invoker)
+        run_dispatch(at(0), dispatch_settings(), store, invoker)
     assert [o for o, _, _ in invoker.started] == ["Contact"]
 
 
@@ -272,9 +288,27 @@ def test_the_gate_seam_holds_objects_back(store: StateStore) -> None:
         return [s for s in specs if s.name == "Contact"], {"Account": "no changes"}
 
     invoker = RecordingInvoker()
-    result = dispatch(at(0), dispatch_settings(), store, invoker, gate=gate)
+    result = run_dispatch(at(0), dispatch_settings(), store, invoker, gate=gate)
     assert [o for o, _, _ in invoker.started] == ["Contact"]
     assert result.skipped == {"Account": "no changes"}
+
+
+def test_given_several_objects_when_reading_watermarks_then_one_batch_gives_each_or_none(store: StateStore) -> None:
+    store.set_full_copy_watermark("Account", at(5), by="copy")
+    marks = store.watermarks(["Account", "Contact"])
+    assert marks["Account"].value == at(5) and marks["Account"].full_copy_done is True
+    assert marks["Contact"].value is None and marks["Contact"].full_copy_done is False
+
+
+def test_given_resync_requests_then_the_generation_counts_up_and_the_start_is_remembered(store: StateStore) -> None:
+    assert store.copy_requests(["Lead"])["Lead"].generation == 0
+    assert store.request_resync("Lead", requested_by="alice", now=at(1)) == 1
+    assert store.request_resync("Lead", requested_by="bob", now=at(2)) == 2
+    store.record_copy_start("Lead", "resync-abc-g2", reason="resync", now=at(3))
+    request = store.copy_requests(["Lead", "Account"])["Lead"]
+    assert (request.generation, request.resync_requested_by, request.resync_requested_at) == (2, "bob", at(2))
+    assert (request.execution_name, request.reason, request.started_at) == ("resync-abc-g2", "resync", at(3))
+    assert store.copy_requests(["Account"])["Account"].execution_name is None
 
 
 # -- lifecycle bookkeeping and the org back-off ---------------------------------------------------

@@ -13,7 +13,10 @@ Kinds and their effect:
 * ``request_limit``: 403 ``REQUEST_LIMIT_EXCEEDED``;
 * ``query_timeout``: 400 ``QUERY_TIMEOUT``;
 * ``lock_row``: the next ``records`` DML records fail with ``UNABLE_TO_LOCK_ROW``;
-* ``bulk_job_failed``: the next ``records`` Bulk jobs end ``Failed`` with ``message``.
+* ``bulk_job_failed``: the next ``records`` Bulk jobs end ``Failed`` with ``message``;
+* ``lost_response``: the request is *carried out* (writes commit), then answered with HTTP 500
+  ``UNKNOWN_EXCEPTION`` as if the response had been lost - an ambiguous outcome for the client,
+  like a read timeout after the server committed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,17 @@ from .errors import ApiError, invalid_session, request_limit_exceeded
 
 FAMILIES = frozenset({"query", "describe", "sobjects", "composite", "bulk", "replication", "limits", "any"})
 KINDS = frozenset(
-    {"http_500", "http_503", "slow", "invalid_session", "request_limit", "query_timeout", "lock_row", "bulk_job_failed"}
+    {
+        "http_500",
+        "http_503",
+        "slow",
+        "invalid_session",
+        "request_limit",
+        "query_timeout",
+        "lock_row",
+        "bulk_job_failed",
+        "lost_response",
+    }
 )
 
 
@@ -63,6 +76,12 @@ class FaultRule:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def lost_response_error(self) -> ApiError:
+        """What a ``lost_response`` rule answers with after the request was carried out."""
+        return ApiError(
+            500, "UNKNOWN_EXCEPTION", self.message or "The response was lost after the request was carried out."
+        )
 
     def error(self) -> ApiError | None:
         """The request-level error this rule answers with (None for side-effect kinds)."""

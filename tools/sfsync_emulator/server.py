@@ -378,12 +378,17 @@ class EmulatorApp:
             if self.counter.used() >= self.daily_limit:
                 raise request_limit_exceeded()
             self.counter.record(route.family)
-            self._apply_faults(route.family, call.request.method)
+            fired = self._apply_faults(route.family, call.request.method)
+            response = self._invoke(route, call)
+            lost = next((rule for rule in fired if rule.kind == "lost_response"), None)
+            return response if lost is None else error_response(lost.lost_response_error())
         return self._invoke(route, call)
 
-    def _apply_faults(self, family: str, method: str) -> None:
-        for rule in self.faults.fire(family, method, self.org.rng):
+    def _apply_faults(self, family: str, method: str) -> list[FaultRule]:
+        fired = self.faults.fire(family, method, self.org.rng)
+        for rule in fired:
             self.apply_fault(rule)
+        return fired
 
     def apply_fault(self, rule: FaultRule) -> None:
         err = rule.error()

@@ -1,4 +1,4 @@
-"""The ``sfsync`` command line: demo, run, invoke, status and verify on the local (or a real) stack.
+"""The ``sfsync`` command line: demo, run, invoke, status, resync and verify on the local (or a real) stack.
 
 Local tooling only, never shipped to Lambda.  ``main(argv)`` parses the arguments, runs one
 command and returns its exit code; user errors (missing file, malformed JSON, unknown function)
@@ -169,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--object", dest="objects", action="append", default=None, help="only this object (repeat)")
     status.add_argument("--json", action="store_true", help="machine-readable JSON")
 
+    resync = sub.add_parser(
+        "resync",
+        help="ask the dispatcher for a new full copy of objects",
+        description=(
+            'Invoke the dispatcher with {"resync": [OBJECT...]}: each configured object gets a new full copy '
+            "(a new execution of the full-sync workflow; its incremental cycles wait until the copy is done). "
+            "Unknown objects are refused by name; the others go on."
+        ),
+    )
+    resync.add_argument("objects", nargs="+", metavar="OBJECT", help="Salesforce object(s) to copy again")
+    target = resync.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stack-name", default=None, help="deployed CloudFormation stack (its dispatcher)")
+    target.add_argument("--function", default=None, help="the dispatcher's function name")
+    resync.add_argument("--region", default=None, help="AWS region")
+    resync.add_argument("--endpoint-url", default=None, help="endpoint of the AWS APIs (e.g. a moto server)")
+    resync.add_argument("--requested-by", default=None, help="who asks (default: $USER)")
+
     from .verify import add_parser as add_verify_parser
 
     add_verify_parser(sub)
@@ -213,6 +230,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from .status import status_command
 
         return status_command(args, out)
+    if args.command == "resync":
+        from .runner import resync_command
+
+        return resync_command(args, out)
     if args.command == "verify":
         from .verify import verify_command
 

@@ -4,7 +4,9 @@ The demo starts the Salesforce emulator with a seeded org and the local AWS stac
 ``template.yaml`` (the emulator's credentials as the Salesforce secret), then loops:
 
 * a scheduler fires the EventBridge payload at the dispatcher every few seconds (moto never fires
-  schedules); the dispatcher starts the objects whose pause has passed;
+  schedules); the first tick starts the full copy of every object (the real full-sync workflow in
+  moto's Step Functions; its progress is printed while it runs), later ticks start the objects
+  whose pause has passed;
 * a simulated Salesforce user (a thread) creates, updates and deletes Accounts, Contacts, Leads
   and Opportunities in the emulator meanwhile;
 * after each cycle: a table per object (created / updated / deleted / failed / skipped, API
@@ -414,7 +416,7 @@ def _loop(
             if stop.sleep(user.last_change + settle - time.monotonic()):
                 break
             final_deadline = time.monotonic() + pause + 60
-        outcome = env.run_cycle()
+        outcome = env.run_cycle(on_progress=lambda line: print(line, file=out, flush=True))
         if outcome.did_work:
             done += 1
             save_state_snapshot(env, state_file, source="sfsync demo")

@@ -12,9 +12,17 @@ so Step Functions ``Retry``/``Catch`` match on the exception class name.
 Asynchronous invokes (``InvocationType="Event"``) are *queued*, as Lambda's own async queue is: the
 caller gets 202 at once and :meth:`InProcessLambdaRuntime.drain` runs the queued events (and whatever they
 enqueue) in order, honouring each function's ``EventInvokeConfig`` (``MaximumRetryAttempts`` and the
-``OnFailure`` SQS destination). Stream triggers run synchronously inside the write that caused them (moto's
-behaviour), with ``ReportBatchItemFailures`` retries and the ``OnFailure`` destination applied here, and
-unique increasing ``SequenceNumber`` values (moto reuses them after each delivery).
+``OnFailure`` SQS destination). Stream triggers run synchronously before the write that caused them
+returns, with ``ReportBatchItemFailures`` retries, ``BisectBatchOnFunctionError`` and the ``OnFailure``
+destination applied here, and unique increasing ``SequenceNumber`` values (moto reuses them after each
+delivery).
+
+Stream records are delivered in batches, as Lambda's stream poller does: moto would invoke the
+function once per changed item, inside the put; here the records a DynamoDB request produces
+(a ``BatchWriteItem`` of 25 items: 25 records) are collected while the request runs and delivered
+when it ends, in order, up to ``BatchSize`` records per invocation.  Every record is still delivered
+before the write call returns, so after any write (and after :meth:`InProcessLambdaRuntime.drain`)
+nothing is pending.
 
 The handlers share this process: invocations are serialised by one lock, and ``os.environ`` holds the
 function's variables only while its handler runs (nested invocations restore the outer ones).
@@ -104,6 +112,7 @@ class StreamTrigger:
     max_retry_attempts: int
     report_batch_item_failures: bool
     on_failure_queue_url: str | None
+    bisect_on_function_error: bool = False
 
 
 @dataclass
@@ -163,7 +172,7 @@ def _to_json(value: Any) -> str:
 class InProcessLambdaRuntime:
     """Patches moto's Lambda so that the functions registered here run in this process."""
 
-    def __init__(self, *, sqs_client_factory: Callable[[], Any]):
+    def __init__(self, *, sqs_client_factory: Callable[[], Any], record_invocations: bool = True):
         self._specs: dict[str, FunctionSpec] = {}
         self._stream_triggers: dict[tuple[str, str], StreamTrigger] = {}
         self._modules: dict[str, types.ModuleType] = {}
@@ -171,6 +180,9 @@ class InProcessLambdaRuntime:
         self._queue: deque[AsyncInvocation] = deque()
         self._sqs_client_factory = sqs_client_factory
         self._sequence: dict[str, int] = {}
+        # Every call, for tests and the CLI; a long run (the benchmark's million stream records, each
+        # invocation holding its event) turns this off to keep memory flat.
+        self.record_invocations = record_invocations
         self.invocations: list[Invocation] = []
 
     # ------------------------------------------------------------------ registration
@@ -258,6 +270,10 @@ class InProcessLambdaRuntime:
 
     def run(self, function_name: str, event: Any) -> tuple[Any, bool]:
         """Call the function's handler now, in this thread; returns ``(result or error payload, is_error)``."""
+        invocation = self._run(function_name, event)
+        return invocation.result, invocation.is_error
+
+    def _run(self, function_name: str, event: Any) -> Invocation:
         spec = self.spec(function_name)
         started_at = datetime.now(UTC)
         started = time.monotonic()
@@ -282,10 +298,12 @@ class InProcessLambdaRuntime:
             except (TypeError, ValueError) as exc:
                 result = {"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"}
                 is_error = True
-        self.invocations.append(
-            Invocation(spec.function_name, event, result, is_error, started_at, (time.monotonic() - started) * 1000)
+        invocation = Invocation(
+            spec.function_name, event, result, is_error, started_at, (time.monotonic() - started) * 1000
         )
-        return result, is_error
+        if self.record_invocations:
+            self.invocations.append(invocation)
+        return invocation
 
     # ------------------------------------------------------------------ asynchronous invokes
     def enqueue(self, function_name: str, event: Any) -> None:
@@ -298,7 +316,11 @@ class InProcessLambdaRuntime:
         return len(self._queue)
 
     def drain(self, *, max_invocations: int = 10_000) -> list[Invocation]:
-        """Run queued async invocations (and what they enqueue) until the queue is empty."""
+        """Run queued async invocations (and what they enqueue) until the queue is empty.
+
+        Stream records of a change made outside a DynamoDB request on this thread (none of the
+        project's paths do that) are delivered first."""
+        _StreamBatches.flush()
         done: list[Invocation] = []
         while self._queue:
             if len(done) >= max_invocations:
@@ -307,8 +329,9 @@ class InProcessLambdaRuntime:
                 item = self._queue.popleft()
             spec = self.spec(item.function_name)
             item.attempts += 1
-            result, is_error = self.run(item.function_name, item.event)
-            done.append(self.invocations[-1])
+            invocation = self._run(item.function_name, item.event)
+            result, is_error = invocation.result, invocation.is_error
+            done.append(invocation)
             if not is_error:
                 continue
             if item.attempts <= spec.max_async_retries:
@@ -357,17 +380,29 @@ class InProcessLambdaRuntime:
         is_error = False
         while records:
             batch, records = records[: trigger.batch_size], records[trigger.batch_size :]
-            attempts = 0
-            while batch:
-                attempts += 1
-                result, is_error = self.run(trigger.function_name, {"Records": batch})
-                failed_from = self._first_failed_index(trigger, batch, result, is_error)
-                if failed_from is None:
-                    break
-                if attempts > trigger.max_retry_attempts:
-                    self._send_stream_failure(trigger, batch[failed_from:], attempts)
-                    break
-                batch = batch[failed_from:]
+            result, is_error = self._deliver_batch(trigger, batch, attempts=0)
+        return result, is_error
+
+    def _deliver_batch(self, trigger: StreamTrigger, batch: list[dict[str, Any]], *, attempts: int) -> tuple[Any, bool]:
+        """One batch until it succeeds or its retries run out: a reported item failure retries from that
+        record on; a function error with ``BisectBatchOnFunctionError`` retries each half on its own, in
+        order (splitting does not use up a retry); what still fails goes to the OnFailure destination."""
+        result: Any = None
+        is_error = False
+        while batch:
+            attempts += 1
+            result, is_error = self.run(trigger.function_name, {"Records": batch})
+            failed_from = self._first_failed_index(trigger, batch, result, is_error)
+            if failed_from is None:
+                break
+            if is_error and trigger.bisect_on_function_error and len(batch) > 1:
+                half = len(batch) // 2
+                self._deliver_batch(trigger, batch[:half], attempts=attempts - 1)
+                return self._deliver_batch(trigger, batch[half:], attempts=attempts - 1)
+            if attempts > trigger.max_retry_attempts:
+                self._send_stream_failure(trigger, batch[failed_from:], attempts)
+                break
+            batch = batch[failed_from:]
         return result, is_error
 
     def _renumber(self, trigger: StreamTrigger, event: dict[str, Any]) -> dict[str, Any]:
@@ -460,6 +495,7 @@ class _MotoLambdaPatch:
     def _start(cls) -> None:
         original_invoke_lambda = LambdaFunction._invoke_lambda
         original_invoke = LambdaFunction.invoke
+        _StreamBatches.start(cls._patches)
 
         def invoke_lambda(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             owner = cls._owner(function.function_name)
@@ -479,6 +515,69 @@ class _MotoLambdaPatch:
             patcher = mock.patch.object(LambdaFunction, attribute, replacement)
             patcher.start()
             cls._patches.append(patcher)
+
+
+class _StreamBatches:
+    """Collect the stream records of one DynamoDB request and deliver them when it ends (see the module
+    docstring).  Records are kept per thread: a Step Functions Map runs iterations on several threads,
+    and a write made by a stream-triggered handler is a request of its own (delivered when it ends)."""
+
+    _local = threading.local()
+
+    @classmethod
+    def _pending(cls) -> list[tuple[Any, Any]]:
+        pending: list[tuple[Any, Any]] | None = getattr(cls._local, "pending", None)
+        if pending is None:
+            pending = cls._local.pending = []
+        return pending
+
+    @classmethod
+    def start(cls, patches: list[Any]) -> None:
+        from moto.dynamodb.models.table import StreamRecord, StreamShard
+        from moto.dynamodb.responses import DynamoHandler
+
+        original_add = StreamShard.add
+        original_call_action = DynamoHandler.call_action
+
+        def add(shard: Any, old: Any, new: Any) -> None:
+            if not shard.table.lambda_event_source_mappings:
+                original_add(shard, old, new)
+                return
+            view = shard.table.stream_specification["StreamViewType"]
+            event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+            record = StreamRecord(shard.table, view, event_name, old, new, shard.starting_sequence_number)
+            cls._pending().append((shard, record))
+
+        def call_action(handler: Any) -> Any:
+            try:
+                return original_call_action(handler)
+            finally:
+                cls.flush()
+
+        for owner, attribute, replacement in (
+            (StreamShard, "add", add),
+            (DynamoHandler, "call_action", call_action),
+        ):
+            patcher = mock.patch.object(owner, attribute, replacement)
+            patcher.start()
+            patches.append(patcher)
+
+    @classmethod
+    def flush(cls) -> None:
+        """Deliver this thread's collected records: per shard, in order, to every mapping of its table."""
+        pending = cls._pending()
+        if not pending:
+            return
+        records, pending[:] = list(pending), []
+        from moto.awslambda.utils import get_backend
+
+        by_shard: dict[int, tuple[Any, list[Any]]] = {}
+        for shard, record in records:
+            by_shard.setdefault(id(shard), (shard, []))[1].append(record)
+        for shard, shard_records in by_shard.values():
+            for arn, mapping in list(shard.table.lambda_event_source_mappings.items()):
+                region = arn.split(":")[3]
+                get_backend(shard.account_id, region).send_dynamodb_items(arn, shard_records, mapping.event_source_arn)
 
 
 def load_handler_module(path: Path, module_name: str) -> types.ModuleType:

@@ -35,6 +35,8 @@ EXIT_INTERRUPTED = 130
 
 API_VERSION = "59.0"
 PRODUCTION_PAUSE_SECONDS = 300
+#: While full copies run, their progress is reported about this often (seconds).
+PROGRESS_SECONDS = 1.0
 
 # short names users type → template logical ids
 FUNCTIONS: dict[str, str] = {
@@ -311,29 +313,50 @@ class LocalEnvironment:
 
     # -- running ------------------------------------------------------------------------
 
-    def invoke(self, function: str, event: Any, *, run_async: bool = True) -> InvokeOutcome:
+    def invoke(self, function: str, event: Any, *, run_async: bool = True, timeout: float = 120.0) -> InvokeOutcome:
         """Invoke one function synchronously; a handler failure becomes an error outcome.
 
         With ``run_async`` the asynchronous invocations it started (the dispatcher's fan-out) run
-        before this returns; otherwise they stay queued and are counted in ``queued``.
+        before this returns; otherwise they stay queued and are counted in ``queued``.  Full-copy
+        executions it started (the dispatcher's first copies) are waited for either way.
         """
         from .lambda_runtime import LocalInvokeError
 
         with function_output(self.function_log):
+            executions_before = self._execution_arns()
             try:
                 result = self.stack.invoke(function, event)
             except LocalInvokeError as exc:
                 return InvokeOutcome(exc.payload, is_error=True)
+            # full-copy executions it started run on moto's worker thread: wait for them, with or without an org
+            executions = self._finished_executions(executions_before, timeout)
             if not run_async:
-                return InvokeOutcome(result, is_error=False, queued=self.stack.runtime.pending)
+                return InvokeOutcome(result, is_error=False, queued=self.stack.runtime.pending, executions=executions)
             follow_up = self.stack.drain()  # what the function started asynchronously (the fan-out)
-        return InvokeOutcome(result, is_error=False, follow_up=len(follow_up))
+        return InvokeOutcome(result, is_error=False, follow_up=len(follow_up), executions=executions)
+
+    def _finished_executions(self, before: set[str], timeout: float) -> dict[str, str]:
+        """Wait for the executions started since ``before``; their final status by name."""
+        statuses: dict[str, str] = {}
+        for arn in sorted(self._execution_arns() - before):
+            try:
+                description = self.stack.wait_for_execution(arn, timeout_seconds=timeout)
+            except RuntimeError as exc:  # LocalStackError: still running at the deadline
+                raise CliError(str(exc), exit_code=EXIT_FAILED) from None
+            statuses[arn.rsplit(":", 1)[1]] = str(description["status"])
+        return statuses
 
     def emulator_api_calls(self) -> int | None:
         return None if self.emulator is None else int(self.emulator.api_calls())
 
-    def run_cycle(self, *, idle_timeout: float = 300.0) -> CycleOutcome:
-        """One schedule tick: dispatcher, its fan-out, any full-copy executions; then the summaries."""
+    def run_cycle(
+        self, *, idle_timeout: float = 300.0, on_progress: Callable[[str], None] | None = None
+    ) -> CycleOutcome:
+        """One schedule tick: dispatcher, its fan-out, any full-copy executions; then the summaries.
+
+        While full-copy executions run, ``on_progress`` receives a line with each running copy's
+        progress about every :data:`PROGRESS_SECONDS`.
+        """
         from .lambda_runtime import LocalInvokeError
         from .status import read_cycle_summaries, read_full_copies
 
@@ -346,7 +369,7 @@ class LocalEnvironment:
                 result = self.stack.fire_schedule(drain=True)
             except LocalInvokeError as exc:
                 raise CliError(f"the dispatcher failed: {_error_summary(exc.payload)}", exit_code=EXIT_FAILED) from None
-            self.wait_idle(idle_timeout)
+            self.wait_idle(idle_timeout, on_progress=on_progress)
             executions = len(self._execution_arns() - executions_before)
         calls_after = self.emulator_api_calls()
         self.cycles_run += 1
@@ -368,9 +391,10 @@ class LocalEnvironment:
             executions=executions,
         )
 
-    def wait_idle(self, timeout: float) -> None:
+    def wait_idle(self, timeout: float, *, on_progress: Callable[[str], None] | None = None) -> None:
         """Wait until queued async invokes and running full-copy executions are done."""
         deadline = time.monotonic() + timeout
+        next_report = time.monotonic() + PROGRESS_SECONDS
         while True:
             self.stack.drain()
             if not self._running_executions():
@@ -378,7 +402,32 @@ class LocalEnvironment:
                 return
             if time.monotonic() > deadline:
                 raise CliError(f"the local stack did not become idle within {timeout:.0f} s", exit_code=EXIT_FAILED)
+            if on_progress is not None and time.monotonic() >= next_report:
+                next_report = time.monotonic() + PROGRESS_SECONDS
+                line = self.copy_progress_line()
+                if line:
+                    on_progress(line)
             time.sleep(0.05)
+
+    def copy_progress_line(self) -> str | None:
+        """``copying: Lead 1,200/5,000 (24%, 800/s, ETA 5 s), ...`` for the copies running now (None: none)."""
+        from .status import format_duration, read_copy_progress
+
+        parts = []
+        for name, progress in sorted(read_copy_progress(self.state_table, self.objects(), region=self.region).items()):
+            if progress.status != "running":
+                continue
+            figures = []
+            if progress.total:
+                figures.append(f"{100 * progress.records_copied / progress.total:.0f}%")
+            if progress.rate_per_s is not None:
+                figures.append(f"{progress.rate_per_s:,.0f}/s")
+            if progress.eta_seconds is not None:
+                figures.append(f"ETA {format_duration(progress.eta_seconds)}")
+            of = f"/{progress.total:,}" if progress.total is not None else ""
+            detail = f" ({', '.join(figures)})" if figures else ""
+            parts.append(f"{name} {progress.records_copied:,}{of}{detail}")
+        return f"  copying: {', '.join(parts)}" if parts else None
 
     def _execution_arns(self, status: str | None = None) -> set[str]:
         sfn = self.stack.boto3_client("stepfunctions")
@@ -467,6 +516,7 @@ class InvokeOutcome:
     is_error: bool
     follow_up: int = 0  # async invocations the function queued, run after it returned
     queued: int = 0  # async invocations the function queued, left unrun
+    executions: dict[str, str] = field(default_factory=dict)  # full-copy executions it started: name -> status
 
 
 def _error_summary(payload: Any) -> str:
@@ -503,6 +553,8 @@ def invoke_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"(ran {outcome.follow_up} asynchronous invocation(s) the function started)", file=log)
     if outcome.queued:
         print(f"({outcome.queued} asynchronous invocation(s) the function started were not run: no org)", file=log)
+    for name, status in outcome.executions.items():
+        print(f"(full-copy execution {name} the function started: {status})", file=log)
     print(json.dumps(outcome.payload, indent=2, default=str), file=out)
     if outcome.is_error:
         raise CliError(f"{logical_id} failed: {_error_summary(outcome.payload)}", exit_code=EXIT_FAILED)
@@ -707,6 +759,65 @@ def _wait_for_summaries(
         if {s.object_name for s in summaries} >= set(objects) or time.monotonic() > deadline or stop.is_set:
             return summaries
         stop.sleep(2.0)
+
+
+# --------------------------------------------------------------------------- resync
+
+
+def resync_command(args: argparse.Namespace, out: TextIO) -> int:
+    """``sfsync resync OBJECT...``: invoke the dispatcher with ``{"resync": [...]}`` and report.
+
+    Exit 0 when every object was accepted; 2 (after the accepted ones went on) when the dispatcher
+    refused some object, naming it; 1 when the dispatcher failed.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .status import session_for, stack_outputs
+
+    function = args.function
+    if args.stack_name:
+        outputs = stack_outputs(args.stack_name, region=args.region, endpoint_url=args.endpoint_url)
+        function = outputs.get("DispatcherFunctionName")
+        if not function:
+            raise CliError(f"stack {args.stack_name} has no output DispatcherFunctionName", exit_code=EXIT_FAILED)
+    requested_by = args.requested_by or os.environ.get("USER") or "operator"
+    event = {"resync": list(dict.fromkeys(args.objects)), "requested_by": requested_by[:100]}
+    client = session_for(args.region).client("lambda", endpoint_url=args.endpoint_url)
+    try:
+        response = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event))
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot invoke {function}: {exc}", exit_code=EXIT_FAILED) from None
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise CliError(f"the dispatcher failed: {_error_summary(payload)}", exit_code=EXIT_FAILED)
+    print(format_resync(payload), file=out)
+    rejected = ((payload or {}).get("resync") or {}).get("rejected") or {}
+    if rejected:
+        raise CliError("; ".join(str(why) for why in rejected.values()), exit_code=EXIT_USAGE)
+    return EXIT_OK
+
+
+def format_resync(result: Mapping[str, Any]) -> str:
+    """One line per object the re-sync request named: its generation and the execution started."""
+    outcome = result.get("resync") or {}
+    copies = result.get("copies") or {}
+    executions = {
+        obj: entry
+        for key in ("started", "already_started")
+        for entry in copies.get(key, [])
+        for obj in entry.get("objects", [])
+    }
+    lines = []
+    for obj, generation in (outcome.get("requested") or {}).items():
+        entry = executions.get(obj)
+        if entry is not None:
+            what = f"full copy {entry['execution_name']} started"
+        else:
+            what = f"waiting: {(copies.get('held') or {}).get(obj) or (result.get('skipped') or {}).get(obj, 'queued')}"
+        lines.append(f"{obj}: re-sync g{generation} requested; {what}")
+    for obj in outcome.get("rejected") or {}:
+        lines.append(f"{obj}: refused")
+    return "\n".join(lines) if lines else "nothing requested"
 
 
 def schedule_payload(*, region: str, now: dt.datetime | None = None) -> dict[str, Any]:

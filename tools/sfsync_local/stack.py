@@ -18,7 +18,9 @@ states and DynamoDB stream triggers run the handler at once, in-process. Asynchr
 (``InvocationType="Event"``, the dispatcher's fan-out) are queued and run by :meth:`LocalStack.drain`
 (:meth:`LocalStack.fire_schedule` drains by default). Step Functions executions run on moto's worker
 thread; with ``fast_waits`` their Wait states and Retry back-offs take no time (the requested
-seconds are recorded in :attr:`LocalStack.waits`).
+seconds are recorded in :attr:`LocalStack.waits`).  moto's DynamoDB gets two speed-ups that leave its
+answers unchanged (:class:`_MotoDynamoDBSpeedups`: item size measured once, batch bodies without
+binary values parsed with :func:`json.loads`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import time
 import types
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +53,15 @@ from sfsync_local.lambda_runtime import (
     StreamTrigger,
 )
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "REPO_ROOT", "LocalStack", "LocalStackError", "ScheduleSpec"]
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_REGION",
+    "REPO_ROOT",
+    "LocalStack",
+    "LocalStackError",
+    "ScheduleSpec",
+    "moto_dynamodb_speedups",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGION = "us-east-1"
@@ -148,6 +159,93 @@ class _FastWaits:
             if not cls._lists:
                 while cls._patches:
                     cls._patches.pop().stop()
+
+
+class _MotoDynamoDBSpeedups:
+    """Two costs of moto's DynamoDB that grow with item width, removed without changing what it answers.
+
+    * ``Item.__init__`` adds attributes one by one to a ``LimitedSizeDict`` that re-measures the whole
+      item on every addition (quadratic in the attribute count: most of moto's time for a 40-field
+      Salesforce row).  Here the item is measured once and refused with the same
+      ``ItemSizeTooLarge`` above the same limit (sizes only add up, so "too large after some
+      addition" is "too large in total").
+    * ``BatchWriteItem``/``BatchGetItem`` request bodies are parsed by walking the service model;
+      for DynamoDB JSON that walk only base64-decodes binary values.  A body with no binary tag is
+      the same after :func:`json.loads`, which is what is used then (any ``"B":``/``"BS":`` in the
+      body, even inside a string, takes moto's own parser).
+
+    One patch for all active stacks (they may nest and close in any order).
+    """
+
+    _users = 0
+    _patches: ClassVar[list[Any]] = []
+    _guard = threading.Lock()
+    _FAST_ACTIONS = frozenset({"BatchWriteItem", "BatchGetItem"})
+
+    @classmethod
+    def attach(cls) -> None:
+        from moto.dynamodb.exceptions import ItemSizeTooLarge
+        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+        from moto.dynamodb.models.utilities import bytesize
+        from moto.dynamodb.responses import DynamoHandler
+
+        with cls._guard:
+            cls._users += 1
+            if cls._users > 1:
+                return
+            original_parse = DynamoHandler.parse_parameters
+
+            def item_init(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+                item.hash_key = hash_key
+                item.range_key = range_key
+                converted = {key: DynamoType(value) for key, value in attrs.items()}
+                if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:
+                    raise ItemSizeTooLarge  # moto's own limit (see LimitedSizeDict.__setitem__)
+                item.attrs = LimitedSizeDict(converted)  # dict.update: no per-key re-measuring
+
+            def parse_parameters(handler: Any, request: Any) -> None:
+                body = request.data
+                if (
+                    isinstance(body, bytes)
+                    and b'"B":' not in body
+                    and b'"BS":' not in body
+                    and handler._get_action() in cls._FAST_ACTIONS
+                ):
+                    try:
+                        parsed = json.loads(body)
+                    except ValueError:
+                        parsed = None
+                    if isinstance(parsed, dict):
+                        handler.params = parsed
+                        return
+                original_parse(handler, request)
+
+            for owner, attribute, replacement in (
+                (Item, "__init__", item_init),
+                (DynamoHandler, "parse_parameters", parse_parameters),
+            ):
+                patcher = mock.patch.object(owner, attribute, replacement)
+                patcher.start()
+                cls._patches.append(patcher)
+
+    @classmethod
+    def detach(cls) -> None:
+        with cls._guard:
+            cls._users -= 1
+            if cls._users == 0:
+                while cls._patches:
+                    cls._patches.pop().stop()
+
+
+@contextmanager
+def moto_dynamodb_speedups() -> Iterator[None]:
+    """The local stack's moto DynamoDB speed-ups (see :class:`_MotoDynamoDBSpeedups`), for measuring moto
+    itself (``bench/full_sync.py --moto-ceiling``); every deployed stack has them already."""
+    _MotoDynamoDBSpeedups.attach()
+    try:
+        yield
+    finally:
+        _MotoDynamoDBSpeedups.detach()
 
 
 class _Resources:
@@ -279,12 +377,14 @@ class LocalStack:
         fast_waits: bool = True,
         stack_name: str = DEFAULT_STACK_NAME,
         region: str = DEFAULT_REGION,
+        record_invocations: bool = True,
     ) -> LocalStack:
         """Deploy ``template_path`` into moto (starting ``mock_aws``; nested inside the caller's if active).
 
         ``parameters`` override template parameter defaults. Unless ``parameters`` names a
         ``SalesforceSecretArn``, a Secrets Manager secret ``<stack>-salesforce`` is created holding
-        ``salesforce_secret`` (or a placeholder) and passed as that parameter.
+        ``salesforce_secret`` (or a placeholder) and passed as that parameter.  ``record_invocations``
+        False keeps :attr:`invocations` empty (a long benchmark would hold every event in memory).
         """
         path = Path(template_path)
         if not path.is_absolute() and not path.exists():
@@ -305,6 +405,7 @@ class LocalStack:
                 path, region=region, account_id=DEFAULT_ACCOUNT_ID, stack_name=stack_name, parameter_overrides=overrides
             )
             stack = cls(template, repo_root=path.resolve().parent, moto_mock=moto_mock)
+            stack.runtime.record_invocations = record_invocations
             stack.secret_arn = secret_arn or str(overrides["SalesforceSecretArn"])
             if secret_arn:
                 stack._undo.append(
@@ -340,6 +441,8 @@ class LocalStack:
 
     def _create_all(self, *, fast_waits: bool) -> None:
         self.runtime.install()
+        _MotoDynamoDBSpeedups.attach()
+        self._undo_patches.append(_MotoDynamoDBSpeedups.detach)
         if fast_waits:
             self._install_fast_waits()
         t = self.template
@@ -564,6 +667,7 @@ class LocalStack:
                     report_batch_item_failures="ReportBatchItemFailures"
                     in (properties.get("FunctionResponseTypes") or []),
                     on_failure_queue_url=self._queue_url_from_arn(destination) if destination else None,
+                    bisect_on_function_error=bool(properties.get("BisectBatchOnFunctionError", False)),
                 )
             )
         elif kind == "Schedule":

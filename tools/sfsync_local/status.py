@@ -132,7 +132,12 @@ class ObjectStatus:
 
     @property
     def known(self) -> bool:
-        return self.watermark is not None or self.last_ended_at is not None or self.lease_holder is not None
+        return (
+            self.watermark is not None
+            or self.last_ended_at is not None
+            or self.lease_holder is not None
+            or self.copy_status is not None
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -323,6 +328,9 @@ def format_cycle(outcome: Any, *, number: int | None = None) -> str:
     economy = format_economy(outcome.dispatch)
     if economy:
         lines.append(economy)
+    copies = format_copy_starts(outcome.dispatch)
+    if copies:
+        lines.append(copies)
     if rows:
         lines.append(format_work_table(rows))
     lines.extend(f"  {r.object_name} {r.kind} failed: {r.error}" for r in rows if r.error)
@@ -345,6 +353,22 @@ def format_economy(dispatch: Mapping[str, Any]) -> str | None:
     if dispatch.get("held_all"):
         parts.append(f"no new work: {dispatch['held_all']}")
     return f"  dispatcher: {'; '.join(parts)}" if parts else None
+
+
+def format_copy_starts(dispatch: Mapping[str, Any]) -> str | None:
+    """The dispatcher's full-copy line: executions started / already started, objects held for a copy."""
+    copies = dispatch.get("copies")
+    if not isinstance(copies, Mapping):
+        return None
+    parts: list[str] = []
+    for key, label in (("started", "started"), ("already_started", "already started")):
+        for entry in copies.get(key) or []:
+            objects = ", ".join(entry.get("objects") or [])
+            parts.append(f"{label} {entry.get('execution_name')} ({entry.get('reason')}: {objects})")
+    held = copies.get("held") or {}
+    if held:
+        parts.append("waiting: " + "; ".join(f"{name} {why}" for name, why in sorted(held.items())))
+    return f"  full copy: {'; '.join(parts)}" if parts else None
 
 
 def format_work_table(rows: Sequence[WorkRow]) -> str:

@@ -30,8 +30,11 @@ def lambda_client() -> Any:
 
 def reset_clients() -> None:
     """Forget cached clients (tests switch AWS mocks between cases)."""
+    from sfsync.stepfunctions import stepfunctions_client
+
     dynamodb_client.cache_clear()
     lambda_client.cache_clear()
+    stepfunctions_client.cache_clear()
 
 
 class LambdaInvoker:

@@ -18,13 +18,15 @@ bulk_threshold), * ``SFSYNC_ERROR_RETENTION_DAYS`` (30), * ``SFSYNC_BULK_THRESHO
 with more changed rows is read with Bulk API 2.0), * ``SFSYNC_FORMULA_REFRESH_SECONDS`` (21600: how
 often formula fields are re-read), * ``SFSYNC_RECONCILE_SECONDS`` (86400: how often objects without
 a recycle bin get an Id reconciliation), * ``SFSYNC_ORG_BACKOFF_SECONDS`` (300: how long the whole
-org is left alone after ``REQUEST_LIMIT_EXCEEDED``).
+org is left alone after ``REQUEST_LIMIT_EXCEEDED``), * ``SFSYNC_WRITEBACK`` (JSON object: two-way
+object -> write-back options, see :class:`WriteBackOptions`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +40,93 @@ def _csv(value: str | None) -> list[str] | None:
     if value is None or not value.strip():
         return None
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+#: Conflict policies of the write-back (a field changed on both sides since the base).
+CONFLICT_POLICIES = ("local", "salesforce", "recent", "nonempty")
+#: Default policy per two-way object (as Marketo: the local side wins for Leads, Salesforce for Contacts).
+DEFAULT_CONFLICT_POLICY = {
+    "Lead": "local",
+    "Contact": "salesforce",
+    "Campaign": "salesforce",
+    "CampaignMember": "local",
+}
+_WRITEBACK_KEYS = {"conflict", "fields", "external_id_field", "allow_deletes", "auto_assign"}
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class WriteBackOptions(BaseModel):
+    """Write-back options of one two-way object (``SFSYNC_WRITEBACK``'s value for it).
+
+    ``conflict``: the object's policy when both sides changed a field since the base (``local``,
+    ``salesforce``, ``recent`` = most recent write wins, ``nonempty`` = a non-empty value beats an
+    empty one, ties fall back to the object's default); ``fields``: per-field policies;
+    ``external_id_field``: local creates upsert by this field (exactly once by construction);
+    ``allow_deletes``: local deletes are pushed (off by default: recorded as refused);
+    ``auto_assign``: send ``Sforce-Auto-Assign: TRUE`` (assignment rules run).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    conflict: str = "salesforce"
+    fields: dict[str, str] = Field(default_factory=dict)
+    external_id_field: str | None = None
+    allow_deletes: bool = False
+    auto_assign: bool = False
+
+    def policy_for(self, field: str) -> str:
+        return self.fields.get(field, self.conflict)
+
+
+def parse_writeback(raw: Mapping[str, Any], two_way: set[str]) -> tuple[dict[str, WriteBackOptions], list[str]]:
+    """``SFSYNC_WRITEBACK`` as options per two-way object (defaults filled in) and the problems found."""
+    problems: list[str] = []
+    result: dict[str, WriteBackOptions] = {
+        name: WriteBackOptions(conflict=DEFAULT_CONFLICT_POLICY.get(name, "salesforce")) for name in sorted(two_way)
+    }
+    for name, options in raw.items():
+        where = f"SFSYNC_WRITEBACK.{name}"
+        if name not in two_way:
+            problems.append(f"{where}: {name} is not a configured two-way object ({', '.join(sorted(two_way))})")
+            continue
+        if not isinstance(options, dict):
+            problems.append(f"{where} must be a JSON object")
+            continue
+        unknown = sorted(set(options) - _WRITEBACK_KEYS)
+        if unknown:
+            problems.append(
+                f"{where}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_WRITEBACK_KEYS))})"
+            )
+            continue
+        values: dict[str, Any] = {"conflict": DEFAULT_CONFLICT_POLICY.get(name, "salesforce")}
+        conflict = options.get("conflict", values["conflict"])
+        if conflict not in CONFLICT_POLICIES:
+            problems.append(f"{where}.conflict: unknown policy {conflict!r} (known: {', '.join(CONFLICT_POLICIES)})")
+        values["conflict"] = conflict
+        fields = options.get("fields", {})
+        if not isinstance(fields, dict):
+            problems.append(f"{where}.fields must be a JSON object of field -> policy")
+            fields = {}
+        for field, policy in fields.items():
+            if not isinstance(field, str) or not _API_NAME.match(field):
+                problems.append(f"{where}.fields: {field!r} is not a field API name")
+            elif policy not in CONFLICT_POLICIES:
+                problems.append(
+                    f"{where}.fields.{field}: unknown policy {policy!r} (known: {', '.join(CONFLICT_POLICIES)})"
+                )
+        values["fields"] = fields
+        ext = options.get("external_id_field")
+        if ext is not None and (not isinstance(ext, str) or not _API_NAME.match(ext)):
+            problems.append(f"{where}.external_id_field: {ext!r} is not a field API name")
+        values["external_id_field"] = ext
+        for flag in ("allow_deletes", "auto_assign"):
+            if flag in options:
+                if not isinstance(options[flag], bool):
+                    problems.append(f"{where}.{flag} must be true or false")
+                values[flag] = options[flag]
+        if not any(p.startswith(where) for p in problems):
+            result[name] = WriteBackOptions.model_validate(values)
+    return result, problems
 
 
 class Settings(BaseModel):
@@ -65,6 +154,7 @@ class Settings(BaseModel):
     object_sync_function: str | None = None
     full_sync_state_machine_arn: str | None = None
     registry: Registry
+    writeback: dict[str, WriteBackOptions] = Field(default_factory=dict)
 
     @field_validator("record_tables")
     @classmethod
@@ -108,6 +198,7 @@ _ENV_NAMES = {
     "org_backoff_seconds": "SFSYNC_ORG_BACKOFF_SECONDS",
     "object_sync_function": "SFSYNC_OBJECT_SYNC_FUNCTION",
     "full_sync_state_machine_arn": "SFSYNC_FULL_SYNC_STATE_MACHINE_ARN",
+    "writeback": "SFSYNC_WRITEBACK",
 }
 
 
@@ -162,6 +253,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ConfigurationError as exc:
         problems.append(str(exc))
         raw["registry"] = build_registry()
+    two_way = {spec.name for spec in raw["registry"] if spec.writes_back}
+    raw["writeback"], writeback_problems = parse_writeback(_json_object(source, "SFSYNC_WRITEBACK", problems), two_way)
+    problems.extend(writeback_problems)
 
     try:
         settings = Settings.model_validate(raw)
@@ -196,4 +290,12 @@ def load_secret(arn: str, *, max_age: int = 300) -> dict[str, Any]:
     return value
 
 
-__all__ = ["Settings", "load_secret", "load_settings"]
+__all__ = [
+    "CONFLICT_POLICIES",
+    "DEFAULT_CONFLICT_POLICY",
+    "Settings",
+    "WriteBackOptions",
+    "load_secret",
+    "load_settings",
+    "parse_writeback",
+]

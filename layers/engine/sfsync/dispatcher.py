@@ -37,6 +37,28 @@ lifecycle work whatever the reason).
 Objects are independent: each due object is its own asynchronous invocation, and an object's
 backlog (a ``resume`` every tick) never holds another object back.
 
+**The first full copy** (``copies``, :class:`FullCopies`): before the due check every object's
+copy state is read - its watermark, its copy document (:class:`sfsync.fullsync.CopyStore`) and the
+dispatcher's own bookkeeping (:class:`sfsync.state.CopyRequest`) - and decided by
+:func:`copy_decision` (built on :func:`sfsync.fullsync.copy_gate`):
+
+* never copied (no watermark, no copy document): the object takes part in ONE full-sync execution
+  started this tick for every such object, named :func:`sfsync.fullsync.execution_name` of the set,
+  so a second start is a no-op; the dispatcher records the name per object and holds the object
+  ("copy starting") until the workflow's ``plan`` has written its copy document (an execution that
+  has not done so after ``COPY_START_TIMEOUT_SECONDS`` is started again under a new name);
+* a copy running: held, with its progress as the reason; a copy failed: held, and started again
+  (its own execution, resuming the checkpoint) ``FAILED_COPY_RETRY_SECONDS`` after the failure;
+* an operator re-sync (:func:`request_resync`, the ``{"resync": [...]}`` event): the object's
+  re-sync generation goes up, and the object gets its own execution named after the generation
+  (``resync-<hash>-g<n>``), held until that execution's ``plan`` has taken the request up (the
+  copy document then carries the request's ``requested_by``);
+* copied (watermark set): incremental cycles as below.
+
+Copy starts go through the same economy (back-off, budget) as cycles, as unprobed work, and never
+start while an incremental cycle of the object holds its lease.  The finished copy sets the
+watermark itself (``fullsync.finish``); the next tick starts the object's incremental cycles.
+
 ``gate`` is a further seam (a callable that receives the due objects and returns the subset to
 start plus a reason for each held back), applied after the economy.
 """
@@ -45,21 +67,25 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
 from sfsync.clock import to_iso_ms
 from sfsync.config import Settings
 from sfsync.events import ObjectSyncEvent
 from sfsync.exceptions import DispatchFailed, SalesforceRateLimited
+from sfsync.fullsync import Copy, CopyProgress, copy_gate, execution_name
 from sfsync.lifecycle import lifecycle_work_due
 from sfsync.observability import count, logger
 from sfsync.org_state import BudgetRecord, OrgStateStore
 from sfsync.probe import CompositeClient, ProbeResult, probe_gate
 from sfsync.registry import ObjectSpec
-from sfsync.state import LeaseStatus, StateStore
+from sfsync.state import CopyRequest, LeaseStatus, StateStore, Watermark
+from sfsync.stepfunctions import ExecutionStart
 
 #: How long a fan-out claim blocks another dispatch of the object (the longest Lambda run).
 CLAIM_SECONDS = 900
@@ -73,6 +99,14 @@ LIFECYCLE_REASONS = {"formula refresh due": "formula-refresh", "id reconciliatio
 RESYNC_REASON = "resync"
 #: Reasons the object-sync event accepts; any other is sent as ``due``.
 EVENT_REASONS = frozenset(str(value) for value in get_args(ObjectSyncEvent.model_fields["reason"].annotation))
+
+#: A failed full copy is started again (resuming its checkpoint) this long after it failed.
+FAILED_COPY_RETRY_SECONDS = 900
+#: An execution the dispatcher started that has not planned its copy after this long is started again
+#: under a new name (it died before ``plan``; ``plan`` itself retries Salesforce limits for ~30 min).
+COPY_START_TIMEOUT_SECONDS = 3600
+#: ``requested_by`` of the full-copy executions the dispatcher starts on its own.
+DISPATCHER = "dispatcher"
 
 Gate = Callable[[Sequence[ObjectSpec]], tuple[list[ObjectSpec], dict[str, str]]]
 
@@ -104,14 +138,57 @@ class Economy(Protocol):
     def admit(self, due: Sequence[tuple[ObjectSpec, str]]) -> Admission: ...
 
 
+class CopyReader(Protocol):
+    """What the dispatcher reads of the copy documents (:class:`sfsync.fullsync.CopyStore`)."""
+
+    def progress(self, object_name: str) -> CopyProgress | None: ...
+
+    def get(self, object_name: str) -> Copy | None: ...
+
+
+class CopyStarter(Protocol):
+    """Starts the full-sync workflow (:class:`sfsync.stepfunctions.FullCopyStarter`)."""
+
+    def start_full_copy(self, name: str, execution_input: Mapping[str, Any]) -> ExecutionStart: ...
+
+
+@dataclass(frozen=True)
+class FullCopies:
+    """The first-copy adapters of a tick: the copy documents and the workflow starter."""
+
+    store: CopyReader
+    starter: CopyStarter
+
+
+@dataclass
+class CopyReport:
+    """What a tick did about full copies (the ``copies`` part of the dispatcher's result)."""
+
+    started: list[dict[str, Any]] = field(default_factory=list)
+    already_started: list[dict[str, Any]] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "started": list(self.started),
+            "already_started": list(self.already_started),
+            "held": dict(self.held),
+        }
+
+
 @dataclass
 class DispatchResult:
     started: list[dict[str, str]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     economy: dict[str, Any] = field(default_factory=dict)
+    copies: CopyReport = field(default_factory=CopyReport)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"started": list(self.started), "skipped": dict(self.skipped)}
+        out: dict[str, Any] = {
+            "started": list(self.started),
+            "skipped": dict(self.skipped),
+            "copies": self.copies.to_dict(),
+        }
         out.update(self.economy)
         return out
 
@@ -140,33 +217,251 @@ def due_reason(status: LeaseStatus, now: dt.datetime, pause_seconds: int) -> tup
     return None, f"pausing until {to_iso_ms(status.last_ended_at + dt.timedelta(seconds=pause_seconds))}"
 
 
+# -- the first full copy -----------------------------------------------------------------------------
+
+CopyReason = Literal["first", "resync", "retry"]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyDecision:
+    """What a tick does about an object's full copy.
+
+    ``sync``: copied, incremental cycles as usual; ``hold``: no cycle (``why`` says what it waits
+    for); ``start``: start the workflow for it (``reason``, execution-name ``token``, ``requested_by``).
+    """
+
+    action: Literal["sync", "start", "hold"]
+    why: str = ""
+    reason: CopyReason | None = None
+    token: str = ""
+    requested_by: str = DISPATCHER
+
+
+def resync_requested_by(request: CopyRequest) -> str:
+    """The ``requested_by`` a re-sync execution carries; its copy document keeps it (taken-up check)."""
+    return f"{request.resync_requested_by or 'operator'} (re-sync g{request.generation})"
+
+
+def copy_execution_name(objects: Sequence[str], reason: CopyReason, token: str = "") -> str:
+    """The deterministic name of the execution copying ``objects`` (:func:`sfsync.fullsync.execution_name`)."""
+    return execution_name(objects, reason="resync" if reason == "resync" else "first", token=token)
+
+
+def _compact(instant: dt.datetime) -> str:
+    return f"{instant.astimezone(dt.UTC):%Y%m%dT%H%M%S}Z"
+
+
+def _progress_text(progress: CopyProgress) -> str:
+    total = f" of {progress.total:,}" if progress.total is not None else ""
+    eta = f", ETA {progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else ""
+    return f"full copy running: {progress.records_copied:,}{total} records{eta}"
+
+
+def copy_decision(
+    object_name: str,
+    watermark: Watermark,
+    progress: CopyProgress | None,
+    request: CopyRequest,
+    now: dt.datetime,
+    *,
+    resync_taken_up: bool = False,
+    retry_seconds: int = FAILED_COPY_RETRY_SECONDS,
+    start_timeout_seconds: int = COPY_START_TIMEOUT_SECONDS,
+) -> CopyDecision:
+    """Decide one object's full copy for this tick (see the module docstring)."""
+    if request.generation > 0 and not resync_taken_up:
+        why = f"re-sync g{request.generation} requested"
+        token = f"g{request.generation}"
+        return _own_execution(
+            object_name, request, now=now, reason="resync", token=token, why=why, timeout_seconds=start_timeout_seconds
+        )
+    gate = copy_gate(watermark.value is not None or watermark.full_copy_done, progress.status if progress else None)
+    if gate == "done":
+        return CopyDecision("sync")
+    if gate == "copying" and progress is not None:
+        return CopyDecision("hold", _progress_text(progress))
+    if gate == "failed" and progress is not None:
+        failed_at = progress.updated_at or now
+        retry_at = failed_at + dt.timedelta(seconds=retry_seconds)
+        if now < retry_at:
+            return CopyDecision("hold", f"full copy failed; started again after {to_iso_ms(retry_at)}")
+        token = f"retry-{_compact(failed_at)}"
+        why = "failed full copy"
+        return _own_execution(
+            object_name, request, now=now, reason="retry", token=token, why=why, timeout_seconds=start_timeout_seconds
+        )
+    if request.execution_name and request.reason in ("first", "retry"):
+        if _start_timed_out(request, now, start_timeout_seconds):
+            token = f"restart-{_compact(request.started_at or now)}"
+            return CopyDecision("start", "full copy start timed out", "retry", token, f"{DISPATCHER} (retry)")
+        return CopyDecision("hold", f"full copy starting ({request.execution_name}), waiting for its plan")
+    return CopyDecision("start", "never copied", "first")
+
+
+def _own_execution(
+    object_name: str,
+    request: CopyRequest,
+    *,
+    now: dt.datetime,
+    reason: CopyReason,
+    token: str,
+    why: str,
+    timeout_seconds: int,
+) -> CopyDecision:
+    """Start the object's own execution ``<reason>-<hash>-<token>`` unless it was started (then hold);
+    one that never planned within ``timeout_seconds`` is started again as ``...-<token>-r<start>``."""
+    name = copy_execution_name([object_name], reason, token)
+    recorded = request.execution_name
+    requested_by = resync_requested_by(request) if reason == "resync" else f"{DISPATCHER} (retry)"
+    if recorded is None or not (recorded == name or recorded.startswith(name + "-")):
+        return CopyDecision("start", why, reason, token, requested_by)
+    if _start_timed_out(request, now, timeout_seconds):
+        token = f"{token}-r{_compact(request.started_at or now)}"
+        return CopyDecision("start", f"{why}; its start timed out", reason, token, requested_by)
+    return CopyDecision("hold", f"{why}; {recorded} started, waiting for its plan")
+
+
+def _start_timed_out(request: CopyRequest, now: dt.datetime, timeout_seconds: int) -> bool:
+    """The execution started for the object never planned its copy in time (it died before ``plan``)."""
+    return request.started_at is not None and now - request.started_at >= dt.timedelta(seconds=timeout_seconds)
+
+
+def copy_decisions(
+    names: Sequence[str], state: StateStore, copies: FullCopies, now: dt.datetime
+) -> dict[str, CopyDecision]:
+    """Every object's :class:`CopyDecision` (a batch read of watermarks and requests, one copy read each)."""
+    watermarks = state.watermarks(list(names))
+    requests = state.copy_requests(list(names))
+    decisions: dict[str, CopyDecision] = {}
+    for name in names:
+        request = requests[name]
+        taken_up = False
+        if request.generation > 0:
+            doc = copies.store.get(name)
+            taken_up = doc is not None and doc.requested_by == resync_requested_by(request)
+        decisions[name] = copy_decision(
+            name, watermarks[name], copies.store.progress(name), request, now, resync_taken_up=taken_up
+        )
+    return decisions
+
+
+@dataclass(frozen=True)
+class _CopyGroup:
+    objects: list[str]
+    reason: CopyReason
+    token: str
+    requested_by: str
+
+    @property
+    def name(self) -> str:
+        return copy_execution_name(self.objects, self.reason, self.token)
+
+    def execution_input(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"objects": sorted(self.objects), "requested_by": self.requested_by}
+        if self.reason == "resync":
+            payload["resync"] = sorted(self.objects)
+        return payload
+
+
+def _copy_groups(starts: Sequence[tuple[str, CopyDecision]]) -> list[_CopyGroup]:
+    """One execution for every never-copied object of the tick; one per re-sync or retried object."""
+    first = sorted(name for name, decision in starts if decision.reason == "first")
+    groups = [_CopyGroup(first, "first", "", DISPATCHER)] if first else []
+    for name, decision in starts:
+        if decision.reason in ("resync", "retry"):
+            groups.append(_CopyGroup([name], decision.reason, decision.token, decision.requested_by))
+    return groups
+
+
+def _start_copies(
+    starts: Sequence[tuple[str, CopyDecision]],
+    state: StateStore,
+    copies: FullCopies,
+    now: dt.datetime,
+    result: DispatchResult,
+) -> list[str]:
+    """Start the tick's full-copy executions; returns the objects whose start failed."""
+    failures: list[str] = []
+    for group in _copy_groups(starts):
+        name = group.name
+        try:
+            outcome = copies.starter.start_full_copy(name, group.execution_input())
+        except DispatchFailed as exc:
+            logger.error("could not start the full copy", extra={"objects": group.objects, "error": str(exc)})
+            count("DispatchFailed")
+            failures.extend(group.objects)
+            for obj in group.objects:
+                result.skipped[obj] = f"full copy could not be started: {exc}"
+            continue
+        for obj in group.objects:
+            state.record_copy_start(obj, name, reason=group.reason, now=now)
+            what = "started" if outcome.started else "already started"
+            result.skipped[obj] = f"full copy {what} ({name})"
+        entry = {
+            "execution_name": name,
+            "execution_arn": outcome.execution_arn,
+            "objects": list(group.objects),
+            "reason": group.reason,
+        }
+        (result.copies.started if outcome.started else result.copies.already_started).append(entry)
+        logger.info(
+            "full copy started" if outcome.started else "full copy already started",
+            extra={"execution": entry},
+        )
+    return failures
+
+
+# -- the tick ----------------------------------------------------------------------------------------
+
+
 def dispatch(
     now: dt.datetime,
     settings: Settings,
     state: StateStore,
     invoker: Invoker,
     *,
+    copies: FullCopies,
     gate: Gate | None = None,
     economy: Economy | None = None,
 ) -> DispatchResult:
-    """Start one object-sync invocation per due object; raise if any fan-out failed."""
+    """Start the full copies the objects need and one object-sync invocation per due copied object;
+    raise if any start failed (after every other start was tried)."""
     specs = list(settings.registry)
-    statuses = state.lease_statuses([spec.name for spec in specs])
+    names = [spec.name for spec in specs]
+    statuses = state.lease_statuses(names)
+    decisions = copy_decisions(names, state, copies, now)
     result = DispatchResult()
     due: list[tuple[ObjectSpec, str]] = []
+    to_copy: list[tuple[ObjectSpec, CopyDecision]] = []
     for spec in specs:
-        reason, why = due_reason(statuses[spec.name], now, spec.pause(settings.pause_seconds))
+        decision, status = decisions[spec.name], statuses[spec.name]
+        if decision.action == "hold":
+            result.skipped[spec.name] = result.copies.held[spec.name] = decision.why
+            continue
+        if decision.action == "start":
+            if status.running(now) or status.claimed(now):
+                why = f"full copy ({decision.why}) waits for the cycle of {status.holder or status.claimed_by}"
+                result.skipped[spec.name] = result.copies.held[spec.name] = why
+            else:
+                to_copy.append((spec, decision))
+            continue
+        reason, why = due_reason(status, now, spec.pause(settings.pause_seconds))
         if reason is None:
             result.skipped[spec.name] = why
         else:
             due.append((spec, reason))
 
-    if economy is not None and due:
-        admission = economy.admit(due)
+    if economy is not None and (due or to_copy):
+        # a copy start is work without a probe (reason "first"): the back-off and the budget hold it too
+        admission = economy.admit([*due, *((spec, "first") for spec, _ in to_copy)])
         result.skipped.update(admission.held)
+        for spec, _ in to_copy:
+            if spec.name in admission.held:
+                result.copies.held[spec.name] = admission.held[spec.name]
         result.economy = admission.report
         admitted = set(admission.allowed)
         due = [(spec, admission.reasons.get(spec.name, reason)) for spec, reason in due if spec.name in admitted]
+        to_copy = [(spec, decision) for spec, decision in to_copy if spec.name in admitted]
 
     if gate is not None and due:
         allowed, held = gate([spec for spec, _ in due])
@@ -174,7 +469,7 @@ def dispatch(
         result.skipped.update(held)
         due = [(spec, reason) for spec, reason in due if spec.name in allowed_names]
 
-    failures: list[str] = []
+    failures = _start_copies([(spec.name, d) for spec, d in to_copy], state, copies, now, result)
     for spec, reason in due:
         cycle_id = new_cycle_id(spec.name, now)
         pause = spec.pause(settings.pause_seconds)
@@ -197,10 +492,60 @@ def dispatch(
             continue
         result.started.append({"object": spec.name, "cycle_id": cycle_id, "reason": reason})
     count("ObjectsDispatched", len(result.started))
+    count("FullCopiesStarted", len(result.copies.started))
+    count("FullCopiesAlreadyStarted", len(result.copies.already_started))
+    count("ObjectsHeldForCopy", len(result.copies.held))
     logger.info("dispatch finished", extra=result.to_dict())
     if failures:
         raise DispatchFailed(f"could not start the sync of {', '.join(failures)}")
     return result
+
+
+# -- operator re-sync ----------------------------------------------------------------------------------
+
+
+class ResyncEvent(BaseModel):
+    """``{"resync": ["Lead"], "requested_by": "alice"}``: invoke the dispatcher directly to re-copy objects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resync: list[str] = Field(min_length=1, max_length=100)
+    requested_by: str = Field(default="operator", min_length=1, max_length=100)
+
+
+@dataclass
+class ResyncOutcome:
+    """The re-sync generation of each accepted object, and why the others were refused."""
+
+    requested: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requested": dict(self.requested), "rejected": dict(self.rejected)}
+
+
+def request_resync(
+    objects: Sequence[str], settings: Settings, state: StateStore, now: dt.datetime, *, requested_by: str
+) -> ResyncOutcome:
+    """Mark each configured object for a new full copy (its generation goes up); refuse the others.
+
+    An unknown object is refused with a message naming it (logged, ``ResyncRejected``); the
+    other objects are still marked.  The next dispatch starts their executions.
+    """
+    outcome = ResyncOutcome()
+    configured = settings.registry.names()
+    for name in dict.fromkeys(objects):
+        if name not in settings.registry:
+            outcome.rejected[name] = f"{name!r} is not a configured object (configured: {', '.join(configured)})"
+            continue
+        outcome.requested[name] = state.request_resync(name, requested_by=requested_by, now=now)
+    if outcome.rejected:
+        count("ResyncRejected", len(outcome.rejected))
+        logger.error("re-sync refused", extra={"rejected": outcome.rejected})
+    if outcome.requested:
+        count("ResyncRequested", len(outcome.requested))
+        logger.info("re-sync requested", extra={"requested": outcome.requested, "requested_by": requested_by})
+    return outcome
 
 
 # -- the API economy ---------------------------------------------------------------------------------
@@ -362,18 +707,33 @@ class ApiEconomy:
 __all__ = [
     "BUDGET_RECHECK_SECONDS",
     "CLAIM_SECONDS",
+    "COPY_START_TIMEOUT_SECONDS",
+    "DISPATCHER",
     "EVENT_REASONS",
+    "FAILED_COPY_RETRY_SECONDS",
     "LIFECYCLE_REASONS",
     "RESYNC_REASON",
     "Admission",
     "ApiEconomy",
+    "CopyDecision",
+    "CopyReader",
+    "CopyReport",
+    "CopyStarter",
     "DispatchResult",
     "Economy",
     "EconomyClient",
+    "FullCopies",
     "Gate",
     "Invoker",
+    "ResyncEvent",
+    "ResyncOutcome",
+    "copy_decision",
+    "copy_decisions",
+    "copy_execution_name",
     "dispatch",
     "due_reason",
     "event_reason",
     "new_cycle_id",
+    "request_resync",
+    "resync_requested_by",
 ]

@@ -40,7 +40,27 @@ of each row is classified against the version read, and a request DynamoDB rejec
 falls back to the conditional ``PutItem`` of each of its items (which isolates the unstorable one).
 A store without that guarantee (``sfsync verify``'s repairs) keeps the conditional ``PutItem``.
 The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`), which spares
-botocore's per-attribute validation, serialisation and parsing.
+botocore's per-attribute validation, serialisation and parsing; a stored item is decoded only as far
+as its row's decision needs (a new version of a row is decided on ``SystemModstamp`` and ``_base``).
+
+**Two-way objects** (``ObjectSpec.writes_back``) carry the base snapshot ``_base``
+(:mod:`sfsync.snapshot`) on every item the engine writes from Salesforce values: puts (conditional
+and batched), patches (back-fill, formula refresh) and tombstones (getDeleted, reconciliation,
+``sfsync verify``).  A put computes it on the final item (after the carry-over; attributes carried
+over keep the stored base's values, so a local edit of one stays a local edit) and never carries a
+stored ``_base`` over.  The skip rules of a put:
+
+* Salesforce's row identical to the stored base (nothing changed in Salesforce since the engine's
+  last write) is *skipped*, whatever local edits the item holds: a replay never undoes a local edit;
+* a row Salesforce changed is written with Salesforce's values (the write-back reconciles pending
+  local edits from the stream's old image);
+* the same data as stored with a different base (the local values became Salesforce's) rewrites
+  the item to refresh ``_base`` (counted *skipped*: no data changed); an item without ``_base``
+  (written before snapshots) and an identical row stays untouched.
+
+Patches and tombstones set the changed attributes inside the stored base (an item without one: its
+data with the changes) and are conditional on the base they read, re-reading on a race.
+``_base`` is bookkeeping for the "same data" comparison (replays of identical rows stay skipped).
 """
 
 from __future__ import annotations
@@ -59,9 +79,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
-from sfsync.ddb_wire import WireCalls, item_from_wire, item_to_wire
+from sfsync.ddb_wire import WireCalls, from_wire, item_from_wire, item_to_wire
 from sfsync.exceptions import StoreError, StoreThrottled
 from sfsync.registry import ObjectSpec
+from sfsync.snapshot import BASE_ATTRIBUTE, decode_base, encode_base, is_data_attribute, local_changes
 
 MAX_ITEM_BYTES = 400 * 1024
 BATCH_GET_KEYS = 100
@@ -82,6 +103,13 @@ ENGINE_ATTRIBUTES = (
 #: Engine attributes that belong to one version of a row (dropped when a newer version is put).
 _VERSION_ATTRIBUTES = frozenset({"_merged_into", "_deleted_by"})
 _VOLATILE = frozenset({"_synced_at", "_cycle_id", "_expires_at"})
+#: Left out of the "same data" comparison: the volatile bookkeeping and the base snapshot (whose
+#: equality the two-way rules decide on their own, see :meth:`RecordStore.write_page`).
+_NOT_COMPARED = _VOLATILE | {BASE_ATTRIBUTE}
+#: Engine attributes a put never carries over from the stored item (it computes its own).
+_NEVER_CARRIED = frozenset({BASE_ATTRIBUTE})
+#: Conditional-write attempts of a two-way patch or tombstone whose base changed under it.
+BASE_WRITE_ATTEMPTS = 3
 _THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
@@ -238,16 +266,139 @@ def to_item(
     return item
 
 
-def carry_over(stored: Mapping[str, Any] | None, item: dict[str, Any], selected_fields: frozenset[str]) -> None:
-    """Copy into ``item`` the stored attributes the cycle did not select (formulas, hidden fields)."""
+def _carried(name: str, item: Mapping[str, Any], selected_fields: frozenset[str]) -> bool:
+    """Does a put of ``item`` keep the stored attribute ``name`` (see :func:`carry_over`)?"""
+    if name in item or name in selected_fields or name in _VERSION_ATTRIBUTES or name in _NEVER_CARRIED:
+        return False
+    return name not in ENGINE_ATTRIBUTES or name == "_formulas_as_of"
+
+
+def carry_over(stored: Mapping[str, Any] | None, item: dict[str, Any], selected_fields: frozenset[str]) -> list[str]:
+    """Copy into ``item`` the stored attributes the cycle did not select (formulas, hidden fields).
+
+    Returns the names of the *data* attributes copied (see :func:`sfsync.snapshot.is_data_attribute`).
+    The base snapshot (``_base``) is never copied: every put computes its own.
+    """
+    carried: list[str] = []
     if not stored:
-        return
+        return carried
     for name, value in stored.items():
-        if name in item or name in selected_fields or name in _VERSION_ATTRIBUTES:
-            continue
-        if name in ENGINE_ATTRIBUTES and name != "_formulas_as_of":
-            continue
-        item[name] = value
+        if _carried(name, item, selected_fields):
+            item[name] = value
+            if is_data_attribute(name):
+                carried.append(name)
+    return carried
+
+
+class _Stored:
+    """A stored item as the page's read returned it (wire format), decoded only as far as needed.
+
+    Most rows of a page are decided on ``SystemModstamp`` and ``_base`` alone (a new version of the
+    row): their other attributes are never turned into Python values.
+    """
+
+    __slots__ = ("_full", "raw")
+
+    def __init__(self, raw: Mapping[str, Mapping[str, Any]]) -> None:
+        self.raw = raw
+        self._full: dict[str, Any] | None = None
+
+    def full(self) -> dict[str, Any]:
+        if self._full is None:
+            self._full = item_from_wire(self.raw)
+        return self._full
+
+    def text(self, name: str) -> str | None:
+        """A string attribute's value (None: absent or not a string)."""
+        attribute = self.raw.get(name)
+        value = attribute.get("S") if attribute is not None else None
+        return value if isinstance(value, str) else None
+
+    def stamp(self) -> str:
+        """``str(stored["SystemModstamp"])``, "" when absent."""
+        attribute = self.raw.get("SystemModstamp")
+        if attribute is None:
+            return ""
+        value = attribute.get("S")
+        return value if isinstance(value, str) else str(self.full()["SystemModstamp"])
+
+    def has_text_stamp(self) -> bool:
+        attribute = self.raw.get("SystemModstamp")
+        return attribute is not None and isinstance(attribute.get("S"), str)
+
+    def deleted(self) -> bool:
+        attribute = self.raw.get("IsDeleted")
+        if attribute is None:
+            return False
+        value = attribute.get("BOOL")
+        return value if isinstance(value, bool) else bool(self.full()["IsDeleted"])
+
+    def carry_over(self, item: dict[str, Any], selected_fields: frozenset[str]) -> list[str]:
+        """:func:`carry_over`, decoding only the attributes carried."""
+        carried: list[str] = []
+        raw = self.raw
+        # usually only bookkeeping is left once the row's own attributes are set aside (set difference in C)
+        for name in sorted(raw.keys() - item.keys()):
+            if _carried(name, item, selected_fields):
+                attribute = raw[name]
+                item[name] = attribute["S"] if "S" in attribute else from_wire(attribute)
+                if is_data_attribute(name):
+                    carried.append(name)
+        return carried
+
+
+#: :func:`sfsync.snapshot.encode_base`'s JSON rules, built once (``json.dumps`` builds an encoder a call).
+_BASE_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=sorted)
+
+
+def base_text(item: Mapping[str, Any]) -> str:
+    """:func:`sfsync.snapshot.encode_base` of ``item``, the same text (the unit tests hold it to that).
+
+    One comprehension and a prepared encoder; an item holding numbers (which JSON cannot encode
+    as they are) goes through :func:`~sfsync.snapshot.encode_base` itself, the owner of the number rule.
+    """
+    data = {name: value for name, value in item.items() if value is not None and name[:1] != "_" and name != "sobject"}
+    try:
+        return _BASE_JSON.encode(data)
+    except TypeError:  # a Decimal (or a set of them)
+        return encode_base(item)
+
+
+def salesforce_base(item: Mapping[str, Any], carried: Iterable[str], stored_base: str | None) -> str:
+    """The ``_base`` text of an item a put is about to write from Salesforce values.
+
+    The item's data as Salesforce has it: the values read, and for the attributes carried over
+    from the stored item (not selected: formulas, fields no longer readable) the stored base's
+    values when there is one (a local edit of such an attribute stays a local edit).
+    """
+    names = list(carried)
+    if not names or stored_base is None:
+        return base_text(item)
+    base = decode_base(stored_base) or {}
+    view = dict(item)
+    for name in names:
+        view[name] = base.get(name)
+    return base_text(view)
+
+
+def patched_base(stored: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
+    """The ``_base`` text after an update of ``changes`` (None removes) to a stored two-way item.
+
+    The stored base with the changed data attributes set (an item without a base: its data with
+    them), so local edits of other attributes stay local edits.
+    """
+    raw = stored.get(BASE_ATTRIBUTE)
+    base = decode_base(raw if isinstance(raw, str) else None)
+    view: dict[str, Any] = base if base is not None else dict(stored)
+    for name, value in changes.items():
+        if is_data_attribute(name):
+            view[name] = value
+    return encode_base(view)
+
+
+def unchanged_since_base(item: Mapping[str, Any], carried: Iterable[str], stored_base: str) -> bool:
+    """Is the row Salesforce sent (``item``) identical to the stored base snapshot?"""
+    return not local_changes({**item, BASE_ATTRIBUTE: stored_base}, ignore=carried)
 
 
 def item_size(item: Mapping[str, Any]) -> int:
@@ -266,8 +417,12 @@ def item_size(item: Mapping[str, Any]) -> int:
     return size
 
 
-def _surely_small(item: Mapping[str, Any]) -> bool:
-    """A cheap bound proving the item under the size limit (4 bytes a character, 24 a number or boolean)."""
+def _size_bound(item: Mapping[str, Any]) -> int | None:
+    """A cheap size bound in characters (4 bytes each), when it proves the item under the limit; else None.
+
+    Strings count their characters, numbers and booleans 6 (DynamoDB takes at most 21 bytes for a
+    number: 6 characters of 4 bytes bound it); any other value type: None (measure exactly).
+    """
     bound = 0
     for name, value in item.items():
         kind = type(value)
@@ -276,23 +431,91 @@ def _surely_small(item: Mapping[str, Any]) -> bool:
         elif kind is bool or kind is Decimal:
             bound += len(name) + 6
         else:
-            return False
-    return bound * 4 <= MAX_ITEM_BYTES
+            return None
+    return bound if bound * 4 <= MAX_ITEM_BYTES else None
+
+
+def _surely_small(item: Mapping[str, Any]) -> bool:
+    """A cheap bound proving the item under the size limit (4 bytes a character, 24 a number or boolean)."""
+    return _size_bound(item) is not None
+
+
+def _check_size_with_base(item: Mapping[str, Any], bound: int | None) -> None:
+    """:class:`UnstorableRecord` when the item, ``_base`` included, exceeds DynamoDB's item limit."""
+    base = item.get(BASE_ATTRIBUTE)
+    if bound is not None and isinstance(base, str) and (bound + len(BASE_ATTRIBUTE) + len(base)) * 4 <= MAX_ITEM_BYTES:
+        return
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise UnstorableRecord(f"item of about {size} bytes (base snapshot included) exceeds DynamoDB's 400 KB limit")
+
+
+Decision = Literal["skip", "write", "refresh"]
+
+
+def _two_way_decision(current: _Stored | None, item: dict[str, Any], carried: list[str]) -> Decision:
+    """Set ``item``'s ``_base`` and decide its put: skip it, write it, or write it only to refresh the base.
+
+    * a newer version stored: skip;
+    * Salesforce's row identical to the stored base snapshot (nothing changed in Salesforce since
+      the engine's last write): skip, whatever the local edits pending;
+    * same data as stored: skip when the stored item has no snapshot (written before snapshots);
+      with a different snapshot (the local values are now Salesforce's) write to refresh it;
+    * anything else: write Salesforce's values (pending local edits are the write-back's to
+      reconcile, from the stream's old image).
+
+    Data can only be the same when the stamps are (``SystemModstamp`` is data): only then is the
+    stored item decoded in full.
+    """
+    stored_base = current.text(BASE_ATTRIBUTE) if current is not None else None
+    base = salesforce_base(item, carried, stored_base)
+    item[BASE_ATTRIBUTE] = base
+    if current is None:
+        return "write"
+    stored_stamp = current.stamp()
+    new_stamp = item["SystemModstamp"]
+    if stored_stamp > new_stamp:
+        return "skip"
+    if stored_base is not None and (
+        stored_base == base or (stored_stamp == new_stamp and unchanged_since_base(item, carried, stored_base))
+    ):
+        return "skip"
+    if stored_stamp == new_stamp and _same_data(current.full(), item):
+        return "skip" if stored_base is None else "refresh"
+    return "write"
+
+
+def _one_way_decision(current: _Stored | None, item: dict[str, Any]) -> Decision:
+    """Skip a row whose stored version is newer or has the same data (only possible with equal stamps)."""
+    if current is None:
+        return "write"
+    stored_stamp = current.stamp()
+    new_stamp = item["SystemModstamp"]
+    if stored_stamp > new_stamp or (stored_stamp == new_stamp and _same_data(current.full(), item)):
+        return "skip"
+    return "write"
+
+
+def _put_result(current: _Stored | None, item: Mapping[str, Any]) -> Outcome:
+    """:func:`classify` for a put already known to change the item (not the same data)."""
+    if item["IsDeleted"] and (current is None or not current.deleted()):
+        return "deleted"
+    return "created" if current is None else "updated"
 
 
 _ABSENT = object()
 
 
 def _same_data(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Equal apart from the volatile bookkeeping (``_synced_at``, ``_cycle_id``, ``_expires_at``)."""
+    """Equal apart from the volatile bookkeeping (``_synced_at``, ``_cycle_id``, ``_expires_at``) and ``_base``."""
     compared = 0
     for name, value in new.items():
-        if name in _VOLATILE:
+        if name in _NOT_COMPARED:
             continue
         if old.get(name, _ABSENT) != value:
             return False
         compared += 1
-    return compared == sum(1 for name in old if name not in _VOLATILE)
+    return compared == sum(1 for name in old if name not in _NOT_COMPARED)
 
 
 def classify(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
@@ -304,13 +527,6 @@ def classify(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
     if new["IsDeleted"] and not old.get("IsDeleted", False):
         return "deleted"
     return "updated"
-
-
-def _changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Outcome:
-    """:func:`classify` for a put already known to change the item (not the same data)."""
-    if new["IsDeleted"] and (old is None or not old.get("IsDeleted", False)):
-        return "deleted"
-    return "created" if old is None else "updated"
 
 
 class RecordStore:
@@ -363,50 +579,63 @@ class RecordStore:
         the incremental cycle decides it page by page (see :mod:`sfsync.cycle`).
         """
         sole_writer = self._exclusive if exclusive is None else exclusive
+        two_way = spec.writes_back
         table = self.table_for(spec)
         dt_fields = frozenset(datetime_fields)
         selected = frozenset(selected_fields) if selected_fields is not None else None
         outcome = PageOutcome()
-        items: list[tuple[str, dict[str, Any]]] = []
+        items: list[tuple[str, dict[str, Any], int | None]] = []
         for record in records:
             record_id = str(record.get(spec.key) or "?")
             try:
                 item = to_item(spec, record, cycle_id=cycle_id, synced_at=synced_at, datetime_fields=dt_fields)
-                size = 0 if _surely_small(item) else item_size(item)
-                if size > MAX_ITEM_BYTES:
-                    raise UnstorableRecord(f"item of about {size} bytes exceeds DynamoDB's 400 KB limit")
+                bound = _size_bound(item)
+                if bound is None:
+                    size = item_size(item)
+                    if size > MAX_ITEM_BYTES:
+                        raise UnstorableRecord(f"item of about {size} bytes exceeds DynamoDB's 400 KB limit")
             except UnstorableRecord as exc:
                 self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
                 outcome.add(record_id, "failed")
                 continue
-            items.append((record_id, item))
+            items.append((record_id, item, bound))
 
-        stored = self._stored(table, [record_id for record_id, _ in items])
+        stored = self._stored_wire(table, [record_id for record_id, _, _ in items])
         batch: list[tuple[str, dict[str, Any], Outcome]] = []
         batched: set[str] = set()
         repeats: list[tuple[str, dict[str, Any]]] = []
-        for record_id, item in items:
-            current = stored.get(record_id)
-            if selected is not None:
-                carry_over(current, item, selected)
-            if current is not None and (
-                str(current.get("SystemModstamp", "")) > item["SystemModstamp"] or _same_data(current, item)
-            ):
-                # A newer version is stored, or this exact version: no write, so replays of the
-                # overlap cost no write capacity and raise no stream events.
+        for record_id, item, bound in items:
+            raw = stored.get(record_id)
+            current = _Stored(raw) if raw is not None else None
+            carried = current.carry_over(item, selected) if current is not None and selected is not None else []
+            if two_way:
+                decision = _two_way_decision(current, item, carried)
+                if decision != "skip":
+                    try:
+                        _check_size_with_base(item, bound)
+                    except UnstorableRecord as exc:
+                        self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
+                        outcome.add(record_id, "failed")
+                        continue
+            else:
+                decision = _one_way_decision(current, item)
+            if decision == "skip":
+                # A newer version is stored, or this exact version (two-way: Salesforce's row is
+                # the base snapshot, whatever the local edits): no write, so replays of the overlap
+                # cost no write capacity, raise no stream events and never undo a local edit.
                 outcome.add(record_id, "skipped")
                 continue
             if not sole_writer:
                 stored_ok = self._put_one(spec, table, record_id, item, outcome, cycle_id=cycle_id, synced_at=synced_at)
                 if stored_ok and after_put is not None:
                     after_put(record_id)
-            elif record_id in batched or (current is not None and not isinstance(current.get("SystemModstamp"), str)):
+            elif record_id in batched or (current is not None and not current.has_text_stamp()):
                 # a second row of one Id, or an item without a stamp: after the batch, conditionally
                 repeats.append((record_id, item))
             else:
                 # The only writer: what was read is what the put replaces (see the module docstring).
                 batched.add(record_id)
-                batch.append((record_id, item, _changed(current, item)))
+                batch.append((record_id, item, "skipped" if decision == "refresh" else _put_result(current, item)))
         for start in range(0, len(batch), BATCH_WRITE_ITEMS):
             chunk = batch[start : start + BATCH_WRITE_ITEMS]
             if self._batch_put(table, [item for _, item, _ in chunk]):
@@ -501,20 +730,47 @@ class RecordStore:
             stamp = row.get(spec.cursor)
             patches.append((record_id, normalize_stamp(stamp) if isinstance(stamp, str) else None, values))
         stored = self._stored(table, [record_id for record_id, _, _ in patches])
+        two_way = spec.writes_back
         for record_id, stamp, values in patches:
             current = stored.get(record_id)
-            if current is None:
-                outcome.add(record_id, "skipped")
-                continue
-            if not_newer_than_row and stamp is not None and str(current.get("SystemModstamp", "")) > stamp:
-                outcome.add(record_id, "skipped")
-                continue
-            if all(current.get(name) == value for name, value in values.items()):
-                outcome.add(record_id, "skipped")
-                continue
-            changes = {**values, **(extra or {})}
-            outcome.add(record_id, self._update(table, record_id, changes, stamp if not_newer_than_row else None))
+            guard = stamp if not_newer_than_row else None
+            result: Outcome | None = None
+            for _ in range(BASE_WRITE_ATTEMPTS):
+                result = self._patch_one(table, record_id, current, values, extra=extra, guard=guard, two_way=two_way)
+                if result is not None:
+                    break
+                current = self.get(spec, record_id)  # two-way: its base moved since it was read
+            outcome.add(record_id, result or "skipped")
         return outcome
+
+    def _patch_one(
+        self,
+        table: str,
+        record_id: str,
+        current: Mapping[str, Any] | None,
+        values: dict[str, Any],
+        *,
+        extra: Mapping[str, Any] | None,
+        guard: str | None,
+        two_way: bool,
+    ) -> Outcome | None:
+        """One patch decision and update; None when a two-way item's base changed under it (retry)."""
+        if current is None:
+            return "skipped"
+        if guard is not None and str(current.get("SystemModstamp", "")) > guard:
+            return "skipped"
+        same = all(current.get(name) == value for name, value in values.items())
+        if not two_way:
+            if same:
+                return "skipped"
+            return self._update(table, record_id, {**values, **(extra or {})}, guard)
+        raw = current.get(BASE_ATTRIBUTE)
+        stored_base = raw if isinstance(raw, str) else None
+        base = patched_base(current, values)
+        if same and (stored_base is None or stored_base == base):
+            return "skipped"
+        changes = {**values, **(extra or {}), BASE_ATTRIBUTE: base}
+        return self._update(table, record_id, changes, guard, expected_base=stored_base, guard_base=True)
 
     def tombstone(
         self,
@@ -531,41 +787,107 @@ class RecordStore:
         ``deleted_at`` (getDeleted's ``deletedDate``) becomes the item's ``SystemModstamp`` when it
         is newer, so an older replay of the live row can never resurrect it.  An item that is
         absent, already a tombstone, or newer than ``deleted_at`` is left alone (*skipped*).
+        A two-way item's ``_base`` gets the same changes (see :func:`patched_base`).
+        """
+        changes: dict[str, Any] = {"IsDeleted": True, "_deleted_by": reason}
+        guard: str | None = None
+        if deleted_at is not None:
+            guard = to_iso_ms(deleted_at)
+            changes["SystemModstamp"] = guard
+        return self._tombstone_update(
+            spec, record_id, changes, guard, None, synced_at=synced_at, cycle_id=cycle_id, check_object=False
+        )
+
+    def tombstone_seen(
+        self,
+        spec: ObjectSpec,
+        record_id: str,
+        *,
+        seen_stamp: str | None,
+        synced_at: dt.datetime,
+        cycle_id: str,
+    ) -> Outcome:
+        """Tombstone a live item only if it still has the ``SystemModstamp`` a comparison saw (verify).
+
+        ``seen_stamp`` None: the item had no ``SystemModstamp``.  A changed, absent or already
+        deleted item is left alone (*skipped*).
+        """
+        return self._tombstone_update(
+            spec, record_id, {"IsDeleted": True}, None, (seen_stamp,), synced_at=synced_at, cycle_id=cycle_id
+        )
+
+    def _tombstone_update(
+        self,
+        spec: ObjectSpec,
+        record_id: str,
+        changes: dict[str, Any],
+        not_before: str | None,
+        seen: tuple[str | None] | None,
+        *,
+        synced_at: dt.datetime,
+        cycle_id: str,
+        check_object: bool = True,
+    ) -> Outcome:
+        """The tombstone ``UpdateItem``: ``changes`` + bookkeeping on a live item, guarded as asked.
+
+        ``not_before``: the stored ``SystemModstamp`` must not be newer; ``seen``: it must equal
+        ``seen[0]`` (absent when None).  Two-way items are read first and their base updated with
+        the data changes (the update is conditional on that base, re-read on a race).
         """
         table = self.table_for(spec)
-        sets = ["#del = :true", "#by = :by", "#sync = :sync", "#cyc = :cyc"]
-        names = {"#id": spec.key, "#del": "IsDeleted", "#by": "_deleted_by", "#sync": "_synced_at", "#cyc": "_cycle_id"}
-        values: dict[str, Any] = {
-            ":true": {"BOOL": True},
-            ":by": {"S": reason},
-            ":sync": {"S": to_iso_ms(synced_at)},
-            ":cyc": {"S": cycle_id},
-        }
+        names = {"#id": spec.key, "#del": "IsDeleted"}
+        values: dict[str, Any] = {":false": {"BOOL": False}}
         condition = "attribute_exists(#id) AND #del = :false"
-        values[":false"] = {"BOOL": False}
-        if deleted_at is not None:
+        if check_object:
+            names["#obj"] = "sobject"
+            values[":obj"] = {"S": spec.name}
+            condition += " AND #obj = :obj"
+        if not_before is not None:
             names["#stamp"] = "SystemModstamp"
-            values[":stamp"] = {"S": to_iso_ms(deleted_at)}
-            sets.append("#stamp = :stamp")
-            condition += " AND #stamp <= :stamp"
+            values[":nb"] = {"S": not_before}
+            condition += " AND #stamp <= :nb"
+        if seen is not None:
+            names["#stamp"] = "SystemModstamp"
+            if seen[0] is None:
+                condition += " AND attribute_not_exists(#stamp)"
+            else:
+                values[":seen"] = {"S": seen[0]}
+                condition += " AND #stamp = :seen"
+        all_changes = {**changes, "_synced_at": _synced_text(synced_at), "_cycle_id": cycle_id}
         if spec.tombstone_retention_days is not None:
-            names["#exp"] = "_expires_at"
-            values[":exp"] = {"N": str(epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days)))}
-            sets.append("#exp = :exp")
-        try:
-            self._client.update_item(
-                TableName=table,
-                Key={spec.key: {"S": record_id}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+            all_changes["_expires_at"] = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
+        if not spec.writes_back:
+            result = self._update(
+                table, record_id, all_changes, None, condition=(condition, names, values), success="deleted"
             )
-        except ClientError as exc:
-            return self._update_failure(table, exc)
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot write to {table}: {exc}") from exc
-        return "deleted"
+            return result or "skipped"
+        for _ in range(BASE_WRITE_ATTEMPTS):
+            current = self.get(spec, record_id)
+            if current is None or current.get("IsDeleted") is not False:
+                return "skipped"
+            if check_object and current.get("sobject") != spec.name:
+                return "skipped"
+            stored_stamp = current.get("SystemModstamp")
+            if not_before is not None and str(stored_stamp or "") > not_before:
+                return "skipped"
+            if seen is not None and stored_stamp != seen[0]:
+                return "skipped"
+            data_changes = {name: value for name, value in changes.items() if is_data_attribute(name)}
+            raw = current.get(BASE_ATTRIBUTE)
+            stored_base = raw if isinstance(raw, str) else None
+            result = self._update(
+                table,
+                record_id,
+                {**all_changes, BASE_ATTRIBUTE: patched_base(current, data_changes)},
+                None,
+                condition=(condition, names, values),
+                expected_base=stored_base,
+                guard_base=True,
+                success="deleted",
+            )
+            if result is not None:
+                return result
+        return "skipped"
 
     def stored_ids(self, spec: ObjectSpec) -> dict[str, tuple[str, bool, str | None]]:
         """Id -> (SystemModstamp, IsDeleted, _deleted_by) of every stored item of ``spec``'s object (a Scan)."""
@@ -604,7 +926,25 @@ class RecordStore:
                 return found
             request["ExclusiveStartKey"] = last
 
-    def _update(self, table: str, record_id: str, changes: Mapping[str, Any], stamp: str | None) -> Outcome:
+    def _update(
+        self,
+        table: str,
+        record_id: str,
+        changes: Mapping[str, Any],
+        stamp: str | None,
+        *,
+        condition: tuple[str, Mapping[str, str], Mapping[str, Any]] | None = None,
+        guard_base: bool = False,
+        expected_base: str | None = None,
+        success: Outcome = "updated",
+    ) -> Outcome | None:
+        """``UpdateItem`` of ``changes`` (None removes) on an existing item; a failed condition: *skipped*.
+
+        ``stamp``: only if the stored ``SystemModstamp`` is not newer.  ``condition``: (expression,
+        names, values) replacing the default ``attribute_exists`` guard.  ``guard_base``: only if the
+        stored ``_base`` is still ``expected_base`` (absent when None); a failed condition then
+        returns None (the caller re-reads the item and decides again).
+        """
         sets: list[str] = []
         removes: list[str] = []
         names: dict[str, str] = {"#id": "Id"}
@@ -621,16 +961,28 @@ class RecordStore:
             expression += "SET " + ", ".join(sets)
         if removes:
             expression += (" " if expression else "") + "REMOVE " + ", ".join(removes)
-        condition = "attribute_exists(#id)"
+        if condition is not None:
+            text, extra_names, extra_values = condition
+            names.update(extra_names)
+            values.update(extra_values)
+        else:
+            text = "attribute_exists(#id)"
         if stamp is not None:
             names["#stamp"] = "SystemModstamp"
             values[":stamp"] = {"S": stamp}
-            condition += " AND #stamp <= :stamp"
+            text += " AND #stamp <= :stamp"
+        if guard_base:
+            names["#base"] = BASE_ATTRIBUTE
+            if expected_base is None:
+                text += " AND attribute_not_exists(#base)"
+            else:
+                values[":base"] = {"S": expected_base}
+                text += " AND #base = :base"
         request: dict[str, Any] = {
             "TableName": table,
             "Key": {"Id": {"S": record_id}},
             "UpdateExpression": expression,
-            "ConditionExpression": condition,
+            "ConditionExpression": text,
             "ExpressionAttributeNames": names,
         }
         if values:
@@ -638,10 +990,11 @@ class RecordStore:
         try:
             self._client.update_item(**request)
         except ClientError as exc:
-            return self._update_failure(table, exc)
+            failed = self._update_failure(table, exc)
+            return None if guard_base else failed
         except BotoCoreError as exc:
             raise StoreError(f"cannot write to {table}: {exc}") from exc
-        return "updated"
+        return success
 
     def _update_failure(self, table: str, exc: ClientError) -> Outcome:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -649,7 +1002,11 @@ class RecordStore:
         raise _client_failure(exc, table, "write") from exc
 
     def _stored(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored items for ``record_ids`` (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
+        """The stored items for ``record_ids`` as Python values (see :meth:`_stored_wire`)."""
+        return {record_id: item_from_wire(raw) for record_id, raw in self._stored_wire(table, record_ids).items()}
+
+    def _stored_wire(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored items for ``record_ids``, wire format (BatchGetItem, 100 keys a call, unprocessed retried)."""
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(record_ids))
         for start in range(0, len(unique), BATCH_GET_KEYS):
@@ -667,8 +1024,7 @@ class RecordStore:
                 except BotoCoreError as exc:
                     raise StoreError(f"cannot read from {table}: {exc}") from exc
                 for raw in response.get("Responses", {}).get(table, []):
-                    item = item_from_wire(raw)
-                    found[str(item["Id"])] = item
+                    found[raw["Id"]["S"]] = raw
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -741,8 +1097,12 @@ __all__ = [
     "PageOutcome",
     "RecordStore",
     "UnstorableRecord",
+    "base_text",
     "carry_over",
     "classify",
     "item_size",
+    "patched_base",
+    "salesforce_base",
     "to_item",
+    "unchanged_since_base",
 ]

@@ -16,6 +16,11 @@ pk                  sk              attributes
                                     ``(SystemModstamp, Id)`` order), ``next_url``, ``cycle_id``,
                                     ``records_done``, ``updated_at``, ``bulk_job_id`` +
                                     ``bulk_locator`` (a Bulk 2.0 read of the rest of the window)
+``OBJECT#<name>``   ``COPYREQUEST`` the dispatcher's full-copy bookkeeping: ``generation`` (operator
+                                    re-sync counter), ``resync_requested_at``/``resync_requested_by``
+                                    (the latest re-sync request), ``execution_name`` +
+                                    ``started_at`` (the last full-copy execution it started) and
+                                    ``reason`` (see :class:`CopyRequest`)
 ``OBJECT#<name>``   ``LIFECYCLE``   ``known_fields``, ``deletes_covered_until``, ``reconciled_at``,
                                     ``formulas_refreshed_at`` (see :class:`Lifecycle`)
 ``OBJECT#<name>``   ``LEASE``       ``holder`` + ``expires_at`` (epoch ms) while a cycle runs;
@@ -158,6 +163,7 @@ WATERMARK_SK = "WATERMARK"
 CHECKPOINT_SK = "CHECKPOINT"
 LEASE_SK = "LEASE"
 LIFECYCLE_SK = "LIFECYCLE"
+COPY_REQUEST_SK = "COPYREQUEST"
 ORG_PK = "ORG"
 BACKOFF_SK = "BACKOFF"
 
@@ -170,6 +176,7 @@ class _Models:
     cycle: Any
     lifecycle: Any
     backoff: Any
+    copy_request: Any
     connection: Connection
 
 
@@ -271,6 +278,16 @@ def _models(table_name: str, region: str | None, host: str | None) -> _Models:
             reason=UnicodeAttribute(null=True),
             set_at=UnicodeAttribute(null=True),
         ),
+        copy_request=item_model(
+            "CopyRequestItem",
+            *table,
+            generation=NumberAttribute(default=0),
+            resync_requested_at=UnicodeAttribute(null=True),
+            resync_requested_by=UnicodeAttribute(null=True),
+            execution_name=UnicodeAttribute(null=True),
+            started_at=UnicodeAttribute(null=True),
+            reason=UnicodeAttribute(null=True),
+        ),
         connection=Connection(region=region, host=host),
     )
 
@@ -355,6 +372,25 @@ class Lifecycle:
     formulas_refreshed_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """The dispatcher's bookkeeping of an object's full copy (item ``OBJECT#<name>`` / ``COPYREQUEST``).
+
+    ``generation``: how many operator re-syncs were asked for (0: none); the latest request's
+    ``resync_requested_at`` / ``resync_requested_by``.  ``execution_name`` / ``started_at`` /
+    ``reason``: the last full-copy execution the dispatcher started for the object (a later tick
+    does not start it again).
+    """
+
+    object_name: str
+    generation: int = 0
+    resync_requested_at: dt.datetime | None = None
+    resync_requested_by: str | None = None
+    execution_name: str | None = None
+    started_at: dt.datetime | None = None
+    reason: str | None = None
+
+
 class StateStore:
     """PynamoDB-backed state for one state table."""
 
@@ -388,6 +424,66 @@ class StateStore:
             if _condition_failed(exc):
                 return  # a later watermark is already stored; never move it back
             raise StoreError(f"cannot set the watermark of {object_name}: {exc}") from exc
+
+    def watermarks(self, object_names: list[str]) -> dict[str, Watermark]:
+        """The watermarks of several objects (one consistent batch read)."""
+        result = {name: Watermark(None, False) for name in object_names}
+        keys = [(OBJECT_PREFIX + name, WATERMARK_SK) for name in object_names]
+        try:
+            items: list[Any] = list(self._m.watermark.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read watermarks: {exc}") from exc
+        for item in items:
+            result[item.pk.removeprefix(OBJECT_PREFIX)] = Watermark(
+                optional_instant(item.watermark), bool(item.full_copy_done)
+            )
+        return result
+
+    # -- full-copy requests (the dispatcher) -------------------------------------------------
+    def copy_requests(self, object_names: list[str]) -> dict[str, CopyRequest]:
+        """Each object's :class:`CopyRequest` (an empty one when none was stored), one batch read."""
+        result = {name: CopyRequest(name) for name in object_names}
+        keys = [(OBJECT_PREFIX + name, COPY_REQUEST_SK) for name in object_names]
+        try:
+            items: list[Any] = list(self._m.copy_request.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the full-copy requests: {exc}") from exc
+        for item in items:
+            name = item.pk.removeprefix(OBJECT_PREFIX)
+            result[name] = CopyRequest(
+                object_name=name,
+                generation=int(item.generation or 0),
+                resync_requested_at=optional_instant(item.resync_requested_at),
+                resync_requested_by=item.resync_requested_by,
+                execution_name=item.execution_name,
+                started_at=optional_instant(item.started_at),
+                reason=item.reason,
+            )
+        return result
+
+    def request_resync(self, object_name: str, *, requested_by: str, now: dt.datetime) -> int:
+        """Ask for a new full copy of ``object_name``: the re-sync generation goes up by one (returned)."""
+        m: Any = self._m.copy_request
+        actions = [
+            m.generation.add(1),
+            m.resync_requested_at.set(to_iso_ms(now)),
+            m.resync_requested_by.set(requested_by[:200]),
+        ]
+        try:
+            item = m(OBJECT_PREFIX + object_name, COPY_REQUEST_SK)
+            item.update(actions=actions)
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot record the re-sync of {object_name}: {exc}") from exc
+        return int(item.generation)
+
+    def record_copy_start(self, object_name: str, execution_name: str, *, reason: str, now: dt.datetime) -> None:
+        """Remember the full-copy execution the dispatcher started (or found started) for the object."""
+        m: Any = self._m.copy_request
+        actions = [m.execution_name.set(execution_name), m.started_at.set(to_iso_ms(now)), m.reason.set(reason)]
+        try:
+            m(OBJECT_PREFIX + object_name, COPY_REQUEST_SK).update(actions=actions)
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot record the full-copy start of {object_name}: {exc}") from exc
 
     # -- checkpoint ------------------------------------------------------------------------
     def get_checkpoint(self, object_name: str) -> Checkpoint | None:
@@ -687,6 +783,7 @@ def _from_ms(value: float | None) -> dt.datetime | None:
 
 __all__ = [
     "Checkpoint",
+    "CopyRequest",
     "CycleSummary",
     "LeaseStatus",
     "Lifecycle",

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
+from sfsync.clock import normalize_stamp
 from sfsync.cycle import select_fields
 from sfsync.exceptions import StoreError
 from sfsync.records import RecordStore
@@ -402,9 +402,9 @@ def _state(raw: Mapping[str, Any]) -> StoredState:
 class RecordStoreWriter:
     """:class:`RecordWriter` on :class:`sfsync.records.RecordStore` (the cycle's own write path).
 
-    ``tombstone`` is an ``UpdateItem`` guarded by the compared ``SystemModstamp`` and
-    ``IsDeleted = false``, so a version a cycle wrote meanwhile is never overwritten.
-    (Candidate to move into ``RecordStore`` as ``tombstone(spec, id, seen_stamp)``.)
+    ``tombstone`` is :meth:`RecordStore.tombstone_seen`: an ``UpdateItem`` guarded by the compared
+    ``SystemModstamp`` and ``IsDeleted = false``, so a version a cycle wrote meanwhile is never
+    overwritten (two-way items get their base snapshot updated with it).
     """
 
     def __init__(
@@ -433,47 +433,16 @@ class RecordStoreWriter:
 
     def tombstone(self, obj: str, items: Sequence[StoredState]) -> Mapping[str, int]:
         spec = self._spec_of(obj)
-        table = self._store.table_for(spec)
         counts = {"RecordsDeleted": 0, "RecordsSkipped": 0}
         now = self._now()
         for item in items:
-            sets = ["#d = :t", "#sa = :now", "#c = :cid"]
-            values: dict[str, Any] = {
-                ":t": {"BOOL": True},
-                ":f": {"BOOL": False},
-                ":now": {"S": to_iso_ms(now)},
-                ":cid": {"S": self._cycle_id},
-                ":obj": {"S": obj},
-            }
-            names = {"#d": "IsDeleted", "#sa": "_synced_at", "#c": "_cycle_id", "#o": "sobject", "#s": "SystemModstamp"}
-            if spec.tombstone_retention_days is not None:
-                sets.append("#x = :exp")
-                names["#x"] = "_expires_at"
-                values[":exp"] = self._ser.serialize(
-                    epoch_seconds(now + dt.timedelta(days=spec.tombstone_retention_days))
-                )
-            if item.system_modstamp is None:
-                condition = "#o = :obj AND #d = :f AND attribute_not_exists(#s)"
-            else:
-                condition = "#o = :obj AND #d = :f AND #s = :seen"
-                values[":seen"] = {"S": item.system_modstamp}
             try:
-                self._client.update_item(
-                    TableName=table,
-                    Key={"Id": {"S": item.id}},
-                    UpdateExpression="SET " + ", ".join(sets),
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
+                outcome = self._store.tombstone_seen(
+                    spec, item.id, seen_stamp=item.system_modstamp, synced_at=now, cycle_id=self._cycle_id
                 )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    counts["RecordsSkipped"] += 1
-                    continue
-                raise StoreError(f"cannot tombstone {item.id} in {table}: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StoreError(f"cannot tombstone {item.id} in {table}: {exc}") from exc
-            counts["RecordsDeleted"] += 1
+            except StoreError as exc:
+                raise StoreError(f"cannot tombstone {item.id} in {self._store.table_for(spec)}: {exc}") from exc
+            counts["RecordsDeleted" if outcome == "deleted" else "RecordsSkipped"] += 1
         return counts
 
 

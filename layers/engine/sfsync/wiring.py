@@ -18,13 +18,14 @@ from sfsync import clock
 from sfsync.aws import LambdaInvoker, dynamodb_client
 from sfsync.config import Settings, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
-from sfsync.dispatcher import EconomyClient, Invoker
+from sfsync.dispatcher import EconomyClient, FullCopies, Invoker
 from sfsync.exceptions import ConfigurationError
 from sfsync.fullsync import CopyStore, FullSyncDeps
 from sfsync.observability import count, logger
 from sfsync.org_state import OrgStateStore
 from sfsync.records import RecordStore
 from sfsync.state import StateStore
+from sfsync.stepfunctions import FullCopyStarter
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class DispatcherDeps:
     #: Salesforce (change probe, API usage); the client authenticates on its first call only.
     sf: EconomyClient
     org: OrgStateStore
+    #: the copy documents and the full-sync workflow (first copies, re-syncs)
+    copies: FullCopies
 
 
 _clients: dict[str, Any] = {}
@@ -105,7 +108,7 @@ def object_sync_deps() -> ObjectSyncDeps:
 def dispatcher_deps() -> DispatcherDeps:
     with _reported_configuration_errors():
         settings = load_settings()
-        settings.require("object_sync_function", "secret_arn")
+        settings.require("object_sync_function", "secret_arn", "full_sync_state_machine_arn")
         secret = load_secret(str(settings.secret_arn))
     return DispatcherDeps(
         settings,
@@ -114,6 +117,10 @@ def dispatcher_deps() -> DispatcherDeps:
         clock.engine_clock(),
         salesforce_client(secret),
         OrgStateStore(settings.state_table),
+        FullCopies(
+            CopyStore(dynamodb_client(), settings.state_table),
+            FullCopyStarter(str(settings.full_sync_state_machine_arn)),
+        ),
     )
 
 

@@ -206,14 +206,25 @@ class SalesforceClient:
         _check_aware(end, "end")
         return _as_dict(self._call(f"getDeleted {obj}", lambda sf: _sobject(sf, obj).deleted(start, end)))
 
-    def composite(self, subrequests: list[dict[str, Any]], all_or_none: bool = False) -> list[dict[str, Any]]:
-        """POST ``/composite`` (§6.9): up to 25 subrequests in one API call."""
+    def composite(
+        self,
+        subrequests: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """POST ``/composite`` (§6.9): up to 25 subrequests in one API call.
+
+        ``headers``: request headers of the composite request itself (``Sforce-Call-Options``,
+        ``Sforce-Auto-Assign``), which its subrequests inherit.
+        """
         _check_composite(subrequests)
         body = {"allOrNone": all_or_none, "compositeRequest": subrequests}
         idempotent = all(str(s.get("method", "")).upper() == "GET" for s in subrequests)
+        extra = dict(headers or {})
         result = self._call(
             "composite",
-            lambda sf: sf.restful("composite", method="POST", json=body),
+            lambda sf: sf.restful("composite", method="POST", json=body, headers=extra),
             idempotent=idempotent,
         )
         responses = _as_dict(result).get("compositeResponse")
@@ -398,11 +409,14 @@ class SalesforceClient:
         self._sf = self._build(self._token)
 
     def _build(self, token: AccessToken) -> Salesforce:
+        # object_pairs_hook=None: JSON objects decode as plain dicts in C (simple-salesforce's default,
+        # OrderedDict, is a Python call per object: most of the CPU of reading a query page).
         return Salesforce(
             instance_url=token.instance_url,
             session_id=token.access_token,
             session=self._session,
             version=self._api_version,
+            object_pairs_hook=None,
         )
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
