@@ -77,6 +77,13 @@ class EngineBench:
         before_calls = Counter(self.emu.app.counter.by_family())
         started = time.perf_counter()
         dispatch = self.stack.fire_schedule()
+        # The first tick starts the full-copy workflow (Step Functions): wait for it, as a tick would.
+        copies = (dispatch or {}).get("copies") or {}
+        for entry in [*copies.get("started", []), *copies.get("already_started", [])]:
+            description = self.stack.wait_for_execution(entry["execution_arn"], timeout_seconds=600)
+            if description["status"] != "SUCCEEDED":
+                raise RuntimeError(f"full copy {entry['execution_name']} ended {description['status']}")
+        self.stack.drain()
         wall = time.perf_counter() - started
         after_calls = Counter(self.emu.app.counter.by_family())
         delta = {k: v for k, v in (after_calls - before_calls).items() if v}

@@ -21,8 +21,19 @@ Two ways to run the copy:
     order the state machine calls them, and the output says so.
 
 Engine CPU is the thread CPU time inside ``load_page`` minus the thread CPU time spent inside
-DynamoDB client calls (botocore serialisation and the local, in-process DynamoDB), so the
-local DynamoDB's own cost is not charged to the engine.
+DynamoDB client calls (request serialisation - botocore's, or :mod:`sfsync.ddb_wire`'s JSON encoding
+of the bodies it builds, reported on its own - and the local, in-process DynamoDB, with the stream
+deliveries it triggers), so the local DynamoDB's own cost is not charged to the engine.  The
+copy's ``BatchWriteItem`` bodies are built as finished JSON text by the engine itself, so their
+encoding is engine CPU.  ``load_page`` streams and parses the CSV itself, so the engine figure
+includes the floor; ``engine_excluding_download_parse_*`` subtracts it (the same figures for the
+page-loading probe, which runs one result set of the largest object against a null DynamoDB
+client in a process of its own: no local DynamoDB, no stream deliveries, no moto heap to collect).
+
+moto's own ceiling is measured in the same run (``moto_ceiling_at_mean_width``: wire-format
+``BatchWriteItem`` of items as wide as the copy's mean, nothing else), and alone with
+``--moto-ceiling ITEMS`` (1- and 45-attribute items, with and without the local stack's moto
+speed-ups).
 
 Usage: .venv/bin/python bench/full_sync.py [--records 1000000] [--max-records 50000] [--json]
        [--template PATH] [--steps]
@@ -31,7 +42,9 @@ Usage: .venv/bin/python bench/full_sync.py [--records 1000000] [--max-records 50
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import resource
@@ -91,6 +104,9 @@ def secret_for(info: dict[str, Any]) -> dict[str, Any]:
 class Meter:
     load_cpu: float = 0.0
     dynamodb_cpu: float = 0.0
+    wire_encode_cpu: float = 0.0
+    #: cyclic-GC passes that ran inside load_page but outside the DynamoDB calls (charged to the engine)
+    gc_cpu: float = 0.0
     load_calls: int = 0
     steps: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,24 +116,43 @@ class Meter:
 def metered(meter: Meter) -> Iterator[None]:
     """Count step calls, and time ``load_page`` and the DynamoDB calls made inside it."""
     import botocore.client
-    from sfsync import fullsync
+    from sfsync import ddb_wire, fullsync
 
     local = threading.local()
     original_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
+    original_encode = ddb_wire._encode_body
     originals = dict(fullsync.STEPS)
+
+    def encode(body: Any) -> bytes:
+        """The request body in wire format: what botocore's serialiser did before (a client cost)."""
+        if not getattr(local, "loading", False):
+            return original_encode(body)
+        started = time.thread_time()
+        try:
+            return original_encode(body)
+        finally:
+            with meter.lock:
+                meter.wire_encode_cpu += time.thread_time() - started
 
     def call(self: Any, operation_name: str, api_params: Any) -> Any:
         if not getattr(local, "loading", False) or self.meta.service_model.service_name != "dynamodb":
             return original_call(self, operation_name, api_params)
         started = time.thread_time()
+        outer = getattr(local, "in_client", False)
+        local.in_client = True
         try:
             return original_call(self, operation_name, api_params)
         finally:
+            local.in_client = outer
             with meter.lock:
                 meter.dynamodb_cpu += time.thread_time() - started
 
     def wrap(name: str, step: Any) -> Any:
         def run(event: Any, deps: Any) -> Any:
+            # The local DynamoDB's items (tens of millions of moto objects at a million records) live in
+            # this process, unlike in Lambda: move them out of the cyclic GC's reach, or every full
+            # collection re-walks them and is charged to whatever step allocates at that moment.
+            gc.freeze()
             with meter.lock:
                 meter.steps[name] = meter.steps.get(name, 0) + 1
             if name != "load_page":
@@ -134,13 +169,29 @@ def metered(meter: Meter) -> Iterator[None]:
 
         return run
 
+    gc_started: list[float] = []
+
+    def gc_pass(phase: str, info: dict[str, Any]) -> None:
+        """Time the collector's passes that interrupt the engine (not the DynamoDB calls) in load_page."""
+        if not getattr(local, "loading", False) or getattr(local, "in_client", False):
+            return
+        if phase == "start":
+            gc_started.append(time.thread_time())
+        elif gc_started:
+            with meter.lock:
+                meter.gc_cpu += time.thread_time() - gc_started.pop()
+
     botocore.client.BaseClient._make_api_call = call  # type: ignore[attr-defined]
+    ddb_wire._encode_body = encode
+    gc.callbacks.append(gc_pass)
     for name, step in originals.items():
         fullsync.STEPS[name] = wrap(name, step)
     try:
         yield
     finally:
         botocore.client.BaseClient._make_api_call = original_call  # type: ignore[attr-defined]
+        ddb_wire._encode_body = original_encode
+        gc.callbacks.remove(gc_pass)
         fullsync.STEPS.clear()
         fullsync.STEPS.update(originals)
 
@@ -240,8 +291,20 @@ def measure_floor(sf: Any, jobs: list[str], max_records: int, *, first_page_only
 # -- the page-loading function's peak RSS, in a process of its own -----------------------------------
 
 
+class _NullEvents:
+    def register(self, *args: Any, **kwargs: Any) -> None:
+        """The wire-format hooks have nothing to swap: the null client never serialises a request."""
+
+
 class _NullDynamoDB:
-    """Accepts every write and finds no existing item: the probe measures the engine, not a database."""
+    """Accepts every write and finds no existing item: the probe measures the engine, not a database.
+
+    The engine still builds and encodes every request body (:mod:`sfsync.ddb_wire` encodes it
+    before the client is called), so that cost is in the probe's figures.
+    """
+
+    class meta:  # the attribute boto3 clients have
+        events = _NullEvents()
 
     def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
         return {"Responses": {}, "UnprocessedKeys": {}}
@@ -299,6 +362,18 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
         "engine_to_floor_ratio": round((engine_cpu / rows) / (floor_cpu / floor_rows), 2)
         if rows and floor_rows
         else None,
+        **_excluding_floor(engine_cpu, rows, floor_cpu, floor_rows),
+    }
+
+
+def _excluding_floor(engine_cpu: float, rows: int, floor_cpu: float, floor_rows: int) -> dict[str, float | None]:
+    """The engine's CPU per record net of downloading and parsing the CSV (which it also does)."""
+    if not rows or not floor_rows or not floor_cpu:
+        return {"engine_excluding_download_parse_us_per_record": None, "engine_excluding_download_parse_ratio": None}
+    net = engine_cpu / rows - floor_cpu / floor_rows
+    return {
+        "engine_excluding_download_parse_us_per_record": round(1e6 * net, 1),
+        "engine_excluding_download_parse_ratio": round(net / (floor_cpu / floor_rows), 2),
     }
 
 
@@ -314,9 +389,55 @@ def run_rss_probe(info: dict[str, Any], obj: str, job_id: str, max_records: int,
         }
     )
     result = subprocess.run(
-        [sys.executable, __file__, "--rss-probe"], input=payload, capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--rss-probe"], input=payload, capture_output=True, text=True, check=False
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"the RSS probe failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+# -- moto's own ceiling ------------------------------------------------------------------------------
+
+
+def moto_ceiling(items: int, attributes: int, *, speedups: bool) -> dict[str, Any]:
+    """Items/s and CPU per item of wire-format ``BatchWriteItem`` (25 items a call) into moto, in-process.
+
+    ``attributes``: the item's width (1 = only the key; a generated Lead row has about 45).  No
+    engine, no stream, no state machine: the most the local DynamoDB can take on this machine.
+    """
+    import boto3
+    from moto import mock_aws
+    from sfsync.ddb_wire import WireCalls
+    from sfsync_local.stack import moto_dynamodb_speedups
+
+    with mock_aws(), moto_dynamodb_speedups() if speedups else contextlib.nullcontext():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="ceiling",
+            KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        wire = WireCalls(client)
+        fields = [f"Field{n}__c" for n in range(attributes - 1)]
+        wall_started, cpu_started = time.perf_counter(), time.process_time()
+        for start in range(0, items, 25):
+            batch = []
+            for n in range(start, min(items, start + 25)):
+                item = {"Id": {"S": f"00Q{n:015d}"}}
+                for name in fields:
+                    item[name] = {"S": f"{name} value of record {n}"}
+                batch.append({"PutRequest": {"Item": item}})
+            wire.batch_write_item({"ceiling": batch})
+        wall, cpu = time.perf_counter() - wall_started, time.process_time() - cpu_started
+    return {
+        "items": items,
+        "attributes": attributes,
+        "local_stack_speedups": speedups,
+        "items_per_second": round(items / wall, 1),
+        "cpu_us_per_item": round(1e6 * cpu / items, 1),
+        "cpu_bound_items_per_second": round(items / cpu, 1),
+    }
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -332,7 +453,25 @@ def main() -> int:
     parser.add_argument("--steps", action="store_true", help="drive the steps in a loop instead of the state machine")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--moto-ceiling",
+        type=int,
+        metavar="ITEMS",
+        help="only measure moto's raw BatchWriteItem ceiling with ITEMS items (1 and 45 attributes)",
+    )
+    parser.add_argument("--out", help="also write the figures as JSON to this file")
     args = parser.parse_args()
+
+    if args.moto_ceiling:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        ceilings = [
+            moto_ceiling(args.moto_ceiling, width, speedups=speedups) for width in (1, 45) for speedups in (False, True)
+        ]
+        print(json.dumps(ceilings, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(ceilings, indent=2))
+        return 0
 
     if args.rss_probe:
         request = json.loads(sys.stdin.read())
@@ -356,6 +495,7 @@ def main() -> int:
             template_path=args.template,
             parameters={"SyncObjects": ",".join(objects), "CustomObjects": ",".join(custom), "LogLevel": "WARNING"},
             salesforce_secret=secret,
+            record_invocations=False,  # a million stream records: do not keep every event
         )
         try:
             wired = handler_is_wired(stack)
@@ -387,10 +527,18 @@ def main() -> int:
             largest = max((c for c in copies.values() if c), key=lambda c: c.records_copied)
             largest_job = next(p.job_id for p in largest.parts if p.job_id)
             probe = run_rss_probe(info, largest.object_name, str(largest_job), args.max_records, largest)
+            per_object = {
+                name: {"records": c.records_copied, "fields": len(c.fields)} for name, c in copies.items() if c
+            }
         finally:
             stack.close()
+        load_average = os.getloadavg()
 
-    engine_cpu = meter.load_cpu - meter.dynamodb_cpu
+    # moto's put cost grows with the item's width: its ceiling for items as wide as the mean SELECT list
+    mean_width = round(sum(o["records"] * o["fields"] for o in per_object.values()) / max(1, copied))
+    ceiling = moto_ceiling(min(copied, 20_000), mean_width, speedups=True)
+    client_cpu = meter.dynamodb_cpu + meter.wire_encode_cpu
+    engine_cpu = meter.load_cpu - client_cpu
     figures = {
         "mode": mode,
         "mode_note": (
@@ -411,20 +559,30 @@ def main() -> int:
         "load_page_calls": meter.load_calls,
         "step_calls": meter.steps,
         "load_page_cpu_us_per_record": round(1e6 * meter.load_cpu / copied, 1) if copied else None,
-        "dynamodb_client_cpu_us_per_record": round(1e6 * meter.dynamodb_cpu / copied, 1) if copied else None,
+        "dynamodb_client_cpu_us_per_record": round(1e6 * client_cpu / copied, 1) if copied else None,
+        "of_which_wire_body_encoding_us_per_record": round(1e6 * meter.wire_encode_cpu / copied, 1) if copied else None,
+        "of_engine_cyclic_gc_us_per_record": round(1e6 * meter.gc_cpu / copied, 1) if copied else None,
+        "of_engine_cyclic_gc_note": "collections of the in-process local DynamoDB's heap, triggered by the engine",
         "engine_cpu_us_per_record": round(1e6 * engine_cpu / copied, 1) if copied else None,
         "floor_download_parse_cpu_us_per_record": round(1e6 * floor_cpu / floor_rows, 1) if floor_rows else None,
         "engine_to_floor_ratio": round((engine_cpu / copied) / (floor_cpu / floor_rows), 2)
         if copied and floor_rows and floor_cpu
         else None,
+        **_excluding_floor(engine_cpu, copied, floor_cpu, floor_rows),
         "target_ratio": TARGET_CPU_RATIO,
         "page_loading_peak_rss": probe,
         "target_rss_mb": TARGET_RSS_MB,
+        "load_average_1_5_15_min_at_end": [round(x, 2) for x in load_average],
+        "objects": per_object,
+        "mean_item_attributes": mean_width,
+        "moto_ceiling_at_mean_width": ceiling,
         "salesforce_api_calls": api_calls,
         "salesforce_api_calls_note": (
             "describe per object + Bulk job create/status/result sets, as counted by the engine's client"
         ),
     }
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2))
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
 import re
 import threading
@@ -264,6 +265,46 @@ def test_given_a_bulk_fault_when_the_copy_runs_then_it_still_ends_with_the_compl
     assert sum(doc.bulk_failures for doc in docs if doc) == failures
     if fault == "query_timeout_on_a_big_object":
         assert docs[0] is not None and len(docs[0].parts) > 1 and docs[0].splits == 1
+
+
+@pytest.mark.parametrize("org_records", [SMALL_ORG])
+def test_given_a_mass_update_and_a_big_object_timing_out_when_copied_then_the_dense_slice_is_split_by_id(
+    emulator: Any, stack: Any
+) -> None:
+    sf = emulator.salesforce()
+    contacts = [row["Id"] for row in sf.query("SELECT Id FROM Contact")["records"]]
+    emulator.org.mass_update("Contact", contacts, {"Title": "Mass Updated"}, as_api=False)  # one stamp for all
+    # The whole-object job times out twice: split by SystemModstamp; the piece holding the mass update
+    # times out twice too (more stamp cuts cannot spread one second): split by Id.
+    emulator.bulk.fail_next_jobs(4, "InvalidBatch : Failed to process query: QUERY_TIMEOUT: query timed out")
+    summary = copied_objects(execution_output(run_copy(stack, ["Contact"], page=SMALL_PAGE)))
+    copied = assert_equal_to_salesforce(stack, emulator, "Contact", every_field=True)
+    assert summary["Contact"]["status"] == "done" and summary["Contact"]["records_copied"] == copied
+    doc = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Contact")
+    assert doc is not None and doc.bulk_failures == 4 and doc.splits == 2
+    by_id = [part for part in doc.parts if part.split_by == "id"]
+    assert len(by_id) == 4 and {part.mode for part in doc.parts} == {"bulk"}  # no REST needed
+    assert by_id[0].id_lo is None and by_id[-1].id_hi is None
+    assert all(a.id_hi == b.id_lo for a, b in itertools.pairwise(by_id))
+    assert all(part.records_done > 0 for part in by_id)  # Id ranges spread the dense slice by count
+    assert sum(part.records_done for part in by_id) == copied >= len(contacts)
+
+
+@pytest.mark.parametrize("org_records", [SMALL_ORG])
+def test_given_bulk_jobs_that_always_fail_when_copied_then_they_are_retried_split_and_read_with_rest(
+    emulator: Any, stack: Any
+) -> None:
+    emulator.add_fault("bulk_job_failed", family="bulk", records=1000, message="InvalidBatch : INTERNAL_ERROR")
+    summary = copied_objects(execution_output(run_copy(stack, ["Account"], page=SMALL_PAGE)))
+    copied = assert_equal_to_salesforce(stack, emulator, "Account", every_field=True)
+    assert summary["Account"]["status"] == "done" and summary["Account"]["records_copied"] == copied
+    doc = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Account")
+    assert doc is not None and doc.splits >= 1
+    assert {part.mode for part in doc.parts} == {"rest"}  # every part ended up read with REST
+    assert {part.split_by for part in doc.parts} >= {"id"}  # stamp pieces that failed again were cut by Id
+    assert doc.bulk_failures == doc.bulk_jobs  # no Bulk job ever succeeded...
+    assert sum(part.records_done for part in doc.parts) == copied  # ...and every row came through REST
+    assert any("read with REST" in warning for warning in doc.warnings)
 
 
 class TaskKilled(Exception):

@@ -168,6 +168,29 @@ def test_given_jobs_that_keep_failing_when_the_copy_runs_then_it_splits_then_rea
     assert out["records_copied"] == copied
 
 
+def test_given_every_row_on_one_stamp_when_the_job_fails_then_the_part_is_cut_by_id_at_once(
+    emulator: Any, deps: FullSyncDeps
+) -> None:
+    deps = replace(deps, policy=CopyPolicy(max_records=PAGE, max_job_attempts=1, split_factor=3))
+    sf = emulator.salesforce()
+    contacts = [row["Id"] for row in sf.query("SELECT Id FROM Contact")["records"]]
+    emulator.org.mass_update("Contact", contacts, {"Title": "Same Second"}, as_api=False)
+    plan(deps, ["Contact"])
+    emulator.bulk.fail_next_jobs(1)
+    out = fullsync.start_job({"object": "Contact"}, deps)  # the clock stands still: now == every row's stamp
+    while out["next"] == "wait":
+        out = fullsync.poll_job({"object": "Contact"}, deps)
+    copy = deps.copies.get("Contact")
+    assert copy is not None and copy.splits == 1
+    assert [p.split_by for p in copy.parts] == ["id", "id", "id"]  # no stamp range to cut
+    assert all((p.lo, p.hi) == (None, None) for p in copy.parts)
+    out = drive(deps, "Contact", emulator, first="start_job")
+    copied = assert_copy_equals_salesforce(deps, emulator, "Contact")
+    assert out["records_copied"] == copied
+    done = deps.copies.get("Contact")
+    assert done is not None and all(p.records_done > 0 for p in done.parts)
+
+
 def test_given_an_object_bulk_cannot_query_when_planned_then_it_is_copied_with_rest(
     emulator: Any, deps: FullSyncDeps
 ) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sfsync import snapshot
 from sfsync.exceptions import ConfigurationError
 from sfsync.fullsync import (
     Copy,
@@ -20,11 +22,14 @@ from sfsync.fullsync import (
     bulk_soql,
     failure_action,
     field_types,
+    id_with_checksum,
     plan_object,
     poll_wait_seconds,
     progress_figures,
     rest_soql,
     run_step,
+    split_id_range,
+    split_kind,
     split_range,
     typed_row,
 )
@@ -106,6 +111,83 @@ def test_given_a_span_too_small_when_split_then_the_range_stays_whole() -> None:
 def test_given_cuts_off_the_millisecond_grid_when_split_then_they_are_truncated_to_ms() -> None:
     pieces = split_range(T0, T0 + dt.timedelta(milliseconds=10), first=T0, last=T0, factor=3)
     assert all(b.microsecond % 1000 == 0 for _, b in pieces[:-1] if b is not None)
+
+
+# -- Id ranges ----------------------------------------------------------------------------------
+
+
+def test_given_15_character_ids_when_given_a_checksum_then_it_is_salesforces_case_safety_suffix() -> None:
+    # the suffix encodes which of each 5 characters are upper case (Salesforce's documented example first)
+    assert id_with_checksum("0015000000Gv7qJ") == "0015000000Gv7qJAAR"
+    assert id_with_checksum("001000000000000") == "001000000000000AAA"
+    assert id_with_checksum("ZZZZZzzzzzABCDE") == "ZZZZZzzzzzABCDE5A5"
+    with pytest.raises(ValueError, match="15-character"):
+        id_with_checksum("001' OR Id != '")
+
+
+def test_given_an_id_range_when_split_then_the_cuts_increase_inside_it_and_are_valid_ids() -> None:
+    first, last = "00Q5g00000A0000AAA", "00Q5g00000Z0000AAA"
+    cuts = split_id_range(first, last, factor=4)
+    assert len(cuts) == 3
+    assert first < cuts[0] < cuts[1] < cuts[2] <= last
+    assert all(cut == id_with_checksum(cut[:15]) for cut in cuts)
+    assert all(cut.startswith("00Q5g00000") for cut in cuts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=62**12 - 1), min_size=2, max_size=40, unique=True),
+    st.integers(min_value=2, max_value=6),
+)
+def test_given_ids_when_their_range_is_split_then_every_id_falls_in_exactly_one_piece(
+    numbers: list[int], factor: int
+) -> None:
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def minted(n: int) -> str:
+        digits = []
+        for _ in range(12):
+            n, d = divmod(n, 62)
+            digits.append(alphabet[d])
+        return id_with_checksum("00Q" + "".join(reversed(digits)))
+
+    ids = sorted(minted(n) for n in numbers)
+    cuts = split_id_range(ids[0], ids[-1], factor=factor)
+    if not cuts:
+        assert max(numbers) - min(numbers) + 1 < factor
+        return
+    bounds: list[str | None] = [None, *cuts, None]
+    for record_id in ids:  # the pieces [None, c1), [c1, c2) ... [cn, None) hold each id once
+        owners = [
+            i
+            for i in range(len(bounds) - 1)
+            if (bounds[i] is None or record_id >= str(bounds[i]))
+            and (bounds[i + 1] is None or record_id < str(bounds[i + 1]))
+        ]
+        assert len(owners) == 1
+
+
+def test_given_fewer_ids_than_pieces_when_split_then_there_is_no_cut() -> None:
+    assert split_id_range("001000000000001AAA", "001000000000002AAA", factor=4) == []
+
+
+def test_given_a_part_when_it_fails_then_it_is_cut_by_stamp_first_and_by_id_once_a_piece_fails_again() -> None:
+    assert split_kind(Part()) == "stamp"
+    assert split_kind(Part(split_by="stamp", depth=1)) == "id"
+    assert split_kind(Part(split_by="id", depth=1)) == "id"
+
+
+def test_given_an_id_range_part_when_building_soql_then_both_queries_are_bounded_by_id() -> None:
+    ids = ("001000000000001AAA", "001000000000009AAA")
+    bulk = bulk_soql(SPEC, ["Id"], T0, None, ids=ids)
+    assert bulk == (
+        "SELECT Id FROM Account WHERE SystemModstamp >= 2026-01-01T00:00:00.000Z"
+        " AND Id >= '001000000000001AAA' AND Id < '001000000000009AAA'"
+    )
+    rest = rest_soql(SPEC, ["Id"], None, None, ids=(None, ids[1]))
+    assert rest == "SELECT Id FROM Account WHERE Id < '001000000000009AAA' ORDER BY SystemModstamp, Id"
+    with pytest.raises(ValueError, match="malformed record id"):
+        bulk_soql(SPEC, ["Id"], None, None, ids=("x' OR Name != '", None))
 
 
 # -- SOQL ---------------------------------------------------------------------------------------
@@ -278,6 +360,17 @@ def test_given_results_when_summarized_then_objects_with_pages_left_continue_und
     assert out["continue"] is True and out["objects"] == ["Lead"]
     assert out["generation"] == 3 and out["name"] == "copy-1-3"
     assert out["summary"]["Contact"]["status"] == "failed"
+    assert (out["records_copied"], out["total"]) == (12, None)  # Contact's total is not known
+
+
+def test_given_progress_in_the_results_when_summarized_then_rate_eta_and_totals_are_in_the_output() -> None:
+    results = [
+        {"object": "Account", "next": "done", "records_copied": 5, "total": 5, "rate_per_s": 2.5, "eta_seconds": 0},
+        {"object": "Lead", "next": "continue", "records_copied": 30, "total": 90, "rate_per_s": 3.0, "eta_seconds": 20},
+    ]
+    out = run_step({"step": "summarize", "results": results, "base_name": "b"}, _Deps())  # type: ignore[arg-type]
+    assert out["summary"]["Lead"]["rate_per_s"] == 3.0 and out["summary"]["Lead"]["eta_seconds"] == 20
+    assert (out["records_copied"], out["total"]) == (35, 95)
 
 
 def test_given_nothing_left_when_summarized_then_there_is_no_continuation() -> None:
@@ -352,6 +445,8 @@ def general_rule(spec: ObjectSpec, row: dict[str, str | None]) -> dict[str, Any]
         synced_at=SYNCED,
         datetime_fields=ENCODER_TYPES.datetimes,
     )
+    if spec.writes_back:
+        item["_base"] = snapshot.encode_base(item)
     return {k: _attribute(v) for k, v in item.items()}
 
 
@@ -373,17 +468,93 @@ _values = {
 }
 
 
-@settings(max_examples=300, deadline=None)
-@given(row=st.fixed_dictionaries({"Id": st.just("001000000000001AAA"), **_values}), retention=st.booleans())
+_REQUIRED = ("IsDeleted", "SystemModstamp")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    row=st.fixed_dictionaries(
+        {"Id": st.just("001000000000001AAA"), **{k: v for k, v in _values.items() if k in _REQUIRED}},
+        optional={k: v for k, v in _values.items() if k not in _REQUIRED},
+    ),
+    retention=st.booleans(),
+    two_way=st.booleans(),
+)
 def test_given_any_bulk_row_when_encoded_then_it_equals_the_general_rule_or_defers_to_it(
-    row: dict[str, str | None], retention: bool
+    row: dict[str, str | None], retention: bool, two_way: bool
 ) -> None:
     from sfsync.fullsync import CsvRowEncoder
 
-    spec = ObjectSpec("Account", "Account", tombstone_retention_days=15 if retention else None)
+    spec = ObjectSpec(
+        "Account",
+        "Account",
+        direction="both" if two_way else "inbound",
+        tombstone_retention_days=15 if retention else None,
+    )
     fast = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(row)
     if fast is not None:
-        assert fast == general_rule(spec, row)
+        assert json.loads(fast.text) == general_rule(spec, row)
+        assert (fast.record_id, fast.stamp, fast.deleted) == (
+            row["Id"],
+            row["SystemModstamp"],
+            row["IsDeleted"] == "true",
+        )
+    else:  # only a value not in its plain form defers to the general rule
+        assert not plain_row(row), row
+
+
+def plain_row(row: dict[str, str | None]) -> bool:
+    """Every value as Salesforce renders it plainly (the fast path's domain)."""
+    import re
+
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    employees, revenue = row.get("Employees"), row.get("Revenue")
+    return (
+        row.get("Active__c") in (None, "true", "false")
+        and row["IsDeleted"] in (None, "true", "false")
+        and (employees is None or re.fullmatch(r"0|-?[1-9]\d{0,17}", employees) is not None)
+        and (
+            revenue is None
+            or (
+                re.fullmatch(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}", revenue) is not None
+                and repr(float(revenue)) == revenue
+            )
+        )
+        and all(v is None or stamp.fullmatch(v) for v in (row.get("CreatedDate"), row["SystemModstamp"]))
+    )
+
+
+def test_given_rows_with_other_columns_when_one_encoder_meets_them_then_each_follows_its_own_header() -> None:
+    from sfsync.fullsync import CsvRowEncoder
+
+    spec = ObjectSpec("Lead", "Lead", direction="both")
+    encoder = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED)
+    stamp = "2026-01-02T03:04:05.000Z"
+    rows: list[dict[str, str | None]] = [
+        {"Id": "00Q000000000001AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Name": 'a "q" \\ \u00e9'},
+        {"Id": "00Q000000000002AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Employees": "12"},
+        {"Id": "00Q000000000003AAA", "IsDeleted": "true", "SystemModstamp": stamp, "Name": "b", "Revenue": "2.0"},
+        {"Id": "00Q000000000004AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Name": "c\nd"},
+    ]
+    for row in rows:
+        fast = encoder.encode(row)
+        assert fast is not None, row
+        assert json.loads(fast.text) == general_rule(spec, row)
+
+
+def test_given_a_malformed_csv_line_when_encoded_then_the_general_rule_decides() -> None:
+    from sfsync.fullsync import CsvRowEncoder
+
+    encoder = CsvRowEncoder(ObjectSpec("Lead", "Lead"), ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED)
+    row: dict[Any, Any] = {
+        "Id": "00Q000000000001AAA",
+        "IsDeleted": "false",
+        "SystemModstamp": "2026-01-02T03:04:05.000Z",
+    }
+    assert encoder.encode(row) is not None
+    malformed: Any = {**row, None: ["surplus"]}  # csv.DictReader's key for the extra fields of a line
+    assert encoder.encode(malformed) is None
+    assert encoder.encode({**row, "Name": ""}) is None  # an empty text is not a CSV value: keep the rule's
 
 
 def test_given_plain_values_when_encoded_then_the_fast_path_is_taken() -> None:
@@ -402,8 +573,10 @@ def test_given_plain_values_when_encoded_then_the_fast_path_is_taken() -> None:
     }
     spec = ObjectSpec("Account", "Account", tombstone_retention_days=15)
     fast = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(row)
-    assert fast is not None and fast == general_rule(spec, row)
-    assert fast["_merged_into"] == {"S": "001000000000009AAA"} and "_expires_at" in fast
+    assert fast is not None
+    item = json.loads(fast.text)
+    assert item == general_rule(spec, row)
+    assert item["_merged_into"] == {"S": "001000000000009AAA"} and "_expires_at" in item
 
 
 # -- the dispatcher's view ----------------------------------------------------------------------
@@ -439,3 +612,169 @@ def test_given_the_same_request_when_named_then_the_execution_name_is_the_same()
     assert all(len(n) <= 64 and n.replace("-", "").replace("_", "").isalnum() for n in (first, resync))
     with pytest.raises(ValueError):
         execution_name([], reason="first")
+
+
+# -- two-way objects: the copy writes the base snapshot -------------------------------------------
+
+LEAD = ObjectSpec("Lead", "Lead", direction="both")
+LEAD_TYPES = FieldTypes(
+    booleans=frozenset({"IsDeleted", "IsConverted"}),
+    integers=frozenset({"NumberOfEmployees"}),
+    floats=frozenset({"AnnualRevenue"}),
+    datetimes=frozenset({"SystemModstamp", "CreatedDate"}),
+)
+LEAD_FIELDS = ("Id", "IsDeleted", "SystemModstamp", "CreatedDate", "LastName", "Title", "IsConverted",
+               "NumberOfEmployees", "AnnualRevenue")  # fmt: skip
+
+
+def lead_row(n: int, **values: str | None) -> dict[str, str | None]:
+    row: dict[str, str | None] = {
+        "Id": f"00Q{n:015d}",
+        "IsDeleted": "false",
+        "SystemModstamp": "2026-11-24T12:05:00.000Z",
+        "CreatedDate": "2026-11-24T12:00:00.000Z",
+        "LastName": f'Name \u00e9 "{n}"',
+        "Title": None,
+        "IsConverted": "false",
+        "NumberOfEmployees": str(n),
+        "AnnualRevenue": "2500.0" if n % 2 else "1250.75",
+    }
+    row.update(values)
+    return row
+
+
+@pytest.fixture
+def lead_table() -> Any:
+    import boto3
+    from moto import mock_aws
+    from sfsync.records import CLIENT_CONFIG
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG)
+        keys = {"Lead": ("Id",), "errors": ("pk", "sk")}
+        for table, names in keys.items():
+            client.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": n, "KeyType": k} for n, k in zip(names, ("HASH", "RANGE"), strict=False)],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in names],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        yield client
+
+
+def copy_leads(client: Any, rows: list[dict[str, str | None]], *, bulk_csv: bool = True) -> dict[str, int]:
+    from sfsync.fullsync import BatchLoader
+    from sfsync.records import RecordStore
+
+    records = RecordStore(client, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
+    source = rows if bulk_csv else [typed_row(r, LEAD_TYPES) for r in rows]
+    return BatchLoader(client, records, sleep=lambda _s: None).write(
+        LEAD,
+        source,
+        copy_id="copy-1",
+        synced_at=SYNCED,
+        types=LEAD_TYPES,
+        bulk_csv=bulk_csv,
+        selected_fields=LEAD_FIELDS,
+    )
+
+
+def stored_leads(client: Any) -> dict[str, dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    de = TypeDeserializer()
+    items = client.scan(TableName="Lead", ConsistentRead=True)["Items"]
+    return {item["Id"]["S"]: {k: de.deserialize(v) for k, v in item.items()} for item in items}
+
+
+@pytest.mark.parametrize("bulk_csv", [True, False], ids=["bulk-csv", "rest"])
+def test_given_a_two_way_object_when_copied_then_every_item_carries_its_base_and_no_local_change(
+    lead_table: Any, bulk_csv: bool
+) -> None:
+    rows = [lead_row(n) for n in range(1, 31)]
+    rows[3]["CreatedDate"] = "2026-11-24T12:00:00.000+0000"  # not in the stored form: the general path
+    rows[4]["IsConverted"] = "TRUE"  # not plain: the general path
+
+    counts = copy_leads(lead_table, rows, bulk_csv=bulk_csv)
+
+    assert counts["RecordsCreated"] == 30 and counts["RecordsFailed"] == 0
+    items = stored_leads(lead_table)
+    assert len(items) == 30
+    for item in items.values():
+        assert item["_base"] == snapshot.encode_base(item)
+        assert snapshot.local_changes(item) == {}
+    assert snapshot.base_of(items["00Q000000000000004"]) == {
+        **{k: v for k, v in lead_row(4).items() if v is not None},
+        "IsDeleted": False,
+        "IsConverted": False,
+        "NumberOfEmployees": 4,
+        "AnnualRevenue": Decimal("1250.75"),
+    }
+
+
+def test_given_a_copy_of_a_one_way_object_when_written_then_items_have_no_base(lead_table: Any) -> None:
+    from sfsync.fullsync import CsvRowEncoder
+
+    one_way = ObjectSpec("Lead", "Lead")
+    item = CsvRowEncoder(one_way, LEAD_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(lead_row(1))
+    assert item is not None and "_base" not in json.loads(item.text)
+
+
+def test_given_a_pending_local_edit_when_the_copy_rereads_the_same_row_then_the_edit_survives(
+    lead_table: Any,
+) -> None:
+    copy_leads(lead_table, [lead_row(1), lead_row(2)])
+    for n in (1, 2):  # an application edits both items (never touching _base)
+        lead_table.update_item(
+            TableName="Lead",
+            Key={"Id": {"S": f"00Q{n:015d}"}},
+            UpdateExpression="SET Title = :t",
+            ExpressionAttributeValues={":t": {"S": "Edited locally"}},
+        )
+    # a resumed copy re-reads row 1 unchanged; row 2 changed in Salesforce since
+    changed = lead_row(2, LastName="Renamed", SystemModstamp="2026-11-24T12:09:00.000Z")
+
+    counts = copy_leads(lead_table, [lead_row(1), changed])
+
+    items = stored_leads(lead_table)
+    kept = items["00Q000000000000001"]
+    assert kept["Title"] == "Edited locally" and set(snapshot.local_changes(kept)) == {"Title"}
+    assert counts["RecordsSkipped"] == 1 and counts["RecordsUpdated"] == 1
+    rewritten = items["00Q000000000000002"]
+    assert rewritten["LastName"] == "Renamed" and "Title" not in rewritten
+    assert snapshot.local_changes(rewritten) == {}
+
+
+class _PlainClient:
+    """A DynamoDB client without botocore's event system (no ``meta``): the loader sends plain requests."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[str] = []
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        self.calls.append("batch_get_item")
+        return self._client.batch_get_item(**kwargs)
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        self.calls.append("batch_write_item")
+        return self._client.batch_write_item(**kwargs)
+
+
+def test_given_a_client_without_wire_hooks_when_a_copy_is_written_then_the_same_items_are_stored(
+    lead_table: Any,
+) -> None:
+    from sfsync.fullsync import BatchLoader
+    from sfsync.records import RecordStore
+
+    plain = _PlainClient(lead_table)
+    records = RecordStore(lead_table, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
+    rows = [lead_row(n) for n in range(1, 31)]
+    counts = BatchLoader(plain, records, sleep=lambda _s: None).write(
+        LEAD, rows, copy_id="copy-1", synced_at=SYNCED, types=LEAD_TYPES, bulk_csv=True, selected_fields=LEAD_FIELDS
+    )
+
+    assert counts["RecordsCreated"] == 30 and plain.calls.count("batch_write_item") == 2
+    items = stored_leads(lead_table)
+    assert len(items) == 30
+    assert all(item["_base"] == snapshot.encode_base(item) for item in items.values())

@@ -144,14 +144,24 @@ class WireCalls:
         placeholder = {table: [{"PutRequest": {"Item": {"Id": {"S": token}}}}]}
         return self._call(token, {"RequestItems": request_items}, self._client.batch_write_item, placeholder)
 
+    def batch_write_item_encoded(self, table: str, body: bytes) -> dict[str, Any]:
+        """A ``BatchWriteItem`` whose whole request body (wire JSON, one ``table``) is already encoded."""
+        token = self._token()
+        placeholder = {table: [{"PutRequest": {"Item": {"Id": {"S": token}}}}]}
+        return self._call_encoded(token, body, self._client.batch_write_item, placeholder)
+
     @staticmethod
     def _token() -> str:
         return f"{_TOKEN_PREFIX}{next(_counter)}"
 
     @staticmethod
     def _call(token: str, body: Mapping[str, Any], method: Any, placeholder: Mapping[str, Any]) -> dict[str, Any]:
+        return WireCalls._call_encoded(token, _encode_body(body), method, placeholder)
+
+    @staticmethod
+    def _call_encoded(token: str, encoded: bytes, method: Any, placeholder: Mapping[str, Any]) -> dict[str, Any]:
         pending = dict(_pending.get() or {})
-        pending[token] = _encode_body(body)
+        pending[token] = encoded
         reset = _pending.set(pending)
         try:
             response: dict[str, Any] = method(RequestItems=placeholder)

@@ -14,11 +14,18 @@ from the last checkpoint; a page is checkpointed only *after* it is persisted, a
 written with the incremental sync's monotonic rule (an item is replaced only by a version with an
 equal or newer ``SystemModstamp``), so re-reading a page never changes the result.
 
-**Parts.**  A copy is a list of parts, ``SystemModstamp`` ranges ``[lo, hi)`` (open ends allowed),
-each read by one Bulk 2.0 ``queryAll`` job (or by REST).  It starts as one unbounded part.  A failed
-job is retried ``max_job_attempts`` times, then its part is split into ``split_factor`` ranges
-(recursively up to ``max_split_depth``), and a part that still fails is read with REST
-(``queryAll`` ordered by ``SystemModstamp, Id``, resumable by keyset when the cursor expires).
+**Parts.**  A copy is a list of parts, each read by one Bulk 2.0 ``queryAll`` job (or by REST):
+a ``SystemModstamp`` range ``[lo, hi)`` and, once cut by Id, an ``Id`` range ``[id_lo, id_hi)``
+(open ends allowed).  It starts as one unbounded part.  A failed job is retried
+``max_job_attempts`` times, then its part is split into ``split_factor`` pieces (recursively up to
+``max_split_depth``), and a part that still fails is read with REST (``queryAll`` ordered by
+``SystemModstamp, Id``, resumable by keyset when the cursor expires).  The first split cuts the
+``SystemModstamp`` range; a piece that fails again is cut by ``Id`` (:func:`split_kind`): its rows
+are dense in time - a mass update stamps thousands of rows with one second, which no stamp cut can
+spread - while Id ranges, cut evenly between the piece's lowest and highest Id, divide rows by
+count.  A stamp range too narrow to cut is cut by Id at once.  Objects Bulk cannot query
+(:data:`BULK_UNSUPPORTED_OBJECTS`, or a query Bulk refuses with HTTP 400) are read with REST from
+the start.
 
 **Watermark.**  ``finish`` sets the watermark to the earliest Salesforce-clock start of any job (or
 REST query) of the copy minus the safety overlap: a record changed after its part was read has a
@@ -26,12 +33,21 @@ REST query) of the copy minus the safety overlap: a record changed after its par
 
 **Writes.**  Rows become items by :func:`sfsync.records.to_item` (the one row -> item rule); Bulk
 CSV rows whose values are all in their plain form take :class:`CsvRowEncoder`, a fast path held
-equal to that rule by the unit tests (it defers every other row to ``to_item``).  Items not
-yet in the table are written with ``BatchWriteItem`` (25 per request) after a ``BatchGetItem`` of
-the keys; rows whose item exists go through :meth:`sfsync.records.RecordStore.write_page`
-(conditional ``PutItem``).  The get-then-batch-put is race-free only because no other writer touches
-an object while its copy runs (the dispatcher holds the incremental cycles back until
-``full_copy_done``).
+equal to that rule by the unit tests (it defers every other row to ``to_item``).  The fast path
+writes DynamoDB's wire JSON of the item directly: per CSV header a :class:`_ColumnPlan` fixes each
+column's kind and its precompiled JSON prefix, and a row costs one JSON quoting of each present
+value, spliced between the prefixes (no per-attribute dicts, no encoder walk).  Items of two-way
+objects (``ObjectSpec.writes_back``) carry the base snapshot ``_base`` (:mod:`sfsync.snapshot`)
+on both paths, so the copy's writes are never mistaken for local changes; the fast path builds
+it from the same quoted values (the snapshot's names are sorted, as the plan's columns are).
+Items not yet in the table are written with ``BatchWriteItem`` (25 per request) after a
+``BatchGetItem`` of the keys; rows whose item exists go through
+:meth:`sfsync.records.RecordStore.write_page` (conditional ``PutItem``, with its two-way rules: a
+row identical to the stored base is skipped, so a pending local edit survives a re-read page).
+The get-then-batch-put is race-free only because no other writer touches an object while its copy
+runs (the dispatcher holds the incremental cycles back until ``full_copy_done``).  Both batch calls
+go through :mod:`sfsync.ddb_wire` (signing, retries and error parsing stay botocore's); the batch
+put's body is the finished JSON text.
 """
 
 from __future__ import annotations
@@ -40,20 +56,22 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from itertools import compress
+from typing import Any, Literal, NamedTuple, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfsync.clock import Clock, epoch_seconds, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
+from sfsync.ddb_wire import WireCalls, item_to_wire, to_wire
 from sfsync.exceptions import (
     BulkJobFailed,
     ConfigurationError,
@@ -74,10 +92,12 @@ from sfsync.records import (
     MAX_ITEM_BYTES,
     RecordStore,
     UnstorableRecord,
+    base_text,
     item_size,
     to_item,
 )
 from sfsync.registry import ObjectSpec
+from sfsync.snapshot import BASE_ATTRIBUTE
 from sfsync.state import StateStore
 
 # ------------------------------------------------------------------------------------------------
@@ -239,19 +259,85 @@ def split_range(
     return [(bounds[i], bounds[i + 1]) for i in range(factor)]
 
 
-def _range_where(cursor: str, lo: dt.datetime | None, hi: dt.datetime | None) -> list[str]:
+IdRange = tuple[str | None, str | None]
+_NO_IDS: IdRange = (None, None)
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # in ASCII (= SOQL) order
+_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
+def _range_where(
+    cursor: str, lo: dt.datetime | None, hi: dt.datetime | None, *, key: str = "Id", ids: IdRange = _NO_IDS
+) -> list[str]:
     where = []
     if lo is not None:
         where.append(f"{cursor} >= {to_soql(lo)}")
     if hi is not None:
         where.append(f"{cursor} < {to_soql(hi)}")
+    for op, value in ((">=", ids[0]), ("<", ids[1])):
+        if value is not None:
+            if not _RECORD_ID.fullmatch(value):
+                raise ValueError(f"malformed record id bound {value!r}")
+            where.append(f"{key} {op} '{value}'")
     return where
 
 
-def bulk_soql(spec: ObjectSpec, fields: Sequence[str], lo: dt.datetime | None, hi: dt.datetime | None) -> str:
+def id_with_checksum(id15: str) -> str:
+    """The 18-character form of a 15-character record id (Salesforce's case-safety suffix)."""
+    if not re.fullmatch(r"[A-Za-z0-9]{15}", id15):
+        raise ValueError(f"not a 15-character record id: {id15!r}")
+    suffix = ""
+    for chunk in range(3):
+        bits = sum(1 << i for i, ch in enumerate(id15[chunk * 5 : chunk * 5 + 5]) if "A" <= ch <= "Z")
+        suffix += _ID_SUFFIX[bits]
+    return id15 + suffix
+
+
+def _id_number(record_id: str) -> int:
+    number = 0
+    for ch in record_id[:15]:
+        number = number * 62 + _B62.index(ch)
+    return number
+
+
+def _id_text(number: int) -> str:
+    digits = []
+    for _ in range(15):
+        number, digit = divmod(number, 62)
+        digits.append(_B62[digit])
+    return id_with_checksum("".join(reversed(digits)))
+
+
+def split_id_range(first: str, last: str, *, factor: int) -> list[str]:
+    """``factor - 1`` increasing cut ids spread evenly over the id space ``[first, last]``.
+
+    Record ids order as their 15-character base-62 form (digits, upper, lower case: ASCII order,
+    which is how SOQL compares them), so cutting that number range evenly gives pieces of about
+    equal row counts where ids were minted in sequence - whatever their ``SystemModstamp``.
+    Each cut ``c`` has ``first < c <= last``; ``[]`` when there are fewer than ``factor`` ids to cut.
+    """
+    if factor < 2:
+        raise ValueError("factor must be >= 2")
+    for value in (first, last):
+        if not _RECORD_ID.fullmatch(value):
+            raise ValueError(f"malformed record id {value!r}")
+    low, span = _id_number(first), _id_number(last) - _id_number(first) + 1
+    if span < factor:
+        return []
+    return [_id_text(low + span * i // factor) for i in range(1, factor)]
+
+
+def bulk_soql(
+    spec: ObjectSpec,
+    fields: Sequence[str],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    *,
+    ids: IdRange = _NO_IDS,
+) -> str:
     """A Bulk 2.0 query over one part: no ORDER BY (it would disable PK chunking)."""
-    check_soql_names(spec.name, spec.cursor, *fields)
-    where = _range_where(spec.cursor, lo, hi)
+    check_soql_names(spec.name, spec.cursor, spec.key, *fields)
+    where = _range_where(spec.cursor, lo, hi, key=spec.key, ids=ids)
     soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
     return soql + (f" WHERE {' AND '.join(where)}" if where else "")
 
@@ -262,10 +348,12 @@ def rest_soql(
     lo: dt.datetime | None,
     hi: dt.datetime | None,
     after: tuple[str, str] | None = None,
+    *,
+    ids: IdRange = _NO_IDS,
 ) -> str:
     """A REST queryAll over one part in ``(cursor, key)`` order, after ``after`` (keyset resume)."""
     check_soql_names(spec.name, spec.cursor, spec.key, *fields)
-    where = _range_where(spec.cursor, lo, hi)
+    where = _range_where(spec.cursor, lo, hi, key=spec.key, ids=ids)
     if after is not None:
         where.append(keyset_after(spec, parse_instant(after[0]), after[1]))
     soql = f"SELECT {', '.join(fields)} FROM {spec.name}"
@@ -410,6 +498,9 @@ def execution_name(objects: Sequence[str], *, reason: Literal["first", "resync"]
 
 @dataclass
 class Part:
+    """One slice of the copy: ``SystemModstamp`` in ``[lo, hi)`` and (after an Id split) ``Id`` in
+    ``[id_lo, id_hi)``; ``split_by`` says how it was cut from its parent (None: not cut)."""
+
     lo: str | None = None
     hi: str | None = None
     depth: int = 0
@@ -426,9 +517,16 @@ class Part:
     done: bool = False
     records_done: int = 0
     total: int | None = None
+    id_lo: str | None = None
+    id_hi: str | None = None
+    split_by: Literal["stamp", "id"] | None = None
 
     def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         return (parse_instant(self.lo) if self.lo else None, parse_instant(self.hi) if self.hi else None)
+
+    @property
+    def ids(self) -> IdRange:
+        return (self.id_lo, self.id_hi)
 
 
 @dataclass
@@ -601,13 +699,7 @@ class CopyStore:
 
 def _attribute(value: Any) -> dict[str, Any]:
     """A DynamoDB attribute value for the types :func:`sfsync.records.to_item` produces."""
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, Decimal | int):
-        return {"N": str(value)}
-    return dict(_SERIALIZER.serialize(value))  # anything else: boto3's general rules
+    return to_wire(value)
 
 
 def _may_be_too_large(item: Mapping[str, Any]) -> bool:
@@ -618,80 +710,224 @@ def _may_be_too_large(item: Mapping[str, Any]) -> bool:
     return bound * 4 > MAX_ITEM_BYTES
 
 
-_SERIALIZER = TypeSerializer()
+#: A JSON string literal as ``json.dumps`` writes it by default (quoted, ASCII-escaped; C code).
+_quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+#: Wire JSON of an item built from Python values (the general path).
+_ITEM_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_PUT_OPEN = '{"PutRequest":{"Item":'
+_PUT_JOIN = '}},{"PutRequest":{"Item":'
+
+
+class EncodedItem(NamedTuple):
+    """One item as DynamoDB's wire JSON (``text``: an ``AttributeValue`` map), and what batching needs.
+
+    A named tuple: one is built per row, and a frozen dataclass costs several times more to build.
+    """
+
+    record_id: str
+    stamp: str
+    deleted: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ColumnPlan:
+    """How rows with one set of columns (one CSV header) become wire JSON, decided once per header.
+
+    The item's data attributes in name order (the base snapshot's order): ``get`` picks their
+    values from a row; per position the wire prefix (``"Name":{"S":``, ``{"BOOL":`` or ``{"N":``)
+    and the snapshot prefix (``"Name":``); the positions of each typed kind.
+    """
+
+    width: int
+    get: Callable[[Mapping[str, Any]], tuple[str | None, ...]]
+    wire_prefix: tuple[str, ...]
+    base_prefix: tuple[str, ...]
+    key_at: int
+    stamp_at: int
+    deleted_at: int
+    booleans: tuple[int, ...]
+    integers: tuple[int, ...]
+    floats: tuple[int, ...]
+    datetimes: tuple[int, ...]
+
+
+def _column_plan(spec: ObjectSpec, columns: Sequence[str], types: FieldTypes) -> _ColumnPlan | None:
+    """The plan for rows with these columns; None when they need the general path every time."""
+    present = set(columns)
+    if not all(isinstance(c, str) for c in columns):
+        return None  # csv's key for the surplus fields of a malformed line: the general rule refuses it
+    if spec.key not in present or spec.cursor not in present or "IsDeleted" not in present:
+        return None
+    kinds = [types.booleans, types.integers, types.floats, types.datetimes]
+    if any(a & b for i, a in enumerate(kinds) for b in kinds[i + 1 :]):
+        return None  # a column typed twice: let the general rule decide
+    names = sorted(
+        {c for c in columns if c not in _ENGINE_NAMES and c != "attributes"} | {"SystemModstamp", "IsDeleted"}
+    )
+    source = [spec.cursor if name == "SystemModstamp" else name for name in names]
+    wire_prefix: list[str] = []
+    booleans: list[int] = []
+    integers: list[int] = []
+    floats: list[int] = []
+    datetimes: list[int] = []
+    for at, name in enumerate(names):
+        quoted = _quoted(name)
+        if name == "IsDeleted" or (name in types.booleans and name != "SystemModstamp"):
+            wire_prefix.append("}," + quoted + ':{"BOOL":')
+            booleans.append(at)
+        elif name in types.integers and name != "SystemModstamp":
+            wire_prefix.append("}," + quoted + ':{"N":')
+            integers.append(at)
+        elif name in types.floats and name != "SystemModstamp":
+            wire_prefix.append("}," + quoted + ':{"N":')
+            floats.append(at)
+        else:
+            wire_prefix.append("}," + quoted + ':{"S":')
+            if name in types.datetimes and name != "SystemModstamp":
+                datetimes.append(at)
+    return _ColumnPlan(
+        width=len(columns),
+        get=operator.itemgetter(*source),
+        wire_prefix=tuple(wire_prefix),
+        base_prefix=tuple("," + _quoted(name) + ":" for name in names),
+        key_at=source.index(spec.key),
+        stamp_at=names.index("SystemModstamp"),
+        deleted_at=names.index("IsDeleted"),
+        booleans=tuple(at for at in booleans if at != names.index("IsDeleted")),
+        integers=tuple(integers),
+        floats=tuple(floats),
+        datetimes=tuple(datetimes),
+    )
 
 
 class CsvRowEncoder:
-    """Bulk CSV rows straight to DynamoDB attribute maps, for the rows that need no judgement.
+    """Bulk CSV rows straight to DynamoDB wire JSON, for the rows that need no judgement.
 
-    Produces exactly ``{k: attribute(v) for k, v in to_item(spec, typed_row(row)).items()}`` (the
-    unit tests hold it to that) for a row whose values are all in their plain form: booleans
-    ``true``/``false``, integers and decimals as Salesforce renders them, datetimes already
-    ``…000Z``.  Anything else (and any row that might approach DynamoDB's item size limit) returns
-    None and goes through :func:`sfsync.records.to_item`, the one row -> item rule.
+    Produces exactly the wire form of ``to_item(spec, typed_row(row))`` (the unit tests hold it to
+    that) for a row whose values are all in their plain form: booleans ``true``/``false``, integers
+    and decimals as Salesforce renders them, datetimes already ``…000Z``; for a two-way object
+    (``ObjectSpec.writes_back``) with ``_base`` set to :func:`sfsync.snapshot.encode_base` of that
+    item.  Anything else (and any row that might approach DynamoDB's item size limit) returns None
+    and goes through :func:`sfsync.records.to_item`, the one row -> item rule.
+
+    The work per row is what the C code of ``str``/``itertools`` can do in bulk: the values are
+    picked in the plan's order (:class:`_ColumnPlan`, decided once per CSV header), each present
+    value is JSON-quoted once, and the quoted values serve both the wire text (spliced after each
+    column's precompiled prefix) and the base snapshot (whose order is the same: names sorted).
     """
 
     def __init__(self, spec: ObjectSpec, types: FieldTypes, *, copy_id: str, synced_at: dt.datetime) -> None:
         self._spec = spec
-        self._key, self._cursor = spec.key, spec.cursor
-        self._booleans = tuple(types.booleans - _ENGINE_NAMES)
-        self._integers = tuple(types.integers - _ENGINE_NAMES)
-        self._floats = tuple(types.floats - _ENGINE_NAMES)
-        self._datetimes = tuple(types.datetimes - _ENGINE_NAMES)
-        self._constant = {
-            "sobject": {"S": spec.name},
-            "_synced_at": {"S": to_iso_ms(synced_at)},
-            "_cycle_id": {"S": copy_id},
-        }
-        self._expires: dict[str, Any] | None = None
+        self._types = types
+        self._two_way = spec.writes_back
+        self._plans: dict[tuple[str, ...], _ColumnPlan | None] = {}
+        self._plan: _ColumnPlan | None = None
+        self._constant = (
+            f',"sobject":{{"S":{_quoted(spec.name)}}}'
+            f',"_synced_at":{{"S":{_quoted(to_iso_ms(synced_at))}}}'
+            f',"_cycle_id":{{"S":{_quoted(copy_id)}}}'
+        )
+        self._expires = ""
         if spec.tombstone_retention_days is not None:
             expires = synced_at + dt.timedelta(days=spec.tombstone_retention_days)
-            self._expires = {"N": str(epoch_seconds(expires))}
+            self._expires = f',"_expires_at":{{"N":"{epoch_seconds(expires)}"}}'
 
-    def encode(self, row: Mapping[str, str | None]) -> dict[str, Any] | None:
-        record_id, stamp, deleted_text = row.get(self._key), row.get(self._cursor), row.get("IsDeleted")
-        if not record_id or stamp is None or not _CANONICAL_STAMP.fullmatch(stamp):
+    def _plan_for(self, row: Mapping[str, Any]) -> _ColumnPlan | None:
+        columns = tuple(row)
+        if columns not in self._plans:
+            self._plans[columns] = _column_plan(self._spec, columns, self._types)
+        return self._plans[columns]
+
+    def encode(self, row: Mapping[str, str | None]) -> EncodedItem | None:
+        plan = self._plan
+        if plan is None or len(row) != plan.width:
+            plan = self._plan = self._plan_for(row)
+            if plan is None:
+                return None
+        try:
+            values = plan.get(row)
+        except KeyError:  # other columns with the same count
+            plan = self._plan = self._plan_for(row)
+            if plan is None:
+                return None
+            values = plan.get(row)
+        record_id, stamp, deleted_text = values[plan.key_at], values[plan.stamp_at], values[plan.deleted_at]
+        if not record_id or stamp is None or not _CANONICAL_STAMP.fullmatch(stamp) or "" in values:
             return None
-        if deleted_text not in ("true", "false", None):
+        if deleted_text == "true":
+            deleted = True
+        elif deleted_text in ("false", None):
+            deleted = False
+        else:
             return None
-        item: dict[str, Any] = {name: {"S": value} for name, value in row.items() if value is not None}
-        if sum(map(len, filter(None, row.values()))) * 4 + len(item) * 128 > MAX_ITEM_BYTES:
-            return None  # might be near DynamoDB's item limit: the general path measures it
-        for name in self._booleans:
-            value = row.get(name)
+        quoted = _quoted
+        literals = [None if value is None else quoted(value) for value in values]
+        literals[plan.deleted_at] = "true" if deleted else "false"
+        for at in plan.booleans:
+            value = values[at]
             if value is not None:
-                if value not in ("true", "false"):
+                if value == "true" or value == "false":  # noqa: PLR1714 (two constants: faster than a tuple)
+                    literals[at] = value
+                else:
                     return None
-                item[name] = {"BOOL": value == "true"}
-        for name in self._integers:
-            value = row.get(name)
+        two_way = self._two_way
+        base = literals.copy() if two_way and (plan.integers or plan.floats) else literals
+        for at in plan.integers:
+            value = values[at]
             if value is not None:
                 if not _PLAIN_INT.fullmatch(value):
                     return None
-                item[name] = {"N": value}
-        for name in self._floats:
-            value = row.get(name)
+                if two_way:
+                    base[at] = value  # the wire keeps the quoted text (an N value), the snapshot the number
+        for at in plan.floats:
+            value = values[at]
             if value is not None:
-                if not _PLAIN_DECIMAL.fullmatch(value) or repr(float(value)) != value:
+                if not _PLAIN_DECIMAL.fullmatch(value) or repr(number := float(value)) != value:
                     return None
-                item[name] = {"N": value}
-        for name in self._datetimes:
-            value = row.get(name)
+                if two_way:  # the snapshot's exact JSON number: an integral value as an integer
+                    base[at] = str(int(number)) if number.is_integer() else value
+        for at in plan.datetimes:
+            value = values[at]
             if value is not None and not _CANONICAL_STAMP.fullmatch(value):
                 return None
-        for name in _ENGINE_NAMES.intersection(item):
-            del item[name]
-        deleted = deleted_text == "true"
-        item["SystemModstamp"] = {"S": stamp}
-        item["IsDeleted"] = {"BOOL": deleted}
-        item.update(self._constant)
+        # "Name":{"S":"value"} for each present value: the precompiled prefixes (each with the
+        # separator before it) and the quoted values, interleaved and joined once
+        present = list(filter(None, literals))
+        parts = [""] * (2 * len(present))
+        parts[::2] = compress(plan.wire_prefix, literals)
+        parts[1::2] = present
+        parts[0] = "{" + parts[0][2:]
+        parts.append("}")
+        parts.append(self._constant)
         if deleted:
-            if self._expires is not None:
-                item["_expires_at"] = self._expires
+            parts.append(self._expires)
             master = row.get("MasterRecordId")
             if master:
-                item["_merged_into"] = {"S": master}
-        return item
+                parts.append(f',"_merged_into":{{"S":{quoted(master)}}}')
+        if two_way:
+            shown = present if base is literals else list(filter(None, base))
+            snapshot = [""] * (2 * len(shown))
+            snapshot[::2] = compress(plan.base_prefix, base)
+            snapshot[1::2] = shown
+            snapshot[0] = "{" + snapshot[0][1:]
+            snapshot.append("}")
+            # the snapshot is printable ASCII (its values are quoted ASCII-escaped): as a JSON
+            # string it only needs its backslashes and quotes escaped (= _quoted, much faster)
+            escaped = "".join(snapshot).replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f',"{BASE_ATTRIBUTE}":{{"S":"{escaped}"}}')
+        parts.append("}")
+        text = "".join(parts)
+        if len(text) * 4 > MAX_ITEM_BYTES:
+            return None  # might be near DynamoDB's item limit: the general path measures it
+        return EncodedItem(record_id, stamp, deleted, text)
+
+
+def encoded_item(spec: ObjectSpec, item: Mapping[str, Any]) -> EncodedItem:
+    """An item built from Python values (:func:`sfsync.records.to_item`) as :class:`EncodedItem`."""
+    return EncodedItem(
+        str(item[spec.key]), str(item["SystemModstamp"]), bool(item["IsDeleted"]), _ITEM_JSON.encode(item_to_wire(item))
+    )
 
 
 class BatchLoader:
@@ -699,6 +935,7 @@ class BatchLoader:
 
     def __init__(self, client: Any, records: RecordStore, *, sleep: Any = time.sleep) -> None:
         self._client = client
+        self._wire = WireCalls(client) if hasattr(client, "meta") else None
         self._records = records
         self._sleep = sleep
 
@@ -724,26 +961,26 @@ class BatchLoader:
         table = self._records.table_for(spec)
         encoder = CsvRowEncoder(spec, types, copy_id=copy_id, synced_at=synced_at) if bulk_csv else None
         batch = _Chunk(spec, table, types, bulk_csv, copy_id, synced_at, selected)
+        pending = batch.rows
         for row in rows:
-            wire = encoder.encode(row) if encoder is not None else None
-            if wire is None:
-                wire = self._general(spec, row, batch, counts)
-                if wire is None:
+            encoded = encoder.encode(row) if encoder is not None else None
+            if encoded is None:
+                encoded = self._general(spec, row, batch, counts)
+                if encoded is None:
                     continue
-            record_id = wire[spec.key]["S"]
-            previous = batch.rows.get(record_id)
-            if previous is None or previous[1]["SystemModstamp"]["S"] <= wire["SystemModstamp"]["S"]:
-                batch.rows[record_id] = (row, wire)
-            if len(batch.rows) >= BATCH_GET_KEYS:
+            previous = pending.get(encoded.record_id)
+            if previous is None or previous[1].stamp <= encoded.stamp:
+                pending[encoded.record_id] = (row, encoded)
+            if len(pending) >= BATCH_GET_KEYS:
                 self._flush(batch, counts)
-                batch.rows = {}
+                pending = batch.rows = {}
         if batch.rows:
             self._flush(batch, counts)
         return counts
 
     def _general(
         self, spec: ObjectSpec, row: Mapping[str, Any], batch: _Chunk, counts: dict[str, int]
-    ) -> dict[str, Any] | None:
+    ) -> EncodedItem | None:
         """The one row -> item rule (:func:`sfsync.records.to_item`); an unstorable row is recorded."""
         typed = typed_row(row, batch.types) if batch.bulk_csv else row
         record_id = str(typed.get(spec.key) or "?")
@@ -755,25 +992,27 @@ class BatchLoader:
         )
         try:
             item = to_item(spec, typed, cycle_id=batch.copy_id, synced_at=batch.synced_at, datetime_fields=to_normalise)
+            if spec.writes_back:  # a new item's base snapshot is its data (see sfsync.snapshot)
+                item[BASE_ATTRIBUTE] = base_text(item)
             if _may_be_too_large(item) and item_size(item) > MAX_ITEM_BYTES:
                 raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
         except UnstorableRecord as exc:
             self._records.record_error(spec, record_id, cycle_id=batch.copy_id, reason=str(exc), when=batch.synced_at)
             counts[COUNTER_FOR["failed"]] += 1
             return None
-        return {k: _attribute(v) for k, v in item.items()}
+        return encoded_item(spec, item)
 
     def _flush(self, batch: _Chunk, counts: dict[str, int]) -> None:
         existing = self._existing(batch.table, list(batch.rows))
-        fresh = [wire for record_id, (_row, wire) in batch.rows.items() if record_id not in existing]
-        known = [row for record_id, (row, _wire) in batch.rows.items() if record_id in existing]
+        fresh = [encoded for record_id, (_row, encoded) in batch.rows.items() if record_id not in existing]
+        known = [row for record_id, (row, _encoded) in batch.rows.items() if record_id in existing]
         for start in range(0, len(fresh), BATCH_WRITE_ITEMS):
             items = fresh[start : start + BATCH_WRITE_ITEMS]
             if self._batch_put(batch.table, items):
-                for wire in items:
-                    counts[COUNTER_FOR["deleted" if wire["IsDeleted"]["BOOL"] else "created"]] += 1
+                for encoded in items:
+                    counts[COUNTER_FOR["deleted" if encoded.deleted else "created"]] += 1
             else:  # DynamoDB refused the batch as a whole: per-row puts isolate the bad row
-                known.extend(batch.rows[wire[batch.spec.key]["S"]][0] for wire in items)
+                known.extend(batch.rows[encoded.record_id][0] for encoded in items)
         if known:
             rows = [typed_row(row, batch.types) for row in known] if batch.bulk_csv else known
             outcome = self._records.write_page(
@@ -806,22 +1045,37 @@ class BatchLoader:
             self._sleep(min(2.0, 0.05 * 2**attempt))
         raise StoreThrottled(f"{table} kept leaving keys unprocessed in BatchGetItem")
 
-    def _batch_put(self, table: str, items: list[dict[str, Any]]) -> bool:
-        requests = [{"PutRequest": {"Item": item}} for item in items]
-        pending: dict[str, Any] = {table: requests}
+    def _batch_put(self, table: str, items: list[EncodedItem]) -> bool:
+        body = "".join(
+            ('{"RequestItems":{', _quoted(table), ":[", _PUT_OPEN, _PUT_JOIN.join(i.text for i in items), "}}]}}")
+        )
+        try:
+            response = self._call("batch_write_item", table, body=body)
+        except _Rejected:
+            return False
+        pending: dict[str, Any] = response.get("UnprocessedItems") or {}
         for attempt in range(MAX_UNPROCESSED_ROUNDS):
+            if not pending:
+                return True
+            self._sleep(min(2.0, 0.05 * 2**attempt))
             try:
                 response = self._call("batch_write_item", table, RequestItems=pending)
             except _Rejected:
                 return False
             pending = response.get("UnprocessedItems") or {}
-            if not pending:
-                return True
-            self._sleep(min(2.0, 0.05 * 2**attempt))
+        if not pending:
+            return True
         raise StoreThrottled(f"{table} kept leaving items unprocessed in BatchWriteItem")
 
-    def _call(self, operation: str, table: str, **kwargs: Any) -> Any:
+    def _call(self, operation: str, table: str, *, body: str | None = None, **kwargs: Any) -> Any:
+        """One batch call; ``body``: the whole request already in wire JSON (else ``RequestItems``)."""
         try:
+            if body is not None:
+                if self._wire is not None and operation == "batch_write_item":
+                    return self._wire.batch_write_item_encoded(table, body.encode())
+                kwargs = json.loads(body)  # a client without botocore's events: the same request, parsed
+            if self._wire is not None:  # the bodies are built in wire format: skip botocore's shape walk
+                return getattr(self._wire, operation)(kwargs["RequestItems"])
             return getattr(self._client, operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -843,7 +1097,7 @@ class _Chunk:
     copy_id: str
     synced_at: dt.datetime
     selected: tuple[str, ...] | None
-    rows: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[str, tuple[Mapping[str, Any], EncodedItem]] = field(default_factory=dict)
 
 
 class _Rejected(Exception):
@@ -1061,7 +1315,8 @@ def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
 
     Input ``{"results": [step outputs...], "base_name", "generation", "requested_by"}``; output
     ``{"continue": bool, "objects": [...], "generation": n + 1, "name": "<base>-<n+1>", "summary":
-    {object: {status, records_copied, total, api_calls}}}``.
+    {object: {status, records_copied, total, rate_per_s, eta_seconds, parts, api_calls, ...}},
+    "records_copied": n, "total": n | None}`` (totals over this execution's objects).
     """
     request = _validate(_SummaryInput, event, "summarize")
     remaining: list[str] = []
@@ -1072,10 +1327,10 @@ def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
             raise InvalidExecutionInput(f"summarize: result without a configured object: {result!r:.200}")
         if result.get("next") == "continue":
             remaining.append(name)
-        summary[name] = {
-            key: result.get(key) for key in ("status", "next", "records_copied", "total", "api_calls", "error")
-        }
+        summary[name] = {key: result.get(key) for key in _SUMMARY_KEYS}
     generation = request.generation + 1
+    copied = sum(int(entry.get("records_copied") or 0) for entry in summary.values())
+    totals = [entry.get("total") for entry in summary.values()]
     return {
         "continue": bool(remaining),
         "objects": remaining,
@@ -1084,7 +1339,24 @@ def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
         "base_name": request.base_name,
         "requested_by": request.requested_by,
         "summary": summary,
+        "records_copied": copied,
+        "total": sum(int(t) for t in totals if t is not None) if all(t is not None for t in totals) else None,
     }
+
+
+_SUMMARY_KEYS = (
+    "status",
+    "next",
+    "records_copied",
+    "total",
+    "rate_per_s",
+    "eta_seconds",
+    "parts",
+    "api_calls",
+    "bulk_jobs",
+    "bulk_failures",
+    "error",
+)
 
 
 def _resume_failed(copy: Copy) -> None:
@@ -1223,7 +1495,7 @@ def _start(copy: Copy, deps: FullSyncDeps) -> Next:
         return _poll(copy, deps)
     spec = _spec(copy, deps)
     lo, hi = part.bounds()
-    soql = bulk_soql(spec, copy.fields, lo, hi)
+    soql = bulk_soql(spec, copy.fields, lo, hi, ids=part.ids)
     try:
         job = deps.sf.bulk_query_create(soql, operation="queryAll")
     except (BulkJobFailed, SalesforceQueryTimeout) as exc:
@@ -1304,24 +1576,47 @@ def _after_failure(copy: Copy, index: int, deps: FullSyncDeps, reason: str) -> N
         if len(pieces) > 1:
             copy.splits += 1
             copy.parts[index : index + 1] = pieces
-            copy.warnings.append(f"part {index} split into {len(pieces)} SystemModstamp ranges after: {reason[:200]}")
+            kind = "Id" if pieces[0].split_by == "id" else "SystemModstamp"
+            copy.warnings.append(f"part {index} split into {len(pieces)} {kind} ranges after: {reason[:200]}")
+            logger.info("part split", extra={"part": index, "pieces": len(pieces), "by": kind})
             return "start"
     part.mode = "rest"
     copy.warnings.append(f"part {index} read with REST after failed Bulk jobs: {reason[:200]}")
     return "load"
 
 
+def split_kind(part: Part) -> Literal["stamp", "id"]:
+    """How a failed part is cut: by ``SystemModstamp`` first; by ``Id`` once a piece of a stamp split
+    (or of an Id split) fails again - its rows are dense in time (a mass update stamps thousands of
+    rows with one second), which more stamp cuts cannot spread, while Id ranges split by count."""
+    return "stamp" if part.split_by is None else "id"
+
+
 def _split(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    """The part's pieces (``[part]`` when it cannot be cut): see :func:`split_kind`; a stamp range too
+    narrow to cut (every row on a few stamps) is cut by Id instead."""
+    if split_kind(part) == "stamp":
+        pieces = _split_by_stamp(copy, part, deps, policy)
+        if len(pieces) > 1:
+            return pieces
+    return _split_by_id(copy, part, deps, policy)
+
+
+def _first_row(deps: FullSyncDeps, soql: str) -> dict[str, Any] | None:
+    page = next(iter(deps.sf.query_pages(soql, include_deleted=True)), None)
+    records = list(page.records) if page is not None else []
+    return dict(records[0]) if records else None
+
+
+def _split_by_stamp(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
     spec = _spec(copy, deps)
     lo, hi = part.bounds()
     first = lo
-    if first is None:  # where the data starts: one REST row (the only non-Bulk call of a split)
-        soql = rest_soql(spec, [spec.cursor, spec.key], None, hi) + " LIMIT 1"
-        page = next(iter(deps.sf.query_pages(soql, include_deleted=True)), None)
-        records = list(page.records) if page is not None else []
-        if not records:
+    if first is None:  # where the data starts: one REST row (a split's only non-Bulk calls)
+        row = _first_row(deps, rest_soql(spec, [spec.cursor, spec.key], None, hi, ids=part.ids) + " LIMIT 1")
+        if row is None:
             return [part]
-        first = parse_instant(str(records[0][spec.cursor]))
+        first = parse_instant(str(row[spec.cursor]))
     last = hi if hi is not None else salesforce_now(deps.sf, deps.clock)[0]
     if last <= first:
         return [part]
@@ -1332,8 +1627,41 @@ def _split(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> li
             hi=to_iso_ms(b) if b else None,
             depth=part.depth + 1,
             mode="bulk",
+            id_lo=part.id_lo,
+            id_hi=part.id_hi,
+            split_by="stamp",
         )
         for a, b in ranges
+    ]
+
+
+def _split_by_id(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    """Cut the part's Id range evenly between its lowest and highest Id (two one-row REST queries);
+    every piece keeps the part's ``SystemModstamp`` range, so the pieces cover exactly the part."""
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    check_soql_names(spec.name, spec.key)
+    where = _range_where(spec.cursor, lo, hi, key=spec.key, ids=part.ids)
+    base = f"SELECT {spec.key} FROM {spec.name}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    first = _first_row(deps, f"{base} ORDER BY {spec.key} ASC LIMIT 1")
+    last = _first_row(deps, f"{base} ORDER BY {spec.key} DESC LIMIT 1")
+    if first is None or last is None:
+        return [part]
+    cuts = split_id_range(str(first[spec.key]), str(last[spec.key]), factor=policy.split_factor)
+    if not cuts:
+        return [part]
+    bounds: list[str | None] = [part.id_lo, *cuts, part.id_hi]
+    return [
+        Part(
+            lo=part.lo,
+            hi=part.hi,
+            depth=part.depth + 1,
+            mode="bulk",
+            id_lo=bounds[i],
+            id_hi=bounds[i + 1],
+            split_by="id",
+        )
+        for i in range(len(bounds) - 1)
     ]
 
 
@@ -1436,7 +1764,7 @@ def _load_rest(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
                 _note_start(copy, salesforce_now(deps.sf, deps.clock)[0])
             lo, hi = part.bounds()
             after = (part.rest_after[0], part.rest_after[1]) if part.rest_after else None
-            soql = rest_soql(spec, copy.fields, lo, hi, after)
+            soql = rest_soql(spec, copy.fields, lo, hi, after, ids=part.ids)
             page = next(iter(deps.sf.query_pages(soql, include_deleted=True, batch_size=2000)))
             part.total = part.records_done + int(page.total_size)
         records: list[dict[str, Any]] = list(page.records)
@@ -1519,6 +1847,12 @@ def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
     if route in ("load", "finish", "done"):
         with metrics_for_object(copy.object_name) as m:
             m.add_metric(name="FullSyncRecordsCopied", unit=MetricUnit.Count, value=copy.records_copied)
+            if figures["rate_per_s"] is not None:
+                m.add_metric(
+                    name="FullSyncRecordsPerSecond", unit=MetricUnit.CountPerSecond, value=figures["rate_per_s"]
+                )
+            if figures["eta_seconds"] is not None:
+                m.add_metric(name="FullSyncEtaSeconds", unit=MetricUnit.Seconds, value=figures["eta_seconds"])
             if total:
                 m.add_metric(
                     name="FullSyncProgressPercent", unit=MetricUnit.Percent, value=100.0 * copy.records_copied / total
@@ -1573,6 +1907,7 @@ __all__ = [
     "failure_action",
     "field_types",
     "finish",
+    "id_with_checksum",
     "load_page",
     "mark_failed",
     "plan",
@@ -1582,6 +1917,8 @@ __all__ = [
     "progress_figures",
     "rest_soql",
     "run_step",
+    "split_id_range",
+    "split_kind",
     "split_range",
     "start_job",
     "summarize",
