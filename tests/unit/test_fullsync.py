@@ -435,7 +435,7 @@ SYNCED = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
 def general_rule(spec: ObjectSpec, row: dict[str, str | None]) -> dict[str, Any]:
-    from sfsync.fullsync import _attribute
+    from sfsync.ddb_wire import to_wire
     from sfsync.records import to_item
 
     item = to_item(
@@ -447,7 +447,7 @@ def general_rule(spec: ObjectSpec, row: dict[str, str | None]) -> dict[str, Any]
     )
     if spec.writes_back:
         item["_base"] = snapshot.encode_base(item)
-    return {k: _attribute(v) for k, v in item.items()}
+    return {k: to_wire(v) for k, v in item.items()}
 
 
 _values = {

@@ -28,10 +28,13 @@ def lambda_client() -> Any:
     return boto3.client("lambda")
 
 
+@functools.lru_cache(maxsize=1)
+def stepfunctions_client() -> Any:
+    return boto3.client("stepfunctions")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch AWS mocks between cases)."""
-    from sfsync.stepfunctions import stepfunctions_client
-
     dynamodb_client.cache_clear()
     lambda_client.cache_clear()
     stepfunctions_client.cache_clear()
@@ -56,4 +59,4 @@ class LambdaInvoker:
             raise DispatchFailed(f"invoke of {self._function_name} for {object_name} answered {status}")
 
 
-__all__ = ["LambdaInvoker", "dynamodb_client", "lambda_client", "reset_clients"]
+__all__ = ["LambdaInvoker", "dynamodb_client", "lambda_client", "reset_clients", "stepfunctions_client"]

@@ -613,9 +613,10 @@ class ApiEconomy:
         probe: ProbeResult | None = None
         if to_probe:
             probed: list[ProbeResult] = []
+            marks = self._state.watermarks([spec.name for spec in to_probe])
             gate = probe_gate(
                 self._sf,
-                lambda name: self._state.get_watermark(name).value,
+                lambda name: marks[name].value,
                 overlap=dt.timedelta(seconds=self._settings.overlap_seconds),
                 now=self._now,
                 on_result=probed.append,

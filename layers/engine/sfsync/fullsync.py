@@ -71,7 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfsync.clock import Clock, epoch_seconds, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
-from sfsync.ddb_wire import WireCalls, item_to_wire, to_wire
+from sfsync.ddb_wire import WireCalls, item_to_wire
 from sfsync.exceptions import (
     BulkJobFailed,
     ConfigurationError,
@@ -87,9 +87,12 @@ from sfsync.exceptions import (
 from sfsync.fields import check_soql_names, keyset_after, select_fields
 from sfsync.observability import bind, count, logger, metrics_for_object
 from sfsync.records import (
+    BATCH_GET_KEYS,
+    BATCH_WRITE_ITEMS,
     COUNTER_FOR,
     ENGINE_ATTRIBUTES,
     MAX_ITEM_BYTES,
+    THROTTLE_CODES,
     RecordStore,
     UnstorableRecord,
     base_text,
@@ -130,8 +133,6 @@ BULK_UNSUPPORTED_OBJECTS: frozenset[str] = frozenset(
 
 FULLCOPY_SK = "FULLCOPY"
 OBJECT_PREFIX = "OBJECT#"
-BATCH_GET_KEYS = 100
-BATCH_WRITE_ITEMS = 25
 MAX_UNPROCESSED_ROUNDS = 8
 SAVE_ATTEMPTS = 3
 _CANONICAL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -697,11 +698,6 @@ class CopyStore:
 # ------------------------------------------------------------------------------------------------
 
 
-def _attribute(value: Any) -> dict[str, Any]:
-    """A DynamoDB attribute value for the types :func:`sfsync.records.to_item` produces."""
-    return to_wire(value)
-
-
 def _may_be_too_large(item: Mapping[str, Any]) -> bool:
     """A cheap upper bound of the item size (4 bytes per character); exact check only when needed."""
     bound = 0
@@ -1079,7 +1075,7 @@ class BatchLoader:
             return getattr(self._client, operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
+            if code in THROTTLE_CODES:
                 raise StoreThrottled(f"{table} kept throttling {operation}: {code}") from exc
             if code == "ValidationException" and operation == "batch_write_item":
                 raise _Rejected from exc

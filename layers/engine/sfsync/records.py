@@ -110,7 +110,8 @@ _NOT_COMPARED = _VOLATILE | {BASE_ATTRIBUTE}
 _NEVER_CARRIED = frozenset({BASE_ATTRIBUTE})
 #: Conditional-write attempts of a two-way patch or tombstone whose base changed under it.
 BASE_WRITE_ATTEMPTS = 3
-_THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+#: DynamoDB error codes that mean "throttled" (retried by botocore; persisting -> StoreThrottled).
+THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
 _FAILURE_WORDS = {
@@ -124,7 +125,7 @@ def _client_failure(exc: ClientError, table: str, action: str) -> StoreError | S
     """The engine error for a DynamoDB client error: throttling (retryable) or anything else."""
     code = exc.response.get("Error", {}).get("Code", "")
     throttled, failed = _FAILURE_WORDS[action]
-    if code in _THROTTLE_CODES:
+    if code in THROTTLE_CODES:
         return StoreThrottled(f"{table} kept throttling {throttled}: {code}")
     return StoreError(f"{failed} {table}: {code}")
 
@@ -433,11 +434,6 @@ def _size_bound(item: Mapping[str, Any]) -> int | None:
         else:
             return None
     return bound if bound * 4 <= MAX_ITEM_BYTES else None
-
-
-def _surely_small(item: Mapping[str, Any]) -> bool:
-    """A cheap bound proving the item under the size limit (4 bytes a character, 24 a number or boolean)."""
-    return _size_bound(item) is not None
 
 
 def _check_size_with_base(item: Mapping[str, Any], bound: int | None) -> None:

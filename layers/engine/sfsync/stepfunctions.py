@@ -10,21 +10,15 @@ first case as ``started=False``; the dispatcher itself remembers what it started
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sfsync.aws import stepfunctions_client
 from sfsync.exceptions import DispatchFailed
-
-
-@functools.lru_cache(maxsize=1)
-def stepfunctions_client() -> Any:
-    return boto3.client("stepfunctions")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfsync import clock
-from sfsync.aws import LambdaInvoker, dynamodb_client
+from sfsync.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
 from sfsync.config import Settings, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
 from sfsync.dispatcher import EconomyClient, FullCopies, Invoker
@@ -127,15 +127,8 @@ def dispatcher_deps() -> DispatcherDeps:
 class _LazyStepFunctions:
     """A Step Functions client made on first use: only ``continue_as_new`` needs one."""
 
-    def __init__(self) -> None:
-        self._client: Any = None
-
     def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("stepfunctions")
-        return getattr(self._client, name)
+        return getattr(stepfunctions_client(), name)
 
 
 def full_sync_deps() -> FullSyncDeps:

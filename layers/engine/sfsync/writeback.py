@@ -51,14 +51,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync import clock as sfclock
 from sfsync import snapshot
 from sfsync.config import Settings, WriteBackOptions
 from sfsync.conflicts import Conflict, FieldDecision, decide_field, same
-from sfsync.exceptions import StoreError
+from sfsync.ddb_wire import item_from_wire
+from sfsync.exceptions import StoreError, StoreThrottled
 from sfsync.observability import logger, metrics_for_object
 from sfsync.records import to_item
 from sfsync.registry import ObjectSpec
@@ -157,7 +158,6 @@ class WriteBackDeps:
 
 # -- stream records ------------------------------------------------------------------------------
 
-_de = TypeDeserializer()
 _ser = TypeSerializer()
 
 
@@ -180,9 +180,7 @@ class StreamChange:
 
 
 def _decode_image(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    return {name: _de.deserialize(value) for name, value in raw.items()}
+    return item_from_wire(raw) if raw else None
 
 
 def _table_of(arn: str) -> str:
@@ -404,6 +402,7 @@ class _Tables:
 
     def __init__(self, deps: WriteBackDeps) -> None:
         self._client = deps.dynamodb
+        self._sleep = deps.sleep
         self._settings = deps.settings
         self._retention = dt.timedelta(days=deps.settings.error_retention_days)
 
@@ -428,7 +427,9 @@ class _Tables:
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                time.sleep(0.05)
+                self._sleep(0.05)
+            else:
+                raise StoreThrottled(f"{table} left keys unprocessed after 8 BatchGetItem attempts")
         return found
 
     def update(
@@ -628,7 +629,7 @@ class WriteBack:
         """Run one object's step; a Salesforce or store outage fails only its records (Lambda retries them)."""
         try:
             step(obj, group)
-        except (SalesforceError, StoreError) as exc:
+        except (SalesforceError, StoreError, StoreThrottled) as exc:
             logger.warning(
                 "write-back step failed; its records are reported for retry",
                 extra={"object": obj, "records": len(group), "error": f"{exc.__class__.__name__}: {exc}"},
@@ -884,7 +885,7 @@ class WriteBack:
             chunks = [to_send[start : start + MAX_COLLECTION] for start in range(0, len(to_send), MAX_COLLECTION)]
             for chunk, results in zip(chunks, self._send_updates(chunks, options), strict=True):
                 for plan, outcome in zip(chunk, results, strict=False):
-                    retry += self._outcome(plan, outcome)
+                    retry += self._outcome(plan, outcome, options)
             if not retry:
                 return
             attempt += 1
@@ -961,7 +962,7 @@ class WriteBack:
                 results.append([{"success": False, "errors": [error]} for _ in records])
         return results
 
-    def _outcome(self, plan: _ItemPlan, outcome: Mapping[str, Any]) -> list[_ItemPlan]:
+    def _outcome(self, plan: _ItemPlan, outcome: Mapping[str, Any], options: WriteBackOptions) -> list[_ItemPlan]:
         """Handle one SaveResult; returns the plan when it is to be retried."""
         if outcome.get("success"):
             self._settle(plan, pushed=True)
@@ -979,14 +980,14 @@ class WriteBack:
             plan.target_obj, plan.target_id = "Contact", str(contact or "")
             redirected = self._redirect_converted([plan])
             if redirected:
-                self._push(redirected, field_map(self.sf, "Contact"), WriteBackOptions())
+                self._push(redirected, field_map(self.sf, "Contact"), options)
             return []
         if code == "ENTITY_IS_DELETED" and plan.target_id == plan.key and plan.redirect_note is None:
             masters = self._masters(plan.obj, [plan.key])
             if plan.key in masters:
                 plan.target_id = masters[plan.key]
                 plan.redirect_note = f"merged into {plan.target_id}"
-                self._push([plan], field_map(self.sf, plan.obj), WriteBackOptions())
+                self._push([plan], field_map(self.sf, plan.obj), options)
                 return []
         self._refuse_plan(plan, code, message, fields)
         return []
