@@ -60,15 +60,22 @@ from sfsync.config import Settings, WriteBackOptions
 from sfsync.conflicts import Conflict, FieldDecision, decide_field, same
 from sfsync.ddb_wire import item_from_wire
 from sfsync.exceptions import StoreError, StoreThrottled
+from sfsync.fields import SKIPPED_TYPES
 from sfsync.observability import logger, metrics_for_object
 from sfsync.records import to_item
 from sfsync.registry import ObjectSpec
+from sfsync.salesforce.client import (
+    MAX_COLLECTION_RECORDS,
+    MAX_COMPOSITE_QUERIES,
+    MAX_COMPOSITE_SUBREQUESTS,
+    MAX_RETRIEVE_IDS,
+)
 from sfsync.salesforce.errors import SalesforceError, SalesforceUnavailable
 
-MAX_COLLECTION = 200
-MAX_RETRIEVE = 2000
-MAX_COMPOSITE = 25
-MAX_COMPOSITE_COLLECTIONS = 5
+MAX_COLLECTION = MAX_COLLECTION_RECORDS
+MAX_RETRIEVE = MAX_RETRIEVE_IDS
+MAX_COMPOSITE = MAX_COMPOSITE_SUBREQUESTS
+MAX_COMPOSITE_COLLECTIONS = MAX_COMPOSITE_QUERIES  # collections count against the same 5 as queries
 MAX_QUERY_IDS = 200
 LOCK_RETRIES = 3
 LOCK_BACKOFF_SECONDS = 0.2
@@ -94,7 +101,7 @@ _TEXT_TYPES_ALL = _TEXT_TYPES | {"encryptedstring"}
 _INT_TYPES = frozenset({"int", "long"})
 _DECIMAL_TYPES = frozenset({"double", "currency", "percent"})
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SKIPPED_TYPES = frozenset({"address", "location", "base64"})
+_SKIPPED_TYPES = SKIPPED_TYPES
 #: Salesforce codes retried inside the invocation and then by Lambda.
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 
