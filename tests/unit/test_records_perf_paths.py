@@ -17,11 +17,14 @@ import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 from sfsync.ddb_wire import WireCalls, _encode_body, from_wire, item_from_wire, item_to_wire, to_wire
 from sfsync.exceptions import StoreThrottled
-from sfsync.records import CLIENT_CONFIG, RecordStore, UnstorableRecord, to_item
+from sfsync.records import CLIENT_CONFIG, RecordStore, UnstorableRecord, to_item, wire_and_base
 from sfsync.registry import ObjectSpec
+from sfsync.snapshot import encode_base
 
 pytestmark = pytest.mark.unit
 
@@ -331,3 +334,27 @@ def test_given_a_per_page_exclusive_flag_when_writing_then_it_overrides_the_stor
     assert outcome.counts["RecordsCreated"] == 30
     assert calls["batch"] == (2 if batched else 0)
     assert len(table_items(dynamodb, "plain")) == 30
+
+
+_WIRE_NAMES = st.sampled_from(
+    ["Id", "Name", "Title", "sobject", "_synced_at", "_expires_at", "Ümlaut", "IsDeleted", "N"]
+)
+_WIRE_VALUES = st.one_of(
+    st.text(max_size=12),  # any code point: quotes, backslashes, controls, non-ASCII, lone surrogates
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**12), max_value=10**12),
+    st.integers(min_value=-(10**30), max_value=10**30).map(Decimal),
+    st.none(),
+    st.frozensets(st.text(min_size=1, max_size=4), min_size=1, max_size=3).map(set),
+)
+
+
+@pytest.mark.property
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_WIRE_NAMES, _WIRE_VALUES, min_size=1, max_size=9))
+def test_the_one_pass_wire_and_base_texts_equal_the_general_encodings(item: dict[str, Any]) -> None:
+    wire, base = wire_and_base(item, with_base=True)
+    assert json.loads(wire) == json.loads(json.dumps(item_to_wire(item)))
+    assert base == encode_base(item)
+    assert wire_and_base(item, with_base=False) == (wire, None)

@@ -162,7 +162,7 @@ class _FastWaits:
 
 
 class _MotoDynamoDBSpeedups:
-    """Two costs of moto's DynamoDB that grow with item width, removed without changing what it answers.
+    """Three costs of moto's DynamoDB that grow with item width, removed without changing what it answers.
 
     * ``Item.__init__`` adds attributes one by one to a ``LimitedSizeDict`` that re-measures the whole
       item on every addition (quadratic in the attribute count: most of moto's time for a 40-field
@@ -173,6 +173,13 @@ class _MotoDynamoDBSpeedups:
       for DynamoDB JSON that walk only base64-decodes binary values.  A body with no binary tag is
       the same after :func:`json.loads`, which is what is used then (any ``"B":``/``"BS":`` in the
       body, even inside a string, takes moto's own parser).
+    * Responses carrying items (``GetItem``, ``BatchGetItem``, ``Query``, ``Scan``) are serialised by
+      walking the service model once per attribute value (tens of µs per attribute; 80 % of a cycle's
+      moto time with 10,000 pre-read items).  For the JSON protocol that walk writes the
+      ``{"S": ...}`` maps out as they are, binary values aside: the items are taken out, moto
+      serialises the rest of the response (status, headers, capacity, keys), and the items are put
+      back into its JSON document with :func:`json.dumps`.  Items holding binary values (bytes, which
+      :func:`json.dumps` refuses) take moto's own serialiser whole.
 
     One patch for all active stacks (they may nest and close in any order).
     """
@@ -181,19 +188,28 @@ class _MotoDynamoDBSpeedups:
     _patches: ClassVar[list[Any]] = []
     _guard = threading.Lock()
     _FAST_ACTIONS = frozenset({"BatchWriteItem", "BatchGetItem"})
+    #: Operations whose response carries items, and the response keys that hold them.
+    _ITEM_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "GetItem": ("Item",),
+        "BatchGetItem": ("Responses",),
+        "Query": ("Items",),
+        "Scan": ("Items",),
+    }
 
     @classmethod
     def attach(cls) -> None:
+        from moto.core.responses import ActionResult
         from moto.dynamodb.exceptions import ItemSizeTooLarge
         from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
         from moto.dynamodb.models.utilities import bytesize
-        from moto.dynamodb.responses import DynamoHandler
+        from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
         with cls._guard:
             cls._users += 1
             if cls._users > 1:
                 return
             original_parse = DynamoHandler.parse_parameters
+            original_execute = DynamoResult.execute_result
 
             def item_init(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
                 item.hash_key = hash_key
@@ -220,9 +236,24 @@ class _MotoDynamoDBSpeedups:
                         return
                 original_parse(handler, request)
 
+            def execute_result(result: Any, context: Any) -> Any:
+                keys = cls._ITEM_KEYS.get(context.operation_model.name, ())
+                document = result.result
+                carried = {key: document[key] for key in keys if isinstance(document, dict) and key in document}
+                if not carried:
+                    return original_execute(result, context)
+                rest = ActionResult({key: value for key, value in document.items() if key not in carried})
+                status, headers, body = ActionResult.execute_result(rest, context)
+                try:
+                    body = json.dumps({**carried, **json.loads(body or "{}")})
+                except TypeError:  # binary values (bytes): moto's serialiser base64-encodes them
+                    return original_execute(result, context)
+                return status, headers, body
+
             for owner, attribute, replacement in (
                 (Item, "__init__", item_init),
                 (DynamoHandler, "parse_parameters", parse_parameters),
+                (DynamoResult, "execute_result", execute_result),
             ):
                 patcher = mock.patch.object(owner, attribute, replacement)
                 patcher.start()

@@ -95,12 +95,11 @@ from sfsync.records import (
     THROTTLE_CODES,
     RecordStore,
     UnstorableRecord,
-    base_text,
     item_size,
     to_item,
 )
 from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE
+from sfsync.snapshot import BASE_ATTRIBUTE, encode_base
 from sfsync.state import StateStore
 
 # ------------------------------------------------------------------------------------------------
@@ -989,7 +988,7 @@ class BatchLoader:
         try:
             item = to_item(spec, typed, cycle_id=batch.copy_id, synced_at=batch.synced_at, datetime_fields=to_normalise)
             if spec.writes_back:  # a new item's base snapshot is its data (see sfsync.snapshot)
-                item[BASE_ATTRIBUTE] = base_text(item)
+                item[BASE_ATTRIBUTE] = encode_base(item)
             if _may_be_too_large(item) and item_size(item) > MAX_ITEM_BYTES:
                 raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
         except UnstorableRecord as exc:
