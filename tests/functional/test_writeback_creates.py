@@ -139,3 +139,60 @@ def test_given_deletes_are_allowed_when_an_item_is_deleted_locally_then_salesfor
 
     assert wb.salesforce_row(emulator, "Lead", first)["IsDeleted"] is True
     assert wb.salesforce_row(emulator, "Lead", second)["IsDeleted"] is True
+
+
+def test_given_the_state_table_refuses_a_create_intent_then_only_that_record_is_retried_and_created_once(
+    deploy_stack: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+    from sfsync.aws import dynamodb_client
+
+    stack = wb.deploy(deploy_stack)
+    state_table = stack.table_name("StateTable")
+    refused = {"count": 0}
+
+    class _Body:
+        def __init__(self, data: bytes) -> None:
+            self._data = data
+
+        def stream(self, **_kw: Any) -> Any:
+            yield self._data
+
+    def deny_intent_once(request: Any, **_kw: Any) -> AWSResponse | None:
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+        if refused["count"] or state_table.encode() not in body or b"CREATE#" not in body:
+            return None
+        refused["count"] += 1
+        headers = HTTPHeaders()
+        headers["x-amzn-ErrorType"] = "AccessDeniedException"
+        error = {"__type": "com.amazon.coral.service#AccessDeniedException", "message": "not authorized"}
+        return AWSResponse(request.url, 400, headers, _Body(json.dumps(error).encode()))
+
+    # the function's own (cached, per process) client: a DynamoDB error botocore does not retry
+    monkeypatch.setenv("AWS_DEFAULT_REGION", stack.region)
+    one_lead = str(emulator.salesforce().query("SELECT Id FROM Lead LIMIT 1")["records"][0]["Id"])
+    wb.sync_items(stack, emulator, "Lead", [one_lead])
+    edited = wb.get_item(stack, "Lead", one_lead)
+    assert edited is not None
+    edited["Title"] = "Edited beside a refused create"
+    dynamodb_client().meta.events.register_first("before-send.dynamodb.PutItem", deny_intent_once)
+    try:
+        # one request, so one stream batch: a local create (its intent refused) and a local edit
+        stack.boto3_client("dynamodb").batch_write_item(
+            RequestItems={
+                stack.table_name(wb.TABLES["Lead"]): [
+                    {"PutRequest": {"Item": {k: wb._ser.serialize(v) for k, v in item.items()}}}
+                    for item in (local_lead("app-lead-9", "Denied Once"), edited)
+                ]
+            }
+        )
+        wb.drain(stack)
+    finally:
+        dynamodb_client().meta.events.unregister("before-send.dynamodb.PutItem", deny_intent_once)
+
+    assert refused["count"] == 1
+    runs = wb.writeback_invocations(stack)
+    assert not [inv for inv in runs if inv.is_error], "a store error fails its records, not the invocation"
+    assert [inv for inv in runs if inv.result.get("batchItemFailures")], "the refused record was reported for retry"
+    assert wb.salesforce_row(emulator, "Lead", one_lead)["Title"] == "Edited beside a refused create"
+    assert_created_once(stack, emulator, "app-lead-9", "Denied Once")

@@ -432,3 +432,29 @@ def test_the_snapshot_encoding_follows_the_layout_rules_whatever_the_item_layout
     rng.shuffle(names)
     shuffled = {name: item[name] for name in names}
     assert snapshot.encode_base(shuffled) == _reference_base(shuffled)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (Decimal("1.50"), 1.5, True),
+        (Decimal("1"), "1", True),  # a number the snapshot kept as its text
+        (Decimal("0.1000000000000000000001"), "0.1000000000000000000001", True),
+        (Decimal("1"), "one", False),
+        (True, Decimal("1"), False),
+        (True, 1, False),
+        (True, True, True),
+        (None, "", False),
+        (None, None, True),
+        ("a", "a", True),
+        (["x"], ["x"], True),
+    ],
+)
+def test_local_changes_and_conflicts_share_one_value_equality(a: Any, b: Any, equal: bool) -> None:
+    from sfsync import conflicts
+
+    assert snapshot.same(a, b) is equal and snapshot.same(b, a) is equal
+    assert conflicts.same is snapshot.same
+    item = {"Id": "00Q000000000001AAA", "Amount": a, snapshot.BASE_ATTRIBUTE: snapshot.encode_base({"Amount": b})}
+    if b is not None and not isinstance(b, list):
+        assert ("Amount" not in snapshot.local_changes(item)) is equal

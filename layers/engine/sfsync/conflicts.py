@@ -24,27 +24,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from sfsync.config import DEFAULT_CONFLICT_POLICY
+from sfsync.snapshot import same
 
 Winner = Literal["local", "salesforce"]
 Action = Literal["push", "none", "salesforce", "skip"]
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal as stored values (numbers compared numerically, ``None`` equal only to ``None``)."""
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
-        try:
-            return Decimal(str(a)) == Decimal(str(b))
-        except InvalidOperation:
-            return False
-    return bool(a == b)
 
 
 def is_empty(value: Any) -> bool:

@@ -129,7 +129,7 @@ _FAILURE_WORDS = {
 }
 
 
-def _client_failure(exc: ClientError, table: str, action: str) -> StoreError | StoreThrottled:
+def client_failure(exc: ClientError, table: str, action: str) -> StoreError | StoreThrottled:
     """The engine error for a DynamoDB client error: throttling (retryable) or anything else."""
     code = exc.response.get("Error", {}).get("Code", "")
     throttled, failed = _FAILURE_WORDS[action]
@@ -714,7 +714,7 @@ class RecordStore:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ValidationException":
                     return False
-                raise _client_failure(exc, table, "write") from exc
+                raise client_failure(exc, table, "write") from exc
             except BotoCoreError as exc:
                 raise StoreError(f"cannot write to {table}: {exc}") from exc
             request = response.get("UnprocessedItems") or {}
@@ -944,7 +944,7 @@ class RecordStore:
             try:
                 response = self._client.scan(**request)
             except ClientError as exc:
-                raise _client_failure(exc, table, "scan") from exc
+                raise client_failure(exc, table, "scan") from exc
             except BotoCoreError as exc:
                 raise StoreError(f"cannot scan {table}: {exc}") from exc
             for raw in response.get("Items", []):
@@ -1032,7 +1032,7 @@ class RecordStore:
     def _update_failure(self, table: str, exc: ClientError) -> Outcome:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             return "skipped"
-        raise _client_failure(exc, table, "write") from exc
+        raise client_failure(exc, table, "write") from exc
 
     def _stored(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored items for ``record_ids`` as Python values (see :meth:`_stored_wire`)."""
@@ -1053,7 +1053,7 @@ class RecordStore:
                 try:
                     response = self._wire.batch_get_item(request)
                 except ClientError as exc:
-                    raise _client_failure(exc, table, "read") from exc
+                    raise client_failure(exc, table, "read") from exc
                 except BotoCoreError as exc:
                     raise StoreError(f"cannot read from {table}: {exc}") from exc
                 for raw in response.get("Responses", {}).get(table, []):
@@ -1084,7 +1084,7 @@ class RecordStore:
                 raise UnstorableRecord(
                     f"DynamoDB rejected the item: {exc.response['Error'].get('Message', '')}"
                 ) from exc
-            raise _client_failure(exc, table, "write") from exc
+            raise client_failure(exc, table, "write") from exc
         except BotoCoreError as exc:
             raise StoreError(f"cannot write to {table}: {exc}") from exc
         attrs = response.get("Attributes")
@@ -1111,7 +1111,7 @@ class RecordStore:
                 TableName=self._errors_table, Item={k: self._ser.serialize(v) for k, v in item.items()}
             )
         except ClientError as exc:
-            raise _client_failure(exc, self._errors_table, "write") from exc
+            raise client_failure(exc, self._errors_table, "write") from exc
 
     def get(self, spec: ObjectSpec, record_id: str) -> dict[str, Any] | None:
         """One stored item as Python values (tests and the CLI)."""
@@ -1132,9 +1132,11 @@ __all__ = [
     "UnstorableRecord",
     "carry_over",
     "classify",
+    "client_failure",
     "item_size",
     "patched_base",
     "salesforce_base",
     "to_item",
     "unchanged_since_base",
+    "wire_and_base",
 ]

@@ -119,8 +119,18 @@ def with_base(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, Decimal) or isinstance(b, Decimal):
+def same(a: Any, b: Any) -> bool:
+    """Equal as stored values: the one equality of local changes and write-back conflicts.
+
+    ``None`` only to ``None``; booleans only to booleans; a number to anything numerically (a
+    number the snapshot kept as its text equals the item's ``Decimal``; text that is not a number
+    never equals one); anything else with ``==``.
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float | Decimal) or isinstance(b, int | float | Decimal):
         try:
             return Decimal(str(a)) == Decimal(str(b))
         except ArithmeticError:
@@ -151,6 +161,6 @@ def local_changes(item: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> dic
         local, old = data.get(name), base.get(name)
         if local is None and old is None:
             continue
-        if local is None or old is None or not _same(local, old):
+        if local is None or old is None or not same(local, old):
             changes[name] = LocalChange(name, old, local)
     return changes

@@ -62,7 +62,7 @@ from sfsync.ddb_wire import item_from_wire
 from sfsync.exceptions import StoreError, StoreThrottled
 from sfsync.fields import SKIPPED_TYPES
 from sfsync.observability import logger, metrics_for_object
-from sfsync.records import to_item
+from sfsync.records import UnstorableRecord, client_failure, to_item
 from sfsync.registry import ObjectSpec
 from sfsync.salesforce.client import (
     MAX_COLLECTION_RECORDS,
@@ -416,6 +416,20 @@ class _Tables:
     def table(self, spec: ObjectSpec) -> str:
         return self._settings.table_for(spec.family)
 
+    @staticmethod
+    def _call(table: str, action: str, method: Callable[..., Any], *, conditional: bool = False, **request: Any) -> Any:
+        """One DynamoDB call; its failures as the engine's errors (throttling: :class:`StoreThrottled`,
+        anything else: :class:`StoreError`), which fail only the step's records.  ``conditional``: a
+        failed condition returns None instead."""
+        try:
+            return method(**request)
+        except ClientError as exc:
+            if conditional and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise client_failure(exc, table, action) from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"{action} on {table} failed: {exc}") from exc
+
     def get_items(self, table: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(keys))
@@ -424,10 +438,7 @@ class _Tables:
                 table: {"Keys": [{"Id": {"S": k}} for k in unique[start : start + 100]], "ConsistentRead": True}
             }
             for _ in range(8):
-                try:
-                    response = self._client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreError(f"cannot read from {table}: {exc}") from exc
+                response = self._call(table, "read", self._client.batch_get_item, RequestItems=request)
                 for raw in response.get("Responses", {}).get(table, []):
                     item = _decode_image(raw) or {}
                     found[str(item.get("Id"))] = item
@@ -495,31 +506,22 @@ class _Tables:
             request["ConditionExpression"] = " AND ".join(conditions)
         if values:
             request["ExpressionAttributeValues"] = values
-        try:
-            self._client.update_item(**request)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(f"cannot write to {table}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot write to {table}: {exc}") from exc
-        return True
+        return self._call(table, "write", self._client.update_item, conditional=True, **request) is not None
 
     def put_synced(self, table: str, item: dict[str, Any]) -> bool:
         """Put an item the way the sync does (never over a newer ``SystemModstamp``)."""
-        try:
-            self._client.put_item(
-                TableName=table,
-                Item={k: _ser.serialize(v) for k, v in item.items()},
-                ConditionExpression="attribute_not_exists(#id) OR #stamp <= :stamp",
-                ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
-                ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(f"cannot write to {table}: {exc}") from exc
-        return True
+        written = self._call(
+            table,
+            "write",
+            self._client.put_item,
+            conditional=True,
+            TableName=table,
+            Item={k: _ser.serialize(v) for k, v in item.items()},
+            ConditionExpression="attribute_not_exists(#id) OR #stamp <= :stamp",
+            ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
+            ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
+        )
+        return written is not None
 
     def record(self, obj: str, record_id: str, kind: str, when: dt.datetime, tag: str, **details: Any) -> None:
         """One errors-table row, idempotent: a redelivered stream record does not add a second row."""
@@ -540,15 +542,15 @@ class _Tables:
             if value is None:
                 continue
             item[name] = value if isinstance(value, str | bool) else json.dumps(value, default=str)[:4000]
-        try:
-            self._client.put_item(
-                TableName=table,
-                Item={k: _ser.serialize(v) for k, v in item.items()},
-                ConditionExpression="attribute_not_exists(sk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise StoreError(f"cannot write to {table}: {exc}") from exc
+        self._call(
+            table,
+            "write",
+            self._client.put_item,
+            conditional=True,
+            TableName=table,
+            Item={k: _ser.serialize(v) for k, v in item.items()},
+            ConditionExpression="attribute_not_exists(sk)",
+        )
 
     # create intents (state table) ---------------------------------------------------------------
 
@@ -559,8 +561,14 @@ class _Tables:
         }
 
     def get_intent(self, obj: str, local_id: str) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self._settings.state_table, Key=self._intent_key(obj, local_id), ConsistentRead=True
+        table = str(self._settings.state_table)
+        response = self._call(
+            table,
+            "read",
+            self._client.get_item,
+            TableName=table,
+            Key=self._intent_key(obj, local_id),
+            ConsistentRead=True,
         )
         return _decode_image(response.get("Item"))
 
@@ -571,11 +579,16 @@ class _Tables:
             "intent_at": {"S": sfclock.to_iso_ms(intent_at)},
             "expires_at": {"N": str(sfclock.epoch_seconds(intent_at + dt.timedelta(days=30)))},
         }
-        self._client.put_item(TableName=self._settings.state_table, Item=item)
+        table = str(self._settings.state_table)
+        self._call(table, "write", self._client.put_item, TableName=table, Item=item)
 
     def intent_created(self, obj: str, local_id: str, sf_id: str) -> None:
-        self._client.update_item(
-            TableName=self._settings.state_table,
+        table = str(self._settings.state_table)
+        self._call(
+            table,
+            "write",
+            self._client.update_item,
+            TableName=table,
             Key=self._intent_key(obj, local_id),
             UpdateExpression="SET #s = :s, #id = :id",
             ExpressionAttributeNames={"#s": "status", "#id": "salesforce_id"},
@@ -1303,10 +1316,18 @@ class WriteBack:
         for change, _, sf_id in done:
             row = rows.get(sf_id)
             if row is not None:
-                item = snapshot.with_base(
-                    to_item(spec, row, cycle_id=WRITEBACK_CYCLE_ID, synced_at=now, datetime_fields=datetimes)
-                )
-                self.tables.put_synced(table, item)
+                try:
+                    item = snapshot.with_base(
+                        to_item(spec, row, cycle_id=WRITEBACK_CYCLE_ID, synced_at=now, datetime_fields=datetimes)
+                    )
+                except UnstorableRecord as exc:
+                    # The record exists in Salesforce: the redirect still goes on (a retry would
+                    # meet the same row); the inbound sync records the same reason when it reads it.
+                    self.tables.record(
+                        obj, sf_id, "unstorable", now, change.sequence, code="UNSTORABLE", message=str(exc)
+                    )
+                else:
+                    self.tables.put_synced(table, item)
             self.tables.update(
                 table,
                 change.key,
