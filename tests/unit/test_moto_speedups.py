@@ -78,6 +78,17 @@ def _responses(speedups: bool) -> dict[str, Any]:
             client.put_item(TableName=TABLE, Item=item)
         keys = [{"Id": i["Id"]} for i in items]
         wire = WireCalls(client)
+
+        def by_group(group: str, **extra: Any) -> Any:
+            return client.query(
+                TableName=TABLE,
+                IndexName="by-group",
+                KeyConditionExpression="#g = :g",
+                ExpressionAttributeNames={"#g": "Group"},
+                ExpressionAttributeValues={":g": {"S": group}},
+                **extra,
+            )
+
         seen: dict[str, Any] = {
             "get": [client.get_item(TableName=TABLE, Key=k, ConsistentRead=True) for k in keys[:6]],
             "get_binary": client.get_item(TableName=TABLE, Key=keys[27]),
@@ -87,22 +98,8 @@ def _responses(speedups: bool) -> dict[str, Any]:
                 RequestItems={TABLE: {"Keys": [*keys[:20], {"Id": {"S": "absent"}}]}}, ReturnConsumedCapacity="TOTAL"
             ),
             "wire_batch_get": wire.batch_get_item({TABLE: {"Keys": keys[5:15]}}),
-            "query": client.query(
-                TableName=TABLE,
-                IndexName="by-group",
-                KeyConditionExpression="#g = :g",
-                ExpressionAttributeNames={"#g": "Group"},
-                ExpressionAttributeValues={":g": {"S": "g1"}},
-                Limit=4,
-            ),
-            "query_count": client.query(
-                TableName=TABLE,
-                IndexName="by-group",
-                KeyConditionExpression="#g = :g",
-                ExpressionAttributeNames={"#g": "Group"},
-                ExpressionAttributeValues={":g": {"S": "g2"}},
-                Select="COUNT",
-            ),
+            "query": by_group("g1", Limit=4),
+            "query_count": by_group("g2", Select="COUNT"),
             "scan": client.scan(TableName=TABLE, Limit=7),
             "scan_all": client.scan(TableName=TABLE),
         }

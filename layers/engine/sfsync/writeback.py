@@ -510,6 +510,16 @@ class _Tables:
 
     def put_synced(self, table: str, item: dict[str, Any]) -> bool:
         """Put an item the way the sync does (never over a newer ``SystemModstamp``)."""
+        return self._put_if(
+            table,
+            item,
+            "attribute_not_exists(#id) OR #stamp <= :stamp",
+            ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
+            ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
+        )
+
+    def _put_if(self, table: str, item: Mapping[str, Any], condition: str, **expression: Any) -> bool:
+        """A PutItem of ``item`` (Python values) under ``condition``; False when the condition failed."""
         written = self._call(
             table,
             "write",
@@ -517,9 +527,8 @@ class _Tables:
             conditional=True,
             TableName=table,
             Item={k: _ser.serialize(v) for k, v in item.items()},
-            ConditionExpression="attribute_not_exists(#id) OR #stamp <= :stamp",
-            ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
-            ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
+            ConditionExpression=condition,
+            **expression,
         )
         return written is not None
 
@@ -542,15 +551,7 @@ class _Tables:
             if value is None:
                 continue
             item[name] = value if isinstance(value, str | bool) else json.dumps(value, default=str)[:4000]
-        self._call(
-            table,
-            "write",
-            self._client.put_item,
-            conditional=True,
-            TableName=table,
-            Item={k: _ser.serialize(v) for k, v in item.items()},
-            ConditionExpression="attribute_not_exists(sk)",
-        )
+        self._put_if(table, item, "attribute_not_exists(sk)")
 
     # create intents (state table) ---------------------------------------------------------------
 
