@@ -430,3 +430,47 @@ def test_given_an_invalid_execution_input_when_started_then_it_fails_with_a_clea
     state = stack.boto3_client("dynamodb").scan(TableName=settings_of(stack).state_table)["Items"]
     assert not [item for item in state if item["sk"]["S"] == "FULLCOPY"]
     assert table_items(stack, "Account") == {}
+
+
+@pytest.mark.parametrize("org_records", [SMALL_ORG])
+def test_given_bulk_refusing_one_objects_query_when_copied_then_that_object_is_read_with_rest_and_all_are_complete(
+    emulator: Any, stack: Any
+) -> None:
+    from urllib.parse import unquote_plus
+
+    objects, refused = ["Account", "Lead", "Contact"], "Lead"
+    # Salesforce refuses every Bulk 2.0 query job on Lead at creation (HTTP 400, e.g. compound fields)
+    emulator.add_fault("bulk_query_refused", family="bulk", method="POST", object_name=refused)
+    emulator.reset_counters()
+    emulator.app.log.clear()
+
+    summary = copied_objects(execution_output(run_copy(stack, objects, page=SMALL_PAGE)))
+    by_family = emulator.app.counter.by_family()
+    log = emulator.request_log()
+
+    copies = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
+    refused_parts = 0
+    for obj in objects:
+        copied = assert_equal_to_salesforce(stack, emulator, obj, every_field=True)
+        assert copied > 0, f"the seeded org has {obj} rows"
+        assert summary[obj]["status"] == "done" and summary[obj]["error"] is None
+        assert summary[obj]["records_copied"] == copied, obj
+        doc = copies.get(obj)
+        assert doc is not None and doc.status == "done"
+        if obj == refused:
+            assert {part.mode for part in doc.parts} == {"rest"}  # read with REST queryAll...
+            assert doc.bulk_jobs == 0 and doc.bulk_failures == 0  # ...as no Bulk job was ever created
+            assert sum(part.records_done for part in doc.parts) == copied
+            assert any("Bulk API refused the query" in warning for warning in doc.warnings), doc.warnings
+            assert any("Selecting compound data not supported in Bulk Query" in w for w in doc.warnings)
+            refused_parts = len(doc.parts)
+        else:
+            assert {part.mode for part in doc.parts} == {"bulk"} and doc.bulk_jobs >= 1
+            assert not any("Bulk API refused" in warning for warning in doc.warnings), (obj, doc.warnings)
+    assert by_family.get("query", 0) >= 1, by_family  # the refused object's rows came through REST queryAll
+    refusals = [e for e in log if e["method"] == "POST" and e["path"].endswith("/jobs/query") and e["status"] == 400]
+    assert len(refusals) == refused_parts  # each part's job creation was refused once, then read with REST
+    rest_reads = [unquote_plus(e["query"]) for e in log if e["family"] == "query" and e["status"] == 200]
+    soql = [read for read in rest_reads if " FROM " in read]  # the queryMore pages carry no SOQL
+    assert soql and all(f" FROM {refused} " in f"{read} " for read in soql), rest_reads
+    assert len(emulator.app.faults.rules()) == 1  # the rule was active for the whole copy

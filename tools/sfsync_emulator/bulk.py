@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .cdc import CallOrigin
 from .errors import ApiError, DmlError, not_found
+from .faults import claim_bulk_query_refusal
 from .ids import IdMinter
 from .schema import ObjectDef, format_rest_datetime
 from .soql import compile_query
@@ -223,6 +224,9 @@ class BulkService:
         now = self.org.clock.now_ms()
         compiled = compile_query(soql, self.org.schema, include_deleted=operation == "queryAll", bulk=True, now_ms=now)
         obj = compiled.object
+        refusal = claim_bulk_query_refusal(obj.name)  # the bulk_query_refused fault (faults.py)
+        if refusal is not None:
+            raise refusal
         with self._lock:
             job = _QueryJob(
                 **self._new_job(operation, obj.name, version, csv_format, now=now, state="UploadComplete"),
