@@ -312,3 +312,29 @@ def test_given_bad_writeback_json_in_the_environment_then_load_settings_fails_cl
     good = load_settings({"SFSYNC_STATE_TABLE": "state", "SFSYNC_WRITEBACK": '{"Lead": {"conflict": "recent"}}'})
     assert good.writeback["Lead"].conflict == "recent"
     assert good.writeback["Contact"].conflict == "salesforce"
+
+
+def test_given_a_new_salesforce_client_then_the_write_back_never_reuses_another_clients_describe() -> None:
+    from sfsync.writeback import clear_describe_cache, field_map
+
+    class Org:
+        def __init__(self, field: str) -> None:
+            self.field = field
+            self.calls = 0
+
+        def describe(self, obj: str) -> dict[str, Any]:
+            self.calls += 1
+            return {"fields": [{"name": self.field, "type": "string"}]}
+
+    clear_describe_cache()
+    first = Org("OnlyInTheFirstOrg__c")
+    assert set(field_map(first, "Lead")) == {"OnlyInTheFirstOrg__c"}
+    assert set(field_map(first, "Lead")) == {"OnlyInTheFirstOrg__c"} and first.calls == 1  # cached
+    for _ in range(20):  # new clients, some of them at the address a freed one had
+        del first
+        first = Org("OnlyInTheFirstOrg__c")
+        field_map(first, "Lead")
+        second = Org("OnlyInTheSecondOrg__c")
+        assert set(field_map(second, "Lead")) == {"OnlyInTheSecondOrg__c"}
+        assert second.calls == 1
+        del second

@@ -46,6 +46,7 @@ import datetime as dt
 import json
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -304,17 +305,21 @@ class _ItemPlan:
 
 # -- describe ------------------------------------------------------------------------------------
 
-_describes: dict[tuple[int, str], tuple[float, dict[str, dict[str, Any]]]] = {}
+#: describe's fields per client (the client object itself is the key, so a new client - another
+#: org or credentials - never sees another's entries) and object, with the time they were read.
+_describes: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, dict[str, Any]]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def field_map(sf: WriteBackSalesforce, obj: str) -> dict[str, dict[str, Any]]:
     """describe's fields of ``obj`` by name (kept per client for a quarter of an hour)."""
-    key = (id(sf), obj)
-    cached = _describes.get(key)
+    per_client = _describes.setdefault(sf, {})
+    cached = per_client.get(obj)
     if cached is not None and time.monotonic() - cached[0] < DESCRIBE_MAX_AGE_SECONDS:
         return cached[1]
     fields = {str(f["name"]): dict(f) for f in sf.describe(obj).get("fields") or [] if isinstance(f, dict)}
-    _describes[key] = (time.monotonic(), fields)
+    per_client[obj] = (time.monotonic(), fields)
     return fields
 
 
