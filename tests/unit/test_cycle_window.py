@@ -352,15 +352,15 @@ def test_the_write_condition_holds_when_a_newer_version_lands_after_the_pre_read
     """A race with the full copy: the stored version changes between the batch read and the put."""
     write(stores, account(1, at(10), Name="v1"))
     records = stores.records
-    stale_read = records._stored_wire
+    stale_read = records.stored_wire
 
     def read_then_race(table: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         seen = stale_read(table, ids)
-        monkeypatch.setattr(records, "_stored_wire", stale_read)
+        monkeypatch.setattr(records, "stored_wire", stale_read)
         write(stores, account(1, at(30), Name="v3"), cycle="full-copy")
         return seen
 
-    monkeypatch.setattr(records, "_stored_wire", read_then_race)
+    monkeypatch.setattr(records, "stored_wire", read_then_race)
     counts = write(stores, account(1, at(20), Name="v2"))
     assert counts["RecordsSkipped"] == 1
     assert records.get(ACCOUNT, "001000000000001AAA")["Name"] == "v3"  # type: ignore[index]

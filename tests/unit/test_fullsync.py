@@ -778,3 +778,20 @@ def test_given_a_client_without_wire_hooks_when_a_copy_is_written_then_the_same_
     items = stored_leads(lead_table)
     assert len(items) == 30
     assert all(item["_base"] == snapshot.encode_base(item) for item in items.values())
+
+
+def test_given_a_re_synced_copy_when_every_row_is_stored_then_each_chunk_is_read_once(lead_table: Any) -> None:
+    reads: list[int] = []
+
+    def count(request: Any, **_kw: Any) -> None:
+        reads.append(len(json.loads(request.body)["RequestItems"]["Lead"]["Keys"]))
+
+    rows = [lead_row(n) for n in range(1, 151)]
+    assert copy_leads(lead_table, rows)["RecordsCreated"] == 150
+    lead_table.meta.events.register_first("before-send.dynamodb.BatchGetItem", count)
+    changed = [lead_row(n, LastName=f"Renamed {n}", SystemModstamp="2026-11-24T12:09:00.000Z") for n in range(1, 151)]
+    counts = copy_leads(lead_table, changed)
+
+    assert counts["RecordsUpdated"] == 150
+    assert reads == [100, 50]  # one read of each chunk, shared by the existence check and the write rule
+    assert all(item["LastName"].startswith("Renamed") for item in stored_leads(lead_table).values())

@@ -998,7 +998,9 @@ class BatchLoader:
         return encoded_item(spec, item)
 
     def _flush(self, batch: _Chunk, counts: dict[str, int]) -> None:
-        existing = self._existing(batch.table, list(batch.rows))
+        # One consistent read per chunk: new rows go out as batch puts; rows already stored (a
+        # resumed or re-synced copy) go through the record store's rules with this same read.
+        existing = self._records.stored_wire(batch.table, list(batch.rows))
         fresh = [encoded for record_id, (_row, encoded) in batch.rows.items() if record_id not in existing]
         known = [row for record_id, (row, _encoded) in batch.rows.items() if record_id in existing]
         for start in range(0, len(fresh), BATCH_WRITE_ITEMS):
@@ -1017,28 +1019,10 @@ class BatchLoader:
                 synced_at=batch.synced_at,
                 datetime_fields=batch.types.datetimes,
                 selected_fields=batch.selected,
+                stored=existing,
             )
             for name, value in outcome.counts.items():
                 counts[name] += value
-
-    def _existing(self, table: str, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"Id": {"S": record_id}} for record_id in ids],
-                "ProjectionExpression": "#id",
-                "ExpressionAttributeNames": {"#id": "Id"},
-                "ConsistentRead": True,
-            }
-        }
-        for attempt in range(MAX_UNPROCESSED_ROUNDS):
-            response = self._call("batch_get_item", table, RequestItems=request)
-            found.update(item["Id"]["S"] for item in response.get("Responses", {}).get(table, []))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-            self._sleep(min(2.0, 0.05 * 2**attempt))
-        raise StoreThrottled(f"{table} kept leaving keys unprocessed in BatchGetItem")
 
     def _batch_put(self, table: str, items: list[EncodedItem]) -> bool:
         body = "".join(

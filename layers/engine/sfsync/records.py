@@ -586,6 +586,7 @@ class RecordStore:
         selected_fields: Iterable[str] | None = None,
         after_put: Callable[[str], None] | None = None,
         exclusive: bool | None = None,
+        stored: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> PageOutcome:
         """Write one page of rows; see the module docstring for the rules.
 
@@ -593,7 +594,9 @@ class RecordStore:
         over instead of dropped (None: the put replaces the item as read).  ``after_put`` is
         called with each written Id (a test seam for a crash in the middle of a page).
         ``exclusive`` overrides the store's ``exclusive_writer`` for this page (None: the store's):
-        the incremental cycle decides it page by page (see :mod:`sfsync.cycle`).
+        the incremental cycle decides it page by page (see :mod:`sfsync.cycle`).  ``stored``: the
+        page's stored items as :meth:`stored_wire` read them just before (an Id not in it is not
+        stored), when the caller has read them already; None: read here.
         """
         sole_writer = self._exclusive if exclusive is None else exclusive
         two_way = spec.writes_back
@@ -612,7 +615,8 @@ class RecordStore:
                 continue
             items.append((record_id, item))
 
-        stored = self._stored_wire(table, [record_id for record_id, _ in items])
+        if stored is None:
+            stored = self.stored_wire(table, [record_id for record_id, _ in items])
         batch: list[tuple[str, str, Outcome]] = []
         batched: set[str] = set()
         by_id: dict[str, dict[str, Any]] = {}
@@ -1035,11 +1039,12 @@ class RecordStore:
         raise client_failure(exc, table, "write") from exc
 
     def _stored(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored items for ``record_ids`` as Python values (see :meth:`_stored_wire`)."""
-        return {record_id: item_from_wire(raw) for record_id, raw in self._stored_wire(table, record_ids).items()}
+        """The stored items for ``record_ids`` as Python values (see :meth:`stored_wire`)."""
+        return {record_id: item_from_wire(raw) for record_id, raw in self.stored_wire(table, record_ids).items()}
 
-    def _stored_wire(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored items for ``record_ids``, wire format (BatchGetItem, 100 keys a call, unprocessed retried)."""
+    def stored_wire(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored items for ``record_ids``, wire format, by Id (consistent BatchGetItem, 100 keys a
+        call, unprocessed keys retried); an Id that is not stored is absent."""
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(record_ids))
         for start in range(0, len(unique), BATCH_GET_KEYS):
