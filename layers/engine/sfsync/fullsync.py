@@ -77,6 +77,7 @@ from sfsync.exceptions import (
     ConfigurationError,
     ContinuationFailed,
     CopyConflict,
+    DispatchFailed,
     InvalidExecutionInput,
     InvalidQueryLocator,
     SalesforceQueryTimeout,
@@ -101,6 +102,7 @@ from sfsync.records import (
 from sfsync.registry import ObjectSpec
 from sfsync.snapshot import BASE_ATTRIBUTE, encode_base
 from sfsync.state import StateStore
+from sfsync.stepfunctions import FullCopyStarter
 
 # ------------------------------------------------------------------------------------------------
 # Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.exceptions)
@@ -1270,17 +1272,20 @@ def continue_as_new(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
         "base_name": request.base_name,
         "generation": request.generation,
     }
+    starter = FullCopyStarter(request.state_machine_arn, deps.stepfunctions)
     try:
-        response = deps.stepfunctions.start_execution(
-            stateMachineArn=request.state_machine_arn, name=request.name, input=json.dumps(payload)
-        )
-        arn, started = str(response["executionArn"]), True
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
-            raise ContinuationFailed(f"cannot start the continuation {request.name}: {exc}") from exc
-        arn, started = f"{request.state_machine_arn.replace(':stateMachine:', ':execution:')}:{request.name}", False
-    logger.info("full copy continues in a new execution", extra={"execution_name": request.name, "started": started})
-    return {"execution_arn": arn, "name": request.name, "started": started, "objects": request.objects}
+        start = starter.start_full_copy(request.name, payload)
+    except DispatchFailed as exc:
+        raise ContinuationFailed(f"cannot start the continuation {request.name}: {exc}") from exc
+    logger.info(
+        "full copy continues in a new execution", extra={"execution_name": request.name, "started": start.started}
+    )
+    return {
+        "execution_arn": start.execution_arn,
+        "name": request.name,
+        "started": start.started,
+        "objects": request.objects,
+    }
 
 
 def _base_name(execution_name: str | None) -> str:
