@@ -399,7 +399,8 @@ def wire_and_base(item: Mapping[str, Any], *, with_base: bool) -> tuple[str, str
             return _WIRE_JSON.encode(item_to_wire(item)), (encode_base(item) if with_base else None)
         quoted = known_name(name) or _quoted_name(name)
         wire.append(quoted + ":" + tagged)
-        pairs[name] = quoted + ":" + text
+        if with_base:
+            pairs[name] = quoted + ":" + text
     if not with_base:
         return "{" + ",".join(wire) + "}", None
     return "{" + ",".join(wire) + "}", "{" + ",".join([pairs[name] for name in data_order(tuple(item))]) + "}"
@@ -625,11 +626,11 @@ class RecordStore:
             raw = stored.get(record_id)
             current = _Stored(raw) if raw is not None else None
             carried = current.carry_over(item, selected) if current is not None and selected is not None else []
-            wire, own_base = wire_and_base(item, with_base=two_way)
-            if two_way:
+            if two_way:  # the decision needs the base snapshot, built in the same pass as the wire text
+                wire, own_base = wire_and_base(item, with_base=True)
                 decision = _two_way_decision(current, item, carried, own_base or "")
             else:
-                decision = _one_way_decision(current, item)
+                wire, decision = "", _one_way_decision(current, item)
             if decision == "skip":
                 # A newer version is stored, or this exact version (two-way: Salesforce's row is
                 # the base snapshot, whatever the local edits): no write, so replays of the overlap
@@ -638,6 +639,8 @@ class RecordStore:
                 continue
             if two_way:  # the wire text was built before the decision set the base snapshot
                 wire = wire[:-1] + ',"_base":{"S":' + _quote(item[BASE_ATTRIBUTE]) + "}}"
+            else:  # encoded only for rows that are written
+                wire = wire_and_base(item, with_base=False)[0]
             if len(wire) > MAX_ITEM_BYTES:  # the ASCII wire text is longer than the item's size
                 size = item_size(item)
                 if size > MAX_ITEM_BYTES:
