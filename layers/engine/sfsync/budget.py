@@ -24,10 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from sfsync.clock import parse_instant, to_iso_ms
-from sfsync.observability import logger, metrics
+from sfsync.observability import count, logger
 
 DEFAULT_LIMIT_PERCENT = 80.0
 DEFAULT_RESUME_MARGIN = 5.0
@@ -178,9 +176,9 @@ def _valid(used: Any, maximum: Any) -> bool:
 def emit_budget(decision: BudgetDecision) -> None:
     """Log the decision (warning when it pauses, info otherwise) and add its metrics."""
     values = decision.metrics()
-    metrics.add_metric(name="ApiBudgetPaused", unit=MetricUnit.Count, value=values["ApiBudgetPaused"])
+    count("ApiBudgetPaused", values["ApiBudgetPaused"])
     if "ApiUsagePercent" in values:
-        metrics.add_metric(name="ApiUsagePercent", unit=MetricUnit.Percent, value=values["ApiUsagePercent"])
+        count("ApiUsagePercent", values["ApiUsagePercent"])
     if decision.changed and not decision.allow_new_work:
         logger.warning("API budget reached: no new cycles start", extra=decision.log_fields())
     elif decision.changed:

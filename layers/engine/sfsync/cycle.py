@@ -35,8 +35,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
 from sfsync.exceptions import (
@@ -354,7 +352,7 @@ def _finish(
     if extras:
         with metrics_for_object(obj_name) as single:
             for name, value in extras.items():
-                single.add_metric(name=name, unit=MetricUnit.Count, value=value)
+                single.add(name, value)
     count(f"Cycles{status.capitalize()}")
     log = logger.error if status == "failed" else logger.info
     log(

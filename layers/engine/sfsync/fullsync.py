@@ -65,7 +65,6 @@ from decimal import Decimal
 from itertools import compress
 from typing import Any, Literal, NamedTuple, Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -1551,7 +1550,7 @@ def _after_failure(copy: Copy, index: int, deps: FullSyncDeps, reason: str) -> N
         "bulk job failed", extra={"part": index, "attempts": part.attempts, "action": action, "error": reason}
     )
     with metrics_for_object(copy.object_name) as m:
-        m.add_metric(name="FullSyncBulkJobFailed", unit=MetricUnit.Count, value=1)
+        m.add("FullSyncBulkJobFailed", 1)
     _forget_job(copy, part)
     if action == "retry":
         return "start"
@@ -1814,7 +1813,7 @@ def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], reques
         raise CopyConflict(f"could not record the failure of {name}")
     count("FullSyncObjectFailed")
     with metrics_for_object(name) as m:
-        m.add_metric(name="FullSyncFailed", unit=MetricUnit.Count, value=1)
+        m.add("FullSyncFailed", 1)
     logger.error("full copy of the object failed", extra={"object": name, "error": error})
     return copy
 
@@ -1830,17 +1829,13 @@ def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
     figures = progress_figures(copy.records_copied, total, elapsed)
     if route in ("load", "finish", "done"):
         with metrics_for_object(copy.object_name) as m:
-            m.add_metric(name="FullSyncRecordsCopied", unit=MetricUnit.Count, value=copy.records_copied)
+            m.add("FullSyncRecordsCopied", copy.records_copied)
             if figures["rate_per_s"] is not None:
-                m.add_metric(
-                    name="FullSyncRecordsPerSecond", unit=MetricUnit.CountPerSecond, value=figures["rate_per_s"]
-                )
+                m.add("FullSyncRecordsPerSecond", figures["rate_per_s"])
             if figures["eta_seconds"] is not None:
-                m.add_metric(name="FullSyncEtaSeconds", unit=MetricUnit.Seconds, value=figures["eta_seconds"])
+                m.add("FullSyncEtaSeconds", figures["eta_seconds"])
             if total:
-                m.add_metric(
-                    name="FullSyncProgressPercent", unit=MetricUnit.Percent, value=100.0 * copy.records_copied / total
-                )
+                m.add("FullSyncProgressPercent", 100.0 * copy.records_copied / total)
     return {
         "object": copy.object_name,
         "copy_id": copy.copy_id,

@@ -1420,7 +1420,6 @@ def process_batch(records: Sequence[Mapping[str, Any]], deps: WriteBackDeps) -> 
 
 def emit_metrics(result: BatchResult) -> None:
     """One EMF blob per object: pushed, created, conflicts, refused, rejected, retried, lag."""
-    from aws_lambda_powertools.metrics import MetricUnit
 
     for obj, c in result.counters.items():
         if c == Counters(ignored=c.ignored):
@@ -1436,9 +1435,9 @@ def emit_metrics(result: BatchResult) -> None:
                 ("WriteBackRedirected", c.redirected),
                 ("WriteBackDeleted", c.deleted),
             ):
-                single.add_metric(name=name, unit=MetricUnit.Count, value=value)
+                single.add(name, value)
             for lag in c.lag_seconds:
-                single.add_metric(name="WriteBackLagSeconds", unit=MetricUnit.Seconds, value=lag)
+                single.add("WriteBackLagSeconds", lag)
         logger.info(
             "write-back batch",
             extra={
