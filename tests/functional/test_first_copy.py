@@ -119,7 +119,8 @@ def test_given_never_copied_objects_when_the_schedule_fires_twice_then_one_execu
     emulator.clock.advance(LAG_SECONDS + 1)
     third = stack.fire_schedule()
     assert {item["object"]: item["reason"] for item in third["started"]} == {"Account": "first", "Contact": "first"}
-    assert third["copies"] == {"started": [], "already_started": [], "held": {}}
+    empty: dict[str, Any] = {"started": [], "already_started": [], "held": {}, "reconciled": {}, "attention": {}}
+    assert third["copies"] == empty
 
 
 def test_given_one_object_re_syncing_when_ticks_run_then_the_others_keep_syncing_and_its_cycles_resume_with_changes_made_meanwhile(  # noqa: E501

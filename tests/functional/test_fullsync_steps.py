@@ -292,6 +292,62 @@ def test_given_changes_during_the_copy_when_it_finishes_then_they_are_after_the_
     assert out["status"] == "done"
 
 
+def test_given_a_late_commit_stamped_before_the_job_start_then_the_watermark_is_the_job_start_less_the_overlap_exactly(
+    emulator: Any, deps: FullSyncDeps, engine_time: Any
+) -> None:
+    """Issue #11 finding 10: no test held the exact watermark of ``finish``, nor a late commit stamped
+    before the Bulk job's start that the job's snapshot missed."""
+    from sfsync.clock import parse_instant
+    from sfsync_emulator.bulk import JobTiming
+
+    overlap = dt.timedelta(seconds=deps.settings.overlap_seconds)
+    emulator.bulk.timing = JobTiming(in_progress_after_s=1, complete_after_s=30)
+    sf = emulator.salesforce()
+    target = sf.query("SELECT Id FROM Account ORDER BY Id LIMIT 1")["records"][0]["Id"]
+    # a long transaction: its row is stamped before the copy's job starts (further back than one
+    # overlap), and it commits only after the job took its snapshot
+    emulator.org.late_commit(
+        "Account",
+        {"Description": "committed late"},
+        record_id=target,
+        stamp_ago_s=overlap.total_seconds() + 30,
+        visible_after_s=120,
+    )
+    plan(deps, ["Account"])
+    out = fullsync.start_job({"object": "Account"}, deps)
+    job = sf.restful(f"jobs/query/{out['job_id']}", method="GET")
+    out = drive(deps, "Account", emulator, first="poll_job" if out["next"] == "wait" else "load_page")
+    assert out["status"] == "done"
+
+    copy = deps.copies.get("Account")
+    assert copy is not None and copy.copy_started_at is not None
+    started = parse_instant(copy.copy_started_at)
+    assert started == parse_instant(job["createdDate"].replace("+0000", "Z"))  # the job's own start
+    watermark = deps.state.get_watermark("Account").value
+    assert watermark == started - overlap  # exactly: the earliest job start less the overlap
+    assert out["watermark"] == copy.watermark
+    assert table_items(deps, "Account")[target].get("Description") != "committed late"  # the snapshot missed it
+
+    emulator.clock.advance(120 + deps.settings.safety_lag_seconds + 1)
+    stamp = sf.query(f"SELECT SystemModstamp FROM Account WHERE Id = '{target}'")["records"][0]["SystemModstamp"]
+    assert (
+        parse_instant(stamp.replace("+0000", "Z"))
+        < started - overlap
+        < parse_instant(stamp.replace("+0000", "Z")) + overlap
+    )
+    result = run_object_cycle(
+        "Account",
+        "cycle-after-late-commit",
+        settings=deps.settings,
+        sf=deps.sf,  # type: ignore[arg-type]
+        store=CycleStores(deps.state, deps.records),
+        now=engine_time,
+    )
+    assert result.status == "complete"
+    assert table_items(deps, "Account")[target]["Description"] == "committed late"
+    assert_copy_equals_salesforce(deps, emulator, "Account")
+
+
 def test_given_a_copy_under_way_when_a_new_execution_plans_again_then_it_resumes_and_a_done_copy_is_skipped(
     emulator: Any, deps: FullSyncDeps
 ) -> None:

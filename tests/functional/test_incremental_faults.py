@@ -18,7 +18,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
-from sfsync.cycle import CycleResult, CycleStores, run_object_cycle
+from sfsync.cycle import CycleResult, CycleStores, ObjectUnavailable, run_object_cycle
 from sfsync.exceptions import StoreThrottled
 from sfsync.fullsync import CopyStore
 from sfsync.records import RecordStore
@@ -339,6 +339,56 @@ def test_given_a_lambda_killed_during_a_bulk_read_when_the_next_cycle_runs_then_
     assert_copy_matches(h, "Lead")
 
 
+def test_given_the_lambda_time_running_out_between_bulk_result_sets_then_the_cycle_is_partial_and_resumes_there(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #11 finding 10: nothing tested a time-out during a Bulk read (only REST pages and a kill)."""
+    from sfsync import cycle
+
+    seed_leads(h)
+    monkeypatch.setattr(cycle, "BULK_MAX_RECORDS", 30)
+    env = {"SFSYNC_PAGE_SIZE": "200", "SFSYNC_BULK_THRESHOLD": "220"}
+    h.step()
+    persisted: list[int] = []
+    real_persist = cycle._persist
+
+    def counting_persist(run: Any, *args: Any, **kwargs: Any) -> None:
+        real_persist(run, *args, **kwargs)
+        persisted.append(run.done)
+
+    monkeypatch.setattr(cycle, "_persist", counting_persist)
+
+    def time_left() -> int:
+        # plenty of time for the REST page and the first Bulk set; then short
+        return 600_000 if len(persisted) < 2 else cycle.STOP_MARGIN_MS - 1
+
+    watermark_before = h.state.get_watermark("Lead").value
+    first = run_object_cycle(
+        "Lead",
+        "Lead-timeout-1",
+        settings=h.settings(**env),
+        sf=h.sf,
+        store=CycleStores(h.state, h.records),
+        now=h.clock,
+        reason="manual",
+        time_left_ms=time_left,
+        sleep=lambda _s: None,
+    )
+    assert first.status == "partial", first.to_dict()
+    assert persisted == [200, 230], "stopped right after the first Bulk result set"
+    checkpoint = h.state.get_checkpoint("Lead")
+    assert checkpoint is not None and checkpoint.bulk_job_id and checkpoint.bulk_locator
+    assert checkpoint.records_done == 230
+    assert h.state.get_watermark("Lead").value == watermark_before, "a partial window never moves the watermark"
+    assert h.state.lease_status("Lead").resume_pending
+
+    monkeypatch.setattr(cycle, "_persist", real_persist)
+    second = h.cycle("Lead", **env)
+    assert second.status == "complete", second.to_dict()
+    assert second.counts["RecordsRead"] == len(h.items("Lead")) - 230
+    assert_copy_matches(h, "Lead")
+
+
 def test_given_a_concurrent_invocation_when_the_lease_is_held_then_the_second_is_a_clean_no_op(h: Harness) -> None:
     h.step()
     h.state.acquire_lease("Account", "the-other-cycle", now=sf_now(h), ttl_seconds=900)
@@ -361,9 +411,10 @@ def test_given_an_object_missing_from_the_org_when_cycling_then_a_clear_error_an
 ) -> None:
     env = {"SFSYNC_CUSTOM_OBJECTS": "Project__c,Milestone__c,Nope__c"}
     h.step()
-    result = h.cycle("Nope__c", **env)
-    assert result.status == "failed"
-    assert "Nope__c" in (result.error or "")
+    with pytest.raises(ObjectUnavailable, match="Nope__c"):
+        h.cycle("Nope__c", **env)
+    assert h.state.recent_cycles("Nope__c")[0].status == "failed"
+    assert h.state.lease_status("Nope__c").holder is None
     assert any("Nope__c" in e["reason"] for e in h.errors("Nope__c"))
     assert h.cycle("Project__c", **env).status == "complete"
     assert_copy_matches(h, "Project__c")
@@ -372,9 +423,8 @@ def test_given_an_object_missing_from_the_org_when_cycling_then_a_clear_error_an
 def test_given_an_object_hidden_from_the_integration_user_when_cycling_then_a_clear_error(h: Harness) -> None:
     h.emulator.org.hide_object("Milestone__c")
     h.step()
-    result = h.cycle("Milestone__c")
-    assert result.status == "failed"
-    assert "Milestone__c" in (result.error or "")
+    with pytest.raises(ObjectUnavailable, match="Milestone__c"):
+        h.cycle("Milestone__c")
     assert h.errors("Milestone__c")
     assert h.cycle("Project__c").status == "complete"
 

@@ -21,7 +21,17 @@ pytestmark = pytest.mark.static
 ROOT = Path(__file__).resolve().parents[2]
 STATELINT = Path(sys.executable).parent / "statelint"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-STEPS = {"plan", "start_job", "poll_job", "load_page", "finish", "mark_failed", "summarize", "continue_as_new"}
+STEPS = {
+    "plan",
+    "plan_failed",
+    "start_job",
+    "poll_job",
+    "load_page",
+    "finish",
+    "mark_failed",
+    "summarize",
+    "continue_as_new",
+}
 
 
 def _state_machines() -> dict[str, dict[str, Any]]:
@@ -135,6 +145,7 @@ def test_given_the_tasks_then_every_engine_step_is_called_with_the_inputs_the_en
     # the engine's input models forbid extra fields: the definition may pass only what they declare
     accepted: dict[str, type[BaseModel]] = {
         "plan": fullsync._PlanInput,
+        "plan_failed": fullsync._PlanFailedInput,
         "mark_failed": fullsync._FailedInput,
         "summarize": fullsync._SummaryInput,
         "continue_as_new": fullsync._ContinueInput,
@@ -186,7 +197,7 @@ def test_given_every_task_then_engine_errors_are_retried_and_failures_are_caught
         } <= retried
         assert state["TimeoutSeconds"] <= 900, name
         if name not in iteration:
-            continue  # plan: an unusable input fails the execution itself
+            continue  # outside the Map: see the test below
         catches = state["Catch"]
         assert catches[-1]["ErrorEquals"] == ["States.ALL"], name
         target = catches[-1]["Next"]
@@ -194,6 +205,27 @@ def test_given_every_task_then_engine_errors_are_retried_and_failures_are_caught
     for name, state in iteration.items():
         if state["Type"] == "Fail":
             raise AssertionError(f"{name}: a Fail state inside the Map would stop every object")
+
+
+def test_given_every_state_that_can_fail_outside_the_map_then_it_has_a_catch_ending_in_a_recorded_failure(
+    asl: dict[str, Any],
+) -> None:
+    # Finding 1/2 of issue #11: Plan, Summarize and ContinueAsNew had no Catch, so a failure there left
+    # copy documents "running" for good. Pass/Choice/Wait/Succeed/Fail states cannot fail on their own.
+    states = asl["States"]
+    for name, state in states.items():
+        if state["Type"] not in {"Task", "Map", "Parallel"}:
+            continue
+        catches = state.get("Catch") or []
+        assert catches and catches[-1]["ErrorEquals"] == ["States.ALL"], f"{name} has no catch-all"
+    assert states["Plan"]["Catch"][-1]["Next"] == "PlanFailed"
+    assert states["PlanFailed"]["Parameters"]["step"] == "plan_failed"
+    for name in ("PlanFailed", "CopyObjects", "Summarize", "ContinueAsNew"):
+        target = states[states[name]["Catch"][-1]["Next"]]
+        assert target["Type"] == "Fail", name  # the execution ends FAILED: ExecutionsFailed is alarmed
+    iteration = states["CopyObjects"]["ItemProcessor"]["States"]
+    route = {c["StringEquals"]: c["Next"] for c in iteration["Route"]["Choices"]}
+    assert iteration[route["superseded"]]["Type"] == "Succeed"
 
 
 def test_given_the_error_names_the_definition_matches_then_each_is_an_engine_exception_class(

@@ -32,12 +32,27 @@ FAKE_STATE_MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:test-fu
 
 class RecordingCopyStarter:
     """Records ``(name, input)`` per start; names in ``existing`` answer "already started";
-    ``fail`` makes every start raise :class:`DispatchFailed`."""
+    ``fail`` makes every start raise :class:`DispatchFailed`.  An execution it started is ``RUNNING``
+    until the test sets another status in ``statuses`` (by execution name); others do not exist."""
+
+    state_machine_arn = FAKE_STATE_MACHINE
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.existing: set[str] = set()
         self.fail = False
+        self.statuses: dict[str, str] = {}
+        self.described: list[str] = []
+
+    def execution_arn(self, name: str) -> str:
+        return execution_arn(FAKE_STATE_MACHINE, name)
+
+    def execution_status(self, arn: str) -> str | None:
+        self.described.append(arn)
+        name = arn.rsplit(":", 1)[-1]
+        if name in self.statuses:
+            return self.statuses[name]
+        return "RUNNING" if name in self.existing else None
 
     def start_full_copy(self, name: str, execution_input: Mapping[str, Any]) -> ExecutionStart:
         if self.fail:

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sfsync.clock import UTC, to_iso_ms
@@ -81,7 +82,9 @@ class ScriptedSalesforce:
             if kind == "updated":
                 self.probed.append(obj)
                 body: dict[str, Any] = {"ids": ["001000000000001AAA"] if obj in self.changed else []}
-                body["latestDateCovered"] = "2026-11-24T12:00:00.000+0000"
+                # Salesforce covers the window up to its end (the probe asks up to the next whole minute)
+                end = parse_qs(urlsplit(sub["url"]).query)["end"][0]
+                body["latestDateCovered"] = end
             else:
                 earliest = "2026-11-24T12:05:00.000+0000" if obj in self.purged else "2026-11-01T00:00:00.000+0000"
                 body = {"deletedRecords": [], "earliestDateAvailable": earliest}
@@ -126,7 +129,9 @@ def finished_cycles(
         state.set_full_copy_watermark(name, ended - dt.timedelta(minutes=1), by="test")
         if lifecycle and name in lifecycle:
             state.save_lifecycle(name, lifecycle[name], holder=f"{name}-c0", now=ended)
-        state.release_lease(name, f"{name}-c0", ended_at=ended, status="complete", resume_pending=False)
+        state.release_lease(
+            name, f"{name}-c0", cycle_id=f"{name}-c0", ended_at=ended, status="complete", resume_pending=False
+        )
 
 
 @pytest.fixture
@@ -190,7 +195,7 @@ def test_given_copied_first_and_resume_objects_then_they_start_without_a_probe(
     for name in OBJECTS:
         state.set_full_copy_watermark(name, at(0), by="test")  # copied, never cycled
     state.acquire_lease("Contact", "c1", now=at(0), ttl_seconds=600)
-    state.release_lease("Contact", "c1", ended_at=at(10), status="partial", resume_pending=True)
+    state.release_lease("Contact", "c1", cycle_id="c1", ended_at=at(10), status="partial", resume_pending=True)
     sf = ScriptedSalesforce()
     _, invoker = tick(at(11), state, org, sf)
     assert sorted(invoker.started) == [("Account", "first"), ("Contact", "resume"), ("Lead", "first")]
@@ -540,3 +545,205 @@ def test_given_a_resync_start_that_never_planned_then_it_is_restarted_once_per_t
     later, _ = tick(at(70 + COPY_START_TIMEOUT_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
     assert later.copies.started == [] and "waiting for its plan" in later.copies.held["Lead"]
     assert len(starter.calls) == 2
+
+
+# -- self-healing copies (issue #11, findings 1 and 2) ----------------------------------------------------
+
+
+def running_copy(store: CopyStore, name: str, *, beat: dt.datetime, execution: str | None) -> None:
+    """A copy document an execution left ``running`` at ``beat`` (its last heartbeat)."""
+    existing = store.get(name)
+    copy = Copy(
+        object_name=name,
+        copy_id=f"{name}-copy",
+        fields=["Id", "SystemModstamp"],
+        types={},
+        policy=asdict(CopyPolicy()),
+        records_copied=40,
+        engine_started_at=to_iso_ms(beat),
+        requested_by="dispatcher",
+        execution_arn=None if execution is None else RecordingCopyStarter().execution_arn(execution),
+        version=existing.version if existing else 0,
+    )
+    copy.parts[0].job_id = "750000000000001AAA"
+    assert store.save(copy, now=beat)
+
+
+@pytest.mark.parametrize("ended", ["ABORTED", "TIMED_OUT", "FAILED", "SUCCEEDED", None])
+def test_given_a_copy_left_running_by_an_execution_that_ended_then_it_is_marked_failed_and_resumed_by_a_new_one(
+    state: StateStore,
+    org: OrgStateStore,
+    copy_store: CopyStore,
+    starter: RecordingCopyStarter,
+    ended: str | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.metrics import values_of
+
+    finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
+    running_copy(copy_store, "Lead", beat=at(100), execution="first-abc")
+    if ended is not None:
+        starter.existing.add("first-abc")
+        starter.statuses["first-abc"] = ended
+
+    fresh, _ = tick(at(100 + 60), state, org, ScriptedSalesforce())
+    assert fresh.copies.held["Lead"].startswith("full copy running") and starter.described == []  # heartbeat fresh
+
+    healed, _ = tick(at(100 + 301), state, org, ScriptedSalesforce())
+    doc = copy_store.get("Lead")
+    assert doc is not None and doc.status == "failed" and doc.failures == 1
+    assert doc.parts[0].job_id == "750000000000001AAA", "the checkpoint is kept: the retry resumes it"
+    assert "first-abc" in healed.copies.reconciled["Lead"]
+    assert values_of(capsys.readouterr().out, "CopyReconciled", object="Lead") == [1]
+
+    retried, _ = tick(at(100 + 301 + FAILED_COPY_RETRY_SECONDS), state, org, ScriptedSalesforce())
+    assert [entry["reason"] for entry in retried.copies.started] == ["retry"]
+    assert starter.calls[-1][1] == {"objects": ["Lead"], "requested_by": "dispatcher (retry)"}
+
+
+def test_given_a_running_execution_then_a_quiet_copy_is_left_alone_until_it_stalls_for_hours(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    from sfsync.dispatcher import COPY_STALL_SECONDS
+
+    finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
+    running_copy(copy_store, "Lead", beat=at(0), execution="first-abc")
+    starter.existing.add("first-abc")  # RUNNING: a long Salesforce retry of one step, say
+
+    waiting, _ = tick(at(COPY_STALL_SECONDS - 60), state, org, ScriptedSalesforce())
+    assert waiting.copies.reconciled == {} and copy_store.get("Lead").status == "running"  # type: ignore[union-attr]
+
+    stalled, _ = tick(at(COPY_STALL_SECONDS), state, org, ScriptedSalesforce())
+    assert "made no progress" in stalled.copies.reconciled["Lead"]
+    assert copy_store.get("Lead").status == "failed"  # type: ignore[union-attr]
+
+
+def test_given_a_first_copy_whose_execution_failed_in_plan_then_it_is_retried_within_minutes_not_an_hour(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    from sfsync.dispatcher import PLAN_CHECK_SECONDS
+
+    first, _ = tick(at(0), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    name = first.copies.started[0]["execution_name"]
+    starter.statuses[name] = "FAILED"  # a wrong secret at first deploy: plan fails, no copy document
+
+    early, _ = tick(at(PLAN_CHECK_SECONDS - 1), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert "waiting for its plan" in early.copies.held["Lead"]
+
+    checked, _ = tick(at(PLAN_CHECK_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert f"{name} ended FAILED before planning" in checked.copies.reconciled["Lead"]
+    doc = copy_store.get("Lead")
+    assert doc is not None and doc.status == "failed" and doc.error is not None
+
+    retried, _ = tick(
+        at(PLAN_CHECK_SECONDS + FAILED_COPY_RETRY_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead"
+    )
+    assert [entry["reason"] for entry in retried.copies.started] == ["retry"]
+    assert PLAN_CHECK_SECONDS + FAILED_COPY_RETRY_SECONDS < COPY_START_TIMEOUT_SECONDS / 10
+
+
+def test_given_a_copy_that_keeps_failing_then_the_retries_back_off_and_it_needs_attention_but_is_still_retried(
+    state: StateStore,
+    org: OrgStateStore,
+    copy_store: CopyStore,
+    starter: RecordingCopyStarter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sfsync.dispatcher import FAILED_COPY_RETRY_CAP_SECONDS, NEEDS_ATTENTION_AFTER, retry_delay
+
+    from tests.support.metrics import values_of
+
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3)] == [
+        FAILED_COPY_RETRY_SECONDS,
+        2 * FAILED_COPY_RETRY_SECONDS,
+        4 * FAILED_COPY_RETRY_SECONDS,
+    ]
+    assert retry_delay(40).total_seconds() == FAILED_COPY_RETRY_CAP_SECONDS
+    finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
+    when = 0.0
+    for failures in range(1, NEEDS_ATTENTION_AFTER + 1):
+        copy_store.record_failure(
+            "Lead",
+            {"Error": "SalesforceAuthError", "Cause": "invalid_grant"},
+            now=at(when),
+            requested_by=None,
+            policy={},
+        )
+        result, _ = tick(at(when + 1), state, org, ScriptedSalesforce())
+        assert ("Lead" in result.copies.attention) == (failures >= NEEDS_ATTENTION_AFTER), failures
+        held_until = at(when) + retry_delay(failures)
+        assert result.copies.held["Lead"].endswith(f"started again after {to_iso_ms(held_until)}")
+        when += retry_delay(failures).total_seconds() + 10
+    out = capsys.readouterr().out
+    attention = values_of(out, "NeedsAttention", object="Lead")
+    assert attention[-1] == 1 and set(attention[:-1]) == {0}
+    assert set(values_of(out, "NeedsAttention", object="Account")) == {0}
+    reason = result.copies.attention["Lead"]
+    assert "invalid_grant" in reason and "sfsync resync Lead" in reason
+
+    later, _ = tick(at(when), state, org, ScriptedSalesforce())  # still retried: a fixed cause heals alone
+    assert [entry["reason"] for entry in later.copies.started] == ["retry"]
+
+
+def test_given_a_resync_whose_plan_failed_then_the_retry_copies_from_zero(
+    state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
+) -> None:
+    from sfsync.dispatcher import PLAN_CHECK_SECONDS
+
+    finished_cycles(state, ended=at(0), objects=["Lead"])
+    save_copy(copy_store, "Lead", "done", when=at(0))
+    request_resync(["Lead"], settings(SFSYNC_OBJECTS="Lead"), state, at(10), requested_by="ops")
+    started, _ = tick(at(20), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    g1 = started.copies.started[0]["execution_name"]
+    starter.statuses[g1] = "FAILED"
+
+    healed, _ = tick(at(20 + PLAN_CHECK_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
+    assert "before planning" in healed.copies.reconciled["Lead"]
+    doc = copy_store.get("Lead")
+    assert doc is not None and doc.status == "failed" and doc.parts == [] and doc.requested_by == "ops (re-sync g1)"
+
+    retried, _ = tick(
+        at(30 + PLAN_CHECK_SECONDS + FAILED_COPY_RETRY_SECONDS), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead"
+    )
+    assert [entry["reason"] for entry in retried.copies.started] == ["retry"]
+
+
+# -- freshness (issue #11, finding 7) ------------------------------------------------------------------
+
+
+def test_given_a_quiet_org_then_freshness_is_emitted_for_every_copied_object_every_tick_and_stays_low(
+    state: StateStore, org: OrgStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.metrics import values_of
+
+    finished_cycles(state, ended=at(0))  # watermark at(-60)
+    ages = []
+    for minute in range(1, 60):
+        result, invoker = tick(at(300 + 60 * minute), state, org, ScriptedSalesforce())
+        assert invoker.started == []
+        ages.append(result.freshness["Lead"])
+    out = capsys.readouterr().out
+    assert len(values_of(out, "FreshnessSeconds", object="Account")) == 59
+    # a quiet hour: the probe finds nothing each due tick, and the copy stays known-complete (~ lag old)
+    assert max(ages) < 300, ages
+
+
+def test_given_an_object_whose_cycles_keep_failing_then_its_freshness_grows_while_the_others_stay_fresh(
+    state: StateStore, org: OrgStateStore
+) -> None:
+    finished_cycles(state, ended=at(0))
+    sf = ScriptedSalesforce()
+    sf.changed = {"Lead"}  # Lead always has work; its cycles never complete (no watermark moves)
+    for minute in range(1, 60):
+        result, _ = tick(at(300 + 60 * minute), state, org, sf)
+        state.acquire_lease("Lead", f"Lead-x{minute}", now=at(300 + 60 * minute), ttl_seconds=30)
+        state.release_lease(
+            "Lead",
+            f"Lead-x{minute}",
+            cycle_id=f"Lead-x{minute}",
+            ended_at=at(301 + 60 * minute),
+            status="failed",
+            resume_pending=False,
+        )
+    assert result.freshness["Lead"] > 3600
+    assert result.freshness["Account"] < 300

@@ -119,6 +119,35 @@ def test_given_unknown_objects_and_a_bad_number_when_loading_then_one_error_name
     assert "SFSYNC_PAUSE_SECONDS" in str(err.value)
 
 
+def test_given_unknown_option_keys_and_bad_values_then_every_problem_is_named_not_only_the_first() -> None:
+    # Issue #11 finding 6: validation stopped at the first unknown key and hid the rest.
+    options = {"Account": {"colour": "red", "pause_seconds": -1, "include_formulas": "yes"}}
+    writeback = {
+        "Lead": {"colour": "red", "conflict": "newest", "fields": {"Status": "sometimes"}},
+        "Contact": {"external_id_field": "not a name", "allow_deletes": "yes"},
+    }
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(
+            env(
+                SFSYNC_OBJECTS="Account,Contact,Lead",
+                SFSYNC_OBJECT_OPTIONS=json.dumps(options),
+                SFSYNC_WRITEBACK=json.dumps(writeback),
+            )
+        )
+    text = str(err.value)
+    for problem in (
+        "unknown option(s) for Account: colour",
+        "Account.pause_seconds",
+        "Account.include_formulas",
+        "SFSYNC_WRITEBACK.Lead: unknown option(s) colour",
+        "'newest'",
+        "Status: unknown policy 'sometimes'",
+        "external_id_field",
+        "allow_deletes must be true or false",
+    ):
+        assert problem in text, (problem, text)
+
+
 def test_given_a_missing_family_table_when_loading_then_configuration_error() -> None:
     tables = {k: v for k, v in TABLES.items() if k != "Activity"}
     with pytest.raises(ConfigurationError, match="Activity"):

@@ -19,6 +19,8 @@ from sfsync.state import (
     Position,
     StateStore,
     advance_watermark,
+    lease_cycle_id,
+    lease_token,
     plan_window,
     position_after,
 )
@@ -110,19 +112,45 @@ def test_given_an_expired_lease_when_another_cycle_acquires_then_it_takes_over(s
     store.acquire_lease("Account", "c2", now=at(61), ttl_seconds=60)
     assert store.lease_status("Account").holder == "c2"
     # the dead holder can no longer release or checkpoint
-    assert not store.release_lease("Account", "c1", ended_at=at(62), status="complete", resume_pending=False)
+    assert not store.release_lease(
+        "Account", "c1", cycle_id="c1", ended_at=at(62), status="complete", resume_pending=False
+    )
     with pytest.raises(LeaseLost):
         store.save_checkpoint("Account", Checkpoint("c1", at(0), at(1)), holder="c1", now=at(62))
 
 
 def test_given_a_holder_when_releasing_then_end_time_is_recorded_and_lease_is_free(store: StateStore) -> None:
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=60)
-    assert store.release_lease("Account", "c1", ended_at=at(10), status="complete", resume_pending=False)
+    assert store.release_lease("Account", "c1", cycle_id="c1", ended_at=at(10), status="complete", resume_pending=False)
     status = store.lease_status("Account")
     assert status.holder is None
     assert status.last_ended_at == at(10)
     assert status.last_cycle_id == "c1"
     store.acquire_lease("Account", "c2", now=at(11), ttl_seconds=60)
+
+
+def test_given_a_lease_held_by_one_delivery_when_a_second_delivery_of_the_same_cycle_acquires_then_lease_held(
+    store: StateStore,
+) -> None:
+    # Lambda delivers an async event at least once: both deliveries carry the same cycle id.
+    first, second = lease_token("Account-c1"), lease_token("Account-c1")
+    assert first != second and lease_cycle_id(first) == lease_cycle_id(second) == "Account-c1"
+    store.acquire_lease("Account", first, now=at(0), ttl_seconds=60)
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("Account", second, now=at(1), ttl_seconds=60)
+    # and the second delivery cannot write state as the holder either
+    with pytest.raises(LeaseLost):
+        store.save_checkpoint("Account", Checkpoint("Account-c1", at(0), at(1)), holder=second, now=at(2))
+    assert store.holds_lease("Account", first, now=at(2))
+    assert not store.holds_lease("Account", second, now=at(2))
+
+
+def test_given_a_holder_when_little_lease_time_is_left_then_it_does_not_hold_it_with_a_margin(
+    store: StateStore,
+) -> None:
+    store.acquire_lease("Account", "c1~a", now=at(0), ttl_seconds=100)
+    assert store.holds_lease("Account", "c1~a", now=at(30), margin_seconds=60)
+    assert not store.holds_lease("Account", "c1~a", now=at(50), margin_seconds=60)
 
 
 def test_leases_are_per_object(store: StateStore) -> None:
@@ -136,7 +164,7 @@ def test_leases_are_per_object(store: StateStore) -> None:
 
 def test_given_a_recent_end_when_claiming_inside_the_pause_then_the_claim_is_refused(store: StateStore) -> None:
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=60)
-    store.release_lease("Account", "c1", ended_at=at(10), status="complete", resume_pending=False)
+    store.release_lease("Account", "c1", cycle_id="c1", ended_at=at(10), status="complete", resume_pending=False)
     assert not store.claim_dispatch("Account", "c2", now=at(100), claim_seconds=900, not_ended_after=at(100 - 300))
     assert store.claim_dispatch("Account", "c2", now=at(310), claim_seconds=900, not_ended_after=at(310 - 300))
     # a live claim blocks a second dispatcher
@@ -148,7 +176,7 @@ def test_given_a_recent_end_when_claiming_inside_the_pause_then_the_claim_is_ref
 
 def test_given_a_pending_resume_when_claiming_inside_the_pause_then_the_claim_succeeds(store: StateStore) -> None:
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=60)
-    store.release_lease("Account", "c1", ended_at=at(10), status="partial", resume_pending=True)
+    store.release_lease("Account", "c1", cycle_id="c1", ended_at=at(10), status="partial", resume_pending=True)
     assert store.claim_dispatch("Account", "c2", now=at(20), claim_seconds=900, not_ended_after=at(20 - 300))
 
 
@@ -249,7 +277,9 @@ def test_given_copied_never_run_objects_when_dispatching_then_each_starts_once_a
 def test_given_the_pause_when_dispatching_then_objects_start_only_after_it(store: StateStore) -> None:
     for name in ("Account", "Contact"):
         store.acquire_lease(name, f"{name}-c1", now=at(0), ttl_seconds=60)
-        store.release_lease(name, f"{name}-c1", ended_at=at(10), status="complete", resume_pending=False)
+        store.release_lease(
+            name, f"{name}-c1", cycle_id=f"{name}-c1", ended_at=at(10), status="complete", resume_pending=False
+        )
     settings = dispatch_settings(SFSYNC_OBJECT_OPTIONS='{"Contact": {"pause_seconds": 60}}')
     early = run_dispatch(at(100), settings, store, RecordingInvoker())
     assert [s["object"] for s in early.started] == ["Contact"]  # its own, shorter pause
@@ -268,7 +298,7 @@ def test_given_a_running_cycle_when_dispatching_then_the_object_is_skipped(store
 
 def test_given_a_pending_resume_when_dispatching_then_it_starts_without_waiting(store: StateStore) -> None:
     store.acquire_lease("Account", "c1", now=at(0), ttl_seconds=600)
-    store.release_lease("Account", "c1", ended_at=at(10), status="partial", resume_pending=True)
+    store.release_lease("Account", "c1", cycle_id="c1", ended_at=at(10), status="partial", resume_pending=True)
     invoker = RecordingInvoker()
     run_dispatch(at(11), dispatch_settings("Account"), store, invoker)
     assert [(o, r) for o, _, r in invoker.started] == [("Account", "resume")]

@@ -523,6 +523,8 @@ class _StreamBatches:
     and a write made by a stream-triggered handler is a request of its own (delivered when it ends)."""
 
     _local = threading.local()
+    #: held while moto serves one DynamoDB request (requests from several threads never interleave)
+    request_lock = threading.RLock()
 
     @classmethod
     def _pending(cls) -> list[tuple[Any, Any]]:
@@ -550,7 +552,10 @@ class _StreamBatches:
 
         def call_action(handler: Any) -> Any:
             try:
-                return original_call_action(handler)
+                # one DynamoDB request at a time, as DynamoDB makes each request atomic: moto checks a
+                # condition and applies the write in two steps, which two threads could interleave
+                with cls.request_lock:
+                    return original_call_action(handler)
             finally:
                 cls.flush()
 

@@ -107,6 +107,12 @@ class ObjectStatus:
     copy_rate_per_s: float | None = None  # as of the copy's last checkpoint
     copy_eta_seconds: float | None = None
     copy_updated_at: dt.datetime | None = None
+    copy_failures: int = 0  # consecutive failed attempts of the copy
+    copy_error: str | None = None  # the last failure, one line
+    #: seconds since the copy was last known complete (watermark, or a probe that found nothing)
+    freshness_seconds: float | None = None
+    #: why a person should look at the object (its copy keeps failing), with the command to retry
+    attention: str | None = None
 
     @property
     def full_copy(self) -> str:
@@ -122,8 +128,14 @@ class ObjectStatus:
             if self.copy_updated_at is not None:
                 figures.append(f"at {_short_time(self.copy_updated_at)}")
             return f"running ({', '.join(figures)})"
-        if self.copy_status in ("done", "failed"):
-            return f"{self.copy_status} ({self.copy_records:,} records)"
+        if self.copy_status == "failed":
+            tries = (
+                f", {self.copy_failures} failure{'s' if self.copy_failures != 1 else ''}" if self.copy_failures else ""
+            )
+            why = f": {self.copy_error}" if self.copy_error else ""
+            return f"failed ({self.copy_records:,} records{tries}){why}"
+        if self.copy_status == "done":
+            return f"done ({self.copy_records:,} records)"
         if self.full_copy_done:
             return "done"
         if self.watermark is not None:
@@ -152,6 +164,10 @@ class ObjectStatus:
             "full_copy_rate_per_s": self.copy_rate_per_s,
             "full_copy_eta_seconds": self.copy_eta_seconds,
             "full_copy_updated_at": _iso(self.copy_updated_at),
+            "full_copy_failures": self.copy_failures,
+            "full_copy_error": self.copy_error,
+            "freshness_seconds": None if self.freshness_seconds is None else round(self.freshness_seconds, 3),
+            "needs_attention": self.attention,
             "lease_holder": self.lease_holder,
             "lease_expires_at": _iso(self.lease_expires_at),
             "last_cycle_ended_at": _iso(self.last_ended_at),
@@ -177,6 +193,7 @@ def read_status(
     now: dt.datetime | None = None,
 ) -> list[ObjectStatus]:
     """The state of each object in ``objects`` (in that order) from the state table."""
+    from sfsync.dispatcher import attention_reason
     from sfsync.exceptions import StoreError
 
     store = _state_store(table, region, endpoint_url)
@@ -184,6 +201,7 @@ def read_status(
     copies = read_copy_progress(table, objects, region=region, endpoint_url=endpoint_url)
     try:
         leases = store.lease_statuses(list(objects))
+        complete = store.known_complete(list(objects))
         result: list[ObjectStatus] = []
         for name in objects:
             watermark = store.get_watermark(name)
@@ -211,6 +229,14 @@ def read_status(
                     copy_rate_per_s=copy.rate_per_s if copy else None,
                     copy_eta_seconds=copy.eta_seconds if copy else None,
                     copy_updated_at=copy.updated_at if copy else None,
+                    copy_failures=copy.failures if copy else 0,
+                    copy_error=copy.error if copy else None,
+                    freshness_seconds=(
+                        None
+                        if complete.get(name) is None or (copy is not None and copy.status != "done")
+                        else (when - complete[name]).total_seconds()  # type: ignore[operator]
+                    ),
+                    attention=attention_reason(name, copy) if copy else None,
                 )
             )
     except StoreError as exc:
@@ -254,7 +280,7 @@ def format_status(statuses: Sequence[ObjectStatus], *, show_unknown: bool = Fals
             [
                 s.object_name,
                 _iso(s.watermark) or "-",
-                format_duration(s.lag_seconds),
+                format_duration(s.freshness_seconds if s.freshness_seconds is not None else s.lag_seconds),
                 _iso(s.last_ended_at) or "-",
                 s.last_status or "-",
                 s.lease_holder or "-",
@@ -265,8 +291,10 @@ def format_status(statuses: Sequence[ObjectStatus], *, show_unknown: bool = Fals
         )
     if not rows:
         return "no sync state yet (no object has run a cycle)"
-    headers = ["object", "watermark", "lag", "last cycle end", "status", "lease", "c/u/d", "failed", "full copy"]
-    return render_table(headers, rows, right=(2, 6, 7))
+    headers = ["object", "watermark", "fresh", "last cycle end", "status", "lease", "c/u/d", "failed", "full copy"]
+    table = render_table(headers, rows, right=(2, 6, 7))
+    attention = [f"NEEDS ATTENTION {s.object_name}: {s.attention}" for s in statuses if s.attention]
+    return "\n".join([table, *attention])
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,10 @@ def parse_writeback(raw: Mapping[str, Any], two_way: set[str]) -> tuple[dict[str
             problems.append(f"{where} must be a JSON object")
             continue
         unknown = sorted(set(options) - _WRITEBACK_KEYS)
-        if unknown:
+        if unknown:  # reported, and the known options are still checked: every problem at once
             problems.append(
                 f"{where}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_WRITEBACK_KEYS))})"
             )
-            continue
         values: dict[str, Any] = {"conflict": DEFAULT_CONFLICT_POLICY.get(name, "salesforce")}
         conflict = options.get("conflict", values["conflict"])
         if conflict not in CONFLICT_POLICIES:
@@ -274,6 +273,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def configured_secret_arn(env: Mapping[str, str] | None = None) -> str | None:
+    """``SFSYNC_SECRET_ARN`` alone (to read the secret even when other settings are wrong)."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    return source.get("SFSYNC_SECRET_ARN") or None
+
+
 def load_secret(arn: str, *, max_age: int = 300) -> dict[str, Any]:
     """The Salesforce secret (JSON object), through Powertools Parameters with caching."""
     from aws_lambda_powertools.utilities import parameters
@@ -295,6 +300,7 @@ __all__ = [
     "DEFAULT_CONFLICT_POLICY",
     "Settings",
     "WriteBackOptions",
+    "configured_secret_arn",
     "load_secret",
     "load_settings",
     "parse_writeback",

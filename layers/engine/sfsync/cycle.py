@@ -23,8 +23,9 @@ Reading a window:
 * DynamoDB throttling that outlives the client's retries fails the cycle before the page is
   checkpointed; the next invocation resumes from the last checkpoint (writes are idempotent).
 * An object Salesforce does not have, or the integration user cannot read, fails its cycle with a
-  clear error naming it (log line, errors-table row, ``ObjectUnavailable`` metric); other objects
-  are separate invocations and keep syncing.
+  clear error naming it (log line, errors-table row, ``ObjectUnavailable`` and ``CycleFailed``
+  metrics, and the raised :class:`ObjectUnavailable`: a Lambda error); other objects are separate
+  invocations and keep syncing.
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ from sfsync.state import (
     Position,
     StateStore,
     WindowPlan,
+    lease_token,
     plan_window,
     position_after,
 )
 
 #: Stop reading new pages when less than this much Lambda time is left.
 STOP_MARGIN_MS = 90_000
+#: A page is batched (unconditional puts) only while the lease has at least this long to run.
+SOLE_WRITER_MARGIN_SECONDS = 60
 #: Lease length when the caller does not know its time limit.
 DEFAULT_LEASE_SECONDS = 960
 #: A window is not split below this span on QUERY_TIMEOUT (the error is raised instead).
@@ -215,6 +219,9 @@ class _Run:
     done: int = 0
     error: str | None = None
     previous_watermark: dt.datetime | None = None
+    #: The invocation-unique lease token (:func:`lease_token`): every conditional state write and
+    #: the batched write path check it, so a second delivery of the same event cannot run.
+    holder: str = ""
     #: Parsed cursor values of this cycle's rows (a page repeats the same few stamps).
     instants: dict[str, dt.datetime] = field(default_factory=dict)
 
@@ -252,30 +259,35 @@ def run_object_cycle(
 
     Status: ``complete`` (window persisted, watermark advanced), ``empty`` (nothing to read yet),
     ``partial`` (stopped before the time limit; a checkpoint waits), ``backoff`` (the org is backed
-    off; nothing read), ``failed`` (an unavailable object: returned; any other error: raised after
-    the bookkeeping), ``lease-held`` (another cycle runs the object; nothing done).
+    off; nothing read), ``lease-held`` (another cycle runs the object; nothing done).  A failure -
+    an unavailable object included - is raised after the bookkeeping (cycle history ``failed``,
+    ``CycleFailed``, the lease released).
     """
     spec = settings.registry.get(obj_name)
     bind(object=obj_name, cycle_id=cycle_id, reason=reason)
     started = now.now()
     t0 = time.monotonic()
     calls_before = sf.calls_made
+    holder = lease_token(cycle_id)
     try:
-        store.state.acquire_lease(obj_name, cycle_id, now=started, ttl_seconds=lease_seconds)
+        store.state.acquire_lease(obj_name, holder, now=started, ttl_seconds=lease_seconds)
     except LeaseHeld as exc:
         logger.info("lease held by another cycle; nothing to do", extra={"held_by": exc.holder})
         count("LeaseHeld")
         return CycleResult(obj_name, cycle_id, "lease-held", held_by=exc.holder)
 
-    run = _Run(spec, cycle_id, dict.fromkeys(CYCLE_COUNTERS, 0))
+    run = _Run(spec, cycle_id, dict.fromkeys(CYCLE_COUNTERS, 0), holder=holder)
     ctx = _Ctx(settings, sf, store, now, time_left_ms, stop_margin_ms, sleep)
     status: RunStatus = "failed"
     try:
         status = _run_window(run, ctx)
     except ObjectUnavailable as exc:
+        # a failure like any other: the cycle is recorded failed (CycleFailed), the errors table names
+        # the object, and the invocation fails (a Lambda error, its alarm, the failure queue)
         run.error = str(exc)
         count("ObjectUnavailable")
         _record_object_error(run, store.records, now.now())
+        raise
     except SalesforceRateLimited as exc:
         until = now.now() + dt.timedelta(seconds=settings.org_backoff_seconds)
         store.state.set_org_backoff(until, reason=f"{obj_name}: {exc}", now=now.now())
@@ -329,7 +341,10 @@ def _finish(
     """Release the lease, record the end time and the summary row, emit metrics and the log line."""
     obj_name, cycle_id, plan = run.spec.name, run.cycle_id, run.plan
     duration_ms = (time.monotonic() - t0) * 1000
-    if not state.release_lease(obj_name, cycle_id, ended_at=ended, status=status, resume_pending=status == "partial"):
+    released = state.release_lease(
+        obj_name, run.holder, cycle_id=cycle_id, ended_at=ended, status=status, resume_pending=status == "partial"
+    )
+    if not released:
         logger.warning("lease was lost before the cycle ended")
     state.record_cycle(
         CycleSummary(
@@ -349,10 +364,12 @@ def _finish(
     lag = (run.sf_now - run.watermark).total_seconds() if run.sf_now and run.watermark else None
     emit_cycle_metrics(obj_name, run.counts, watermark_lag_seconds=lag, backlog=run.backlog, duration_ms=duration_ms)
     extras = {k: v for k, v in run.extra.items() if v}
-    if extras:
+    if extras or status == "failed":
         with metrics_for_object(obj_name) as single:
             for name, value in extras.items():
                 single.add(name, value)
+            if status == "failed":
+                single.add("CycleFailed", 1)
     count(f"Cycles{status.capitalize()}")
     log = logger.error if status == "failed" else logger.info
     log(
@@ -425,7 +442,7 @@ def _run_window(run: _Run, ctx: _Ctx) -> RunStatus:
         if status == "partial":
             return status
         run.backlog = 0
-        run.watermark = state.complete_window(spec.name, plan.hi, holder=run.cycle_id, now=now.now())
+        run.watermark = state.complete_window(spec.name, plan.hi, holder=run.holder, now=now.now())
     if status not in ("complete", "empty"):  # an empty window is complete too: lifecycle work may be due
         return status
     if ctx.time_short():
@@ -577,11 +594,19 @@ def _sole_writer(run: _Run, ctx: _Ctx) -> bool:
       conditional.  No copy document, or a ``done`` copy: batched.
     * without the copy documents (``CycleStores.copies`` is None) nothing proves it: conditional.
 
+    * the lease is read again (consistently) before every batched page: only the invocation that
+      holds it - by its own token, with at least :data:`SOLE_WRITER_MARGIN_SECONDS` left - batches,
+      so a cycle that outlived its lease, or a second delivery of the same event, never does.
+
     Every other writer (``sfsync verify`` repairs, the full copy, the lifecycle work) keeps the
     conditional put.
     """
     copies = ctx.store.copies
     if copies is None:
+        return False
+    state = ctx.store.state
+    if not state.holds_lease(run.spec.name, run.holder, now=ctx.now.now(), margin_seconds=SOLE_WRITER_MARGIN_SECONDS):
+        logger.warning("the lease is not held with time to spare: this page keeps the conditional put")
         return False
     progress = copies.progress(run.spec.name)
     return progress is None or getattr(progress, "status", None) == "done"
@@ -624,7 +649,7 @@ def _checkpoint(
     ctx.store.state.save_checkpoint(
         run.spec.name,
         Checkpoint(run.cycle_id, plan.lo, plan.hi, run.position, next_url, run.done, bulk_job_id, bulk_locator),
-        holder=run.cycle_id,
+        holder=run.holder,
         now=ctx.now.now(),
     )
 
@@ -734,7 +759,7 @@ def _lifecycle_work(run: _Run, ctx: _Ctx, selection: Selection) -> None:
     state.save_lifecycle(
         spec.name,
         Lifecycle(selection.tracked, covered, reconciled_at, refreshed_at),
-        holder=run.cycle_id,
+        holder=run.holder,
         now=ctx.now.now(),
     )
 

@@ -68,24 +68,24 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
-from sfsync.clock import to_iso_ms
+from sfsync.clock import parse_instant, to_iso_ms
 from sfsync.config import Settings
 from sfsync.events import ObjectSyncEvent
-from sfsync.exceptions import DispatchFailed, SalesforceRateLimited
-from sfsync.fullsync import Copy, CopyProgress, copy_gate, execution_name
+from sfsync.exceptions import DispatchFailed, ExecutionStatusUnknown, SalesforceRateLimited
+from sfsync.fullsync import Copy, CopyProgress, copy_gate, execution_name, note_copy_failure
 from sfsync.lifecycle import lifecycle_work_due
-from sfsync.observability import count, logger
+from sfsync.observability import count, logger, metrics_for_object
 from sfsync.org_state import BudgetRecord, OrgStateStore
 from sfsync.probe import CompositeClient, ProbeResult, probe_gate
 from sfsync.registry import ObjectSpec
 from sfsync.state import CopyRequest, LeaseStatus, StateStore, Watermark
-from sfsync.stepfunctions import ExecutionStart
+from sfsync.stepfunctions import RUNNING, ExecutionStart
 
 #: How long a fan-out claim blocks another dispatch of the object (the longest Lambda run).
 CLAIM_SECONDS = 900
@@ -100,8 +100,21 @@ RESYNC_REASON = "resync"
 #: Reasons the object-sync event accepts; any other is sent as ``due``.
 EVENT_REASONS = frozenset(str(value) for value in get_args(ObjectSyncEvent.model_fields["reason"].annotation))
 
-#: A failed full copy is started again (resuming its checkpoint) this long after it failed.
-FAILED_COPY_RETRY_SECONDS = 900
+#: A failed full copy is started again (resuming its checkpoint) this long after its first failure,
+#: doubling with each further consecutive failure up to :data:`FAILED_COPY_RETRY_CAP_SECONDS`.
+FAILED_COPY_RETRY_SECONDS = 120
+FAILED_COPY_RETRY_CAP_SECONDS = 6 * 3600
+#: After this many consecutive failures the object "needs attention" (status, metric, alarm); it is
+#: still retried every :data:`FAILED_COPY_RETRY_CAP_SECONDS`, so a fixed cause heals without a person.
+NEEDS_ATTENTION_AFTER = 5
+#: A running copy whose heartbeat (its document's last save) is older than this has its execution's
+#: real status read; an execution that ended (stopped, timed out, failed) leaves the copy failed.
+COPY_HEARTBEAT_CHECK_SECONDS = 300
+#: A running copy whose execution still runs but made no progress for this long (longer than any
+#: step's retries) is marked failed and resumed by a new execution, which takes it over.
+COPY_STALL_SECONDS = 3 * 3600
+#: The execution the dispatcher started is checked after this long without having planned its copy.
+PLAN_CHECK_SECONDS = 120
 #: An execution the dispatcher started that has not planned its copy after this long is started again
 #: under a new name (it died before ``plan``; ``plan`` itself retries Salesforce limits for ~30 min).
 COPY_START_TIMEOUT_SECONDS = 3600
@@ -139,17 +152,34 @@ class Economy(Protocol):
 
 
 class CopyReader(Protocol):
-    """What the dispatcher reads of the copy documents (:class:`sfsync.fullsync.CopyStore`)."""
+    """What the dispatcher reads of the copy documents (:class:`sfsync.fullsync.CopyStore`), and the
+    one write it makes: marking a copy failed when its execution is gone (reconciliation)."""
 
     def progress(self, object_name: str) -> CopyProgress | None: ...
 
     def get(self, object_name: str) -> Copy | None: ...
 
+    def record_failure(
+        self,
+        name: str,
+        error: Mapping[str, str],
+        *,
+        now: dt.datetime,
+        requested_by: str | None,
+        policy: Mapping[str, int],
+        unless: Callable[[Copy], bool] | None = None,
+        fresh: bool = False,
+    ) -> Copy | None: ...
+
 
 class CopyStarter(Protocol):
-    """Starts the full-sync workflow (:class:`sfsync.stepfunctions.FullCopyStarter`)."""
+    """Starts the full-sync workflow and reads its executions (:class:`sfsync.stepfunctions.FullCopyStarter`)."""
 
     def start_full_copy(self, name: str, execution_input: Mapping[str, Any]) -> ExecutionStart: ...
+
+    def execution_arn(self, name: str) -> str: ...
+
+    def execution_status(self, arn: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -162,17 +192,25 @@ class FullCopies:
 
 @dataclass
 class CopyReport:
-    """What a tick did about full copies (the ``copies`` part of the dispatcher's result)."""
+    """What a tick did about full copies (the ``copies`` part of the dispatcher's result).
+
+    ``reconciled``: copies found running with no live execution behind them, marked failed (and so
+    retried); ``attention``: objects whose copy keeps failing, with the reason (``NeedsAttention``).
+    """
 
     started: list[dict[str, Any]] = field(default_factory=list)
     already_started: list[dict[str, Any]] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)
+    reconciled: dict[str, str] = field(default_factory=dict)
+    attention: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "started": list(self.started),
             "already_started": list(self.already_started),
             "held": dict(self.held),
+            "reconciled": dict(self.reconciled),
+            "attention": dict(self.attention),
         }
 
 
@@ -182,12 +220,15 @@ class DispatchResult:
     skipped: dict[str, str] = field(default_factory=dict)
     economy: dict[str, Any] = field(default_factory=dict)
     copies: CopyReport = field(default_factory=CopyReport)
+    #: seconds since each copied object was known complete (``FreshnessSeconds``)
+    freshness: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "started": list(self.started),
             "skipped": dict(self.skipped),
             "copies": self.copies.to_dict(),
+            "freshness": dict(self.freshness),
         }
         out.update(self.economy)
         return out
@@ -235,6 +276,26 @@ class CopyDecision:
     reason: CopyReason | None = None
     token: str = ""
     requested_by: str = DISPATCHER
+    #: set while the object's copy keeps failing: what a person should look at
+    attention: str | None = None
+
+
+def retry_delay(failures: int) -> dt.timedelta:
+    """How long after its latest failure a copy that failed ``failures`` times in a row is retried."""
+    exponent = max(0, min(failures, 30) - 1)
+    return dt.timedelta(seconds=min(FAILED_COPY_RETRY_CAP_SECONDS, FAILED_COPY_RETRY_SECONDS * 2**exponent))
+
+
+def attention_reason(object_name: str, progress: CopyProgress) -> str | None:
+    """Why the object needs a person, once its copy failed :data:`NEEDS_ATTENTION_AFTER` times in a row."""
+    if progress.status != "failed" or progress.failures < NEEDS_ATTENTION_AFTER:
+        return None
+    every = FAILED_COPY_RETRY_CAP_SECONDS // 3600
+    return (
+        f"full copy failed {progress.failures} times in a row (last: {progress.error or 'unknown error'}); "
+        f"retried automatically every {every} h - fix the cause, then `sfsync resync {object_name}` "
+        "to copy it again at once"
+    )
 
 
 def resync_requested_by(request: CopyRequest) -> str:
@@ -281,15 +342,20 @@ def copy_decision(
     if gate == "copying" and progress is not None:
         return CopyDecision("hold", _progress_text(progress))
     if gate == "failed" and progress is not None:
+        attention = attention_reason(object_name, progress)
         failed_at = progress.updated_at or now
-        retry_at = failed_at + dt.timedelta(seconds=retry_seconds)
+        delay = retry_delay(progress.failures) if retry_seconds == FAILED_COPY_RETRY_SECONDS else None
+        retry_at = failed_at + (delay if delay is not None else dt.timedelta(seconds=retry_seconds))
         if now < retry_at:
-            return CopyDecision("hold", f"full copy failed; started again after {to_iso_ms(retry_at)}")
+            last = f" ({progress.error})" if progress.error else ""
+            why = f"full copy failed{last}; started again after {to_iso_ms(retry_at)}"
+            return CopyDecision("hold", why, attention=attention)
         token = f"retry-{_compact(failed_at)}"
         why = "failed full copy"
-        return _own_execution(
+        decision = _own_execution(
             object_name, request, now=now, reason="retry", token=token, why=why, timeout_seconds=start_timeout_seconds
         )
+        return replace(decision, attention=attention)
     if request.execution_name and request.reason in ("first", "retry"):
         if _start_timed_out(request, now, start_timeout_seconds):
             token = f"restart-{_compact(request.started_at or now)}"
@@ -327,11 +393,13 @@ def _start_timed_out(request: CopyRequest, now: dt.datetime, timeout_seconds: in
 
 
 def copy_decisions(
-    names: Sequence[str], state: StateStore, copies: FullCopies, now: dt.datetime
+    names: Sequence[str], state: StateStore, copies: FullCopies, now: dt.datetime, report: CopyReport | None = None
 ) -> dict[str, CopyDecision]:
-    """Every object's :class:`CopyDecision` (a batch read of watermarks and requests, one copy read each)."""
+    """Every object's :class:`CopyDecision` (a batch read of watermarks and requests, one copy read each),
+    after reconciling each copy document with its execution (:class:`CopyHealer`)."""
     watermarks = state.watermarks(list(names))
     requests = state.copy_requests(list(names))
+    healer = CopyHealer(copies, now, report if report is not None else CopyReport())
     decisions: dict[str, CopyDecision] = {}
     for name in names:
         request = requests[name]
@@ -339,10 +407,140 @@ def copy_decisions(
         if request.generation > 0:
             doc = copies.store.get(name)
             taken_up = doc is not None and doc.requested_by == resync_requested_by(request)
-        decisions[name] = copy_decision(
-            name, watermarks[name], copies.store.progress(name), request, now, resync_taken_up=taken_up
-        )
+        progress = healer.heal(name, copies.store.progress(name), request, resync_taken_up=taken_up)
+        if progress is not None and request.generation > 0 and not taken_up and name in healer.failed:
+            taken_up = True  # the re-sync's failure was recorded on a fresh document of its own
+        decisions[name] = copy_decision(name, watermarks[name], progress, request, now, resync_taken_up=taken_up)
     return decisions
+
+
+class CopyHealer:
+    """Reconciles copy documents with the executions behind them, once per tick.
+
+    * a copy ``running`` whose heartbeat is older than :data:`COPY_HEARTBEAT_CHECK_SECONDS`: its
+      execution's status is read (``DescribeExecution``); one that stopped, timed out, failed or
+      succeeded without finishing the copy - or that still runs but made no progress for
+      :data:`COPY_STALL_SECONDS` - leaves the copy marked failed (``CopyReconciled``), so the usual
+      retry resumes it from its checkpoint in a new execution that takes it over;
+    * an execution the dispatcher started that has not planned its copy after
+      :data:`PLAN_CHECK_SECONDS` and is no longer running (it failed in ``plan`` or before): the copy
+      is recorded failed at once - instead of waiting for the start time-out - and retried with the
+      same back-off (a re-sync is retried from zero).
+
+    A status Step Functions cannot give is logged and tried again next tick; nothing is marked then.
+    """
+
+    def __init__(self, copies: FullCopies, now: dt.datetime, report: CopyReport) -> None:
+        self._copies = copies
+        self._now = now
+        self._report = report
+        self._statuses: dict[str, str | None] = {}
+        #: objects this tick marked failed
+        self.failed: set[str] = set()
+
+    def heal(
+        self, name: str, progress: CopyProgress | None, request: CopyRequest, *, resync_taken_up: bool
+    ) -> CopyProgress | None:
+        try:
+            if progress is not None and progress.status == "running":
+                return self._running(name, progress)
+            return self._unplanned(name, progress, request, resync_taken_up)
+        except ExecutionStatusUnknown as exc:
+            logger.warning("copy not reconciled this tick", extra={"object": name, "error": str(exc)})
+            return progress
+
+    def _status(self, arn: str) -> str | None:
+        if arn not in self._statuses:
+            self._statuses[arn] = self._copies.starter.execution_status(arn)
+        return self._statuses[arn]
+
+    def _running(self, name: str, progress: CopyProgress) -> CopyProgress:
+        beat = progress.updated_at
+        if beat is None or self._now - beat < dt.timedelta(seconds=COPY_HEARTBEAT_CHECK_SECONDS):
+            return progress
+        stalled = self._now - beat >= dt.timedelta(seconds=COPY_STALL_SECONDS)
+        arn = progress.execution_arn
+        if arn is None:
+            if not stalled:
+                return progress
+            cause = f"no progress since {to_iso_ms(beat)} and no execution recorded"
+        else:
+            status = self._status(arn)
+            execution = arn.rsplit(":", 1)[-1]
+            if status == RUNNING:
+                if not stalled:
+                    return progress
+                cause = f"execution {execution} made no progress since {to_iso_ms(beat)}"
+            elif status is None:
+                cause = f"execution {execution} does not exist"
+            else:
+                cause = f"execution {execution} ended {status} without finishing the copy"
+        version = progress.version
+
+        def moved_on(copy: Copy) -> bool:
+            return copy.status != "running" or copy.version != version
+
+        return self._fail(name, "CopyExecutionLost", cause, moved_on, fresh=False, requested_by=None) or progress
+
+    def _unplanned(
+        self, name: str, progress: CopyProgress | None, request: CopyRequest, resync_taken_up: bool
+    ) -> CopyProgress | None:
+        started, execution = request.started_at, request.execution_name
+        if started is None or execution is None or self._now - started < dt.timedelta(seconds=PLAN_CHECK_SECONDS):
+            return progress
+        resync = request.reason == "resync"
+        if resync:
+            if resync_taken_up or request.generation == 0:
+                return progress
+        elif progress is not None and (
+            progress.status == "done" or progress.updated_at is None or progress.updated_at >= started
+        ):
+            return progress  # the execution planned (or failed the copy) after it was started
+        status = self._status(self._copies.starter.execution_arn(execution))
+        if status == RUNNING:
+            return progress
+        cause = f"execution {execution} ended {status or 'unknown'} before planning the copy"
+        requested_by = resync_requested_by(request) if resync else f"{DISPATCHER} (retry)"
+
+        def planned_meanwhile(copy: Copy) -> bool:
+            if copy.version == 0:
+                return False
+            if resync:
+                return copy.requested_by == requested_by
+            return copy.status == "running" or (copy.status == "failed" and _after(copy, started))
+
+        copy_failed = self._fail(
+            name, "CopyNotPlanned", cause, planned_meanwhile, fresh=resync, requested_by=requested_by
+        )
+        return copy_failed or progress
+
+    def _fail(
+        self,
+        name: str,
+        kind: str,
+        cause: str,
+        unless: Callable[[Copy], bool],
+        *,
+        fresh: bool,
+        requested_by: str | None,
+    ) -> CopyProgress | None:
+        error = {"Error": kind, "Cause": cause}
+        copy = self._copies.store.record_failure(
+            name, error, now=self._now, requested_by=requested_by, policy={}, unless=unless, fresh=fresh
+        )
+        if copy is None:
+            return self._copies.store.progress(name)
+        self.failed.add(name)
+        note_copy_failure(name, error)
+        with metrics_for_object(name) as m:
+            m.add("CopyReconciled", 1)
+        self._report.reconciled[name] = cause
+        logger.warning("copy reconciled with its execution: marked failed", extra={"object": name, "cause": cause})
+        return self._copies.store.progress(name)
+
+
+def _after(copy: Copy, instant: dt.datetime) -> bool:
+    return copy.finished_at is not None and parse_instant(copy.finished_at) >= instant
 
 
 @dataclass(frozen=True)
@@ -429,12 +627,14 @@ def dispatch(
     specs = list(settings.registry)
     names = [spec.name for spec in specs]
     statuses = state.lease_statuses(names)
-    decisions = copy_decisions(names, state, copies, now)
     result = DispatchResult()
+    decisions = copy_decisions(names, state, copies, now, result.copies)
     due: list[tuple[ObjectSpec, str]] = []
     to_copy: list[tuple[ObjectSpec, CopyDecision]] = []
     for spec in specs:
         decision, status = decisions[spec.name], statuses[spec.name]
+        if decision.attention is not None:
+            result.copies.attention[spec.name] = decision.attention
         if decision.action == "hold":
             result.skipped[spec.name] = result.copies.held[spec.name] = decision.why
             continue
@@ -495,10 +695,37 @@ def dispatch(
     count("FullCopiesStarted", len(result.copies.started))
     count("FullCopiesAlreadyStarted", len(result.copies.already_started))
     count("ObjectsHeldForCopy", len(result.copies.held))
+    emit_health(names, state, decisions, result, now)
     logger.info("dispatch finished", extra=result.to_dict())
     if failures:
         raise DispatchFailed(f"could not start the sync of {', '.join(failures)}")
     return result
+
+
+def emit_health(
+    names: Sequence[str],
+    state: StateStore,
+    decisions: Mapping[str, CopyDecision],
+    result: DispatchResult,
+    now: dt.datetime,
+) -> None:
+    """Every tick, per object: ``NeedsAttention`` (1/0) and - for objects copied and not being copied -
+    ``FreshnessSeconds``: how old the newest moment is at which the copy was known complete (the later
+    of the watermark and the last probe that found nothing).  A quiet org stays fresh; an object whose
+    cycles fail or fall behind ages, and the freshness alarm fires."""
+    complete = state.known_complete(list(names))
+    fresh: dict[str, float] = {}
+    for name in names:
+        as_of = complete.get(name)
+        copying = decisions[name].action != "sync"
+        with metrics_for_object(name) as m:
+            m.add("NeedsAttention", 1 if name in result.copies.attention else 0)
+            if as_of is not None and not copying:
+                fresh[name] = max(0.0, (now - as_of).total_seconds())
+                m.add("FreshnessSeconds", fresh[name])
+    result.freshness = {name: round(seconds, 1) for name, seconds in fresh.items()}
+    if result.copies.attention:
+        logger.error("objects need attention", extra={"attention": result.copies.attention})
 
 
 # -- operator re-sync ----------------------------------------------------------------------------------
@@ -641,6 +868,7 @@ class ApiEconomy:
         if probe is not None:
             count("ProbeApiCalls", probe.api_calls)
             logger.info("change probe", extra={"probe": probe.to_dict()})
+            self._note_clear(probe)
 
         if decision is None or (probe is not None and probe.api_calls):
             decision = self._decide(record, None)  # the probe's responses carry a fresher reading
@@ -657,6 +885,15 @@ class ApiEconomy:
         return Admission(allowed, held, report, {name: r for name, r in reasons.items() if name in allowed})
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _note_clear(self, probe: ProbeResult) -> None:
+        """An object the probe found idle is known complete up to what the probe covered, less the lag."""
+        lag = dt.timedelta(seconds=self._settings.safety_lag_seconds)
+        for name, found in probe.objects.items():
+            if found.has_work or found.window is None:
+                continue
+            covered = min(found.latest_date_covered or found.window[1], self._now)
+            self._state.note_clear(name, covered - lag, now=self._now)
 
     def _lifecycle_due(self, idle: Sequence[ObjectSpec]) -> dict[str, tuple[str, str]]:
         """Idle objects whose periodic lifecycle work is due: name -> (reason code, explanation)."""

@@ -51,6 +51,10 @@ class DispatchFailed(SfsyncError):
     """The dispatcher could not start an object sync (the invoke call failed)."""
 
 
+class ExecutionStatusUnknown(SfsyncError):
+    """Step Functions could not say what became of an execution (the copy is reconciled on a later tick)."""
+
+
 class NotImplementedYet(SfsyncError):
     """The requested engine feature lands with a later issue; nothing was done."""
 
@@ -72,6 +76,7 @@ __all__ = [
     "ContinuationFailed",
     "CopyConflict",
     "DispatchFailed",
+    "ExecutionStatusUnknown",
     "InvalidEvent",
     "InvalidExecutionInput",
     "LeaseHeld",

@@ -143,7 +143,7 @@ _INT_TYPES = frozenset({"int", "long"})
 _FLOAT_TYPES = frozenset({"double", "currency", "percent"})
 
 Mode = Literal["bulk", "rest"]
-Next = Literal["wait", "load", "start", "finish", "continue", "done", "failed"]
+Next = Literal["wait", "load", "start", "finish", "continue", "done", "failed", "superseded"]
 FailureAction = Literal["retry", "split", "rest"]
 
 
@@ -446,6 +446,18 @@ def plan_object(spec: ObjectSpec, describe: Mapping[str, Any], *, bulk_unsupport
     return ObjectPlan(spec.name, mode, selection.fields, field_types(describe, selection.fields), tuple(warnings))
 
 
+def error_text(error: Mapping[str, Any] | None) -> str:
+    """One line for a recorded step error (``{"Error": ..., "Cause": ...}``): what status shows."""
+    if not error:
+        return ""
+    kind, cause = str(error.get("Error") or "Error"), str(error.get("Cause") or "")
+    with contextlib.suppress(ValueError, TypeError):  # a Lambda error's Cause is JSON with errorMessage
+        decoded = json.loads(cause)
+        if isinstance(decoded, dict) and decoded.get("errorMessage"):
+            cause = str(decoded["errorMessage"])
+    return f"{kind}: {cause}"[:500] if cause else kind[:500]
+
+
 def progress_figures(records_copied: int, total: int | None, elapsed_seconds: float) -> dict[str, float | None]:
     """Rate (records/s) and ETA (s) from what is copied so far."""
     rate = records_copied / elapsed_seconds if elapsed_seconds > 0 and records_copied > 0 else None
@@ -553,6 +565,11 @@ class Copy:
     warnings: list[str] = field(default_factory=list)
     error: dict[str, str] | None = None
     requested_by: str | None = None
+    #: The execution driving the copy (``$$.Execution.Id``): ``plan`` takes the copy over, and a step
+    #: of any other execution leaves it alone (route ``superseded``).  None: any execution may.
+    execution_arn: str | None = None
+    #: Consecutive failed attempts (reset when the copy is done): the dispatcher's retry back-off.
+    failures: int = 0
     version: int = 0
 
     @property
@@ -582,7 +599,10 @@ class Copy:
 
 @dataclass(frozen=True, slots=True)
 class CopyProgress:
-    """A copy's progress as of its last checkpoint (what ``sfsync status`` shows)."""
+    """A copy's progress as of its last checkpoint (what ``sfsync status`` shows).
+
+    ``updated_at`` is the copy's heartbeat: every step that does work saves the document.
+    """
 
     object_name: str
     status: str
@@ -591,6 +611,10 @@ class CopyProgress:
     rate_per_s: float | None
     eta_seconds: float | None
     updated_at: dt.datetime | None
+    failures: int = 0
+    error: str | None = None
+    execution_arn: str | None = None
+    version: int = 0
 
 
 class CopyStore:
@@ -619,8 +643,10 @@ class CopyStore:
             response = self._client.get_item(
                 TableName=self._table,
                 Key=self._key(object_name),
-                ProjectionExpression="#s, records_copied, #t, rate_per_s, eta_seconds, updated_at",
-                ExpressionAttributeNames={"#s": "status", "#t": "total"},
+                ProjectionExpression=(
+                    "#s, records_copied, #t, rate_per_s, eta_seconds, updated_at, failures, #e, execution_arn, version"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#t": "total", "#e": "error"},
                 ConsistentRead=True,  # a cycle decides from it whether it is the object's only writer
             )
         except (ClientError, BotoCoreError) as exc:
@@ -641,6 +667,10 @@ class CopyStore:
             rate_per_s=None if rate is None else float(rate),
             eta_seconds=None if eta is None else float(eta),
             updated_at=parse_instant(item["updated_at"]["S"]) if "updated_at" in item else None,
+            failures=int(number("failures") or 0),
+            error=item["error"]["S"] if "error" in item else None,
+            execution_arn=item["execution_arn"]["S"] if "execution_arn" in item else None,
+            version=int(number("version") or 0),
         )
 
     def save(self, copy: Copy, *, now: dt.datetime) -> bool:
@@ -657,6 +687,12 @@ class CopyStore:
         }
         if total is not None:
             item["total"] = {"N": str(total)}
+        if copy.failures:
+            item["failures"] = {"N": str(copy.failures)}
+        if copy.error:
+            item["error"] = {"S": error_text(copy.error)}
+        if copy.execution_arn:
+            item["execution_arn"] = {"S": copy.execution_arn}
         if copy.engine_started_at:
             elapsed = (now - parse_instant(copy.engine_started_at)).total_seconds()
             for name, value in progress_figures(copy.records_copied, total, elapsed).items():
@@ -684,6 +720,58 @@ class CopyStore:
             raise StoreError(f"cannot save the full copy of {copy.object_name}: {exc}") from exc
         copy.version += 1
         return True
+
+    def record_failure(
+        self,
+        name: str,
+        error: Mapping[str, str],
+        *,
+        now: dt.datetime,
+        requested_by: str | None,
+        policy: Mapping[str, int],
+        unless: Callable[[Copy], bool] | None = None,
+        fresh: bool = False,
+    ) -> Copy | None:
+        """Mark the copy of ``name`` failed with ``error`` and count the failure (``failures`` + 1).
+
+        A document is made when there is none; ``fresh`` replaces the stored one by a new document
+        without parts (the retry plans the copy from zero: a re-sync whose plan never ran), keeping its
+        failure count.  None when ``unless(stored copy)`` says the document no longer needs it.
+        """
+        for _attempt in range(SAVE_ATTEMPTS):
+            stored = self.get(name)
+            copy = stored or Copy(
+                object_name=name,
+                copy_id=f"{name}-failed-{now.strftime('%Y%m%dT%H%M%S')}",
+                fields=[],
+                types={},
+                policy=dict(policy),
+                parts=[],
+                engine_started_at=to_iso_ms(now),
+                requested_by=requested_by,
+            )
+            if unless is not None and unless(copy):
+                return None
+            if fresh and stored is not None:
+                copy = Copy(
+                    object_name=name,
+                    copy_id=f"{name}-failed-{now.strftime('%Y%m%dT%H%M%S')}",
+                    fields=[],
+                    types={},
+                    policy=dict(policy) or stored.policy,
+                    parts=[],
+                    engine_started_at=to_iso_ms(now),
+                    requested_by=requested_by,
+                    failures=stored.failures,
+                    version=stored.version,
+                )
+            copy.status = "failed"
+            copy.error = dict(error)
+            copy.finished_at = to_iso_ms(now)
+            copy.failures += 1
+            if self.save(copy, now=now):
+                return copy
+        raise CopyConflict(f"could not record the failure of {name}")
 
     def replace_copy(self, copy: Copy, *, now: dt.datetime) -> None:
         """Start a new copy over whatever document exists (plan: first copy or re-sync)."""
@@ -1196,11 +1284,12 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
             if existing.status == "done":
                 skipped.append({"object": name, "reason": f"already copied (copy {existing.copy_id})"})
                 continue
-            if existing.status == "failed" and existing.parts:
-                _resume_failed(existing)  # a re-started copy goes on from its checkpoint
+            if existing.status in ("failed", "running") and existing.parts:
+                if existing.status == "failed":
+                    _resume_failed(existing)  # a re-started copy goes on from its checkpoint
+                existing.execution_arn = request.execution_id  # this execution takes the copy over
                 if not store.save(existing, now=now):
                     raise CopyConflict(f"the full copy of {name} changed while it was being planned")
-            if existing.status == "running":
                 current = existing.current
                 mode = existing.parts[current].mode if current is not None else "bulk"
                 planned.append({"object": name, "mode": mode, "resumed": True})
@@ -1226,6 +1315,8 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
             warnings=list(object_plan.warnings),
             requested_by=request.requested_by,
             api_calls=deps.sf.calls_made - calls_before,
+            execution_arn=request.execution_id,
+            failures=existing.failures if existing is not None and existing.status == "failed" else 0,
         )
         store.replace_copy(copy, now=now)
         planned.append({"object": name, "mode": object_plan.mode, "resumed": False})
@@ -1239,6 +1330,57 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
         "base_name": request.base_name or _base_name(request.execution_name),
         "generation": request.generation,
     }
+
+
+class _PlanFailedInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    objects: list[str] | None = None
+    resync: list[str] | bool = False
+    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
+    execution_id: str | None = None
+    error: dict[str, Any] = Field(default_factory=dict)
+
+
+def plan_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """``plan`` failed (the Catch of the Plan state): record the failure on every object the execution
+    was asked to copy, so the dispatcher retries them within minutes (with back-off) and shows why.
+
+    An object whose copy is done is left alone unless the execution was a re-sync of it; a copy another
+    execution drives is left alone too.  Unknown names in ``objects`` are ignored (plan refused them).
+    """
+    request = _validate(_PlanFailedInput, event, "plan_failed")
+    registry = deps.settings.registry
+    names = [n for n in (request.objects if request.objects is not None else registry.names()) if n in registry]
+    resync = set(names) if request.resync is True else set(request.resync or [])
+    error = {str(k): str(v)[:2000] for k, v in request.error.items()} or {"Error": "PlanFailed", "Cause": "unknown"}
+
+    def untouched(copy: Copy) -> bool:
+        if copy.version == 0:
+            return False  # no document yet: the failure is recorded on a new one
+        if copy.status == "done" and copy.object_name not in resync:
+            return True
+        owner = copy.execution_arn
+        return copy.status == "running" and owner is not None and owner != request.execution_id
+
+    recorded: list[str] = []
+    for name in names:
+        stored = deps.copies.get(name) if name in resync else None
+        copy = deps.copies.record_failure(
+            name,
+            error,
+            now=deps.clock.now(),
+            requested_by=request.requested_by,
+            policy=asdict(deps.policy),
+            unless=untouched,
+            # a re-sync whose plan failed is retried from zero, never "resumed" from the old, done copy
+            fresh=stored is not None and stored.requested_by != request.requested_by,
+        )
+        if copy is not None:
+            note_copy_failure(name, error)
+            recorded.append(name)
+    return {"failed": recorded, "error": error_text(error)}
 
 
 class _ContinueInput(BaseModel):
@@ -1355,7 +1497,9 @@ def _copy_step(
     """Validate a per-object step's input, run ``action(copy, pages_this_execution)`` on the copy
     document, and pass the execution's page count on (plus ``pages_read``)."""
     request = _validate(_StepInput, event, step)
-    out = _with_copy(deps, request.object, lambda copy: action(copy, request.pages_this_execution))
+    out = _with_copy(
+        deps, request.object, lambda copy: action(copy, request.pages_this_execution), execution=request.execution_id
+    )
     return {**out, "pages_this_execution": request.pages_this_execution + pages_read}
 
 
@@ -1380,17 +1524,38 @@ def finish(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
 
 
 def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
-    """Record why the object's copy failed and emit the alarmable metric; never raises for the error."""
+    """Record why the object's copy failed and emit the alarmable metric; never raises for the error.
+
+    A copy another execution has taken over meanwhile is left alone (route ``superseded``).
+    """
     request = _validate(_FailedInput, event, "mark_failed")
     if request.object not in deps.settings.registry:
         raise InvalidExecutionInput(f"mark_failed: object {request.object!r} is not configured")
     error = {str(k): str(v)[:2000] for k, v in request.error.items()}
-    copy = _record_failure(deps, request.object, error, request.requested_by)
+    execution = request.execution_id
+
+    def superseded(copy: Copy) -> bool:
+        return execution is not None and copy.execution_arn not in (None, execution)
+
+    copy = deps.copies.record_failure(
+        request.object,
+        error,
+        now=deps.clock.now(),
+        requested_by=request.requested_by,
+        policy=asdict(deps.policy),
+        unless=superseded,
+    )
+    if copy is None:
+        current = deps.copies.get(request.object)
+        assert current is not None
+        return _output(current, deps, "superseded")
+    note_copy_failure(request.object, error)
     return _output(copy, deps, "failed")
 
 
 STEPS = {
     "plan": plan,
+    "plan_failed": plan_failed,
     "start_job": start_job,
     "poll_job": poll_job,
     "load_page": load_page,
@@ -1415,11 +1580,16 @@ def run_step(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _with_copy(deps: FullSyncDeps, object_name: str, action: Any) -> dict[str, Any]:
+def _with_copy(deps: FullSyncDeps, object_name: str, action: Any, *, execution: str | None = None) -> dict[str, Any]:
     """Run ``action(copy)`` on a fresh read of the copy document; retried on a version conflict.
 
     ``action`` returns the ``next`` route after mutating ``copy``; Salesforce work done before a
     conflict is not lost (the records are idempotent; a job created twice is only a spare job).
+
+    Exactly one execution drives a copy: a step of ``execution`` on a copy another execution has
+    taken over (``plan`` of a newer execution) does nothing and routes ``superseded``; a copy marked
+    failed meanwhile (by the dispatcher's reconciliation) routes ``failed``.  A copy without an owner
+    is adopted by the first execution that works on it.
     """
     if object_name not in deps.settings.registry:
         count("InvalidExecutionInput")
@@ -1432,6 +1602,14 @@ def _with_copy(deps: FullSyncDeps, object_name: str, action: Any) -> dict[str, A
             raise InvalidExecutionInput(f"{object_name} has no planned full copy; the workflow starts with 'plan'")
         if copy.status == "done":
             return _output(copy, deps, "done")
+        if execution is not None and copy.execution_arn not in (None, execution):
+            logger.warning("another execution has taken this copy over", extra={"owner": copy.execution_arn})
+            return _output(copy, deps, "superseded")
+        if copy.status == "failed":
+            logger.warning("the copy was marked failed meanwhile; this execution stops working on it")
+            return _output(copy, deps, "failed")
+        if execution is not None:
+            copy.execution_arn = execution
         calls_before = deps.sf.calls_made
         route: Next = action(copy)
         copy.api_calls += deps.sf.calls_made - calls_before
@@ -1783,6 +1961,8 @@ def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
     deps.state.set_full_copy_watermark(copy.object_name, watermark, by=f"fullsync:{copy.copy_id}")
     copy.watermark = to_iso_ms(watermark)
     copy.status = "done"
+    copy.failures = 0
+    copy.error = None
     copy.finished_at = to_iso_ms(deps.clock.now())
     logger.info(
         "full copy done",
@@ -1792,30 +1972,20 @@ def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
 
 
 def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], requested_by: str | None) -> Copy:
-    now = deps.clock.now()
-    for _attempt in range(SAVE_ATTEMPTS):
-        copy = deps.copies.get(name) or Copy(
-            object_name=name,
-            copy_id=f"{name}-failed-{now.strftime('%Y%m%dT%H%M%S')}",
-            fields=[],
-            types={},
-            policy=asdict(deps.policy),
-            parts=[],
-            engine_started_at=to_iso_ms(now),
-            requested_by=requested_by,
-        )
-        copy.status = "failed"
-        copy.error = error
-        copy.finished_at = to_iso_ms(now)
-        if deps.copies.save(copy, now=now):
-            break
-    else:
-        raise CopyConflict(f"could not record the failure of {name}")
+    copy = deps.copies.record_failure(
+        name, error, now=deps.clock.now(), requested_by=requested_by, policy=asdict(deps.policy)
+    )
+    assert copy is not None  # no ``unless``: always recorded
+    note_copy_failure(name, error)
+    return copy
+
+
+def note_copy_failure(name: str, error: Mapping[str, str]) -> None:
+    """The log line and the alarmable metrics of a failed copy."""
     count("FullSyncObjectFailed")
     with metrics_for_object(name) as m:
         m.add("FullSyncFailed", 1)
-    logger.error("full copy of the object failed", extra={"object": name, "error": error})
-    return copy
+    logger.error("full copy of the object failed", extra={"object": name, "error": dict(error)})
 
 
 def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
@@ -1882,6 +2052,7 @@ __all__ = [
     "bulk_soql",
     "continue_as_new",
     "copy_gate",
+    "error_text",
     "execution_name",
     "failure_action",
     "field_types",
@@ -1889,7 +2060,9 @@ __all__ = [
     "id_with_checksum",
     "load_page",
     "mark_failed",
+    "note_copy_failure",
     "plan",
+    "plan_failed",
     "plan_object",
     "poll_job",
     "poll_wait_seconds",

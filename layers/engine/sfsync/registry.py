@@ -156,33 +156,39 @@ def custom_spec(name: str) -> ObjectSpec:
     return ObjectSpec(name, "Custom", lookups=("sobject",), custom=True)
 
 
-def _apply_options(spec: ObjectSpec, options: Mapping[str, Any]) -> ObjectSpec:
+def _apply_options(spec: ObjectSpec, options: Mapping[str, Any]) -> tuple[ObjectSpec, list[str]]:
+    """``spec`` with ``options`` applied, and every problem found (all of them, not the first)."""
+    problems: list[str] = []
     unknown = sorted(set(options) - _OPTION_KEYS)
     if unknown:
-        raise ConfigurationError(f"unknown option(s) for {spec.name}: {', '.join(unknown)}")
+        problems.append(f"unknown option(s) for {spec.name}: {', '.join(unknown)}")
     changes: dict[str, Any] = {}
     for key in ("include_fields", "exclude_fields"):
         if key in options:
             values = options[key]
             if not isinstance(values, list) or not all(isinstance(v, str) and _FIELD_NAME.match(v) for v in values):
-                raise ConfigurationError(f"{spec.name}.{key} must be a list of field API names")
-            changes[key] = tuple(values)
+                problems.append(f"{spec.name}.{key} must be a list of field API names")
+            else:
+                changes[key] = tuple(values)
     for key in ("pause_seconds", "tombstone_retention_days", "formula_refresh_seconds", "reconcile_seconds"):
         if key in options:
             value = options[key]
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ConfigurationError(f"{spec.name}.{key} must be a non-negative integer or null")
-            changes[key] = value
+                problems.append(f"{spec.name}.{key} must be a non-negative integer or null")
+            else:
+                changes[key] = value
     if "bulk_threshold" in options:
         value = options["bulk_threshold"]
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigurationError(f"{spec.name}.bulk_threshold must be a positive integer or null")
-        changes["bulk_threshold"] = value
+            problems.append(f"{spec.name}.bulk_threshold must be a positive integer or null")
+        else:
+            changes["bulk_threshold"] = value
     if "include_formulas" in options:
         if not isinstance(options["include_formulas"], bool):
-            raise ConfigurationError(f"{spec.name}.include_formulas must be true or false")
-        changes["include_formulas"] = options["include_formulas"]
-    return replace(spec, **changes)
+            problems.append(f"{spec.name}.include_formulas must be true or false")
+        else:
+            changes["include_formulas"] = options["include_formulas"]
+    return replace(spec, **changes), problems
 
 
 def build_registry(
@@ -220,10 +226,11 @@ def build_registry(
         if name not in by_name:
             problems.append(f"options given for {name}, which is not configured")
             continue
-        try:
-            by_name[name] = _apply_options(by_name[name], opts)
-        except ConfigurationError as exc:
-            problems.append(str(exc))
+        if not isinstance(opts, Mapping):
+            problems.append(f"options of {name} must be a JSON object")
+            continue
+        by_name[name], option_problems = _apply_options(by_name[name], opts)
+        problems.extend(option_problems)
     if problems:
         raise ConfigurationError("; ".join(problems))
     return Registry(list(by_name.values()))

@@ -28,6 +28,9 @@ pk                  sk              attributes
                                     dispatcher's fan-out and the cycle's start; the last cycle's
                                     ``last_ended_at``, ``last_cycle_id``, ``last_status`` and
                                     ``resume_pending`` (a checkpoint is waiting, skip the pause)
+``OBJECT#<name>``   ``FRESHNESS``   ``clear_until``: the dispatcher's change probe found nothing up to
+                                    this instant (the object's copy was known complete then, although
+                                    no cycle ran); never moves back
 ``ORG``             ``BACKOFF``     ``until``, ``reason``, ``set_at``: org-wide back-off after
                                     ``REQUEST_LIMIT_EXCEEDED`` (never shortened)
 ``CYCLES#<name>``   ``<end>#<id>``  cycle summary: status, window, counts; ``expires_at`` TTL
@@ -49,6 +52,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import types
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,6 +168,7 @@ CHECKPOINT_SK = "CHECKPOINT"
 LEASE_SK = "LEASE"
 LIFECYCLE_SK = "LIFECYCLE"
 COPY_REQUEST_SK = "COPYREQUEST"
+FRESHNESS_SK = "FRESHNESS"
 ORG_PK = "ORG"
 BACKOFF_SK = "BACKOFF"
 
@@ -177,6 +182,7 @@ class _Models:
     lifecycle: Any
     backoff: Any
     copy_request: Any
+    freshness: Any
     connection: Connection
 
 
@@ -287,6 +293,12 @@ def _models(table_name: str, region: str | None, host: str | None) -> _Models:
             execution_name=UnicodeAttribute(null=True),
             started_at=UnicodeAttribute(null=True),
             reason=UnicodeAttribute(null=True),
+        ),
+        freshness=item_model(
+            "FreshnessItem",
+            *table,
+            clear_until=UnicodeAttribute(null=True),
+            updated_at=UnicodeAttribute(null=True),
         ),
         connection=Connection(region=region, host=host),
     )
@@ -437,6 +449,40 @@ class StateStore:
             result[item.pk.removeprefix(OBJECT_PREFIX)] = Watermark(
                 optional_instant(item.watermark), bool(item.full_copy_done)
             )
+        return result
+
+    # -- freshness (what the dispatcher reports every tick) ----------------------------------------
+    def note_clear(self, object_name: str, until: dt.datetime, *, now: dt.datetime) -> None:
+        """The change probe found nothing up to ``until``: the copy is known complete as of then.
+
+        Kept only when later than what is stored (a probe never makes an object look staler).
+        """
+        m: Any = self._m.freshness
+        until_iso = to_iso_ms(until)
+        item = m(OBJECT_PREFIX + object_name, FRESHNESS_SK, clear_until=until_iso, updated_at=to_iso_ms(now))
+        try:
+            item.save(condition=m.clear_until.does_not_exist() | (m.clear_until < until_iso))
+        except PynamoDBException as exc:
+            if _condition_failed(exc):
+                return
+            raise StoreError(f"cannot record the freshness of {object_name}: {exc}") from exc
+
+    def known_complete(self, object_names: list[str]) -> dict[str, dt.datetime | None]:
+        """Per object, the newest instant at which its copy is known complete: the later of its
+        watermark (everything below is persisted) and the last clear probe (one batch read each)."""
+        marks = self.watermarks(object_names)
+        result: dict[str, dt.datetime | None] = {name: marks[name].value for name in object_names}
+        keys = [(OBJECT_PREFIX + name, FRESHNESS_SK) for name in object_names]
+        try:
+            items: list[Any] = list(self._m.freshness.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the freshness of the objects: {exc}") from exc
+        for item in items:
+            name = item.pk.removeprefix(OBJECT_PREFIX)
+            clear = optional_instant(item.clear_until)
+            current = result.get(name)
+            if clear is not None and current is not None and clear > current:
+                result[name] = clear  # a probe only counts once the object has a watermark
         return result
 
     # -- full-copy requests (the dispatcher) -------------------------------------------------
@@ -606,26 +652,38 @@ class StateStore:
         actions = [m.claimed_by.set(cycle_id), m.claim_expires_at.set(now_ms + claim_seconds * 1000)]
         return self._update_lease(object_name, actions, cond, "claim")
 
-    def acquire_lease(self, object_name: str, cycle_id: str, *, now: dt.datetime, ttl_seconds: int) -> None:
-        """Take the object's lease (absent or expired) or raise :class:`LeaseHeld`."""
+    def acquire_lease(self, object_name: str, holder: str, *, now: dt.datetime, ttl_seconds: int) -> None:
+        """Take the object's lease (absent or expired) for ``holder`` or raise :class:`LeaseHeld`.
+
+        ``holder`` is an invocation-unique token (:func:`lease_token`), never an id two deliveries
+        of one event share: a lease held by anyone - the same cycle id included - is not taken.
+        """
         m: Any = self._m.lease
         now_ms = _ms(now)
         actions = [
-            m.holder.set(cycle_id),
+            m.holder.set(holder),
             m.expires_at.set(now_ms + ttl_seconds * 1000),
             m.acquired_at.set(to_iso_ms(now)),
             m.claimed_by.remove(),
             m.claim_expires_at.remove(),
         ]
-        cond = m.holder.does_not_exist() | (m.expires_at < now_ms) | (m.holder == cycle_id)
+        cond = m.holder.does_not_exist() | (m.expires_at < now_ms)
         if not self._update_lease(object_name, actions, cond, "acquire the lease of"):
             raise LeaseHeld(object_name, self.lease_status(object_name).holder)
+
+    def holds_lease(self, object_name: str, holder: str, *, now: dt.datetime, margin_seconds: int = 0) -> bool:
+        """Does ``holder`` hold the object's lease for at least ``margin_seconds`` more (consistent read)?"""
+        status = self.lease_status(object_name)
+        if status.holder != holder or status.expires_at is None:
+            return False
+        return status.expires_at > now + dt.timedelta(seconds=margin_seconds)
 
     def release_lease(
         self,
         object_name: str,
-        cycle_id: str,
+        holder: str,
         *,
+        cycle_id: str,
         ended_at: dt.datetime,
         status: ReleaseStatus,
         resume_pending: bool,
@@ -640,7 +698,7 @@ class StateStore:
             m.last_status.set(status),
             m.resume_pending.set(resume_pending),
         ]
-        return self._update_lease(object_name, actions, m.holder == cycle_id, "release the lease of")
+        return self._update_lease(object_name, actions, m.holder == holder, "release the lease of")
 
     # -- cycle history ---------------------------------------------------------------------
     def record_cycle(self, summary: CycleSummary) -> None:
@@ -771,6 +829,20 @@ class StateStore:
             raise StoreError(f"cannot {what} for {object_name}: {exc}") from exc
 
 
+def lease_token(cycle_id: str) -> str:
+    """An invocation-unique lease holder for a cycle: ``<cycle id>~<random>``.
+
+    Lambda delivers an asynchronous event at least once (and a retry keeps its request id), so the
+    cycle id - and the request id - may be shared by two running invocations; the random part is not.
+    """
+    return f"{cycle_id}~{uuid.uuid4().hex[:12]}"
+
+
+def lease_cycle_id(holder: str | None) -> str | None:
+    """The cycle id of a lease holder token (the token itself when it has no random part)."""
+    return holder.split("~", 1)[0] if holder else holder
+
+
 class _WatermarkAhead(Exception):
     """Internal: a transaction's watermark condition failed while the lease check passed."""
 
@@ -792,6 +864,8 @@ __all__ = [
     "Watermark",
     "WindowPlan",
     "advance_watermark",
+    "lease_cycle_id",
+    "lease_token",
     "plan_window",
     "position_after",
 ]

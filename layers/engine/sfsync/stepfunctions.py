@@ -1,4 +1,5 @@
-"""Step Functions adapter of the dispatcher: start the full-copy workflow under a deterministic name.
+"""Step Functions adapter of the dispatcher: start the full-copy workflow under a deterministic name,
+and read an execution's real status (the dispatcher reconciles copy documents with it).
 
 A Step Functions execution name is unique per state machine (for 90 days after it closes), so a
 start under a name that already exists never runs a second copy: Step Functions answers
@@ -18,7 +19,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.aws import stepfunctions_client
-from sfsync.exceptions import DispatchFailed
+from sfsync.exceptions import DispatchFailed, ExecutionStatusUnknown
+
+#: ``DescribeExecution`` status of an execution still running (the others: SUCCEEDED, FAILED,
+#: TIMED_OUT, ABORTED, PENDING_REDRIVE).
+RUNNING = "RUNNING"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,5 +67,22 @@ class FullCopyStarter:
             raise DispatchFailed(f"cannot start the full-copy execution {name}: {exc}") from exc
         return ExecutionStart(name, str(response["executionArn"]), started=True)
 
+    def execution_arn(self, name: str) -> str:
+        return execution_arn(self.state_machine_arn, name)
 
-__all__ = ["ExecutionStart", "FullCopyStarter", "execution_arn", "stepfunctions_client"]
+    def execution_status(self, arn: str) -> str | None:
+        """The execution's status (``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``, ``ABORTED`` ...);
+        None when no such execution exists.  Any other failure raises :class:`ExecutionStatusUnknown`."""
+        client = self._client or stepfunctions_client()
+        try:
+            response = client.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return None
+            raise ExecutionStatusUnknown(f"cannot read the status of execution {arn}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ExecutionStatusUnknown(f"cannot read the status of execution {arn}: {exc}") from exc
+        return str(response["status"])
+
+
+__all__ = ["RUNNING", "ExecutionStart", "FullCopyStarter", "execution_arn", "stepfunctions_client"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from sfsync import clock
 from sfsync.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
-from sfsync.config import Settings, load_secret, load_settings
+from sfsync.config import Settings, configured_secret_arn, load_secret, load_settings
 from sfsync.cycle import CycleStores, SalesforcePort
 from sfsync.dispatcher import EconomyClient, FullCopies, Invoker
 from sfsync.exceptions import ConfigurationError
@@ -96,20 +96,51 @@ def _reported_configuration_errors() -> Iterator[None]:
         raise
 
 
-def object_sync_deps() -> ObjectSyncDeps:
+def configuration(*required: str, secret: bool = True) -> tuple[Settings, dict[str, Any]]:
+    """The function's settings and its Salesforce secret, read once and checked together.
+
+    Every problem - of the environment, of the write-back options, of reading the secret, of the
+    secret's content - comes back in ONE :class:`ConfigurationError` (logged, ``ConfigurationError``
+    counted), so an operator fixes them all in one go and no function starts half-configured.
+    """
+    from sfsync.salesforce.credentials import SalesforceCredentials
+    from sfsync.salesforce.errors import SalesforceConfigError
+
     with _reported_configuration_errors():
-        settings = load_settings()
-        settings.require("secret_arn")
-        stores = stores_for(settings)
-        secret = load_secret(str(settings.secret_arn))
+        problems: list[str] = []
+        settings: Settings | None = None
+        try:
+            settings = load_settings()
+            settings.require(*required)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+        value: dict[str, Any] = {}
+        arn = settings.secret_arn if settings is not None else configured_secret_arn()
+        if secret and arn:
+            try:
+                value = load_secret(str(arn))
+                SalesforceCredentials.from_secret(value)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+            except SalesforceConfigError as exc:
+                problems.append(f"secret {arn}: {exc}")
+        if problems or settings is None:
+            raise ConfigurationError("; ".join(problems))
+        return settings, value
+
+
+#: What a function that writes record tables needs besides its secret.
+_RECORD_SETTINGS = ("secret_arn", "state_table", "errors_table", "record_tables")
+
+
+def object_sync_deps() -> ObjectSyncDeps:
+    settings, secret = configuration(*_RECORD_SETTINGS)
+    stores = stores_for(settings)
     return ObjectSyncDeps(settings, salesforce_client(secret), stores, clock.engine_clock())
 
 
 def dispatcher_deps() -> DispatcherDeps:
-    with _reported_configuration_errors():
-        settings = load_settings()
-        settings.require("object_sync_function", "secret_arn", "full_sync_state_machine_arn")
-        secret = load_secret(str(settings.secret_arn))
+    settings, secret = configuration("object_sync_function", "secret_arn", "full_sync_state_machine_arn")
     return DispatcherDeps(
         settings,
         StateStore(settings.state_table),
@@ -133,11 +164,8 @@ class _LazyStepFunctions:
 
 def full_sync_deps() -> FullSyncDeps:
     """The adapters of FullSyncFunction (every Task state of the full-sync workflow)."""
-    with _reported_configuration_errors():
-        settings = load_settings()
-        settings.require("secret_arn")
-        stores = stores_for(settings)
-        secret = load_secret(str(settings.secret_arn))
+    settings, secret = configuration(*_RECORD_SETTINGS)
+    stores = stores_for(settings)
     return FullSyncDeps(
         settings=settings,
         sf=salesforce_client(secret),
@@ -167,6 +195,7 @@ def remaining_ms(context: Any) -> int | None:
 __all__ = [
     "DispatcherDeps",
     "ObjectSyncDeps",
+    "configuration",
     "configured_object",
     "dispatcher_deps",
     "full_sync_deps",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -888,10 +887,12 @@ def test_given_bulk_query_when_compiled_then_order_and_limit_allowed(conn, schem
     assert [cq.render_csv(r) for r in rows] == [[A1, "Acme"], [A2, "beta corp"]]
 
 
-# ------------------------------------------------------------------------------------ performance
+# ------------------------------------------------------------------------------------ 2,000-row pages
 
 
-def test_given_2000_rows_when_rendered_then_well_under_50_ms(conn, schema):
+def test_given_2000_rows_when_rendered_then_every_row_renders_with_its_parent_paths(conn, schema):
+    # The rendering speed target (a 2,000-row page well under 50 ms) is measured by bench/emulator.py,
+    # never by a timed test: machines here differ 2-3x in speed and are shared.
     rows_in = [
         (rid("003", 1000 + i), f"First{i}", f"Last{i}", f"e{i}@x.test", A1 if i % 2 else None, T0 + i)
         for i in range(2000)
@@ -907,12 +908,8 @@ def test_given_2000_rows_when_rendered_then_well_under_50_ms(conn, schema):
     )
     cq, rows = run(conn, schema, soql)
     assert len(rows) == 2000
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        out = cq.render_json_rows(rows, V)
-        cells = [cq.render_csv(r) for r in rows]
-        best = min(best, time.perf_counter() - start)
+    out = cq.render_json_rows(rows, V)
+    cells = [cq.render_csv(r) for r in rows]
     assert len(out) == len(cells) == 2000
     assert out[1]["Account"]["Owner"]["Name"] == "Ursula Owner"
-    assert best < 0.05
+    assert out[0]["Account"] is None and out[0]["LastName"] == "Last0"

@@ -163,6 +163,8 @@ def _check_rsa_key(pem: str) -> None:
 
 
 def _describe(exc: ValidationError, secret: Mapping[str, Any]) -> str:
+    """Every problem of the secret at once: pydantic skips the flow's required-key check when a field
+    failed, so the missing keys are added here from the raw secret."""
     problems = []
     for err in exc.errors(include_input=False):
         loc = ".".join(str(p) for p in err["loc"])
@@ -173,4 +175,10 @@ def _describe(exc: ValidationError, secret: Mapping[str, Any]) -> str:
             problems.append(f"'{loc}': {msg}{shown}")
         else:
             problems.append(msg)
+    flow = secret.get("auth_flow")
+    if isinstance(flow, str) and flow in _REQUIRED and not any("required when auth_flow" in p for p in problems):
+        missing = [key for key in _REQUIRED[flow] if not secret.get(key)]
+        if missing:
+            keys = ", ".join(repr(k) for k in missing)
+            problems.append(f"{keys} {'is' if len(missing) == 1 else 'are'} required when auth_flow is '{flow}'")
     return "Salesforce secret is invalid: " + "; ".join(problems)
