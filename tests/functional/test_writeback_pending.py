@@ -70,7 +70,7 @@ def test_given_salesforce_unreachable_past_the_streams_memory_when_it_is_back_th
     stack = wb.deploy(deploy_stack)
     leads = open_leads(stack, emulator)[:3]
     since = last_replay(emulator)
-    emulator.add_fault("http_503", family="composite")  # every write-back call fails
+    emulator.add_fault("http_500", family="composite", method="PATCH")  # every push fails (5xx)
     for n, lead in enumerate(leads):
         wb.edit(stack, "Lead", lead, Title=f"Edited During Outage {n}")
 
@@ -130,7 +130,7 @@ def test_given_a_local_create_and_a_local_delete_under_a_long_outage_then_each_h
     stack = wb.deploy(deploy_stack, json.dumps({"Lead": {"allow_deletes": True}}))
     doomed = open_leads(stack, emulator)[0]
     since = last_replay(emulator)
-    emulator.add_fault("http_503", family="composite")
+    emulator.add_fault("http_500", family="composite")
     wb.put_item(
         stack,
         "Lead",
@@ -166,7 +166,7 @@ def test_given_salesforce_keeps_failing_then_the_sweep_backs_off_per_item_and_li
 ) -> None:
     stack = wb.deploy(deploy_stack)
     lead = open_leads(stack, emulator)[0]
-    emulator.add_fault("http_503", family="composite")
+    emulator.add_fault("http_500", family="composite", method="PATCH")
     wb.edit(stack, "Lead", lead, Title="Stubborn")
     gave_up(stack)
 

@@ -311,7 +311,11 @@ def test_given_the_object_sync_then_async_failures_go_to_an_sqs_destination(doc:
 def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partial_batch_failures(
     doc: dict[str, Any],
 ) -> None:
-    events = doc["Resources"]["WriteBackFunction"]["Properties"]["Events"]
+    every = doc["Resources"]["WriteBackFunction"]["Properties"]["Events"]
+    sweep = every["Sweep"]  # pending changes the stream did not finish are pushed again on a schedule
+    assert sweep["Type"] == "Schedule"
+    assert sweep["Properties"] == {"Schedule": "rate(5 minutes)", "Input": '{"sweep": {}}'}
+    events = {name: event for name, event in every.items() if name != "Sweep"}
     streams = sorted(event["Properties"]["Stream"]["Fn::GetAtt"][0] for event in events.values())
     assert streams == sorted(f"{family}Table" for family in TWO_WAY)
     for name, event in events.items():
@@ -324,6 +328,19 @@ def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partia
         assert properties["BisectBatchOnFunctionError"] is True
         assert 0 <= properties["MaximumRetryAttempts"] <= 10000
         assert properties["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+
+
+def test_given_the_two_way_tables_then_each_has_the_sparse_by_pending_index_of_the_sweep(doc: dict[str, Any]) -> None:
+    for family in TWO_WAY:
+        properties = doc["Resources"][f"{family}Table"]["Properties"]
+        (index,) = [g for g in properties["GlobalSecondaryIndexes"] if g["IndexName"] == "ByPending"]
+        assert index["KeySchema"] == [
+            {"AttributeName": "sobject", "KeyType": "HASH"},
+            {"AttributeName": "_pending_since", "KeyType": "RANGE"},
+        ]
+        assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+        defined = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+        assert defined["sobject"] == defined["_pending_since"] == "S"
 
 
 def test_given_every_policy_then_it_is_a_sam_policy_template_scoped_to_named_resources(doc: dict[str, Any]) -> None:

@@ -1148,8 +1148,8 @@ class RecordStore:
 __all__ = [
     "CLIENT_CONFIG",
     "ENGINE_ATTRIBUTES",
-    "WRITEBACK_ATTRIBUTES",
     "MAX_ITEM_BYTES",
+    "WRITEBACK_ATTRIBUTES",
     "Outcome",
     "PageOutcome",
     "RecordStore",

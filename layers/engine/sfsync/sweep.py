@@ -103,7 +103,7 @@ def run_sweep(event: SweepEvent, deps: Any) -> SweepOutcome:
             "sweep: overdue local changes", extra={"object": obj, "pending": stats.pending, "overdue": stats.overdue}
         )
         result = run.redrive(obj, keys[:SWEEP_LIMIT], overdue_deletes[:SWEEP_LIMIT], mark_first=False)
-        stats.redriven = sum(len(v) for v in run._sequences.values())  # noqa: SLF001 - the run's own bookkeeping
+        stats.redriven = sum(len(v) for v in run._sequences.values())
         stats.failed = len(result.failed)
         outcome.api_calls += result.api_calls
         emit_metrics(result)

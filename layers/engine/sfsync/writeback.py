@@ -1097,7 +1097,7 @@ class WriteBack:
         """Remove the marker (and ``sets``) unless a newer change was seen since this run claimed the item."""
         return self.tables.update(table, key, sets=sets or {}, removes=PENDING_ATTRIBUTES, expect={PENDING_SEQ: seq})
 
-    def _failed_attempt(
+    def _failed_attempt(  # noqa: PLR0917 - one call site, each argument named there
         self,
         obj: str,
         record_id: str,
@@ -1147,10 +1147,12 @@ class WriteBack:
         family = self._tables_to_objects.get(change.table)
         if family is None:
             return None, f"table {change.table or '?'} is not a record table of this stack"
-        if isinstance(name, str) and name in self.settings.registry:
-            spec = self.settings.registry.get(name)
-            if spec.writes_back and spec.family == family:
-                return name, ""
+        if name is not None:
+            spec = (
+                self.settings.registry.get(name) if isinstance(name, str) and name in self.settings.registry else None
+            )
+            if spec is not None and spec.writes_back and spec.family == family:
+                return str(name), ""
             return None, f"{name} is not a two-way object of table {change.table}"
         if family in self.settings.registry and self.settings.registry.get(family).writes_back:
             return family, ""
