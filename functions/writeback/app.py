@@ -1,10 +1,15 @@
-"""WriteBackFunction: DynamoDB stream batches of the two-way tables (Lead, Contact, Campaign,
-CampaignMember) -> Salesforce (see :mod:`sfsync.writeback`).
+"""WriteBackFunction: local edits of the two-way tables (Lead, Contact, Campaign, CampaignMember)
+-> Salesforce (see :mod:`sfsync.writeback` and :mod:`sfsync.sweep`).
 
-The engine processes the whole batch at once (pushes go out in sObject Collections calls of up to
-200 records), then Powertools' BatchProcessor reports the records it could not finish as batch item
-failures (``ReportBatchItemFailures``): Lambda retries from the first of them, bisects on error and
-finally sends the batch to the on-failure queue.
+Three events, each validated before anything is read or written (:class:`~sfsync.exceptions.InvalidEvent`):
+
+* a DynamoDB stream batch (``{"Records": [...]}``): every local change is first marked pending on
+  its item, then the batch is pushed at once (sObject Collections calls of up to 200 records) and
+  Powertools' BatchProcessor reports the records it could not finish as batch item failures
+  (``ReportBatchItemFailures``: Lambda retries from the first of them, bisects on error, finally
+  sends the batch to the on-failure queue - the marker stays, and the sweep pushes it);
+* the schedule ``{"sweep": {}}`` (every 5 minutes): overdue pending changes are pushed again;
+* ``{"retry": {"object": "Lead", "ids": [...]}, "requested_by": "..."}`` (``sfsync errors retry``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from sfsync.events import RetryEvent, SweepEvent, parse_writeback_event
 from sfsync.observability import count, logger, metrics, tracer
+from sfsync.sweep import run_retry, run_sweep
 from sfsync.writeback import WriteBackDeps, process_batch, writeback_deps
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -24,8 +31,13 @@ class RecordNotWrittenBack(Exception):
     """A stream record the write-back could not finish in this invocation (retried by Lambda)."""
 
 
-def handle(event: dict[str, Any], context: Any, deps: WriteBackDeps | None = None) -> dict[str, Any]:
-    records = event.get("Records") or []
+def handle(event: Any, context: Any, deps: WriteBackDeps | None = None) -> dict[str, Any]:
+    request = parse_writeback_event(event)
+    if isinstance(request, SweepEvent):
+        return run_sweep(request, deps or writeback_deps()).to_dict()
+    if isinstance(request, RetryEvent):
+        return run_retry(request, deps or writeback_deps())
+    records = event["Records"]
     count("WriteBackRecordsSeen", len(records))
     result = process_batch(records, deps or writeback_deps())
     failed = result.failed

@@ -48,6 +48,8 @@ REQUIRED = {
     "writeback/lead_stream_modify.json",
     "writeback/lead_stream_insert.json",
     "writeback/campaign_member_stream_insert.json",
+    "writeback/sweep.json",
+    "writeback/retry.json",
     "statemachine/full_sync_input.json",
 }
 
@@ -102,6 +104,13 @@ def test_given_a_sample_event_then_it_is_a_json_object_of_the_local_account_and_
         assert arn.split(":")[4] == "123456789012", arn
 
 
+def test_given_the_write_back_samples_then_sweep_is_the_schedule_input_and_retry_a_valid_request() -> None:
+    from sfsync.events import RetryEvent, SweepEvent, parse_writeback_event
+
+    assert isinstance(parse_writeback_event(_load(EVENTS / "writeback/sweep.json")), SweepEvent)
+    assert isinstance(parse_writeback_event(_load(EVENTS / "writeback/retry.json")), RetryEvent)
+
+
 def test_given_the_schedule_sample_then_it_is_an_eventbridge_scheduled_event() -> None:
     event = _load(EVENTS / "dispatcher/schedule.json")
     assert event["source"] == "aws.events"
@@ -110,7 +119,9 @@ def test_given_the_schedule_sample_then_it_is_an_eventbridge_scheduled_event() -
     assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 
 
-@pytest.mark.parametrize("path", sorted((EVENTS / "writeback").glob("*.json")), ids=_rel)
+@pytest.mark.parametrize(
+    "path", [p for p in sorted((EVENTS / "writeback").glob("*.json")) if "Records" in _load(p)], ids=_rel
+)
 def test_given_a_stream_sample_then_it_has_the_dynamodb_stream_record_shape(path: Path) -> None:
     for record in _load(path)["Records"]:
         assert record["eventSource"] == "aws:dynamodb"

@@ -184,15 +184,15 @@ def test_given_a_record_table_then_its_indexes_and_stream_are_the_designed_ones(
     doc: dict[str, Any], family: str
 ) -> None:
     properties = doc["Resources"][f"{family}Table"]["Properties"]
-    gsis = {
-        gsi["IndexName"]: [key["AttributeName"] for key in gsi["KeySchema"]]
-        for gsi in properties.get("GlobalSecondaryIndexes", [])
-    }
+    # the two-way tables also have the write-back's sparse ByPending (checked on its own below)
+    indexes = [g for g in properties.get("GlobalSecondaryIndexes", []) if g["IndexName"] != "ByPending"]
+    gsis = {gsi["IndexName"]: [key["AttributeName"] for key in gsi["KeySchema"]] for gsi in indexes}
     assert gsis == {name: [attribute] for name, attribute in EXPECTED_GSIS[family].items()}
-    for gsi in properties.get("GlobalSecondaryIndexes", []):
+    for gsi in indexes:
         assert gsi["Projection"] == {"ProjectionType": "ALL"}
     defined = {d["AttributeName"]: d["AttributeType"] for d in properties["AttributeDefinitions"]}
-    assert defined == {"Id": "S", **{attribute: "S" for attribute in EXPECTED_GSIS[family].values()}}
+    pending = {"sobject": "S", "_pending_since": "S"} if family in TWO_WAY else {}
+    assert defined == {"Id": "S", **{attribute: "S" for attribute in EXPECTED_GSIS[family].values()}, **pending}
     stream = properties.get("StreamSpecification")
     if family in TWO_WAY:
         assert stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -311,7 +311,11 @@ def test_given_the_object_sync_then_async_failures_go_to_an_sqs_destination(doc:
 def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partial_batch_failures(
     doc: dict[str, Any],
 ) -> None:
-    events = doc["Resources"]["WriteBackFunction"]["Properties"]["Events"]
+    every = doc["Resources"]["WriteBackFunction"]["Properties"]["Events"]
+    sweep = every["Sweep"]  # pending changes the stream did not finish are pushed again on a schedule
+    assert sweep["Type"] == "Schedule"
+    assert sweep["Properties"] == {"Schedule": "rate(5 minutes)", "Input": '{"sweep": {}}'}
+    events = {name: event for name, event in every.items() if name != "Sweep"}
     streams = sorted(event["Properties"]["Stream"]["Fn::GetAtt"][0] for event in events.values())
     assert streams == sorted(f"{family}Table" for family in TWO_WAY)
     for name, event in events.items():
@@ -324,6 +328,19 @@ def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partia
         assert properties["BisectBatchOnFunctionError"] is True
         assert 0 <= properties["MaximumRetryAttempts"] <= 10000
         assert properties["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+
+
+def test_given_the_two_way_tables_then_each_has_the_sparse_by_pending_index_of_the_sweep(doc: dict[str, Any]) -> None:
+    for family in TWO_WAY:
+        properties = doc["Resources"][f"{family}Table"]["Properties"]
+        (index,) = [g for g in properties["GlobalSecondaryIndexes"] if g["IndexName"] == "ByPending"]
+        assert index["KeySchema"] == [
+            {"AttributeName": "sobject", "KeyType": "HASH"},
+            {"AttributeName": "_pending_since", "KeyType": "RANGE"},
+        ]
+        assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+        defined = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+        assert defined["sobject"] == defined["_pending_since"] == "S"
 
 
 def test_given_every_policy_then_it_is_a_sam_policy_template_scoped_to_named_resources(doc: dict[str, Any]) -> None:

@@ -458,3 +458,25 @@ def test_local_changes_and_conflicts_share_one_value_equality(a: Any, b: Any, eq
     item = {"Id": "00Q000000000001AAA", "Amount": a, snapshot.BASE_ATTRIBUTE: snapshot.encode_base({"Amount": b})}
     if b is not None and not isinstance(b, list):
         assert ("Amount" not in snapshot.local_changes(item)) is equal
+
+
+# -- the write-back's attributes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exclusive", [False, True], ids=["conditional", "batched"])
+def test_given_a_pending_local_edit_when_the_sync_writes_a_salesforce_change_then_the_marker_is_kept(
+    client: Any, exclusive: bool
+) -> None:
+    from sfsync.records import WRITEBACK_ATTRIBUTES
+
+    write(client, [lead(1, T1)], exclusive=exclusive)
+    local_edit(client, lead(1, T1)["Id"], Title="Local Title")
+    marks = {name: f"{name}-value" for name in WRITEBACK_ATTRIBUTES}
+    local_edit(client, lead(1, T1)["Id"], **marks)
+
+    write(client, [lead(1, T2, Rating="Hot")], exclusive=exclusive)
+
+    stored = item(client, lead(1, T1)["Id"])
+    assert stored["Rating"] == "Hot"  # Salesforce's change was written
+    assert {name: stored.get(name) for name in WRITEBACK_ATTRIBUTES} == marks  # the write-back's kept
+    assert not any(name in (snapshot.base_of(stored) or {}) for name in WRITEBACK_ATTRIBUTES)  # never data

@@ -245,6 +245,11 @@ def test_given_an_unreadable_base_then_the_record_is_refused_and_the_rest_goes_t
     result = WriteBack(deps(client, sf, sleeps)).run(records)
     assert result.failed == set()
     rows = [{k: _de.deserialize(v) for k, v in raw.items()} for raw in client.scan(TableName="errors")["Items"]]
-    assert [(r["record_id"], r["code"]) for r in rows] == [(lead_id(0), "INVALID_BASE")]
+    history = [r for r in rows if r["pk"].startswith("ERRORS#")]
+    assert [(r["record_id"], r["code"]) for r in history] == [(lead_id(0), "INVALID_BASE")]
+    # and the record is listed by `sfsync errors` (its one open row) until a push of it is accepted
+    assert [(r["pk"], r["sk"], r["kind"]) for r in rows if r["pk"].startswith("OPEN#")] == [
+        ("OPEN#Lead", lead_id(0), "refused")
+    ]
     assert "_writeback_error" in stored(client, lead_id(0))
     assert sf.values[lead_id(1)]["Title"] == "Y"

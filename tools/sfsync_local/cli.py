@@ -1,4 +1,4 @@
-"""The ``sfsync`` command line: demo, run, invoke, status, resync and verify on the local (or a real) stack.
+"""The ``sfsync`` command line: demo, run, invoke, status, resync, verify and errors on the local (or a real) stack.
 
 Local tooling only, never shipped to Lambda.  ``main(argv)`` parses the arguments, runs one
 command and returns its exit code; user errors (missing file, malformed JSON, unknown function)
@@ -186,9 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--endpoint-url", default=None, help="endpoint of the AWS APIs (e.g. a moto server)")
     resync.add_argument("--requested-by", default=None, help="who asks (default: $USER)")
 
+    from .errors import add_parser as add_errors_parser
     from .verify import add_parser as add_verify_parser
 
     add_verify_parser(sub)
+    add_errors_parser(sub)
     return parser
 
 
@@ -234,6 +236,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from .runner import resync_command
 
         return resync_command(args, out)
+    if args.command == "errors":
+        from .errors import errors_command
+
+        return errors_command(args, out)
     if args.command == "verify":
         from .verify import verify_command
 

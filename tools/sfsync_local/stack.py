@@ -113,6 +113,7 @@ class ScheduleSpec:
     expression: str
     rule_name: str
     rule_arn: str
+    input: str | None = None  # the rule target's constant Input (JSON text), when the template sets one
 
 
 class _FastWaits:
@@ -718,8 +719,16 @@ class LocalStack:
                 self.boto3_client("events").delete_rule(Name=rule_name)
 
             self._undo.append(delete_rule)
+            constant = properties.get("Input")
             self.schedules.append(
-                ScheduleSpec(logical_id, event_name, str(properties["Schedule"]), rule_name, rule_arn)
+                ScheduleSpec(
+                    logical_id,
+                    event_name,
+                    str(properties["Schedule"]),
+                    rule_name,
+                    rule_arn,
+                    str(constant) if constant is not None else None,
+                )
             )
         else:
             raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
@@ -859,7 +868,22 @@ class LocalStack:
     def _dispatcher_schedule(self) -> ScheduleSpec:
         if not self.schedules:
             raise LocalStackError("the template defines no Schedule event")
-        return self.schedules[0]
+        mine = [s for s in self.schedules if s.function_logical_id == "DispatcherFunction"]
+        return (mine or self.schedules)[0]
+
+    def fire_function_schedule(self, function_logical_id: str, event_name: str | None = None) -> Any:
+        """Invoke a function as one of its ``Schedule`` events would: the rule's ``Input`` when set, else
+        the scheduled-event payload (e.g. the write-back's sweep: ``fire_function_schedule("WriteBackFunction")``)."""
+        found = [
+            s
+            for s in self.schedules
+            if s.function_logical_id == function_logical_id and event_name in (None, s.event_name)
+        ]
+        if not found:
+            raise LocalStackError(f"{function_logical_id} has no Schedule event {event_name or ''}".rstrip())
+        schedule = found[0]
+        payload = json.loads(schedule.input) if schedule.input is not None else self.scheduled_event(schedule)
+        return self.invoke(schedule.function_logical_id, payload)
 
     def fire_schedule(self, *, drain: bool = True, at: datetime | None = None) -> Any:
         """One schedule tick: invoke the scheduled function (the dispatcher) with a realistic payload.

@@ -7,7 +7,7 @@ anything is read or written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,6 +47,79 @@ class FullSyncStepEvent(BaseModel):
     step: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
 
+class _StreamBody(BaseModel):
+    """The ``dynamodb`` part of a stream record (what the write-back reads of it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    Keys: dict[str, dict[str, Any]] = Field(min_length=1)
+    SequenceNumber: str = Field(min_length=1, max_length=64)
+    NewImage: dict[str, dict[str, Any]] | None = None
+    OldImage: dict[str, dict[str, Any]] | None = None
+    ApproximateCreationDateTime: float | str | None = None
+
+
+class StreamRecord(BaseModel):
+    """One DynamoDB stream record (Lambda's event shape, ``NEW_AND_OLD_IMAGES``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    eventName: Literal["INSERT", "MODIFY", "REMOVE"]
+    eventSourceARN: str = Field(pattern=r"^arn:aws[a-z-]*:dynamodb:[^:]*:[^:]*:table/[^/]+/stream/.+$")
+    dynamodb: _StreamBody
+
+
+class StreamBatchEvent(BaseModel):
+    """``{"Records": [...]}``: a batch of stream records of the two-way tables (WriteBackFunction)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    Records: list[StreamRecord]
+
+
+class SweepOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objects: list[Annotated[str, Field(pattern=OBJECT_NAME)]] | None = None
+
+
+class SweepEvent(BaseModel):
+    """``{"sweep": {}}``: the write-back's schedule (every 5 minutes) re-pushes overdue local changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sweep: SweepOptions
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object: str = Field(pattern=OBJECT_NAME)
+    ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list, max_length=1000)
+
+
+class RetryEvent(BaseModel):
+    """``{"retry": {"object": "Lead", "ids": [...]}, "requested_by": "ops"}`` (``sfsync errors retry``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retry: RetryRequest
+    requested_by: str = Field(default="operator", min_length=1, max_length=100)
+
+
+WriteBackEvent = StreamBatchEvent | SweepEvent | RetryEvent
+
+
+def parse_writeback_event(event: Any) -> WriteBackEvent:
+    """The write-back's three event kinds, told apart by their one top-level key."""
+    if isinstance(event, Mapping):
+        if "sweep" in event:
+            return parse_event(SweepEvent, event)
+        if "retry" in event:
+            return parse_event(RetryEvent, event)
+    return parse_event(StreamBatchEvent, event)
+
+
 def parse_event[M: BaseModel](model: type[M], event: Any) -> M:
     """Validate ``event`` into ``model`` or raise :class:`InvalidEvent` (logged + counted)."""
     if not isinstance(event, Mapping):
@@ -63,4 +136,15 @@ def parse_event[M: BaseModel](model: type[M], event: Any) -> M:
     raise InvalidEvent(f"invalid {model.__name__}: {problem}")
 
 
-__all__ = ["FullSyncStepEvent", "ObjectSyncEvent", "ScheduleEvent", "parse_event"]
+__all__ = [
+    "FullSyncStepEvent",
+    "ObjectSyncEvent",
+    "RetryEvent",
+    "ScheduleEvent",
+    "StreamBatchEvent",
+    "StreamRecord",
+    "SweepEvent",
+    "WriteBackEvent",
+    "parse_event",
+    "parse_writeback_event",
+]

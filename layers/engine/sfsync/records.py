@@ -108,6 +108,19 @@ ENGINE_ATTRIBUTES = (
     "_deleted_by",
     "_formulas_as_of",
 )
+#: The write-back's attributes on two-way items (:mod:`sfsync.writeback`): never data (``_`` prefix,
+#: :func:`sfsync.snapshot.is_data_attribute`) and always carried over by a put, so a sync write over an
+#: item keeps its refusal mark, its redirect and its pending marker (the sweep's ``ByPending`` index).
+WRITEBACK_ATTRIBUTES = (
+    "_writeback_error",
+    "_created_id",
+    "_local_status",
+    "_pending_since",
+    "_pending_seq",
+    "_pending_claim",
+    "_pending_attempts",
+    "_pending_retry_at",
+)
 #: Engine attributes that belong to one version of a row (dropped when a newer version is put).
 _VERSION_ATTRIBUTES = frozenset({"_merged_into", "_deleted_by"})
 _VOLATILE = frozenset({"_synced_at", "_cycle_id", "_expires_at"})
@@ -116,6 +129,8 @@ _VOLATILE = frozenset({"_synced_at", "_cycle_id", "_expires_at"})
 _NOT_COMPARED = _VOLATILE | {BASE_ATTRIBUTE}
 #: Engine attributes a put never carries over from the stored item (it computes its own).
 _NEVER_CARRIED = frozenset({BASE_ATTRIBUTE})
+#: Engine attributes every put keeps from the stored item.
+_ALWAYS_CARRIED = frozenset({"_formulas_as_of", *WRITEBACK_ATTRIBUTES})
 #: Conditional-write attempts of a two-way patch or tombstone whose base changed under it.
 BASE_WRITE_ATTEMPTS = 3
 #: DynamoDB error codes that mean "throttled" (retried by botocore; persisting -> StoreThrottled).
@@ -279,7 +294,7 @@ def _carried(name: str, item: Mapping[str, Any], selected_fields: frozenset[str]
     """Does a put of ``item`` keep the stored attribute ``name`` (see :func:`carry_over`)?"""
     if name in item or name in selected_fields or name in _VERSION_ATTRIBUTES or name in _NEVER_CARRIED:
         return False
-    return name not in ENGINE_ATTRIBUTES or name == "_formulas_as_of"
+    return name in _ALWAYS_CARRIED or name not in ENGINE_ATTRIBUTES
 
 
 def carry_over(stored: Mapping[str, Any] | None, item: dict[str, Any], selected_fields: frozenset[str]) -> list[str]:
@@ -1134,6 +1149,7 @@ __all__ = [
     "CLIENT_CONFIG",
     "ENGINE_ATTRIBUTES",
     "MAX_ITEM_BYTES",
+    "WRITEBACK_ATTRIBUTES",
     "Outcome",
     "PageOutcome",
     "RecordStore",

@@ -60,9 +60,9 @@ from sfsync import snapshot
 from sfsync.config import Settings, WriteBackOptions
 from sfsync.conflicts import Conflict, FieldDecision, decide_field, same
 from sfsync.ddb_wire import item_from_wire
-from sfsync.exceptions import StoreError, StoreThrottled
+from sfsync.exceptions import ConfigurationError, StoreError, StoreThrottled
 from sfsync.fields import SKIPPED_TYPES
-from sfsync.observability import logger, metrics_for_object
+from sfsync.observability import count, logger, metrics_for_object
 from sfsync.records import UnstorableRecord, client_failure, to_item
 from sfsync.registry import ObjectSpec
 from sfsync.salesforce.client import (
@@ -88,9 +88,26 @@ CREATED_ID_ATTRIBUTE = "_created_id"
 LOCAL_STATUS_ATTRIBUTE = "_local_status"
 INTENT_PK = "WRITEBACK#{object}"
 INTENT_SK = "CREATE#{local_id}"
+DELETE_SK = "DELETE#{record_id}"
+DELETE_PREFIX = "DELETE#"
+#: Errors-table partition of the records that still need attention (one row per record, ``sfsync errors``).
+OPEN_PK = "OPEN#{object}"
+#: The pending marker (see "Pending changes" in the module docstring).
+PENDING_SINCE = "_pending_since"
+PENDING_SEQ = "_pending_seq"
+PENDING_CLAIM = "_pending_claim"
+PENDING_ATTEMPTS = "_pending_attempts"
+PENDING_RETRY_AT = "_pending_retry_at"
+PENDING_ATTRIBUTES = (PENDING_SINCE, PENDING_SEQ, PENDING_CLAIM, PENDING_ATTEMPTS, PENDING_RETRY_AT)
+#: How long a runner's claim on a pending item holds (longer than the function's timeout).
+CLAIM_SECONDS = 300
+#: The stream path's claim owner: stream invocations of one item never overlap (one shard, in order).
+STREAM_OWNER = "stream"
 #: a create intent older than this (Salesforce's clock) is looked for from this far back
 INTENT_LOOKBACK = dt.timedelta(minutes=10)
 LAG_SAMPLES = 100
+#: The sparse index of pending items on every two-way table (``sobject`` + ``_pending_since``, keys only).
+PENDING_INDEX = "ByPending"
 
 #: Key prefixes of the two-way objects (a local key never matches ``<prefix><12-15 more chars>``).
 KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Campaign": "701", "CampaignMember": "00v"}
@@ -156,12 +173,19 @@ class WriteBackSalesforce(Protocol):
 
 @dataclass(frozen=True)
 class WriteBackDeps:
+    """The write-back's adapters.  ``sf`` may be None with ``sf_factory`` set: the client (and its
+    secret) is then made on first use, after the pending markers are down.  ``config_problem``: the
+    configuration error found while loading settings without the write-back options (raised once
+    the markers are down, so a bad ``WriteBackOptions`` cannot lose a local change)."""
+
     settings: Settings
-    sf: WriteBackSalesforce
+    sf: WriteBackSalesforce | None
     dynamodb: Any
     clock: sfclock.Clock
     sleep: Callable[[float], None] = time.sleep
     wall_clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    sf_factory: Callable[[], WriteBackSalesforce] | None = None
+    config_problem: Exception | None = None
 
 
 # -- stream records ------------------------------------------------------------------------------
@@ -558,6 +582,270 @@ class _Tables:
             item[name] = value if isinstance(value, str | bool) else json.dumps(value, default=str)[:4000]
         self._put_if(table, item, "attribute_not_exists(sk)")
 
+    # pending markers and claims -------------------------------------------------------------------
+
+    @staticmethod
+    def claim_text(owner: str, now: dt.datetime) -> str:
+        """``<claim expiry ISO>#<owner>``: lexically below an ISO instant once that instant is past the expiry."""
+        return f"{sfclock.to_iso_ms(now + dt.timedelta(seconds=CLAIM_SECONDS))}#{owner}"
+
+    @staticmethod
+    def _claim_free(owner: str) -> str:
+        """The condition under which ``owner`` may take the claim (absent, expired, or the stream's own)."""
+        free = "(attribute_not_exists(#claim) OR #claim < :now"
+        return free + (" OR contains(#claim, :stream))" if owner == STREAM_OWNER else ")")
+
+    def mark(self, table: str, key: dict[str, Any], seq: str, owner: str, now: dt.datetime) -> str:
+        """Set the pending marker on an item or a delete intent and claim it for ``owner``.
+
+        ``_pending_since`` keeps its first value; ``_pending_seq`` names the latest change seen.
+        Returns ``claimed``; ``held`` when another runner's live claim holds it (the marker is set,
+        the change is left to that runner and to the sweep); ``absent`` when the item is gone.
+        """
+        stamp = sfclock.to_iso_ms(now)
+        names = {"#since": PENDING_SINCE, "#seq": PENDING_SEQ, "#claim": PENDING_CLAIM}
+        values: dict[str, Any] = {
+            ":since": {"S": stamp},
+            ":seq": {"S": seq},
+            ":claim": {"S": self.claim_text(owner, now)},
+            ":now": {"S": stamp},
+        }
+        if owner == STREAM_OWNER:
+            values[":stream"] = {"S": f"#{STREAM_OWNER}"}
+        exists = "attribute_exists(#k)"
+        key_name = next(iter(key))
+        expression = "SET #since = if_not_exists(#since, :since), #seq = :seq, #claim = :claim"
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": key,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if table == self._settings.state_table:  # a delete intent: created by the mark itself
+            expression += ", #status = :pending"
+            names["#status"] = "status"
+            values[":pending"] = {"S": "pending"}
+            request["ConditionExpression"] = self._claim_free(owner)
+        else:
+            names["#k"] = key_name
+            request["ConditionExpression"] = f"{exists} AND {self._claim_free(owner)}"
+        request["UpdateExpression"] = expression
+        if self._call(table, "write", self._client.update_item, conditional=True, **request) is not None:
+            return "claimed"
+        # held by another runner (or gone): keep the marker's news without the claim
+        plain: dict[str, Any] = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #since = if_not_exists(#since, :since), #seq = :seq",
+            "ExpressionAttributeNames": {"#since": PENDING_SINCE, "#seq": PENDING_SEQ, "#k": key_name},
+            "ExpressionAttributeValues": {":since": {"S": stamp}, ":seq": {"S": seq}},
+            "ConditionExpression": exists,
+        }
+        held = self._call(table, "write", self._client.update_item, conditional=True, **plain)
+        return "held" if held is not None else "absent"
+
+    def claim(self, table: str, key: dict[str, Any], owner: str, now: dt.datetime, *, due_only: bool) -> bool:
+        """Claim a pending item (or delete intent) for ``owner``: it is still marked, nobody else holds
+        it and (``due_only``) its back-off has passed.  False: leave it alone."""
+        stamp = sfclock.to_iso_ms(now)
+        condition = f"attribute_exists(#since) AND {self._claim_free(owner)}"
+        names = {"#since": PENDING_SINCE, "#claim": PENDING_CLAIM}
+        if due_only:
+            condition += " AND (attribute_not_exists(#retry) OR #retry <= :now)"
+            names["#retry"] = PENDING_RETRY_AT
+        values: dict[str, Any] = {":claim": {"S": self.claim_text(owner, now)}, ":now": {"S": stamp}}
+        if owner == STREAM_OWNER:
+            values[":stream"] = {"S": f"#{STREAM_OWNER}"}
+        request = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #claim = :claim",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        return self._call(table, "write", self._client.update_item, conditional=True, **request) is not None
+
+    def back_off(self, table: str, key: dict[str, Any], seq: str | None, attempts: int, retry_at: dt.datetime) -> bool:
+        """After a failed attempt: count it, set the next attempt's time, give the claim back."""
+        names = {"#att": PENDING_ATTEMPTS, "#retry": PENDING_RETRY_AT, "#claim": PENDING_CLAIM, "#seq": PENDING_SEQ}
+        values: dict[str, Any] = {":att": {"N": str(attempts)}, ":retry": {"S": sfclock.to_iso_ms(retry_at)}}
+        condition = "attribute_exists(#seq) AND #seq = :seq" if seq is not None else "attribute_not_exists(#seq)"
+        if seq is not None:
+            values[":seq"] = {"S": seq}
+        request = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #att = :att, #retry = :retry REMOVE #claim",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        return self._call(table, "write", self._client.update_item, conditional=True, **request) is not None
+
+    def query_pending(self, table: str, obj: str, before: str | None) -> tuple[int, list[str]]:
+        """The sparse ``ByPending`` index of a two-way table: how many items of ``obj`` are pending, and
+        the keys of those pending since before ``before`` (oldest first; None: all of them)."""
+        total = 0
+        keys: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": PENDING_INDEX,
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "sobject"},
+            "ExpressionAttributeValues": {":o": {"S": obj}},
+        }
+        while True:
+            page = self._call(table, "read", self._client.query, **request)
+            for raw in page.get("Items", []):
+                total += 1
+                since = raw.get(PENDING_SINCE, {}).get("S", "")
+                if before is None or since <= before:
+                    keys.append(str(raw.get("Id", {}).get("S", "")))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return total, keys
+            request["ExclusiveStartKey"] = last
+
+    # delete intents (state table) ------------------------------------------------------------------
+
+    def delete_key(self, obj: str, record_id: str) -> dict[str, Any]:
+        return {"pk": {"S": INTENT_PK.format(object=obj)}, "sk": {"S": DELETE_SK.format(record_id=record_id)}}
+
+    def delete_intents(self, obj: str) -> list[dict[str, Any]]:
+        """Every delete intent of ``obj`` (pending or refused)."""
+        table = str(self._settings.state_table)
+        request: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": INTENT_PK.format(object=obj)}, ":prefix": {"S": DELETE_PREFIX}},
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._call(table, "read", self._client.query, **request)
+            found.extend(_decode_image(raw) or {} for raw in page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return found
+            request["ExclusiveStartKey"] = last
+
+    def get_delete_intent(self, obj: str, record_id: str) -> dict[str, Any] | None:
+        table = str(self._settings.state_table)
+        response = self._call(
+            table,
+            "read",
+            self._client.get_item,
+            TableName=table,
+            Key=self.delete_key(obj, record_id),
+            ConsistentRead=True,
+        )
+        return _decode_image(response.get("Item"))
+
+    def settle_delete_intent(self, obj: str, record_id: str, seq: str | None, *, refused: bool) -> bool:
+        """A delete is settled: pushed (the intent goes) or refused (kept, unclaimed, for ``sfsync errors retry``)."""
+        table = str(self._settings.state_table)
+        names = {"#seq": PENDING_SEQ}
+        values: dict[str, Any] = {}
+        condition = "attribute_not_exists(#seq)"
+        if seq is not None:
+            condition, values[":seq"] = "#seq = :seq", {"S": seq}
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": self.delete_key(obj, record_id),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if refused:
+            names.update({"#s": "status", "#claim": PENDING_CLAIM})
+            values[":s"] = {"S": "refused"}
+            request["UpdateExpression"] = "SET #s = :s REMOVE #claim"
+            request["ExpressionAttributeValues"] = values
+            return self._call(table, "write", self._client.update_item, conditional=True, **request) is not None
+        if values:
+            request["ExpressionAttributeValues"] = values
+        return self._call(table, "write", self._client.delete_item, conditional=True, **request) is not None
+
+    # records that need attention (errors table, one row per record) --------------------------------
+
+    def open_problem(
+        self,
+        obj: str,
+        record_id: str,
+        kind: str,
+        *,
+        code: str,
+        message: str,
+        fields: Sequence[str],
+        since: dt.datetime,
+        now: dt.datetime,
+        attempts: int | None = None,
+    ) -> None:
+        """The record's row in ``OPEN#<object>``: what ``sfsync errors`` lists until it is resolved."""
+        table = self._settings.errors_table
+        if not table:
+            raise StoreError(f"{kind} of {obj} {record_id} cannot be recorded: no errors table is configured")
+        values: dict[str, Any] = {
+            ":o": {"S": obj},
+            ":id": {"S": record_id},
+            ":k": {"S": kind},
+            ":c": {"S": code},
+            ":m": {"S": message[:4000]},
+            ":f": {"S": json.dumps(list(fields))},
+            ":since": {"S": sfclock.to_iso_ms(since)},
+            ":now": {"S": sfclock.to_iso_ms(now)},
+        }
+        expression = (
+            "SET #o = :o, record_id = :id, kind = :k, code = :c, message = :m, #f = :f,"
+            " since = if_not_exists(since, :since), updated_at = :now"
+        )
+        names = {"#o": "object", "#f": "fields"}
+        if attempts is not None:
+            expression += ", attempts = :a"
+            values[":a"] = {"N": str(attempts)}
+        self._call(
+            table,
+            "write",
+            self._client.update_item,
+            TableName=table,
+            Key={"pk": {"S": OPEN_PK.format(object=obj)}, "sk": {"S": record_id}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def resolve_problem(self, obj: str, record_id: str) -> None:
+        """The record's change reached Salesforce (or is gone): it leaves ``sfsync errors``."""
+        table = self._settings.errors_table
+        if not table:
+            return
+        self._call(
+            table,
+            "write",
+            self._client.delete_item,
+            TableName=table,
+            Key={"pk": {"S": OPEN_PK.format(object=obj)}, "sk": {"S": record_id}},
+        )
+
+    def open_problems(self, obj: str) -> list[dict[str, Any]]:
+        table = self._settings.errors_table
+        if not table:
+            return []
+        request: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": OPEN_PK.format(object=obj)}},
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._call(table, "read", self._client.query, **request)
+            found.extend(_decode_image(raw) or {} for raw in page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return found
+            request["ExclusiveStartKey"] = last
+
     # create intents (state table) ---------------------------------------------------------------
 
     def _intent_key(self, obj: str, local_id: str) -> dict[str, Any]:
@@ -606,50 +894,240 @@ class _Tables:
 
 
 class WriteBack:
-    """Processes one stream batch (see the module docstring)."""
+    """Processes one stream batch, or re-drives pending items (sweep, retry); see the module docstring."""
 
-    def __init__(self, deps: WriteBackDeps) -> None:
+    def __init__(self, deps: WriteBackDeps, *, owner: str = STREAM_OWNER) -> None:
         self.deps = deps
-        self.sf = deps.sf
+        self._sf = deps.sf
         self.settings = deps.settings
         self.tables = _Tables(deps)
         self.result = BatchResult()
+        self.owner = owner
         self._tables_to_objects = {table: family for family, table in deps.settings.record_tables.items()}
+        #: (object, item key) -> the ``_pending_seq`` this run claimed the item with (None: no marker)
+        self._marks: dict[tuple[str, str], str | None] = {}
+        #: (object, record id) -> the ``_pending_seq`` of a delete intent this run claimed
+        self._delete_marks: dict[tuple[str, str], str | None] = {}
+        #: marks cleared (or intents settled) by this run
+        self._settled: set[tuple[str, str]] = set()
+        #: (object, key) -> the stream sequences (or synthetic ones) of its changes in this run
+        self._sequences: dict[tuple[str, str], list[str]] = {}
+        #: failed sequence -> (code, message) of its failure
+        self._why: dict[str, tuple[str, str]] = {}
+        #: (object, key) -> attempts made before this run / pending since (re-drives only)
+        self._attempts: dict[tuple[str, str], int] = {}
+        self._since: dict[tuple[str, str], dt.datetime] = {}
+
+    @property
+    def sf(self) -> WriteBackSalesforce:
+        """The Salesforce client, made on first use (after the markers are down)."""
+        if self._sf is None:
+            if self.deps.sf_factory is None:
+                raise ConfigurationError("the write-back has no Salesforce client")
+            self._sf = self.deps.sf_factory()
+        return self._sf
 
     # entry ---------------------------------------------------------------------------------
 
     def run(self, raw_records: Sequence[Mapping[str, Any]]) -> BatchResult:
-        changes = decode_records(raw_records)
+        """One stream batch: mark every local change pending (first act), then push, then settle."""
+        classified = self._classify_all(decode_records(raw_records))
+        deferred = self._mark_all(classified)
+        if self.deps.config_problem is not None:
+            raise self.deps.config_problem  # the markers are down: the sweep pushes once it is fixed
+        self._process([c for c in classified if (c[0], c[2].key) not in deferred])
+        self._finish()
+        return self.result
+
+    def redrive(self, obj: str, keys: Sequence[str], delete_ids: Sequence[str], *, mark_first: bool) -> BatchResult:
+        """Push pending items and delete intents of ``obj`` through the stream path (sweep, retry).
+
+        Each is claimed first (conditional write; one held by another runner, or whose back-off has not
+        passed, is left alone), then read consistently: the change is the item as it is now.
+        ``mark_first`` (retry): the items are marked pending first, as a stream record would.
+        """
+        spec = self.settings.registry.get(obj)
+        table = self.tables.table(spec)
+        now = self.deps.clock.now()
+        claimed: list[str] = []
+        for key in dict.fromkeys(keys):
+            item_key = {"Id": {"S": key}}
+            if mark_first:
+                ok = self.tables.mark(table, item_key, f"{self.owner}", self.owner, now) == "claimed"
+            else:
+                ok = self.tables.claim(table, item_key, self.owner, now, due_only=True)
+            if ok:
+                claimed.append(key)
+        changes: list[tuple[str, str, StreamChange]] = []
+        for key, item in self.tables.get_items(table, claimed).items():
+            mark = (obj, key)
+            seq = item.get(PENDING_SEQ)
+            self._marks[mark] = seq if isinstance(seq, str) else None
+            self._attempts[mark] = int(item.get(PENDING_ATTEMPTS) or 0)
+            since = _instant(item.get(PENDING_SINCE)) or now
+            self._since[mark] = since
+            change = StreamChange(f"{self.owner}#{key}", "MODIFY", table, key, item, None, since)
+            changes.append((obj, self._classify_one(obj, change), change))
+        state = str(self.settings.state_table)
+        for record_id in dict.fromkeys(delete_ids):
+            intent_key = self.tables.delete_key(obj, record_id)
+            if not self.tables.claim(state, intent_key, self.owner, now, due_only=not mark_first):
+                continue
+            intent = self.tables.get_delete_intent(obj, record_id) or {}
+            seq = intent.get(PENDING_SEQ)
+            self._delete_marks[(obj, record_id)] = seq if isinstance(seq, str) else None
+            self._attempts[(obj, DELETE_SK.format(record_id=record_id))] = int(intent.get(PENDING_ATTEMPTS) or 0)
+            since = _instant(intent.get(PENDING_SINCE)) or now
+            self._since[(obj, DELETE_SK.format(record_id=record_id))] = since
+            old = {"Id": record_id, "sobject": obj, snapshot.BASE_ATTRIBUTE: "{}"}
+            change = StreamChange(
+                f"{self.owner}#{DELETE_SK.format(record_id=record_id)}", "REMOVE", table, record_id, None, old, since
+            )
+            changes.append((obj, "delete", change))
+        self._process([c for c in changes if c[1] != "invalid"])
+        self._finish()
+        return self.result
+
+    # classification, markers ---------------------------------------------------------------
+
+    def _classify_all(self, changes: list[StreamChange]) -> list[tuple[str, str, StreamChange]]:
+        """(object, kind, change) of every record the write-back handles; the others are logged and counted."""
+        classified: list[tuple[str, str, StreamChange]] = []
+        for change in changes:
+            obj, why = self._object_of(change)
+            if obj is None:
+                logger.info(
+                    "write-back record ignored",
+                    extra={"reason": why, "table": change.table, "id": change.key, "event_name": change.event},
+                )
+                count("WriteBackRecordsIgnored")
+                continue
+            kind = self._classify_one(obj, change)
+            if kind == "invalid":
+                continue
+            if kind == "ignore":
+                self.result.count(obj).ignored += 1
+            classified.append((obj, kind, change))
+        return classified
+
+    def _classify_one(self, obj: str, change: StreamChange) -> str:
+        try:
+            return self._classify(obj, change)
+        except ValueError as exc:  # a _base an application overwrote with something unreadable
+            self.result.count(obj).refused += 1
+            self._refuse(obj, change, "INVALID_BASE", f"the item's {snapshot.BASE_ATTRIBUTE} is unreadable: {exc}", [])
+            return "invalid"
+
+    def _mark_all(self, classified: list[tuple[str, str, StreamChange]]) -> set[tuple[str, str]]:
+        """Mark every changed item (or delete intent) pending and claim it; returns the items another
+        runner holds (their changes are left to it and to the sweep)."""
+        latest: dict[tuple[str, str, bool], tuple[str, StreamChange]] = {}
+        for obj, kind, change in classified:
+            if kind in ("update", "create", "delete"):
+                latest[(obj, change.key, change.event == "REMOVE")] = (kind, change)
+        now = self.deps.clock.now()
+        deferred: set[tuple[str, str]] = set()
+        for (obj, key, removed), (_, change) in latest.items():
+            if removed:
+                table = str(self.settings.state_table)
+                outcome = self.tables.mark(table, self.tables.delete_key(obj, key), change.sequence, self.owner, now)
+                if outcome == "claimed":
+                    self._delete_marks[(obj, key)] = change.sequence
+            else:
+                table = self.tables.table(self.settings.registry.get(obj))
+                outcome = self.tables.mark(table, {"Id": {"S": key}}, change.sequence, self.owner, now)
+                if outcome == "claimed":
+                    self._marks[(obj, key)] = change.sequence
+            if outcome == "held":
+                deferred.add((obj, key))
+                logger.info("item held by another write-back run; left to it", extra={"object": obj, "id": key})
+        return deferred
+
+    def _process(self, classified: list[tuple[str, str, StreamChange]]) -> None:
         updates: dict[str, list[StreamChange]] = {}
         creates: dict[str, list[StreamChange]] = {}
         deletes: dict[str, list[StreamChange]] = {}
-        for change in changes:
-            obj = self._object_of(change)
-            if obj is None:
+        for obj, kind, change in classified:
+            groups = {"update": updates, "create": creates, "delete": deletes}.get(kind)
+            if groups is None:
                 continue
-            try:
-                kind = self._classify(obj, change)
-            except ValueError as exc:  # a _base an application overwrote with something unreadable
-                self.result.count(obj).refused += 1
-                self._refuse(
-                    obj, change, "INVALID_BASE", f"the item's {snapshot.BASE_ATTRIBUTE} is unreadable: {exc}", []
-                )
-                continue
-            if kind == "update":
-                updates.setdefault(obj, []).append(change)
-            elif kind == "create":
-                creates.setdefault(obj, []).append(change)
-            elif kind == "delete":
-                deletes.setdefault(obj, []).append(change)
-            else:
-                self.result.count(obj).ignored += 1
+            groups.setdefault(obj, []).append(change)
+            self._sequences.setdefault(self._mark_key(obj, change), []).append(change.sequence)
         for obj, group in creates.items():
             self._guard(obj, group, self._creates)
         for obj, group in updates.items():
             self._guard(obj, group, self._updates)
         for obj, group in deletes.items():
             self._guard(obj, group, self._deletes)
-        return self.result
+
+    @staticmethod
+    def _mark_key(obj: str, change: StreamChange) -> tuple[str, str]:
+        return (obj, DELETE_SK.format(record_id=change.key)) if change.event == "REMOVE" else (obj, change.key)
+
+    def _fail(self, sequences: Iterable[str], code: str, message: str) -> None:
+        for sequence in sequences:
+            self.result.failed.add(sequence)
+            self._why.setdefault(sequence, (code, message))
+
+    def _finish(self) -> None:
+        """Settle the markers this run holds: released when the change needed nothing more (pushed,
+        refused, superseded), kept (with a back-off, for re-drives) when it failed."""
+        now = self.deps.clock.now()
+        for (obj, key), seq in self._marks.items():
+            if (obj, key) in self._settled:
+                continue
+            failed = [s for s in self._sequences.get((obj, key), []) if s in self.result.failed]
+            table = self.tables.table(self.settings.registry.get(obj))
+            if failed:
+                self._failed_attempt(obj, key, table, {"Id": {"S": key}}, seq, failed, now)
+            elif self._clear_mark(obj, key, table, seq):
+                self._settled.add((obj, key))
+        for (obj, record_id), seq in self._delete_marks.items():
+            mark = (obj, DELETE_SK.format(record_id=record_id))
+            if mark in self._settled:
+                continue
+            failed = [s for s in self._sequences.get(mark, []) if s in self.result.failed]
+            if failed:
+                state = str(self.settings.state_table)
+                self._failed_attempt(obj, record_id, state, self.tables.delete_key(obj, record_id), seq, failed, now)
+
+    def _clear_mark(
+        self, obj: str, key: str, table: str, seq: str | None, sets: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Remove the marker (and ``sets``) unless a newer change was seen since this run claimed the item."""
+        return self.tables.update(table, key, sets=sets or {}, removes=PENDING_ATTRIBUTES, expect={PENDING_SEQ: seq})
+
+    def _failed_attempt(  # noqa: PLR0917 - one call site, each argument named there
+        self,
+        obj: str,
+        record_id: str,
+        table: str,
+        key: dict[str, Any],
+        seq: str | None,
+        failed: list[str],
+        now: dt.datetime,
+    ) -> None:
+        """A re-drive that failed: back off (doubling, capped); after a day's attempts, record it as failed."""
+        if self.owner == STREAM_OWNER:
+            return  # Lambda retries the records; the marker stays for the sweep
+        from sfsync.sweep import FAILED_AFTER_ATTEMPTS, next_attempt
+
+        mark = (obj, key["sk"]["S"]) if "sk" in key else (obj, record_id)
+        attempts = self._attempts.get(mark, 0) + 1
+        self.tables.back_off(table, key, seq, attempts, next_attempt(attempts, now))
+        code, message = self._why.get(failed[0], ("UNKNOWN", "the push failed"))
+        logger.warning(
+            "pending local change still not in Salesforce",
+            extra={"object": obj, "id": record_id, "attempts": attempts, "code": code},
+        )
+        if attempts >= FAILED_AFTER_ATTEMPTS:
+            since = self._since.get(mark, now)
+            self.tables.record(
+                obj, record_id, "failed", since, "pending", code=code, message=message, attempts=attempts
+            )
+            self.tables.open_problem(
+                obj, record_id, "failed", code=code, message=message, fields=[], since=since, now=now, attempts=attempts
+            )
 
     def _guard(self, obj: str, group: list[StreamChange], step: Callable[[str, list[StreamChange]], None]) -> None:
         """Run one object's step; a Salesforce or store outage fails only its records (Lambda retries them)."""
@@ -660,18 +1138,25 @@ class WriteBack:
                 "write-back step failed; its records are reported for retry",
                 extra={"object": obj, "records": len(group), "error": f"{exc.__class__.__name__}: {exc}"},
             )
-            self.result.failed.update(c.sequence for c in group)
+            self._fail((c.sequence for c in group), exc.__class__.__name__, str(exc))
 
-    def _object_of(self, change: StreamChange) -> str | None:
+    def _object_of(self, change: StreamChange) -> tuple[str | None, str]:
+        """The two-way object of a record, or None and why it is ignored."""
         image = change.image or {}
         name = image.get("sobject")
-        if isinstance(name, str) and name in self.settings.registry:
-            spec = self.settings.registry.get(name)
-            return name if spec.writes_back else None
         family = self._tables_to_objects.get(change.table)
-        if family and family in self.settings.registry and self.settings.registry.get(family).writes_back:
-            return family
-        return None
+        if family is None:
+            return None, f"table {change.table or '?'} is not a record table of this stack"
+        if name is not None:
+            spec = (
+                self.settings.registry.get(name) if isinstance(name, str) and name in self.settings.registry else None
+            )
+            if spec is not None and spec.writes_back and spec.family == family:
+                return str(name), ""
+            return None, f"{name} is not a two-way object of table {change.table}"
+        if family in self.settings.registry and self.settings.registry.get(family).writes_back:
+            return family, ""
+        return None, f"table {change.table} holds no two-way object"
 
     def _classify(self, obj: str, change: StreamChange) -> str:
         if change.event == "REMOVE":
@@ -917,7 +1402,7 @@ class WriteBack:
             attempt += 1
             if attempt > LOCK_RETRIES:
                 for plan in retry:
-                    self.result.failed.update(plan.sequences)
+                    self._fail(plan.sequences, "UNABLE_TO_LOCK_ROW", "the record stayed locked")
                     logger.warning(
                         "write-back gave up retrying in this invocation",
                         extra={"object": plan.obj, "id": plan.key, "code": "UNABLE_TO_LOCK_ROW"},
@@ -1036,11 +1521,13 @@ class WriteBack:
         sets[snapshot.BASE_ATTRIBUTE] = snapshot.encode_base(base)
         sets[ERROR_ATTRIBUTE] = plan.mark  # cleared by an accepted push, unless part of it was refused
         table = self.tables.table(self.settings.registry.get(plan.obj))
-        if not self.tables.update(table, plan.key, sets=sets, expect=expect):
+        if not self._update_settling(plan.obj, plan.key, table, sets, expect):
             logger.info(
                 "item changed while its push was in flight; the next sync brings Salesforce's state",
                 extra={"object": plan.obj, "id": plan.key},
             )
+        if plan.mark is None and _had_problem(current):
+            self.tables.resolve_problem(plan.obj, plan.key)
         counters = self.result.count(plan.obj)
         if pushed:
             counters.pushed += 1
@@ -1061,6 +1548,21 @@ class WriteBack:
                     reason=plan.redirect_note,
                     fields=sorted(plan.pushes()),
                 )
+
+    def _update_settling(
+        self, obj: str, key: str, table: str, sets: Mapping[str, Any], expect: Mapping[str, Any]
+    ) -> bool:
+        """An update that settles the item's change: it also clears the pending marker this run holds,
+        unless a newer change was seen meanwhile (then the marker stays for it)."""
+        mark = (obj, key)
+        if mark in self._marks and mark not in self._settled:
+            done = self.tables.update(
+                table, key, sets=sets, removes=PENDING_ATTRIBUTES, expect={**expect, PENDING_SEQ: self._marks[mark]}
+            )
+            if done:
+                self._settled.add(mark)
+                return True
+        return self.tables.update(table, key, sets=sets, expect=expect)
 
     def _record_conflicts(self, plan: _ItemPlan) -> None:
         for decision in plan.decisions.values():
@@ -1129,6 +1631,17 @@ class WriteBack:
             values=dict(values) if values else None,
         )
         logger.info("write-back refused", extra={"object": obj, "id": change.key, "code": code, "fields": fields})
+        since = self._since.get(self._mark_key(obj, change), when)
+        self.tables.open_problem(
+            obj,
+            change.key,
+            "refused",
+            code=code,
+            message=message,
+            fields=fields,
+            since=since,
+            now=self.deps.clock.now(),
+        )
         mark_value = json.dumps(
             {"code": code, "message": message, "fields": fields, "at": sfclock.to_iso_ms(when)}, sort_keys=True
         )
@@ -1227,8 +1740,8 @@ class WriteBack:
                 results = self.sf.collections(
                     "POST", records, False, call_options_client=CALL_OPTIONS_CLIENT, auto_assign=options.auto_assign
                 )
-            except SalesforceUnavailable:
-                self.result.failed.update(change.sequence for change, _ in chunk)
+            except SalesforceUnavailable as exc:
+                self._fail((change.sequence for change, _ in chunk), "CREATE_OUTCOME_UNKNOWN", str(exc))
                 self.result.count(obj).retried += len(chunk)
                 logger.warning("create outcome unknown; the retry looks before creating", extra={"object": obj})
                 continue
@@ -1284,7 +1797,7 @@ class WriteBack:
             first = errors[0] if isinstance(errors[0], dict) else {}
             code = str(first.get("statusCode") or "UNKNOWN")
             if code in RETRYABLE_CODES:
-                self.result.failed.add(change.sequence)
+                self._fail([change.sequence], code, str(first.get("message") or ""))
                 self.result.count(obj).retried += 1
                 continue
             self.result.count(obj).refused += 1
@@ -1334,11 +1847,15 @@ class WriteBack:
                     )
                 else:
                     self.tables.put_synced(table, item)
-            self.tables.update(
-                table,
+            self._update_settling(
+                obj,
                 change.key,
-                sets={CREATED_ID_ATTRIBUTE: sf_id, LOCAL_STATUS_ATTRIBUTE: "created", ERROR_ATTRIBUTE: None},
+                table,
+                {CREATED_ID_ATTRIBUTE: sf_id, LOCAL_STATUS_ATTRIBUTE: "created", ERROR_ATTRIBUTE: None},
+                {},
             )
+            if _had_problem(change.new or {}):
+                self.tables.resolve_problem(obj, change.key)
             counters.created += 1
             if change.at is not None and len(counters.lag_seconds) < LAG_SAMPLES:
                 counters.lag_seconds.append(max(0.0, (self.deps.wall_clock() - change.at).total_seconds()))
@@ -1357,6 +1874,7 @@ class WriteBack:
                     f"local deletes of {obj} are not pushed (allow_deletes is off)",
                     [],
                 )
+                self._delete_settled(obj, change, refused=True)
             return
         version = self.sf.api_version
         for start in range(0, len(group), MAX_COMPOSITE):
@@ -1378,9 +1896,10 @@ class WriteBack:
                 status = int(response.get("httpStatusCode", 500))
                 if status < 300 or _error_code(response) == "ENTITY_IS_DELETED":
                     self.result.count(obj).deleted += 1
+                    self._delete_settled(obj, change, refused=False)
                     continue
                 if _error_code(response) in RETRYABLE_CODES:
-                    self.result.failed.add(change.sequence)
+                    self._fail([change.sequence], str(_error_code(response)), "the record stayed locked")
                     continue
                 body = response.get("body")
                 first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
@@ -1392,6 +1911,28 @@ class WriteBack:
                     str(first.get("message", "")),
                     [str(f) for f in first.get("fields") or []],
                 )
+                self._delete_settled(obj, change, refused=True)
+
+    def _delete_settled(self, obj: str, change: StreamChange, *, refused: bool) -> None:
+        """A local delete reached Salesforce (its intent goes) or was refused (its intent stays, for a retry)."""
+        if change.event != "REMOVE":
+            if not refused:
+                self.tables.resolve_problem(obj, change.key)
+            return  # IsDeleted set on the item: its marker is released at the end of the run
+        mark = (obj, change.key)
+        if mark in self._delete_marks:
+            self.tables.settle_delete_intent(obj, change.key, self._delete_marks[mark], refused=refused)
+            self._settled.add((obj, DELETE_SK.format(record_id=change.key)))
+        if not refused:
+            self.tables.resolve_problem(obj, change.key)
+
+
+def _had_problem(item: Mapping[str, Any]) -> bool:
+    """Might the item have a row in ``sfsync errors`` (refused, or failed after many attempts)?"""
+    from sfsync.sweep import FAILED_AFTER_ATTEMPTS
+
+    attempts = item.get(PENDING_ATTEMPTS)
+    return ERROR_ATTRIBUTE in item or (attempts is not None and int(attempts) >= FAILED_AFTER_ATTEMPTS)
 
 
 def _error_code(response: Mapping[str, Any]) -> str | None:
@@ -1454,15 +1995,37 @@ def emit_metrics(result: BatchResult) -> None:
 
 
 def writeback_deps() -> WriteBackDeps:
-    """The handler's adapters: settings, the Salesforce client (cached per secret), DynamoDB, clock."""
+    """The handler's adapters: settings, DynamoDB, the clock, and the Salesforce client made on first
+    use (its secret is read then, cached per secret).
+
+    Invalid write-back options (``SFSYNC_WRITEBACK``) do not stop the pending markers: the settings
+    are then read without them and the problem is raised once the markers are down.
+    """
+    import os
+
     from sfsync import wiring
     from sfsync.aws import dynamodb_client
     from sfsync.config import load_secret, load_settings
 
-    settings = load_settings()
-    settings.require("secret_arn", "state_table", "errors_table", "record_tables")
-    secret = load_secret(str(settings.secret_arn))
-    return WriteBackDeps(settings, wiring.salesforce_client(secret), dynamodb_client(), sfclock.engine_clock())
+    problem: ConfigurationError | None = None
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        problem = exc
+        try:
+            settings = load_settings({k: v for k, v in os.environ.items() if k != "SFSYNC_WRITEBACK"})
+        except ConfigurationError:
+            raise exc from None  # more than the write-back options is wrong: nothing can be marked
+    settings.require("state_table", "errors_table", "record_tables")
+
+    def salesforce() -> WriteBackSalesforce:
+        settings.require("secret_arn")
+        client: WriteBackSalesforce = wiring.salesforce_client(load_secret(str(settings.secret_arn)))
+        return client
+
+    return WriteBackDeps(
+        settings, None, dynamodb_client(), sfclock.engine_clock(), sf_factory=salesforce, config_problem=problem
+    )
 
 
 __all__ = [
