@@ -193,3 +193,39 @@ def test_given_salesforce_keeps_failing_then_the_sweep_backs_off_per_item_and_li
     sweep(stack)
     assert wb.salesforce_row(emulator, "Lead", lead)["Title"] == "Stubborn"
     assert "_pending_since" not in (wb.get_item(stack, "Lead", lead) or {})
+
+
+def test_given_salesforce_changes_synced_over_pending_edits_during_a_long_outage_then_no_edit_is_lost(
+    deploy_stack: Any, emulator: Any
+) -> None:
+    """The inbound sync used to overwrite a pending edit with Salesforce's new version; the edit then
+    lived only in a stream record that expires. Now the edited fields stay on the item (with the base
+    they were edited against) until the write-back settles them."""
+    stack = wb.deploy(deploy_stack)
+    lead, conflicted = open_leads(stack, emulator)[:2]
+    emulator.add_fault("http_500", family="composite", method="PATCH")  # every push fails
+    wb.edit(stack, "Lead", lead, Title="Local Title")
+    wb.edit(stack, "Lead", conflicted, Title="Local Wins")
+    sf = emulator.salesforce()
+    emulator.clock.advance(5)
+    sf.Lead.update(lead, {"City": "Changed In Salesforce"})  # another field: both changes must survive
+    sf.Lead.update(conflicted, {"Title": "Salesforce Title"})  # the same field: Lead's policy is local
+    emulator.clock.advance(120)
+    stack.invoke("ObjectSyncFunction", {"object": "Lead", "cycle_id": "Lead-outage-1", "reason": "manual"})
+    wb.drain(stack)
+
+    item = wb.get_item(stack, "Lead", lead)
+    assert item is not None and item["City"] == "Changed In Salesforce" and item["Title"] == "Local Title", item
+    assert (wb.get_item(stack, "Lead", conflicted) or {})["Title"] == "Local Wins"
+    assert len(gave_up(stack)) >= 1  # the stream records are gone: only the items remember the edits
+
+    emulator.clear_faults()
+    emulator.clock.advance(OVERDUE_SECONDS)
+    sweep(stack)
+    assert wb.salesforce_row(emulator, "Lead", lead)["Title"] == "Local Title"
+    assert wb.salesforce_row(emulator, "Lead", lead)["City"] == "Changed In Salesforce"
+    assert wb.salesforce_row(emulator, "Lead", conflicted)["Title"] == "Local Wins"
+    for key in (lead, conflicted):
+        settled = wb.get_item(stack, "Lead", key)
+        assert settled is not None and "_pending_since" not in settled
+        assert json.loads(settled["_base"])["Title"] == settled["Title"]

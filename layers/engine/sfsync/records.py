@@ -111,6 +111,8 @@ ENGINE_ATTRIBUTES = (
 #: The write-back's attributes on two-way items (:mod:`sfsync.writeback`): never data (``_`` prefix,
 #: :func:`sfsync.snapshot.is_data_attribute`) and always carried over by a put, so a sync write over an
 #: item keeps its refusal mark, its redirect and its pending marker (the sweep's ``ByPending`` index).
+#: The write-back's pending marker (see :meth:`_Stored.keep_pending_edits`).
+PENDING_SINCE = "_pending_since"
 WRITEBACK_ATTRIBUTES = (
     "_writeback_error",
     "_created_id",
@@ -356,6 +358,23 @@ class _Stored:
             return False
         value = attribute.get("BOOL")
         return value if isinstance(value, bool) else bool(self.full()["IsDeleted"])
+
+    def keep_pending_edits(self, item: dict[str, Any], carried: list[str]) -> None:
+        """A stored item whose local edit is pending (marked ``_pending_since`` by the write-back, not yet
+        in Salesforce) keeps its edited fields - their local values and the base they were edited
+        against - when Salesforce's new version is written over it: the edit lives on the item, not only
+        in a stream record that expires after 24 hours, so the write-back (or its sweep) can still push
+        it and judge a conflict against the right base, however long it is down."""
+        if self.text(PENDING_SINCE) is None:
+            return
+        stored = self.full()
+        for name in local_changes(stored, ignore=("Id",)):
+            if name not in carried:
+                if name in stored:
+                    item[name] = stored[name]
+                else:
+                    item.pop(name, None)  # a field the application removed stays removed
+                carried.append(name)
 
     def carry_over(self, item: dict[str, Any], selected_fields: frozenset[str]) -> list[str]:
         """:func:`carry_over`, decoding only the attributes carried."""
@@ -641,6 +660,8 @@ class RecordStore:
             raw = stored.get(record_id)
             current = _Stored(raw) if raw is not None else None
             carried = current.carry_over(item, selected) if current is not None and selected is not None else []
+            if two_way and current is not None:
+                current.keep_pending_edits(item, carried)
             if two_way:  # the decision needs the base snapshot, built in the same pass as the wire text
                 wire, own_base = wire_and_base(item, with_base=True)
                 decision = _two_way_decision(current, item, carried, own_base or "")

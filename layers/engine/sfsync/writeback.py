@@ -87,6 +87,8 @@ ERROR_ATTRIBUTE = "_writeback_error"
 CREATED_ID_ATTRIBUTE = "_created_id"
 LOCAL_STATUS_ATTRIBUTE = "_local_status"
 INTENT_PK = "WRITEBACK#{object}"
+#: What the write-back needs of its configuration (its secret included).
+WRITEBACK_SETTINGS = ("secret_arn", "state_table", "errors_table", "record_tables")
 INTENT_SK = "CREATE#{local_id}"
 DELETE_SK = "DELETE#{record_id}"
 DELETE_PREFIX = "DELETE#"
@@ -934,7 +936,12 @@ class WriteBack:
         classified = self._classify_all(decode_records(raw_records))
         deferred = self._mark_all(classified)
         if self.deps.config_problem is not None:
-            raise self.deps.config_problem  # the markers are down: the sweep pushes once it is fixed
+            # the markers are down: the sweep pushes once it is fixed; reported as every other
+            # configuration problem (with the secret's, all at once)
+            from sfsync.wiring import configuration
+
+            configuration(*WRITEBACK_SETTINGS)
+            raise self.deps.config_problem
         self._process([c for c in classified if (c[0], c[2].key) not in deferred])
         self._finish()
         return self.result
@@ -2005,7 +2012,7 @@ def writeback_deps() -> WriteBackDeps:
 
     from sfsync import wiring
     from sfsync.aws import dynamodb_client
-    from sfsync.config import load_secret, load_settings
+    from sfsync.config import load_settings
 
     problem: ConfigurationError | None = None
     try:
@@ -2019,8 +2026,8 @@ def writeback_deps() -> WriteBackDeps:
     settings.require("state_table", "errors_table", "record_tables")
 
     def salesforce() -> WriteBackSalesforce:
-        settings.require("secret_arn")
-        client: WriteBackSalesforce = wiring.salesforce_client(load_secret(str(settings.secret_arn)))
+        _, secret = wiring.configuration(*WRITEBACK_SETTINGS)  # every problem at once, counted
+        client: WriteBackSalesforce = wiring.salesforce_client(secret)
         return client
 
     return WriteBackDeps(
