@@ -49,9 +49,7 @@ def _batch_size() -> int:
 
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     template = yaml.load((Path(__file__).resolve().parent.parent / "template.yaml").read_text(), Loader=Loader)
-    return int(
-        template["Resources"]["WriteBackFunction"]["Properties"]["Events"]["LeadStream"]["Properties"]["BatchSize"]
-    )
+    return int(template["Resources"]["WriteBackLeadStream"]["Properties"]["BatchSize"])
 
 
 def run(edits: int, singles: int) -> dict[str, Any]:

@@ -127,6 +127,8 @@ SCRIPTED = {
             pass
 
         def lambda_handler(event, context):
+            if "sweep" in event:
+                return {"swept": event["sweep"], "function": context.function_name}
             if any(r["dynamodb"].get("NewImage", {}).get("Status", {}).get("S") == "Crash" for r in event["Records"]):
                 raise WriteBackCrashed("a record of this batch crashes the function")
             failures = [
@@ -233,9 +235,10 @@ def test_given_the_stack_then_the_write_back_reads_the_four_two_way_streams(stac
         for family in TWO_WAY
     }
     assert {m["EventSourceArn"] for m in mappings} == streams
-    events = _resources("AWS::Serverless::Function")["WriteBackFunction"]["Properties"]["Events"]
+    declared = _resources("AWS::Lambda::EventSourceMapping")
+    assert len(declared) == len(mappings) == 4
     for mapping in mappings:
-        assert mapping["BatchSize"] == next(iter(events.values()))["Properties"]["BatchSize"]
+        assert mapping["BatchSize"] == next(iter(declared.values()))["Properties"]["BatchSize"]
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping["DestinationConfig"]["OnFailure"]["Destination"].endswith("-WriteBackFailureQueue")
 
@@ -250,15 +253,51 @@ def test_given_the_stack_then_the_state_machine_runs_the_asl_file_with_substitut
     assert described["type"] == "STANDARD"
 
 
-def test_given_the_stack_then_the_schedule_rule_and_queues_exist(stack: LocalStack) -> None:
-    rules = stack.boto3_client("events").list_rules()["Rules"]
-    assert [r["ScheduleExpression"] for r in rules if r["Name"] == stack.schedules[0].rule_name] == ["rate(1 minute)"]
-    for queue in ("DispatcherDeadLetterQueue", "ObjectSyncFailureQueue", "WriteBackFailureQueue"):
+def test_given_the_stack_then_the_schedule_rules_and_queues_exist(stack: LocalStack) -> None:
+    events = stack.boto3_client("events")
+    rules = {r["Name"]: r["ScheduleExpression"] for r in events.list_rules()["Rules"]}
+    tick, sweep = stack.schedule("DispatcherFunction"), stack.schedule("WriteBackFunction", "Sweep")
+    assert rules[tick.rule_name] == "rate(1 minute)"
+    assert rules[sweep.rule_name] == "rate(5 minutes)"
+    dead_letters = stack.boto3_client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_url("ScheduleDeadLetterQueue"), AttributeNames=["QueueArn", "Policy"]
+    )["Attributes"]
+    for schedule in (tick, sweep):
+        (target,) = events.list_targets_by_rule(Rule=schedule.rule_name)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": dead_letters["QueueArn"]}
+    assert json.loads(target["Input"]) == {"sweep": {}}
+    (statement,) = json.loads(dead_letters["Policy"])["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == sorted([tick.rule_arn, sweep.rule_arn])
+    queues = ("DispatcherDeadLetterQueue", "ScheduleDeadLetterQueue", "ObjectSyncFailureQueue", "WriteBackFailureQueue")
+    for queue in queues:
         attributes = stack.boto3_client("sqs").get_queue_attributes(
             QueueUrl=stack.queue_url(queue), AttributeNames=["All"]
         )
         assert attributes["Attributes"]["MessageRetentionPeriod"] == "1209600"
     assert stack.outputs["FullSyncStateMachineArn"] == stack.state_machine_arn()
+
+
+def test_given_the_stack_then_the_alarm_topic_is_encrypted_with_the_stacks_own_key(stack: LocalStack) -> None:
+    sns, kms = stack.boto3_client("sns"), stack.boto3_client("kms")
+    attributes = sns.get_topic_attributes(TopicArn=stack.outputs["AlarmTopicArn"])["Attributes"]
+    key_id = attributes["KmsMasterKeyId"]
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    assert {"Service": "cloudwatch.amazonaws.com"} in [s["Principal"] for s in policy["Statement"]]
+
+
+def test_given_the_write_back_sweep_schedule_when_fired_then_the_write_back_gets_the_sweep_input(
+    scripted: LocalStack,
+) -> None:
+    before = len(scripted.invocations)
+    result = scripted.fire_schedule("WriteBackFunction")
+    assert result == {"swept": {}, "function": scripted.function_name("WriteBackFunction")}
+    calls = scripted.invocations[before:]
+    assert [(c.function_name, c.event) for c in calls] == [(scripted.function_name("WriteBackFunction"), {"sweep": {}})]
+    with pytest.raises(LocalStackError, match=r"DispatcherFunction\.Schedule, WriteBackFunction\.Sweep"):
+        scripted.fire_schedule("ObjectSyncFunction")
 
 
 def test_given_an_unknown_logical_id_when_asked_for_its_name_then_the_error_lists_the_known_ones(

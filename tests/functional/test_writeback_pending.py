@@ -51,7 +51,7 @@ def gave_up(stack: Any) -> list[dict[str, Any]]:
 
 
 def sweep(stack: Any) -> dict[str, Any]:
-    result = stack.fire_function_schedule("WriteBackFunction", "Sweep")
+    result = stack.fire_schedule("WriteBackFunction", event_name="Sweep", drain=False)
     wb.drain(stack)
     assert isinstance(result, dict)
     return result

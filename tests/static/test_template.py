@@ -51,6 +51,7 @@ GLOBAL_ENV = [
     "SFSYNC_CUSTOM_OBJECTS",
     "SFSYNC_PAUSE_SECONDS",
     "SFSYNC_API_BUDGET_PERCENT",
+    "SFSYNC_WRITEBACK",
 ]
 SAM_POLICY_TEMPLATES = {
     "AWSSecretsManagerGetSecretValuePolicy",
@@ -158,6 +159,7 @@ def test_given_every_section_when_resolved_then_each_reference_names_a_declared_
 ) -> None:
     """cfn-lint and `sam validate --lint` both miss a dangling !Ref inside Globals; resolving everything does not."""
     names = _StrictNames(set(template.resources))
+    names.declared |= set(template.sam_generated_resources())  # the rules of Schedule events (SAM documents them)
     template.resolve(template.document["Globals"], names)
     for logical_id in template.resources:
         template.resolve(template.resources[logical_id].get("Properties") or {}, names)
@@ -184,20 +186,42 @@ def test_given_a_record_table_then_its_indexes_and_stream_are_the_designed_ones(
     doc: dict[str, Any], family: str
 ) -> None:
     properties = doc["Resources"][f"{family}Table"]["Properties"]
-    # the two-way tables also have the write-back's sparse ByPending (checked on its own below)
-    indexes = [g for g in properties.get("GlobalSecondaryIndexes", []) if g["IndexName"] != "ByPending"]
-    gsis = {gsi["IndexName"]: [key["AttributeName"] for key in gsi["KeySchema"]] for gsi in indexes}
+    gsis = {
+        gsi["IndexName"]: [key["AttributeName"] for key in gsi["KeySchema"]]
+        for gsi in properties.get("GlobalSecondaryIndexes", [])
+    }
+    pending = gsis.pop("ByPending", None)
     assert gsis == {name: [attribute] for name, attribute in EXPECTED_GSIS[family].items()}
-    for gsi in indexes:
-        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    for gsi in properties.get("GlobalSecondaryIndexes", []):
+        if gsi["IndexName"] != "ByPending":
+            assert gsi["Projection"] == {"ProjectionType": "ALL"}
     defined = {d["AttributeName"]: d["AttributeType"] for d in properties["AttributeDefinitions"]}
-    pending = {"sobject": "S", "_pending_since": "S"} if family in TWO_WAY else {}
-    assert defined == {"Id": "S", **{attribute: "S" for attribute in EXPECTED_GSIS[family].values()}, **pending}
+    expected_defined = {"Id": "S", **{attribute: "S" for attribute in EXPECTED_GSIS[family].values()}}
     stream = properties.get("StreamSpecification")
     if family in TWO_WAY:
         assert stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+        assert pending == ["sobject", "_pending_since"]
+        expected_defined |= {"sobject": "S", "_pending_since": "S"}
     else:
         assert stream is None
+        assert pending is None
+    assert defined == expected_defined
+
+
+@pytest.mark.parametrize("family", TWO_WAY)
+def test_given_a_two_way_table_then_local_edits_pending_are_found_through_the_sparse_by_pending_index(
+    doc: dict[str, Any], family: str
+) -> None:
+    (index,) = [
+        gsi
+        for gsi in doc["Resources"][f"{family}Table"]["Properties"]["GlobalSecondaryIndexes"]
+        if gsi["IndexName"] == "ByPending"
+    ]
+    assert index["KeySchema"] == [
+        {"AttributeName": "sobject", "KeyType": "HASH"},
+        {"AttributeName": "_pending_since", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_given_the_engine_tables_then_keys_and_ttl_follow_the_design(doc: dict[str, Any]) -> None:
@@ -300,6 +324,56 @@ def test_given_the_dispatcher_then_it_runs_on_the_schedule_with_a_dead_letter_qu
     assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0  # the next tick is the retry
 
 
+@pytest.mark.parametrize(("function", "event"), [("DispatcherFunction", "Schedule"), ("WriteBackFunction", "Sweep")])
+def test_given_a_schedule_then_undeliverable_events_go_to_our_own_queue_with_14_days_and_an_alarm(
+    doc: dict[str, Any], function: str, event: str
+) -> None:
+    """`DeadLetterConfig: {Type: SQS}` makes SAM create a queue with the default 4-day retention and no alarm."""
+    properties = doc["Resources"][function]["Properties"]["Events"][event]["Properties"]
+    assert properties["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+    assert properties["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    queue = doc["Resources"]["ScheduleDeadLetterQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+    policies = [
+        r["Properties"]
+        for r in doc["Resources"].values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": "ScheduleDeadLetterQueue"} in r["Properties"]["Queues"]
+    ]
+    assert len(policies) == 1
+    (statement,) = policies[0]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}
+    # Only the stack's own schedule rules (the rule SAM generates is <function><event name>).
+    assert {"Fn::GetAtt": [f"{function}{event}", "Arn"]} in statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    alarms = [
+        r["Properties"]
+        for r in doc["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("Dimensions")
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}}]
+    ]
+    assert len(alarms) == 1
+
+
+def test_given_the_write_back_then_a_sweep_runs_every_5_minutes_with_its_own_input(doc: dict[str, Any]) -> None:
+    properties = doc["Resources"]["WriteBackFunction"]["Properties"]
+    sweep = properties["Events"]["Sweep"]
+    assert sweep["Type"] == "Schedule"
+    assert sweep["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert json.loads(sweep["Properties"]["Input"]) == {"sweep": {}}
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0  # the next sweep is the retry
+
+
+def test_given_the_globals_then_every_function_reads_the_write_back_options(doc: dict[str, Any]) -> None:
+    """The dispatcher validates the write-back options on its first tick."""
+    assert doc["Globals"]["Function"]["Environment"]["Variables"]["SFSYNC_WRITEBACK"] == {"Ref": "WriteBackOptions"}
+    for logical_id in FUNCTIONS:
+        variables = (doc["Resources"][logical_id]["Properties"].get("Environment") or {}).get("Variables") or {}
+        assert "SFSYNC_WRITEBACK" not in variables, logical_id
+
+
 def test_given_the_object_sync_then_async_failures_go_to_an_sqs_destination(doc: dict[str, Any]) -> None:
     config = doc["Resources"]["ObjectSyncFunction"]["Properties"]["EventInvokeConfig"]
     assert 0 <= config["MaximumRetryAttempts"] <= 2
@@ -311,23 +385,33 @@ def test_given_the_object_sync_then_async_failures_go_to_an_sqs_destination(doc:
 def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partial_batch_failures(
     doc: dict[str, Any],
 ) -> None:
-    every = doc["Resources"]["WriteBackFunction"]["Properties"]["Events"]
-    sweep = every["Sweep"]  # pending changes the stream did not finish are pushed again on a schedule
-    assert sweep["Type"] == "Schedule"
-    assert sweep["Properties"] == {"Schedule": "rate(5 minutes)", "Input": '{"sweep": {}}'}
-    events = {name: event for name, event in every.items() if name != "Sweep"}
-    streams = sorted(event["Properties"]["Stream"]["Fn::GetAtt"][0] for event in events.values())
+    """Plain event source mappings, not SAM DynamoDB events (which add an account-wide managed policy)."""
+    mappings = _resources_of(doc, "AWS::Lambda::EventSourceMapping")
+    streams = sorted(m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] for m in mappings.values())
     assert streams == sorted(f"{family}Table" for family in TWO_WAY)
-    for name, event in events.items():
-        properties = event["Properties"]
-        assert event["Type"] == "DynamoDB", name
-        assert properties["Stream"]["Fn::GetAtt"][1] == "StreamArn"
+    for name, mapping in mappings.items():
+        properties = mapping["Properties"]
+        assert properties["FunctionName"] == {"Ref": "WriteBackFunction"}, name
+        assert properties["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
         assert properties["StartingPosition"] == "LATEST"
         assert 1 <= properties["BatchSize"] <= 1000
         assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert properties["BisectBatchOnFunctionError"] is True
         assert 0 <= properties["MaximumRetryAttempts"] <= 10000
-        assert properties["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+        assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["WriteBackFailureQueue", "Arn"]
+        }
+    for logical_id in FUNCTIONS:
+        events = doc["Resources"][logical_id]["Properties"].get("Events") or {}
+        assert all(event["Type"] != "DynamoDB" for event in events.values()), logical_id
+
+
+#: Inline statements, only for actions no SAM policy template covers: (resource, actions).
+INLINE_STATEMENTS = {
+    ("FullSyncStateMachine", "logs:"),  # log delivery: accepts nothing but "*"
+    ("DispatcherFunction", "states:DescribeExecution"),
+    *((f, "kms:Decrypt") for f in FUNCTIONS),  # the secret's optional key, through Secrets Manager only
+}
 
 
 def test_given_the_two_way_tables_then_each_has_the_sparse_by_pending_index_of_the_sweep(doc: dict[str, Any]) -> None:
@@ -344,17 +428,25 @@ def test_given_the_two_way_tables_then_each_has_the_sparse_by_pending_index_of_t
 
 
 def test_given_every_policy_then_it_is_a_sam_policy_template_scoped_to_named_resources(doc: dict[str, Any]) -> None:
+    """What the policies become after SAM's translation is checked by test_iam.py."""
     for logical_id, resource in doc["Resources"].items():
         if resource["Type"] not in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
             continue
-        for policy in resource["Properties"].get("Policies", []):
-            assert isinstance(policy, dict) and len(policy) == 1, f"{logical_id}: {policy!r}"
-            (name, arguments), *_ = policy.items()
+        for listed in resource["Properties"].get("Policies", []):
+            entry = listed
+            if isinstance(listed, dict) and set(listed) == {"Fn::If"}:  # [condition, policy, AWS::NoValue]
+                assert listed["Fn::If"][2] == {"Ref": "AWS::NoValue"}, logical_id
+                entry = listed["Fn::If"][1]
+            assert isinstance(entry, dict) and len(entry) == 1, f"{logical_id}: {entry!r}"
+            (name, arguments), *_ = entry.items()
             if name == "Statement":
-                # Only the state machine's log delivery and X-Ray actions, which accept nothing but "*".
-                assert logical_id == "FullSyncStateMachine"
-                actions = {a for statement in arguments for a in statement["Action"]}
-                assert all(a.startswith(("logs:", "xray:")) for a in actions), actions
+                for statement in arguments:
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    for action in actions:
+                        allowed = any(
+                            logical_id == owner and action.startswith(prefix) for owner, prefix in INLINE_STATEMENTS
+                        )
+                        assert allowed, f"{logical_id}: inline {action} (use a SAM policy template)"
                 continue
             assert name in SAM_POLICY_TEMPLATES, f"{logical_id}: {name}"
             for value in arguments.values():

@@ -7,7 +7,8 @@ Only what ``template.yaml`` uses is supported, and everything else fails loudly:
 * parameters (defaults + overrides, validated against ``AllowedValues``/``AllowedPattern``/``MinValue``/
   ``MaxValue``), pseudo parameters, conditions;
 * ``Ref``/``Fn::GetAtt`` through a caller-supplied :class:`ResourceResolver` (logical id -> physical
-  name/ARN), so the deployer decides the physical names once and every reference follows;
+  name/ARN), so the deployer decides the physical names once and every reference follows (also to
+  the rules SAM generates for ``Schedule`` events, see :meth:`Template.sam_generated_resources`);
 * SAM ``Globals`` merged into each ``AWS::Serverless::Function`` the way SAM merges them.
 """
 
@@ -227,6 +228,21 @@ class Template:
             if resource.get("Type") == resource_type and self.resource_enabled(logical_id)
         }
 
+    def sam_generated_resources(self) -> dict[str, tuple[str, str, str]]:
+        """Resources SAM generates that the template may reference: logical id -> (type, function, event).
+
+        SAM documents the logical ids of the resources it generates as referenceable; the only ones
+        supported here are the EventBridge rules of the functions' ``Schedule`` events
+        (``<function logical id><event name>``, type ``AWS::Events::Rule``).
+        """
+        generated: dict[str, tuple[str, str, str]] = {}
+        for logical_id in self.resources_of_type("AWS::Serverless::Function"):
+            events = (self.resources[logical_id].get("Properties") or {}).get("Events") or {}
+            for event_name, event in events.items():
+                if event.get("Type") == "Schedule":
+                    generated[f"{logical_id}{event_name}"] = ("AWS::Events::Rule", logical_id, event_name)
+        return generated
+
     def function_properties(self, logical_id: str) -> dict[str, Any]:
         """The properties of a serverless function after SAM Globals are merged in (unresolved)."""
         resource = self.resources[logical_id]
@@ -269,14 +285,14 @@ class Template:
             return self.pseudo(name)
         if name in self.parameters:
             return self.parameters[name]
-        if name in self.resources:
+        if name in self.resources or name in self.sam_generated_resources():
             if resources is None:
                 raise TemplateError(f"Ref {name}: resources are not resolvable here")
             return resources.ref(name)
         raise TemplateError(f"Ref to unknown name {name}")
 
     def _get_att(self, logical_id: str, attribute: str, resources: ResourceResolver | None) -> Any:
-        if logical_id not in self.resources:
+        if logical_id not in self.resources and logical_id not in self.sam_generated_resources():
             raise TemplateError(f"Fn::GetAtt to unknown resource {logical_id}")
         if resources is None:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute}: resources are not resolvable here")

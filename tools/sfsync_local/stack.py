@@ -10,6 +10,7 @@ Usage::
 
     with LocalStack.deploy(salesforce_secret={...}) as stack:
         stack.fire_schedule()                      # dispatcher + the object syncs it fans out
+        stack.fire_schedule("WriteBackFunction")   # the write-back's sweep schedule
         stack.invoke("WriteBackFunction", event)   # any function, synchronously
         stack.run_state_machine({"objects": ["Account"], "requested_by": "cli"})
 
@@ -82,7 +83,10 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _SUPPORTED_TYPES = {
     "AWS::DynamoDB::Table",
     "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::KMS::Key",
     "AWS::SNS::Topic",
+    "AWS::Lambda::EventSourceMapping",
     "AWS::Logs::LogGroup",
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::Function",
@@ -113,7 +117,7 @@ class ScheduleSpec:
     expression: str
     rule_name: str
     rule_arn: str
-    input: str | None = None  # the rule target's constant Input (JSON text), when the template sets one
+    input: str | None = None  # the event's ``Input``: delivered instead of the scheduled-event payload
 
 
 class _FastWaits:
@@ -296,8 +300,18 @@ class _Resources:
             return str(self._template.resolve(explicit))  # parameters and pseudo parameters only
         return f"{self._template.stack_name}-{logical_id}"
 
+    def _rule_name(self, logical_id: str) -> str | None:
+        """The local name of a rule SAM generates for a ``Schedule`` event (``<function>-<event>``), else None."""
+        generated = self._template.sam_generated_resources().get(logical_id)
+        if generated is None:
+            return None
+        _, function_logical_id, event_name = generated
+        return f"{self.physical_name(function_logical_id)}-{event_name}"
+
     def _type(self, logical_id: str) -> str:
         resource = self._template.resources.get(logical_id)
+        if resource is None and self._rule_name(logical_id) is not None:
+            return "AWS::Events::Rule"
         if resource is None:
             raise TemplateError(f"unknown resource {logical_id}")
         resource_type = str(resource.get("Type"))
@@ -321,6 +335,8 @@ class _Resources:
         if resource_type == "AWS::Logs::LogGroup":
             properties = self._template.resources[logical_id].get("Properties") or {}
             return str(self._template.resolve(properties.get("LogGroupName", name), self))
+        if resource_type == "AWS::Events::Rule":
+            return str(self._rule_name(logical_id))
         return self._created(logical_id, "Ref")
 
     def get_att(self, logical_id: str, attribute: str) -> str:
@@ -346,6 +362,10 @@ class _Resources:
             value = f"arn:aws:logs:{t.region}:{t.account_id}:log-group:{self.ref(logical_id)}:*"
         elif resource_type == "AWS::SNS::Topic" and attribute == "TopicArn":
             value = self.ref(logical_id)
+        elif resource_type == "AWS::Events::Rule" and attribute == "Arn":
+            value = f"arn:aws:events:{t.region}:{t.account_id}:rule/{self.ref(logical_id)}"
+        elif resource_type == "AWS::KMS::Key" and attribute in {"Arn", "KeyId"}:
+            value = self._created(logical_id, attribute)
         if value is None:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not supported by the local stack")
         return value
@@ -487,25 +507,54 @@ class LocalStack:
         )
         if unsupported:
             raise LocalStackError(f"template resources the local stack cannot create: {', '.join(unsupported)}")
+        for logical_id, resource in t.resources_of_type("AWS::KMS::Key").items():
+            self._create_key(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::DynamoDB::Table").items():
             self._create_table(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::SQS::Queue").items():
             self._create_queue(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
-        for logical_id in t.resources_of_type("AWS::SNS::Topic"):
-            self._create_topic(logical_id)
+        for logical_id, resource in t.resources_of_type("AWS::SNS::Topic").items():
+            self._create_topic(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::Logs::LogGroup").items():
             self._create_log_group(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::Serverless::LayerVersion").items():
             self._create_layer(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id in t.resources_of_type("AWS::Serverless::Function"):
             self._create_function(logical_id)
+        for resource in t.resources_of_type("AWS::Lambda::EventSourceMapping").values():
+            self._create_stream_mapping(t.resolve(resource.get("Properties") or {}, self._resources))
+        # After the functions: a queue policy may name the rules of their Schedule events.
+        for resource in t.resources_of_type("AWS::SQS::QueuePolicy").values():
+            self._put_queue_policy(t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::Serverless::StateMachine").items():
             self._create_state_machine(logical_id, resource.get("Properties") or {})
 
-    def _create_topic(self, logical_id: str) -> None:
+    def _create_key(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """A KMS key with the template's key policy (moto stores the policy; it does not evaluate it)."""
+        kms = self.boto3_client("kms")
+        request: dict[str, Any] = {"Description": str(properties.get("Description", ""))}
+        if properties.get("KeyPolicy"):
+            request["Policy"] = json.dumps(properties["KeyPolicy"])
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        key_id = metadata["KeyId"]
+        self._undo.append(lambda: kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7))
+        if properties.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key_id)
+        self._resources.created[(logical_id, "Ref")] = key_id
+        self._resources.created[(logical_id, "KeyId")] = key_id
+        self._resources.created[(logical_id, "Arn")] = metadata["Arn"]
+
+    def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
         sns = self.boto3_client("sns")
-        topic_arn = sns.create_topic(Name=self._resources.physical_name(logical_id))["TopicArn"]
+        attributes = {"KmsMasterKeyId": str(properties["KmsMasterKeyId"])} if "KmsMasterKeyId" in properties else {}
+        topic_arn = sns.create_topic(Name=self._resources.physical_name(logical_id), Attributes=attributes)["TopicArn"]
         self._undo.append(lambda: sns.delete_topic(TopicArn=topic_arn))
+
+    def _put_queue_policy(self, properties: dict[str, Any]) -> None:
+        """``AWS::SQS::QueuePolicy``: the queues' ``Policy`` attribute (moto stores it; it does not evaluate it)."""
+        sqs = self.boto3_client("sqs")
+        for url in properties["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])})
 
     def _create_log_group(self, logical_id: str, properties: dict[str, Any]) -> None:
         logs = self.boto3_client("logs")
@@ -669,57 +718,34 @@ class LocalStack:
         kind, properties = event.get("Type"), event.get("Properties") or {}
         if kind == "DynamoDB":
             destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-            request: dict[str, Any] = {
-                "EventSourceArn": properties["Stream"],
-                "FunctionName": function_name,
-                "StartingPosition": properties["StartingPosition"],
-                "BatchSize": int(properties.get("BatchSize", 100)),
-                "Enabled": bool(properties.get("Enabled", True)),
-            }
-            optional = {
-                "MaximumBatchingWindowInSeconds": int,
-                "MaximumRetryAttempts": int,
-                "MaximumRecordAgeInSeconds": int,
-                "BisectBatchOnFunctionError": bool,
-                "FunctionResponseTypes": list,
-            }
-            for key, convert in optional.items():
-                if key in properties:
-                    request[key] = convert(properties[key])
+            mapping = {key: value for key, value in properties.items() if key not in {"Stream", "DestinationConfig"}}
+            mapping.update(EventSourceArn=properties["Stream"], FunctionName=function_name)
             if destination:
-                request["DestinationConfig"] = {"OnFailure": {"Destination": destination}}
-            mapping_id = self.boto3_client("lambda").create_event_source_mapping(**request)["UUID"]
-            self._undo.append(lambda: self.boto3_client("lambda").delete_event_source_mapping(UUID=mapping_id))
-            self.runtime.register_stream_trigger(
-                StreamTrigger(
-                    function_name=function_name,
-                    stream_arn=str(properties["Stream"]),
-                    batch_size=request["BatchSize"],
-                    max_retry_attempts=int(properties.get("MaximumRetryAttempts", 10_000)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in (properties.get("FunctionResponseTypes") or []),
-                    on_failure_queue_url=self._queue_url_from_arn(destination) if destination else None,
-                    bisect_on_function_error=bool(properties.get("BisectBatchOnFunctionError", False)),
-                )
-            )
+                mapping["DestinationConfig"] = {"OnFailure": {"Destination": destination}}
+            self._create_stream_mapping(mapping)
         elif kind == "Schedule":
-            rule_name = f"{function_name}-{event_name}"
+            rule_name = self._resources.ref(f"{logical_id}{event_name}")
             events = self.boto3_client("events")
             rule_arn = events.put_rule(
                 Name=rule_name,
                 ScheduleExpression=str(properties["Schedule"]),
                 State="ENABLED" if properties.get("Enabled", True) else "DISABLED",
             )["RuleArn"]
-            events.put_targets(
-                Rule=rule_name, Targets=[{"Id": "Function", "Arn": self._resources.get_att(logical_id, "Arn")}]
-            )
+            if rule_arn != self._resources.get_att(f"{logical_id}{event_name}", "Arn"):
+                raise LocalStackError(f"{logical_id}.Events.{event_name}: moto returned the rule ARN {rule_arn}")
+            target: dict[str, Any] = {"Id": "Function", "Arn": self._resources.get_att(logical_id, "Arn")}
+            if "Input" in properties:
+                target["Input"] = str(properties["Input"])
+            dead_letter_arn = (properties.get("DeadLetterConfig") or {}).get("Arn")
+            if dead_letter_arn:
+                target["DeadLetterConfig"] = {"Arn": str(dead_letter_arn)}
+            events.put_targets(Rule=rule_name, Targets=[target])
 
             def delete_rule() -> None:
                 self.boto3_client("events").remove_targets(Rule=rule_name, Ids=["Function"])
                 self.boto3_client("events").delete_rule(Name=rule_name)
 
             self._undo.append(delete_rule)
-            constant = properties.get("Input")
             self.schedules.append(
                 ScheduleSpec(
                     logical_id,
@@ -727,11 +753,48 @@ class LocalStack:
                     str(properties["Schedule"]),
                     rule_name,
                     rule_arn,
-                    str(constant) if constant is not None else None,
+                    str(properties["Input"]) if "Input" in properties else None,
                 )
             )
         else:
             raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
+
+    def _create_stream_mapping(self, properties: Mapping[str, Any]) -> None:
+        """A DynamoDB stream -> function mapping (``AWS::Lambda::EventSourceMapping`` properties, resolved)."""
+        function_name = str(properties["FunctionName"])
+        destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        request: dict[str, Any] = {
+            "EventSourceArn": properties["EventSourceArn"],
+            "FunctionName": function_name,
+            "StartingPosition": properties["StartingPosition"],
+            "BatchSize": int(properties.get("BatchSize", 100)),
+            "Enabled": bool(properties.get("Enabled", True)),
+        }
+        optional = {
+            "MaximumBatchingWindowInSeconds": int,
+            "MaximumRetryAttempts": int,
+            "MaximumRecordAgeInSeconds": int,
+            "BisectBatchOnFunctionError": bool,
+            "FunctionResponseTypes": list,
+        }
+        for key, convert in optional.items():
+            if key in properties:
+                request[key] = convert(properties[key])
+        if destination:
+            request["DestinationConfig"] = {"OnFailure": {"Destination": destination}}
+        mapping_id = self.boto3_client("lambda").create_event_source_mapping(**request)["UUID"]
+        self._undo.append(lambda: self.boto3_client("lambda").delete_event_source_mapping(UUID=mapping_id))
+        self.runtime.register_stream_trigger(
+            StreamTrigger(
+                function_name=function_name,
+                stream_arn=str(properties["EventSourceArn"]),
+                batch_size=request["BatchSize"],
+                max_retry_attempts=int(properties.get("MaximumRetryAttempts", 10_000)),
+                report_batch_item_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
+                on_failure_queue_url=self._queue_url_from_arn(destination) if destination else None,
+                bisect_on_function_error=bool(properties.get("BisectBatchOnFunctionError", False)),
+            )
+        )
 
     def state_machine_definition(self, logical_id: str = "FullSyncStateMachine") -> dict[str, Any]:
         """The state machine's ASL (``DefinitionUri``) with its ``DefinitionSubstitutions`` applied."""
@@ -849,9 +912,11 @@ class LocalStack:
         """Every in-process handler call so far, oldest first."""
         return self.runtime.invocations
 
-    def scheduled_event(self, schedule: ScheduleSpec | None = None, *, at: datetime | None = None) -> dict[str, Any]:
-        """The EventBridge ``Scheduled Event`` payload the schedule would deliver."""
-        schedule = schedule or self._dispatcher_schedule()
+    def scheduled_event(self, schedule: ScheduleSpec | None = None, *, at: datetime | None = None) -> Any:
+        """What the schedule delivers: its ``Input`` when it has one, else the ``Scheduled Event`` payload."""
+        schedule = schedule or self.schedule()
+        if schedule.input is not None:
+            return json.loads(schedule.input)
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         return {
             "version": "0",
@@ -865,32 +930,32 @@ class LocalStack:
             "detail": {},
         }
 
-    def _dispatcher_schedule(self) -> ScheduleSpec:
-        if not self.schedules:
-            raise LocalStackError("the template defines no Schedule event")
-        mine = [s for s in self.schedules if s.function_logical_id == "DispatcherFunction"]
-        return (mine or self.schedules)[0]
-
-    def fire_function_schedule(self, function_logical_id: str, event_name: str | None = None) -> Any:
-        """Invoke a function as one of its ``Schedule`` events would: the rule's ``Input`` when set, else
-        the scheduled-event payload (e.g. the write-back's sweep: ``fire_function_schedule("WriteBackFunction")``)."""
+    def schedule(self, function: str = "DispatcherFunction", event_name: str | None = None) -> ScheduleSpec:
+        """The ``Schedule`` event of a function (its only one unless ``event_name`` is given)."""
         found = [
             s
             for s in self.schedules
-            if s.function_logical_id == function_logical_id and event_name in (None, s.event_name)
+            if s.function_logical_id == function and (event_name is None or s.event_name == event_name)
         ]
-        if not found:
-            raise LocalStackError(f"{function_logical_id} has no Schedule event {event_name or ''}".rstrip())
-        schedule = found[0]
-        payload = json.loads(schedule.input) if schedule.input is not None else self.scheduled_event(schedule)
-        return self.invoke(schedule.function_logical_id, payload)
+        if len(found) != 1:
+            known = ", ".join(f"{s.function_logical_id}.{s.event_name}" for s in self.schedules) or "none"
+            raise LocalStackError(f"no single Schedule event {function}.{event_name or '*'} (known: {known})")
+        return found[0]
 
-    def fire_schedule(self, *, drain: bool = True, at: datetime | None = None) -> Any:
-        """One schedule tick: invoke the scheduled function (the dispatcher) with a realistic payload.
+    def fire_schedule(
+        self,
+        function: str = "DispatcherFunction",
+        *,
+        event_name: str | None = None,
+        drain: bool = True,
+        at: datetime | None = None,
+    ) -> Any:
+        """One tick of a function's schedule (the dispatcher's by default; ``"WriteBackFunction"``: the sweep),
+        invoked with what EventBridge would deliver.
 
         With ``drain`` (default) the async invocations it fans out run before this returns.
         """
-        schedule = self._dispatcher_schedule()
+        schedule = self.schedule(function, event_name)
         result = self.invoke(schedule.function_logical_id, self.scheduled_event(schedule, at=at))
         if drain:
             self.drain()
