@@ -68,7 +68,7 @@ class Serving:
             }
             look_at = tables.get(LOOK_AT) or next(iter(tables.values()))
             print(endpoint_banner(self.endpoint.url, region=env.region, tables=tables, look_at=look_at), file=out)
-        print("", file=out, flush=True)
+        out.flush()
 
     def checkpoint(self, env: LocalEnvironment, *, cycle_did_work: bool) -> bool:
         """Save the tables when due (see the module docstring); True when saved."""
@@ -108,6 +108,8 @@ class Serving:
         if self.data.changed_since_save() or self.data.saved_at is None:
             result = self.data.save(env.stack)
             print(f"local copy saved: {self.data.path} ({result.items:,} items)", file=out)
+        else:
+            print(f"local copy kept: {self.data.path} (unchanged since its save at {self.data.saved_at})", file=out)
 
 
 def prepare(args: argparse.Namespace, *, source: str) -> Serving:
