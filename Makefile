@@ -6,7 +6,7 @@
 #   make static           template / state machine / sample-event checks (pytest -m static)
 #   make test             venvs + lint + every test tier (pytest -n 2) + sam build check
 #   make sam-build-check  `sam validate --lint` and `sam build` of template.yaml, offline (~1 min)
-#   make demo             the local end-to-end demo (`sfsync demo`)
+#   make demo             the local end-to-end demo (`sfsync demo`); also serves its AWS APIs: prints the endpoint + a command
 #   make bench            every benchmark script under bench/, figures printed
 #   make clean            build and cache artifacts;  make distclean: also both venvs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -142,6 +143,9 @@ def test_given_a_missing_event_file_when_invoked_then_a_clear_error_and_exit_2(t
         (("status", "--local", "--stack-name", "x"), "not allowed with argument --local"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),
         (("demo", "--state-file", "/dev/null"), "state file /dev/null exists and is not a regular file"),
+        (("demo", "--data-dir", "/tmp/x"), "--data-dir is not for the demo: its org is generated anew each run"),
+        (("demo", "--endpoint-port", "70000"), "argument --endpoint-port: must be 0-65535"),
+        (("run", "--endpoint-port", "1", "--no-endpoint"), "not allowed with argument --endpoint-port"),
     ],
 )
 def test_given_bad_usage_when_run_then_a_clear_error_and_exit_2(argv: tuple[str, ...], message: str) -> None:
@@ -281,6 +285,13 @@ def test_given_a_live_org_when_demo_runs_three_cycles_then_the_account_table_con
     assert code == 0, out + err
     assert "production default 300 s" in out
     assert "deploying the local stack from template.yaml" in out
+    endpoint = re.search(r"^local AWS endpoint: (http://127\.0\.0\.1:\d+)  \(region us-east-1;", out, re.MULTILINE)
+    assert endpoint, out
+    assert re.search(r"^    LeadTable +sfsync-local-LeadTable$", out, re.MULTILINE)
+    assert (
+        "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 aws dynamodb scan "
+        f"--table-name sfsync-local-LeadTable --max-items 3 --endpoint-url {endpoint.group(1)}"
+    ) in out
     cycles = [line for line in out.splitlines() if line.startswith("cycle ")]
     assert len(cycles) == 3
     assert "simulated user: Account" in out  # the user really changed Accounts meanwhile

@@ -42,6 +42,29 @@ _non_negative_int = _at_least(int, "an integer", 0, "must not be negative")
 _non_negative_float = _at_least(float, "a number", 0.0, "must not be negative")
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port): {value}")
+    return value
+
+
+def _add_local_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--endpoint-port`` / ``--no-endpoint`` (the local stack's AWS APIs served: sfsync_local.endpoint)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--endpoint-port",
+        type=_port,
+        default=0,
+        help="serve the local stack's AWS APIs (DynamoDB, DynamoDB Streams, ...) on 127.0.0.1:N "
+        "for the AWS CLI, NoSQL Workbench, boto3 (default: a free port)",
+    )
+    group.add_argument("--no-endpoint", action="store_true", help="do not serve the local stack's AWS APIs")
+
+
 def _objects(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -106,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--template", default="template.yaml", help="SAM template to deploy (template.yaml)")
     demo.add_argument("--state-file", default=None, help="where to keep the state snapshot for `sfsync status --local`")
+    _add_local_endpoint_arguments(demo)
+    demo.add_argument(
+        "--data-dir",
+        default=None,
+        help="refused: the demo's org is generated anew each run (keep a copy with `sfsync run --data-dir`)",
+    )
 
     run = sub.add_parser(
         "run",
@@ -131,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_stop.add_argument("--forever", action="store_true", help="run until Ctrl-C (the default)")
     run.add_argument("--template", default="template.yaml", help="SAM template to deploy locally (template.yaml)")
     run.add_argument("--state-file", default=None, help="where to keep the state snapshot for `sfsync status --local`")
+    _add_local_endpoint_arguments(run)
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="local mode: keep the DynamoDB tables in DIR between runs (a restart resumes from the watermarks)",
+    )
 
     invoke = sub.add_parser(
         "invoke",

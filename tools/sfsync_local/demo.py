@@ -38,6 +38,7 @@ from .runner import (
     CliError,
     LocalEnvironment,
     StopFlag,
+    function_output,
     iso_ms,
     local_parameters,
     open_function_log,
@@ -338,49 +339,64 @@ def _last_window_hi(outcome: Any, current: str | None) -> str | None:
 
 
 def run_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .serving import prepare
+
     if args.objects is not None and "Account" not in args.objects:
         raise CliError("the demo checks the Account table against the org: --objects must include Account")
+    if args.data_dir is not None:
+        raise CliError(
+            "--data-dir is not for the demo: its org is generated anew each run, so a saved copy would not "
+            "match it. To keep a copy between runs, serve an org with `sfsync-emulator serve` and sync it with "
+            "`sfsync run --credentials FILE --data-dir DIR`"
+        )
     parameters = local_parameters(pause_seconds=args.pause, objects=args.objects)
     parameters["SafetyLagSeconds"] = str(args.safety_lag)
     state_file = state_file_path(args.state_file)
     cycles: int | None = None if args.forever else (args.cycles or DEFAULT_CYCLES)
     lag = args.safety_lag
     tick = max(0.1, args.tick) if args.tick is not None else tick_seconds(args.pause)
-    print(
-        f"sfsync demo: {args.records:,} records (seed {args.seed}); pause {args.pause:g} s between cycles of an "
-        f"object (production default {PRODUCTION_PAUSE_SECONDS} s); safety lag {lag} s (production default "
-        f"{PRODUCTION_SAFETY_LAG_SECONDS} s); scheduler tick every {tick:g} s; "
-        + ("until Ctrl-C" if cycles is None else f"{cycles} cycle(s)"),
-        file=out,
-        flush=True,
-    )
-    log_file, log_path = open_function_log("demo")
-    stop = StopFlag()
-    with log_file:
-        env = LocalEnvironment.start(
-            out,
-            template=args.template,
-            parameters=parameters,
-            records=args.records,
-            seed=args.seed,
-            function_log=log_file,
+    serving = prepare(args, source="sfsync demo")
+    try:
+        print(
+            f"sfsync demo: {args.records:,} records (seed {args.seed}); pause {args.pause:g} s between cycles of "
+            f"an object (production default {PRODUCTION_PAUSE_SECONDS} s); safety lag {lag} s (production "
+            f"default {PRODUCTION_SAFETY_LAG_SECONDS} s); scheduler tick every {tick:g} s; "
+            + ("until Ctrl-C" if cycles is None else f"{cycles} cycle(s)"),
+            file=out,
+            flush=True,
         )
-        with env, stop.on_sigint():
-            print(f"function logs -> {log_path}; state for `sfsync status --local` -> {state_file}", file=out)
-            if env.emulator is None:  # pragma: no cover - start() always starts it here
-                raise RuntimeError("the demo needs the emulator")
-            user = SalesforceUser(
-                env.emulator.org,
+        log_file, log_path = open_function_log("demo")
+        stop = StopFlag()
+        # the whole demo inside function_output: served requests and the stream poller run functions too
+        with log_file, function_output(log_file):
+            env = LocalEnvironment.start(
+                out,
+                template=args.template,
+                parameters=parameters,
+                records=args.records,
                 seed=args.seed,
-                changes_per_cycle=args.changes_per_cycle,
-                cycle_seconds=max(args.pause, tick),
+                function_log=log_file,
             )
-            try:
-                return _loop(
-                    env, user, stop, out, cycles=cycles, tick=tick, lag=lag, pause=args.pause, state_file=state_file
+            with env, stop.on_sigint():
+                print(f"function logs -> {log_path}; state for `sfsync status --local` -> {state_file}", file=out)
+                if env.emulator is None:  # pragma: no cover - start() always starts it here
+                    raise RuntimeError("the demo needs the emulator")
+                user = SalesforceUser(
+                    env.emulator.org,
+                    seed=args.seed,
+                    changes_per_cycle=args.changes_per_cycle,
+                    cycle_seconds=max(args.pause, tick),
                 )
-            finally:
-                user.stop()
+                try:
+                    serving.start(env, out, log=log_file)
+                    return _loop(
+                        env, user, stop, out, cycles=cycles, tick=tick, lag=lag, pause=args.pause, state_file=state_file
+                    )
+                finally:
+                    user.stop()
+                    serving.stop(env, out)
+    finally:
+        serving.stop(None, out)
 
 
 def _loop(

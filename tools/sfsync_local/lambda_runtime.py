@@ -26,11 +26,22 @@ nothing is pending.
 
 The handlers share this process: invocations are serialised by one lock, and ``os.environ`` holds the
 function's variables only while its handler runs (nested invocations restore the outer ones).
+
+Requests from other threads (the local endpoint, :mod:`sfsync_local.endpoint`, serves the same moto
+backends to other processes): moto's DynamoDB is not thread-safe, so every DynamoDB request runs under
+one lock (:data:`_StreamBatches`' request lock, held only while moto executes the request, never while a
+function runs).  A request made inside :func:`defer_stream_delivery` (a served request) does not wait for
+its stream records to be delivered, as a DynamoDB write in AWS does not: its records join a queue that
+:meth:`InProcessLambdaRuntime.deliver_deferred_streams` delivers (the endpoint's poller thread, and
+:meth:`InProcessLambdaRuntime.drain`).  Order is kept across both paths: every record gets a sequence
+number while the request lock is held, and a request's own records are delivered only after the queued
+records older than them (see :meth:`_StreamBatches.flush`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -41,7 +52,7 @@ import types
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +69,11 @@ __all__ = [
     "LambdaContext",
     "LocalInvokeError",
     "StreamTrigger",
+    "defer_stream_delivery",
+    "dynamodb_requests_paused",
+    "dynamodb_write_count",
+    "suppress_stream_records",
+    "wait_for_deferred_stream_records",
 ]
 
 # Set for every in-process invocation on top of the template's variables: X-Ray has no daemon here.
@@ -319,8 +335,9 @@ class InProcessLambdaRuntime:
         """Run queued async invocations (and what they enqueue) until the queue is empty.
 
         Stream records of a change made outside a DynamoDB request on this thread (none of the
-        project's paths do that) are delivered first."""
+        project's paths do that) and the records of served requests still queued are delivered first."""
         _StreamBatches.flush()
+        self.deliver_deferred_streams()
         done: list[Invocation] = []
         while self._queue:
             if len(done) >= max_invocations:
@@ -342,6 +359,25 @@ class InProcessLambdaRuntime:
             elif spec.dead_letter_queue_url:
                 self._send_to_dead_letter_queue(spec, item, result)
         return done
+
+    # ------------------------------------------------------------------ served requests' stream records
+    def accept_deferred_streams(self) -> None:
+        """From now on requests made inside :func:`defer_stream_delivery` may leave their stream records
+        queued; every delivery happens under this runtime's lock, which keeps them in order."""
+        _StreamBatches.set_delivery_lock(self._lock)
+
+    def stop_deferred_streams(self) -> int:
+        """Deliver what is still queued and go back to delivering every record when its request ends."""
+        delivered = self.deliver_deferred_streams()
+        _StreamBatches.set_delivery_lock(None)
+        return delivered
+
+    def deliver_deferred_streams(self) -> int:
+        """Deliver the queued stream records of served requests, in order; returns how many."""
+        if not _StreamBatches.has_deferred():
+            return 0
+        with self._lock:
+            return _StreamBatches.deliver_deferred()
 
     def _send_async_failure(self, spec: FunctionSpec, item: AsyncInvocation, error: Any) -> None:
         record = {
@@ -520,15 +556,37 @@ class _MotoLambdaPatch:
 class _StreamBatches:
     """Collect the stream records of one DynamoDB request and deliver them when it ends (see the module
     docstring).  Records are kept per thread: a Step Functions Map runs iterations on several threads,
-    and a write made by a stream-triggered handler is a request of its own (delivered when it ends)."""
+    and a write made by a stream-triggered handler is a request of its own (delivered when it ends).
+
+    Every DynamoDB request runs under :attr:`_request_lock` (moto's DynamoDB is not thread-safe); the
+    lock is a leaf: nothing else is acquired while it is held, and it is released before the records
+    are delivered.  Records get a sequence number under it; those of a request made inside
+    :func:`defer_stream_delivery` go to :attr:`_deferred` instead of the thread's own list.
+    """
 
     _local = threading.local()
-    #: held while moto serves one DynamoDB request (requests from several threads never interleave)
-    request_lock = threading.RLock()
+    _request_lock = threading.RLock()
+    _sequence = itertools.count()
+    _deferred: ClassVar[list[tuple[int, Any, Any]]] = []  # (sequence, shard, record), oldest first
+    _deferred_ready = threading.Condition(threading.Lock())
+    _delivery_lock: ClassVar[list[Any]] = []  # the lock deliveries take while records may be deferred
+    _write_count = 0  # DynamoDB write requests executed (counted under the request lock)
+    _WRITE_ACTIONS = frozenset(
+        {
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+            "ExecuteStatement",
+            "BatchExecuteStatement",
+            "ExecuteTransaction",
+        }
+    )
 
     @classmethod
-    def _pending(cls) -> list[tuple[Any, Any]]:
-        pending: list[tuple[Any, Any]] | None = getattr(cls._local, "pending", None)
+    def _pending(cls) -> list[tuple[int, Any, Any]]:
+        pending: list[tuple[int, Any, Any]] | None = getattr(cls._local, "pending", None)
         if pending is None:
             pending = cls._local.pending = []
         return pending
@@ -542,20 +600,29 @@ class _StreamBatches:
         original_call_action = DynamoHandler.call_action
 
         def add(shard: Any, old: Any, new: Any) -> None:
+            if getattr(cls._local, "suppressed", False):
+                return
             if not shard.table.lambda_event_source_mappings:
                 original_add(shard, old, new)
                 return
             view = shard.table.stream_specification["StreamViewType"]
             event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
             record = StreamRecord(shard.table, view, event_name, old, new, shard.starting_sequence_number)
-            cls._pending().append((shard, record))
+            entry = (next(cls._sequence), shard, record)  # under the request lock: sequence = write order
+            if getattr(cls._local, "deferred", False):
+                with cls._deferred_ready:
+                    cls._deferred.append(entry)
+                    cls._deferred_ready.notify_all()
+            else:
+                cls._pending().append(entry)
 
         def call_action(handler: Any) -> Any:
             try:
-                # one DynamoDB request at a time, as DynamoDB makes each request atomic: moto checks a
-                # condition and applies the write in two steps, which two threads could interleave
-                with cls.request_lock:
-                    return original_call_action(handler)
+                with cls._request_lock:
+                    result = original_call_action(handler)
+                    if handler._get_action() in cls._WRITE_ACTIONS:
+                        cls._write_count += 1
+                    return result
             finally:
                 cls.flush()
 
@@ -568,21 +635,116 @@ class _StreamBatches:
             patches.append(patcher)
 
     @classmethod
+    def set_delivery_lock(cls, lock: Any | None) -> None:
+        if lock is not None and cls._delivery_lock and cls._delivery_lock[0] is not lock:
+            raise RuntimeError("another local stack already accepts deferred stream records in this process")
+        cls._delivery_lock[:] = [] if lock is None else [lock]
+
+    @classmethod
+    def has_deferred(cls) -> bool:
+        return bool(cls._deferred)
+
+    @classmethod
+    def wait_deferred(cls, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for queued records; True when there are some."""
+        with cls._deferred_ready:
+            return cls._deferred_ready.wait_for(lambda: bool(cls._deferred), timeout=timeout)
+
+    @classmethod
+    def _take_deferred(cls, before: int | None = None) -> list[tuple[int, Any, Any]]:
+        """Remove and return the queued records (only those older than ``before``), oldest first."""
+        with cls._deferred_ready:
+            if before is None:
+                taken, cls._deferred[:] = list(cls._deferred), []
+                return taken
+            cut = 0
+            while cut < len(cls._deferred) and cls._deferred[cut][0] < before:
+                cut += 1
+            taken, cls._deferred[:] = cls._deferred[:cut], cls._deferred[cut:]
+            return taken
+
+    @classmethod
+    def _lock_for_delivery(cls) -> AbstractContextManager[Any]:
+        return cls._delivery_lock[0] if cls._delivery_lock else nullcontext()  # type: ignore[no-any-return]
+
+    @classmethod
     def flush(cls) -> None:
-        """Deliver this thread's collected records: per shard, in order, to every mapping of its table."""
+        """Deliver this thread's collected records: per shard, in order, to every mapping of its table.
+
+        While requests may be deferred, the queued records older than this thread's are delivered
+        first, all under the delivery lock (the owning runtime's lock: a handler running on this thread
+        holds it already), so no shard's records overtake each other."""
         pending = cls._pending()
         if not pending:
             return
-        records, pending[:] = list(pending), []
+        with cls._lock_for_delivery():
+            records, pending[:] = list(pending), []
+            older = cls._take_deferred(before=records[0][0]) if cls._deferred else []
+            cls._deliver(older + records)
+
+    @classmethod
+    def deliver_deferred(cls) -> int:
+        """Deliver every queued record (the caller holds the delivery lock); returns how many."""
+        with cls._lock_for_delivery():
+            entries = cls._take_deferred()
+            cls._deliver(entries)
+        return len(entries)
+
+    @staticmethod
+    def _deliver(entries: list[tuple[int, Any, Any]]) -> None:
+        if not entries:
+            return
         from moto.awslambda.utils import get_backend
 
         by_shard: dict[int, tuple[Any, list[Any]]] = {}
-        for shard, record in records:
+        for _, shard, record in entries:
             by_shard.setdefault(id(shard), (shard, []))[1].append(record)
         for shard, shard_records in by_shard.values():
             for arn, mapping in list(shard.table.lambda_event_source_mappings.items()):
                 region = arn.split(":")[3]
                 get_backend(shard.account_id, region).send_dynamodb_items(arn, shard_records, mapping.event_source_arn)
+
+
+@contextmanager
+def defer_stream_delivery() -> Iterator[None]:
+    """DynamoDB requests made on this thread inside the block return without waiting for their stream
+    records to be delivered (as in AWS): the records are queued for
+    :meth:`InProcessLambdaRuntime.deliver_deferred_streams`.  For requests served to other processes."""
+    previous = getattr(_StreamBatches._local, "deferred", False)
+    _StreamBatches._local.deferred = True
+    try:
+        yield
+    finally:
+        _StreamBatches._local.deferred = previous
+
+
+@contextmanager
+def suppress_stream_records() -> Iterator[None]:
+    """Writes made on this thread inside the block produce no stream records (a table restored from a
+    copy, as a restore from a backup in AWS emits none)."""
+    previous = getattr(_StreamBatches._local, "suppressed", False)
+    _StreamBatches._local.suppressed = True
+    try:
+        yield
+    finally:
+        _StreamBatches._local.suppressed = previous
+
+
+def dynamodb_write_count() -> int:
+    """How many DynamoDB write requests (any table, any thread) moto executed while a local stack's
+    patches were active: a cheap "changed since" check for whoever copies the tables."""
+    return _StreamBatches._write_count
+
+
+def dynamodb_requests_paused() -> AbstractContextManager[Any]:
+    """Inside the block no DynamoDB request of another thread runs (a consistent copy of every table).
+    Hold it briefly, and call nothing that waits for another thread inside it."""
+    return _StreamBatches._request_lock
+
+
+def wait_for_deferred_stream_records(timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until served requests have queued stream records."""
+    return _StreamBatches.wait_deferred(timeout)
 
 
 def load_handler_module(path: Path, module_name: str) -> types.ModuleType:

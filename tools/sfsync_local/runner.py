@@ -584,7 +584,11 @@ def local_parameters(*, pause_seconds: float, objects: Sequence[str] | None, log
 
 
 def run_command(args: argparse.Namespace, out: TextIO) -> int:
-    """``sfsync run``: the sync loop against the org of a credentials file, on the local stack."""
+    """``sfsync run``: the sync loop against the org of a credentials file, on the local stack.
+
+    The local stack's AWS APIs are served on a loopback port (``--endpoint-port``) and its tables can be
+    kept between runs (``--data-dir``): see :mod:`sfsync_local.serving`."""
+    from .serving import prepare
     from .status import format_cycle
 
     if args.stack_name:
@@ -594,40 +598,50 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
     secret = load_credentials(args.credentials)
     if args.endpoint_url:
         raise CliError(
-            "--endpoint-url needs --stack-name: the local stack keeps its tables in-process (moto); "
-            "watch it from another terminal with `sfsync status --local`"
+            "--endpoint-url needs --stack-name: in local mode the stack's AWS APIs are served at the endpoint "
+            "printed at start (--endpoint-port); watch the sync with `sfsync status --local`"
         )
     parameters = local_parameters(pause_seconds=args.pause, objects=args.objects)
     state_file = state_file_path(args.state_file)
     cycles = None if args.forever else args.cycles
-    print(
-        f"sfsync run: org at {secret['token_url']}, local stack, pause {args.pause:g} s between cycles of an object"
-        + ("" if cycles is None else f", {cycles} cycle(s)"),
-        file=out,
-    )
-    log_file, log_path = open_function_log("run")
-    print(f"function logs -> {log_path}", file=out)
-    stop = StopFlag()
-    with log_file:
-        env = LocalEnvironment.start(
-            out,
-            template=args.template,
-            parameters=parameters,
-            with_emulator=False,
-            secret=secret,
-            function_log=log_file,
+    serving = prepare(args, source="sfsync run")
+    try:
+        print(
+            f"sfsync run: org at {secret['token_url']}, local stack, pause {args.pause:g} s between cycles of an "
+            "object" + ("" if cycles is None else f", {cycles} cycle(s)"),
+            file=out,
         )
-        with env, stop.on_sigint():
-            done = 0
-            while not stop.is_set:
-                outcome = env.run_cycle()
-                if outcome.did_work:
-                    done += 1
-                    save_state_snapshot(env, state_file, source="sfsync run")
-                    print(f"\n{format_cycle(outcome, number=done)}", file=out, flush=True)
-                if cycles is not None and done >= cycles:
-                    break
-                stop.sleep(tick_seconds(args.pause))
+        log_file, log_path = open_function_log("run")
+        print(f"function logs -> {log_path}", file=out)
+        stop = StopFlag()
+        # the whole run inside function_output: served requests and the stream poller run functions too
+        with log_file, function_output(log_file):
+            env = LocalEnvironment.start(
+                out,
+                template=args.template,
+                parameters=parameters,
+                with_emulator=False,
+                secret=secret,
+                function_log=log_file,
+            )
+            with env, stop.on_sigint():
+                try:
+                    serving.start(env, out, log=log_file, org=str(secret["token_url"]))
+                    done = 0
+                    while not stop.is_set:
+                        outcome = env.run_cycle()
+                        if outcome.did_work:
+                            done += 1
+                            save_state_snapshot(env, state_file, source="sfsync run")
+                            print(f"\n{format_cycle(outcome, number=done)}", file=out, flush=True)
+                        serving.checkpoint(env, cycle_did_work=outcome.did_work)
+                        if cycles is not None and done >= cycles:
+                            break
+                        stop.sleep(tick_seconds(args.pause))
+                finally:
+                    serving.stop(env, out)
+    finally:
+        serving.stop(None, out)  # what prepare() took, when the run failed before it started
     print("stopped (Ctrl-C)" if stop.is_set else "done", file=out)
     return EXIT_OK
 
