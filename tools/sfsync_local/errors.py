@@ -52,19 +52,21 @@ def add_parser(sub: Any) -> None:
             "Without --id, every listed or pending record of the object."
         ),
     )
-    _where(retry)
+    # the same options after `retry` as before it: given on either side, they count (SUPPRESS keeps the
+    # value given before `retry` when the subcommand does not repeat it)
+    _where(retry, default=argparse.SUPPRESS)
     retry.add_argument("--object", dest="retry_object", default=None, help="the object (default: every listed one)")
     retry.add_argument("--id", dest="ids", action="append", default=None, help="only this record Id (repeat)")
     retry.add_argument("--requested-by", default=None, help="who asks (default: $USER)")
-    retry.add_argument("--json", action="store_true", help="machine-readable JSON")
+    retry.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON")
 
 
-def _where(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack-name", default=None, help="deployed CloudFormation stack")
-    parser.add_argument("--endpoint-url", default=None, help="endpoint of the AWS APIs (e.g. a moto server)")
-    parser.add_argument("--table", default=None, help="errors table name (default: discovered)")
-    parser.add_argument("--function", default=None, help="WriteBackFunction's name (retry; default: discovered)")
-    parser.add_argument("--region", default=None, help="AWS region")
+def _where(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument("--stack-name", default=default, help="deployed CloudFormation stack")
+    parser.add_argument("--endpoint-url", default=default, help="endpoint of the AWS APIs (e.g. a moto server)")
+    parser.add_argument("--table", default=default, help="errors table name (default: discovered)")
+    parser.add_argument("--function", default=default, help="WriteBackFunction's name (retry; default: discovered)")
+    parser.add_argument("--region", default=default, help="AWS region")
 
 
 # --------------------------------------------------------------------------- where things are

@@ -59,6 +59,16 @@ class CliError(Exception):
 # --------------------------------------------------------------------------- input files
 
 
+def rate_seconds(expression: str) -> float | None:
+    """Seconds between the ticks of an EventBridge ``rate(N unit)`` expression (None: not a rate)."""
+    parts = expression.strip().removeprefix("rate(").removesuffix(")").split()
+    if not expression.strip().startswith("rate(") or len(parts) != 2 or not parts[0].isdigit():
+        return None
+    unit = parts[1].rstrip("s")
+    seconds = {"minute": 60, "hour": 3600, "day": 86400}.get(unit)
+    return None if seconds is None else int(parts[0]) * seconds
+
+
 def load_json_file(path: str, what: str) -> Any:
     """Parse a JSON file, turning a missing file or bad JSON into a :class:`CliError`."""
     file = Path(path)
@@ -248,6 +258,8 @@ class LocalEnvironment:
         self.function_log = function_log
         self.cycles_run = 0
         self._objects: list[str] | None = None
+        #: rule name -> when (monotonic) a schedule other than the dispatcher's last fired
+        self._fired: dict[str, float] = {}
 
     @classmethod
     def start(
@@ -370,6 +382,7 @@ class LocalEnvironment:
             except LocalInvokeError as exc:
                 raise CliError(f"the dispatcher failed: {_error_summary(exc.payload)}", exit_code=EXIT_FAILED) from None
             self.wait_idle(idle_timeout, on_progress=on_progress)
+            self._sweep_when_due()
             executions = len(self._execution_arns() - executions_before)
         calls_after = self.emulator_api_calls()
         self.cycles_run += 1
@@ -390,6 +403,28 @@ class LocalEnvironment:
             api_calls=None if calls_before is None or calls_after is None else calls_after - calls_before,
             executions=executions,
         )
+
+    def _sweep_when_due(self) -> None:
+        """Fire the other schedules of the template when their rate says so (the write-back's sweep):
+        local edits whose push failed are pushed again as in AWS."""
+        from .lambda_runtime import LocalInvokeError
+
+        now = time.monotonic()
+        for schedule in self.stack.schedules:
+            if schedule.function_logical_id == "DispatcherFunction":
+                continue
+            every = rate_seconds(schedule.expression)
+            last = self._fired.get(schedule.rule_name)
+            if every is None or (last is not None and now - last < every):
+                continue
+            self._fired[schedule.rule_name] = now
+            try:
+                self.stack.fire_schedule(schedule.function_logical_id, event_name=schedule.event_name, drain=True)
+            except LocalInvokeError as exc:
+                warnings.warn(
+                    f"{schedule.function_logical_id}.{schedule.event_name} failed: {_error_summary(exc.payload)}",
+                    stacklevel=1,
+                )
 
     def wait_idle(self, timeout: float, *, on_progress: Callable[[str], None] | None = None) -> None:
         """Wait until queued async invokes and running full-copy executions are done."""
