@@ -168,3 +168,74 @@ def test_given_mass_update_via_admin_then_every_record_changed(sf, raw):
     raw.admin("mass_update", obj="Campaign", ids=ids, values={"Status": "Completed"})
     recs = sf.restful("composite/sobjects/Campaign", method="GET", params={"ids": ",".join(ids), "fields": "Status"})
     assert [r["Status"] for r in recs] == ["Completed"] * 3
+
+
+# ------------------------------------------------------------------------------ hardening
+
+
+def _admin_url(emu, op):
+    return f"{emu.instance_url}/__admin/{op}"
+
+
+def _refused(resp, needle):
+    assert resp.status_code == 403, resp.text
+    [body] = resp.json()
+    assert body["errorCode"] == "FORBIDDEN" and needle in body["message"]
+
+
+def test_given_a_non_json_body_when_admin_called_then_403_and_nothing_changes(emu, raw):
+    before = raw.admin("clock_get")["now_ms"]
+    raw.admin("clock_freeze")
+    try:
+        frozen = raw.admin("clock_get")["now_ms"]
+        for headers, data in (
+            ({"Content-Type": "text/plain"}, '{"seconds": 3600}'),  # what a cross-origin page can send unpreflighted
+            ({"Content-Type": "application/x-www-form-urlencoded"}, "seconds=3600"),
+            ({"Content-Type": "multipart/form-data; boundary=x"}, "--x--"),
+            ({}, b'{"seconds": 3600}'),  # a body without a Content-Type
+        ):
+            resp = raw.session.post(_admin_url(emu, "clock_advance"), data=data, headers=headers, timeout=30)
+            _refused(resp, "Content-Type: application/json")
+        assert raw.admin("clock_get")["now_ms"] == frozen
+    finally:
+        raw.admin("clock_run")
+    assert raw.admin("clock_get")["now_ms"] >= before
+
+
+def test_given_a_foreign_origin_when_admin_called_then_403_even_with_json(emu, raw):
+    before = len(raw.admin("faults"))
+    for origin in ("https://evil.example.com", "null", "http://127.0.0.1:1"):
+        resp = raw.session.post(
+            _admin_url(emu, "add_fault"), json={"kind": "http_500"}, headers={"Origin": origin}, timeout=30
+        )
+        _refused(resp, "cross-origin")
+        read = raw.session.get(_admin_url(emu, "request_log"), headers={"Origin": origin}, timeout=30)
+        _refused(read, "cross-origin")
+    assert len(raw.admin("faults")) == before
+
+
+def test_given_the_emulators_own_origin_or_none_when_admin_called_with_json_from_loopback_then_accepted(emu, raw):
+    own = raw.session.post(_admin_url(emu, "clock_get"), json={}, headers={"Origin": emu.instance_url}, timeout=30)
+    assert own.status_code == 200 and "now_ms" in own.json()["result"]
+    plain = raw.session.post(_admin_url(emu, "api_calls"), json={"family": "bulk"}, timeout=30)
+    assert plain.status_code == 200
+    no_body = raw.session.post(_admin_url(emu, "reset_counters"), timeout=30)
+    assert no_body.status_code == 200
+
+
+def test_given_a_rebound_host_name_when_admin_called_then_403(emu, raw):
+    # DNS rebinding: a page of evil.example resolving to 127.0.0.1 reaches the emulator with its own Host
+    resp = raw.session.get(_admin_url(emu, "request_log"), headers={"Host": "evil.example:443"}, timeout=30)
+    _refused(resp, "loopback host")
+
+
+def test_given_a_remote_address_when_admin_called_then_403():
+    from sfsync_emulator.emulator import Emulator
+    from werkzeug.test import Client
+
+    with Emulator.start() as emu:
+        client = Client(emu.app)
+        remote = client.post("/__admin/clock_get", json={}, environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        assert remote.status_code == 403 and "loopback only" in remote.get_json()[0]["message"]
+        local = client.post("/__admin/clock_get", json={}, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert local.status_code == 200

@@ -120,7 +120,7 @@ def test_given_missing_or_unknown_grant_type_then_invalid_request_or_unsupported
     missing = _post_token(emu, {})
     assert missing.status_code == 400
     assert missing.json() == {"error": "invalid_request", "error_description": "grant type is missing"}
-    unknown = _post_token(emu, {"grant_type": "authorization_code"})
+    unknown = _post_token(emu, {"grant_type": "urn:ietf:params:oauth:grant-type:device_code"})
     assert unknown.json()["error"] == "unsupported_grant_type"
 
 

@@ -97,3 +97,17 @@ def test_given_plain_http_option_when_started_then_http_instance_url_serves():
                 timeout=30,
             )
         assert resp.status_code == 200
+
+
+def test_given_bad_serve_arguments_then_one_clear_error_and_exit_2(tmp_path):
+    for extra in (["--records", "50"], ["--callback-url", "x", "--clock-start", "yesterday"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "sfsync_emulator.cli", "serve", "--port", "0", "--state-dir", str(tmp_path), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("sfsync-emulator: ") and "Traceback" not in out.stderr
+        assert out.stdout == ""

@@ -53,10 +53,11 @@ class _RouteSalesforceHosts(HTTPAdapter):
 
 
 @contextlib.contextmanager
-def _serve(state: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+def _serve(state: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     assert CONSOLE_SCRIPT.exists(), f"console script missing: {CONSOLE_SCRIPT} (pip install -e . ?)"
+    command = [str(CONSOLE_SCRIPT), "serve", "--port", "0", "--seed", "7", "--records", "200"]
     proc = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), "serve", "--port", "0", "--seed", "7", "--records", "200", "--state-dir", str(state)],
+        [*command, "--state-dir", str(state), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -172,3 +173,60 @@ def test_given_running_server_when_terminated_then_exits_cleanly(tmp_path):
         assert proc.wait(timeout=10) == 0
         with _session(info) as s, pytest.raises(requests.exceptions.ConnectionError):
             s.get(info["instance_url"] + "/services/data", timeout=5)
+
+
+def test_given_print_refresh_token_when_an_etl_client_logs_in_with_it_then_rest_and_bulk_work(tmp_path):
+    with _serve(tmp_path, "--print-refresh-token", "--records", "100") as (_proc, info):
+        assert set(info) == INFO_KEYS | {"refresh_token", "authorize_url", "revoke_url"}
+        assert info["authorize_url"] == f"{info['instance_url']}/services/oauth2/authorize"
+        with _session(info) as s:
+            # what refresh-token ETL clients send: the grant, the refresh token, the client id and secret
+            resp = s.post(
+                info["token_url"],
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": info["refresh_token"],
+                    "client_id": info["client_id"],
+                    "client_secret": info["client_secret"],
+                },
+                timeout=10,
+            )
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["instance_url"] == info["instance_url"] and "refresh_token" not in body
+            sf = Salesforce(
+                instance_url=body["instance_url"],
+                session_id=body["access_token"],
+                session=s,
+                version=info["api_version"],
+            )
+            assert sf.query("SELECT Id FROM Account LIMIT 2")["totalSize"] == 2
+            assert len(sf.bulk.Account.query("SELECT Id FROM Account LIMIT 2", wait=0)) == 2
+            # revoked: the printed token stops working
+            assert s.post(info["revoke_url"], data={"token": info["refresh_token"]}, timeout=10).status_code == 200
+            again = s.post(
+                info["token_url"],
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": info["refresh_token"],
+                    "client_id": info["client_id"],
+                },
+                timeout=10,
+            )
+            assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_given_callback_urls_when_served_then_the_authorization_code_flow_redirects_only_to_them(tmp_path):
+    callback = "http://127.0.0.1:8765/callback"
+    with _serve(tmp_path, "--callback-url", callback, "--records", "0") as (_proc, info), _session(info) as s:
+        params = {"response_type": "code", "client_id": info["client_id"], "state": "st"}
+        ok = s.get(info["instance_url"] + "/services/oauth2/authorize", params={**params, "redirect_uri": callback},
+                   allow_redirects=False, timeout=10)  # fmt: skip
+        assert ok.status_code == 302 and ok.headers["Location"].startswith(f"{callback}?code=")
+        default = s.get(
+            info["instance_url"] + "/services/oauth2/authorize",
+            params={**params, "redirect_uri": "http://localhost:1717/OauthRedirect"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert default.status_code == 400 and default.json()["error"] == "redirect_uri_mismatch"

@@ -1,7 +1,9 @@
 """The emulator-only admin API: the same operations in Python (:class:`Admin`) and over HTTP.
 
 HTTP: ``POST /__admin/<operation>`` with a JSON object of keyword arguments (``GET`` for the
-read-only operations), loopback only, no auth, not counted as API calls.  The answer is
+read-only operations), no auth, not counted as API calls.  Only from loopback, to a loopback
+host, with no foreign ``Origin`` and JSON bodies only (``EmulatorApp.check_admin``): a web
+page cannot drive it.  The answer is
 ``{"result": <value>}``; bad input → 400 ``[{"errorCode": "INVALID_ADMIN_REQUEST", ...}]``.
 
 Operations: seeding, DML as a Salesforce user (not the API user: no changeOrigin), the record
@@ -296,6 +298,18 @@ class Admin:
 
         self.app.bulk.timing = JobTiming(float(in_progress_after_s), float(complete_after_s))
         return {"in_progress_after_s": float(in_progress_after_s), "complete_after_s": float(complete_after_s)}
+
+    def bulk_result_rows(self, rows: int) -> dict[str, int]:
+        """Rows per Bulk API 1.0 query result set (``/result/<id>``) of batches processed from now on."""
+        rows = int(rows)
+        if rows < 1:
+            raise ValueError("rows must be >= 1")
+        self.app.bulk1.result_rows = rows
+        return {"rows": rows}
+
+    def issue_refresh_token(self) -> str:
+        """A refresh token for the integration user (``sfsync-emulator serve --print-refresh-token``)."""
+        return self.app.tokens.issue_refresh_token()
 
     def fail_bulk_jobs(self, n: int = 1, message: str | None = None) -> None:
         if message:

@@ -200,14 +200,25 @@ class BulkService:
         self._ingest_jobs: dict[str, _IngestJob] = {}
         self._failures: list[str] = []
 
+    @property
+    def minter(self) -> IdMinter:
+        """The minter of job ids (shared with the Bulk API 1.0 service: one id space for jobs)."""
+        return self._minter
+
     # ------------------------------------------------------------------------------ faults
 
     def fail_next_jobs(self, n: int, message: str = DEFAULT_FAILURE_MESSAGE) -> None:
-        """The next ``n`` query jobs created end ``Failed`` with ``errorMessage`` = message."""
+        """The next ``n`` query jobs created (Bulk 2.0 query jobs and Bulk 1.0 query batches) end
+        ``Failed`` with ``errorMessage`` / ``stateMessage`` = message."""
         if n < 0:
             raise ValueError("n must be >= 0")
         with self._lock:
             self._failures.extend([message] * n)
+
+    def take_injected_failure(self) -> str | None:
+        """Consume one armed ``bulk_job_failed`` failure: its message, or None when none is armed."""
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
 
     # ------------------------------------------------------------------------------ query jobs
 
@@ -231,7 +242,7 @@ class BulkService:
             job = _QueryJob(
                 **self._new_job(operation, obj.name, version, csv_format, now=now, state="UploadComplete"),
                 compiled=compiled,
-                fail_message=self._failures.pop(0) if self._failures else None,
+                fail_message=self.take_injected_failure(),
                 pk_chunking=obj.custom,
             )
             self._query_jobs[job.id] = job
@@ -302,7 +313,7 @@ class BulkService:
             "Sforce-Locator": _encode_locator(next_offset) if next_offset < cursor.total else "null",
             "Sforce-NumberOfRecords": str(count),
         }
-        body = self._sql_csv_stream(
+        body = self.sql_csv_stream(
             cursor.id,
             compiled,
             select=select,
@@ -314,10 +325,10 @@ class BulkService:
         )
         if gzip:
             headers["Content-Encoding"] = "gzip"
-            body = _gzip_stream(body, self.gzip_level)
+            body = gzip_stream(body, self.gzip_level)
         return BulkResult(headers=headers, body=body)
 
-    def _sql_csv_stream(
+    def sql_csv_stream(
         self,
         cursor_id: str,
         compiled: CompiledQuery,
@@ -572,7 +583,7 @@ class BulkService:
                 assert job.compiled is not None
                 try:
                     # the snapshot also holds each row's CSV line, rendered once by SQLite here, so
-                    # that reading the results only streams text (see _sql_csv_stream)
+                    # that reading the results only streams text (see sql_csv_stream)
                     render = job.compiled.render_sql_csv(job.delimiter_char, nul_check=self.org.nul_text_written)
                     rendered = ", ".join(f"{expr} AS _r{i}" for i, expr in enumerate(render))
                     job.cursor = self.org.open_cursor(
@@ -666,44 +677,15 @@ class BulkService:
             if raw == "":
                 continue  # empty = leave unchanged (update) / not set (insert)
             values[name] = None if raw == NULL_MARKER else raw
-        record_id = str(values.get("Id") or "")
-        org, op, origin = self.org, job.operation, job.origin
         try:
-            if op == "insert":
-                new_id = org.create(obj.name, values, as_api=True, origin=origin)
-                job.successes.append([new_id, "true", *row])
-            elif op == "upsert" and job.external_id_field == "Id":  # upsert by record id
-                if record_id:
-                    values.pop("Id")
-                    org.update(obj.name, record_id, values, as_api=True, origin=origin)
-                    job.successes.append([record_id, "false", *row])
-                else:
-                    values.pop("Id", None)
-                    job.successes.append([org.create(obj.name, values, as_api=True, origin=origin), "true", *row])
-            elif op == "upsert":
-                ext = job.external_id_field
-                assert ext is not None
-                ext_value = values.pop(ext, None)
-                if ext_value is None:
-                    raise DmlError("MISSING_ARGUMENT", f"{ext} not specified", [ext])
-                up_id, created = org.upsert(obj.name, ext, str(ext_value), values, as_api=True, origin=origin)
-                job.successes.append([up_id, "true" if created else "false", *row])
-            elif not record_id:
-                verb = "an update" if op == "update" else "a delete"
-                raise DmlError("MISSING_ARGUMENT", f"Id not specified in {verb} call")
-            elif op == "update":
-                values.pop("Id")
-                org.update(obj.name, record_id, values, as_api=True, origin=origin)
-                job.successes.append([record_id, "false", *row])
-            elif op == "delete":
-                org.delete(obj.name, record_id, origin=origin)
-                job.successes.append([record_id, "false", *row])
-            else:  # hardDelete
-                org.hard_delete(obj.name, record_id, origin=origin)
-                job.successes.append([record_id, "false", *row])
+            record_id, created = apply_ingest_row(
+                self.org, obj.name, job.operation, external_id_field=job.external_id_field, values=values,
+                origin=job.origin,
+            )  # fmt: skip
         except (DmlError, ApiError) as exc:
-            failed_id = record_id if op in ("update", "delete", "hardDelete") else ""
-            job.failures.append([failed_id, format_row_error(exc), *row])
+            job.failures.append([failed_row_id(job.operation, values), format_row_error(exc), *row])
+            return
+        job.successes.append([record_id, "true" if created else "false", *row])
 
     # ------------------------------------------------------------------------------ JobInfo
 
@@ -768,6 +750,56 @@ class BulkService:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def apply_ingest_row(
+    org: Org,
+    object_name: str,
+    operation: str,
+    *,
+    external_id_field: str | None,
+    values: dict[str, object],
+    origin: CallOrigin,
+) -> tuple[str, bool]:
+    """One ingest row through the org's DML pipeline as the API user (Bulk 2.0 and Bulk 1.0):
+    ``(record id, created)``.  ``values`` maps field names to values (``None`` sets a field to
+    null; absent fields are left alone).  Raises :class:`DmlError` / :class:`ApiError` for a
+    refused row; the org is unchanged then."""
+    values = dict(values)
+    record_id = str(values.get("Id") or "")
+    if operation == "insert":
+        return org.create(object_name, values, as_api=True, origin=origin), True
+    if operation == "upsert" and external_id_field == "Id":  # upsert by record id
+        values.pop("Id", None)
+        if record_id:
+            org.update(object_name, record_id, values, as_api=True, origin=origin)
+            return record_id, False
+        return org.create(object_name, values, as_api=True, origin=origin), True
+    if operation == "upsert":
+        if external_id_field is None:
+            raise DmlError("MISSING_ARGUMENT", "External ID field not specified")
+        ext_value = values.pop(external_id_field, None)
+        if ext_value is None:
+            raise DmlError("MISSING_ARGUMENT", f"{external_id_field} not specified", [external_id_field])
+        return org.upsert(object_name, external_id_field, str(ext_value), values, as_api=True, origin=origin)
+    if operation not in ("update", "delete", "hardDelete"):
+        raise ValueError(f"not an ingest operation: {operation}")
+    if not record_id:
+        verb = "an update" if operation == "update" else "a delete"
+        raise DmlError("MISSING_ARGUMENT", f"Id not specified in {verb} call")
+    if operation == "update":
+        values.pop("Id")
+        org.update(object_name, record_id, values, as_api=True, origin=origin)
+    elif operation == "delete":
+        org.delete(object_name, record_id, origin=origin)
+    else:
+        org.hard_delete(object_name, record_id, origin=origin)
+    return record_id, False
+
+
+def failed_row_id(operation: str, values: dict[str, object]) -> str:
+    """The id a refused row reports: the record's own for update/delete/hardDelete, else empty."""
+    return str(values.get("Id") or "") if operation in ("update", "delete", "hardDelete") else ""
 
 
 def format_row_error(exc: DmlError | ApiError) -> str:
@@ -917,7 +949,7 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _gzip_stream(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> Iterator[bytes]:
+def gzip_stream(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> Iterator[bytes]:
     compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     for chunk in chunks:
         out = compressor.compress(chunk)

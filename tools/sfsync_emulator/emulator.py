@@ -20,6 +20,7 @@ from . import tls as tls_module
 from .admin import DEFAULT_RELAY_CHANNEL
 from .auth import AuthConfig, TokenService, TokenStore
 from .bulk import BulkService
+from .bulk1 import BulkV1Service
 from .catalogue import default_schema
 from .cdc import ChangeEvent
 from .clock import Clock
@@ -70,6 +71,7 @@ class Emulator:
     org: Org
     clock: Clock
     bulk: BulkService
+    bulk1: BulkV1Service
     app: EmulatorApp
     instance_url: str
     token_url: str
@@ -115,7 +117,8 @@ class Emulator:
             **(auth_options or {}),
         )
         store = TokenStore(self.clock, idle_timeout_s=cfg.idle_timeout_s)
-        self.app = EmulatorApp(self.org, self.bulk, TokenService(cfg, store))
+        self.bulk1 = BulkV1Service(self.org, self.bulk)
+        self.app = EmulatorApp(self.org, self.bulk, TokenService(cfg, store), bulk1=self.bulk1)
         material = tls_module.generate(state_dir) if tls else None
         self.ca_path = material.ca_path if material else None
         self._server = ServerThread(self.app, host, port, material.server_context() if material else None)
@@ -123,6 +126,8 @@ class Emulator:
         self.instance_url = f"{scheme}://{host}:{self._server.port}"
         self.app.instance_url = self.instance_url
         self.token_url = f"{self.instance_url}/services/oauth2/token"
+        self.authorize_url = f"{self.instance_url}/services/oauth2/authorize"
+        self.revoke_url = f"{self.instance_url}/services/oauth2/revoke"
         self.api_version = DEFAULT_API_VERSION
         self._token: str | None = None
         if background:
@@ -217,6 +222,11 @@ class Emulator:
             )
         resp.raise_for_status()
         return str(resp.json()["access_token"])
+
+    def issue_refresh_token(self) -> str:
+        """A refresh token for the integration user (as the web server flow issues one), for
+        clients that log in with ``grant_type=refresh_token`` and the printed client id/secret."""
+        return self.app.tokens.issue_refresh_token()
 
     def access_token(self) -> str:
         """A valid access token (cached; re-issued after tokens were expired)."""

@@ -13,13 +13,17 @@ Kinds and their effect:
 * ``request_limit``: 403 ``REQUEST_LIMIT_EXCEEDED``;
 * ``query_timeout``: 400 ``QUERY_TIMEOUT``;
 * ``lock_row``: the next ``records`` DML records fail with ``UNABLE_TO_LOCK_ROW``;
-* ``bulk_job_failed``: the next ``records`` Bulk jobs end ``Failed`` with ``message``;
+* ``bulk_job_failed``: the next ``records`` Bulk query jobs (Bulk 2.0) or query batches (Bulk
+  1.0) end ``Failed`` with ``message``;
 * ``bulk_query_refused``: Bulk 2.0 query job *creations* (``POST /jobs/query``) are refused with
   HTTP 400 ``[{"errorCode":"API_ERROR","message":"Selecting compound data not supported in Bulk
   Query"}]`` (``message`` replaces the text), as real orgs refuse objects or fields Bulk cannot
   query (spec §5.2, §13.5); the optional ``object_name`` limits the refusal to jobs whose query
   reads that object (case-insensitive).  No job is created.  Only query job creation is affected:
-  polls, results, aborts and ingest jobs pass, and ``count`` counts refused creations only;
+  polls, results, aborts and ingest jobs pass, and ``count`` counts refused creations only.  A
+  Bulk 1.0 query batch (``POST /services/async/<v>/job/<id>/batch`` on a query job over that
+  object) is added and ends ``Failed`` with ``InvalidBatch : Failed to process query: API_ERROR:
+  <message>``, as Bulk 1.0 reports a query it cannot run;
 * ``lost_response``: the request is *carried out* (writes commit), then answered with HTTP 500
   ``UNKNOWN_EXCEPTION`` as if the response had been lost - an ambiguous outcome for the client,
   like a read timeout after the server committed.

@@ -201,7 +201,10 @@ class RestApi:
         used = self.app.counter.used()
         body = {
             "DailyApiRequests": {"Max": maximum, "Remaining": max(0, maximum - used)},
-            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkApiBatches": {
+                "Max": self.app.bulk1.daily_batch_limit,
+                "Remaining": max(0, self.app.bulk1.daily_batch_limit - self.app.bulk1.batches_used()),
+            },
             "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
             "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
             "DailyDurableStreamingApiEvents": {"Max": 10000, "Remaining": 10000},

@@ -4,12 +4,14 @@ Every request goes through one pipeline (:meth:`EmulatorApp.handle`):
 
 1. path normalised (trailing slash dropped, §13.3) and matched against the route map;
    unknown path → 404, wrong method → 405, both in the §0.4 array form;
-2. ``/__admin/...`` (loopback only, no auth, not counted) and the token endpoint (not counted)
-   short-circuit; every other data route needs ``Authorization: Bearer|OAuth <token>``
-   (401 ``INVALID_SESSION_ID`` otherwise);
+2. ``/__admin/...`` (loopback only, no auth, not counted; see :meth:`EmulatorApp.check_admin`)
+   and the OAuth endpoints (not counted) short-circuit; every other data route needs
+   ``Authorization: Bearer|OAuth <token>`` (Bulk 1.0: ``X-SFDC-Session: <token>``), else 401
+   ``INVALID_SESSION_ID``;
 3. the daily API allocation is checked (403 ``REQUEST_LIMIT_EXCEEDED``) and the call counted;
 4. fault rules fire (:mod:`.faults`);
-5. the resource handler runs (:mod:`.rest`); ``ApiError`` / ``DmlError`` become array bodies.
+5. the resource handler runs (:mod:`.rest`, :mod:`.asyncapi`); ``ApiError`` / ``DmlError``
+   become array bodies (Bulk 1.0 routes: Bulk 1.0's ``exceptionCode`` body, :mod:`.asyncapi`).
 
 Every response carries ``Sforce-Limit-Info: api-usage=N/M`` (§7.2, §13.10).
 """
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
     from .bulk import BulkService
+    from .bulk1 import BulkV1Service
     from .store import Org
 
 JSON_CT = "application/json;charset=UTF-8"
@@ -216,6 +219,7 @@ class Route:
     family: str
     handler: Handler
     auth: bool = True
+    api: str = "rest"  # "async": Bulk API 1.0 (X-SFDC-Session auth, Bulk 1.0 error bodies)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,33 +238,42 @@ class EmulatorApp:
         *,
         faults: FaultInjector | None = None,
         instance_url: str | None = None,
+        bulk1: BulkV1Service | None = None,
     ) -> None:
         from .admin import Admin
+        from .asyncapi import AsyncApi, AsyncVersionConverter
+        from .bulk1 import BulkV1Service
         from .rest import RestApi
 
         self.org = org
         self.bulk = bulk
+        self.bulk1 = bulk1 or BulkV1Service(org, bulk)
         self.tokens = tokens
         self.faults = faults or FaultInjector()
         self.counter = ApiCounter(org.clock.now_ms)
         self.log = RequestLog()
         self.instance_url = instance_url
         self.rest = RestApi(self)
+        self.asyncapi = AsyncApi(self)
         self.admin = Admin(self)
-        routes = [*self._auth_routes(), *self.rest.routes(), *self.admin.routes()]
+        routes = [*self._auth_routes(), *self.rest.routes(), *self.asyncapi.routes(), *self.admin.routes()]
         self._routes: dict[str, Route] = {}
         rules = []
         for i, route in enumerate(routes):
             endpoint = f"r{i}"
             self._routes[endpoint] = route
             rules.append(Rule(route.rule, endpoint=endpoint, methods=list(route.methods)))
-        self._map = Map(rules, converters={"ver": ApiVersionConverter}, strict_slashes=False)
+        self._map = Map(
+            rules, converters={"ver": ApiVersionConverter, "asyncver": AsyncVersionConverter}, strict_slashes=False
+        )
 
     # -- token endpoint --------------------------------------------------------------------
 
     def _auth_routes(self) -> list[Route]:
         return [
             Route("/services/oauth2/token", ("POST",), "auth", self._token, auth=False),
+            Route("/services/oauth2/authorize", ("GET", "POST"), "auth", self._authorize, auth=False),
+            Route("/services/oauth2/revoke", ("GET", "POST"), "auth", self._revoke, auth=False),
             Route("/services/Soap/u/<soap_version>", ("POST",), "auth", self._soap_login, auth=False),
             Route("/id/<org_id>/<user_id>", ("GET",), "auth", self._identity),
         ]
@@ -300,6 +313,24 @@ class EmulatorApp:
             return json_response(exc.body(), exc.status)
         return json_response(body)
 
+    def _authorize(self, call: Call) -> Response:
+        """The web server flow's authorization: no login page, the integration user approves."""
+        try:
+            location = self.tokens.authorize(call.request.values)
+        except OAuthError as exc:
+            return json_response(exc.body(), exc.status)
+        resp = Response(status=302)
+        resp.headers["Location"] = location
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def _revoke(self, call: Call) -> Response:
+        try:
+            self.tokens.revoke(call.request.values)
+        except OAuthError as exc:
+            return json_response(exc.body(), exc.status)
+        return Response(status=200)
+
     def base_url(self, request: Request) -> str:
         return self.instance_url or request.host_url.rstrip("/")
 
@@ -328,13 +359,14 @@ class EmulatorApp:
             family = route.family
             response = self._run(route, call)
         except ApiError as err:
-            response = error_response(err)
+            response = self.error(err, request)
         except (ValueError, LookupError, TypeError, sqlite3.Error) as exc:
             # an emulator bug or an input no validation caught: answer like Salesforce does
             # (500 UNKNOWN_EXCEPTION, array form) and keep the cause in the request log
             failure = f"{type(exc).__name__}: {exc}"
-            response = error_response(
-                ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId.")
+            response = self.error(
+                ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId."),
+                request,
             )
         response.headers["Sforce-Limit-Info"] = self.limit_info()
         self.log.add(
@@ -350,6 +382,14 @@ class EmulatorApp:
             }
         )
         return response
+
+    def error(self, err: ApiError, request: Request) -> Response:
+        """``err`` in the shape of the API the request addressed (REST array; Bulk 1.0 error)."""
+        from .asyncapi import is_async_path
+
+        if is_async_path(request.path):
+            return self.asyncapi.error_response(err, request)
+        return error_response(err)
 
     def _match(self, request: Request) -> tuple[Route, Call]:
         path = request.path.rstrip("/") or "/"
@@ -367,11 +407,10 @@ class EmulatorApp:
 
     def _run(self, route: Route, call: Call) -> Response:
         if route.family == "admin":
-            if not _is_loopback(call.request.remote_addr):
-                raise ApiError(403, "FORBIDDEN", "the admin API is served on loopback only")
+            self.check_admin(call.request)
             return self._invoke(route, call)
         if route.auth:
-            token = bearer_token(call.request.headers.get("Authorization"))
+            token = self._session_token(route, call.request)
             if token is None or self.tokens.store.validate(token) is None:
                 raise invalid_session()
         if route.family not in UNCOUNTED_FAMILIES:
@@ -381,8 +420,50 @@ class EmulatorApp:
             fired = self._apply_faults(route.family, call.request.method)
             response = self._invoke(route, call)
             lost = next((rule for rule in fired if rule.kind == "lost_response"), None)
-            return response if lost is None else error_response(lost.lost_response_error())
+            return response if lost is None else self.error(lost.lost_response_error(), call.request)
         return self._invoke(route, call)
+
+    @staticmethod
+    def _session_token(route: Route, request: Request) -> str | None:
+        """The access token of a request: ``Authorization: Bearer|OAuth``; Bulk 1.0 also (first)
+        ``X-SFDC-Session``."""
+        if route.api == "async":
+            session = request.headers.get("X-SFDC-Session", "").strip()
+            if session:
+                return bearer_token(session) or session
+        return bearer_token(request.headers.get("Authorization"))
+
+    def check_admin(self, request: Request) -> None:
+        """Refuse (403) an admin request a web page could have sent: the admin API answers only
+        requests from a loopback address, addressed to a loopback host (no DNS rebinding), with
+        no ``Origin`` other than the emulator's own, and with a body only as
+        ``Content-Type: application/json`` (a cross-origin page can send text/plain or form
+        bodies without a CORS preflight, never JSON)."""
+        if not _is_loopback(request.remote_addr):
+            raise ApiError(403, "FORBIDDEN", "the admin API is served on loopback only")
+        host = urlsplit(f"//{request.host}").hostname if request.host else None
+        if host is not None and not (host == "localhost" or _is_loopback(host)):
+            raise ApiError(
+                403, "FORBIDDEN", f"the admin API answers only requests addressed to a loopback host, not {host}"
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != self.own_origin():
+            raise ApiError(403, "FORBIDDEN", f"the admin API refuses cross-origin requests (Origin: {origin[:200]})")
+        has_body = bool(request.get_data(cache=True)) or request.headers.get("Transfer-Encoding") is not None
+        if (has_body or request.headers.get("Content-Type")) and request.mimetype != "application/json":
+            raise ApiError(
+                403,
+                "FORBIDDEN",
+                "the admin API takes JSON bodies only: send Content-Type: application/json "
+                f"(got {request.content_type or 'none'})",
+            )
+
+    def own_origin(self) -> str | None:
+        """``scheme://host:port`` of the emulator's instance URL (None when not serving)."""
+        if not self.instance_url:
+            return None
+        parts = urlsplit(self.instance_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def _apply_faults(self, family: str, method: str) -> list[FaultRule]:
         fired = self.faults.fire(family, method, self.org.rng)
@@ -433,7 +514,7 @@ class EmulatorApp:
         request = Request(builder.get_environ())
         try:
             route, call = self._match(request)
-            if route.family in ("admin", "auth", "bulk") or not route.auth:
+            if route.family in ("admin", "auth", "bulk") or not route.auth or route.api != "rest":
                 raise ApiError(
                     400, "INVALID_API_INPUT", f"The URL {parts.path} is not supported in a composite request"
                 )
@@ -449,7 +530,7 @@ def _is_loopback(addr: str | None) -> bool:
     if not addr:
         return True  # in-process (werkzeug test client)
     try:
-        return ipaddress.ip_address(addr).is_loopback
+        return ipaddress.ip_address(addr.strip("[]")).is_loopback
     except ValueError:
         return False
 

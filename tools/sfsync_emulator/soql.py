@@ -224,6 +224,8 @@ class _Ast:
     offset: int | None = None
     offset_pos: int = 0
     limit_pos: int = 0
+    from_end: int = 0  # text offset just after the FROM object (and its alias)
+    where_span: tuple[int, int] | None = None  # text offsets of the WHERE condition
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,9 +288,12 @@ class _Parser:
         ast = _Ast(items=items, obj=obj_tok.text, obj_pos=obj_tok.pos)
         if self.tok.kind == "ident" and "." not in self.tok.text and self.tok.word not in _RESERVED | _CLAUSE_WORDS:
             ast.alias = self.advance().text
+        ast.from_end = self._prev_end()
         if self.is_word("where"):
             self.advance()
+            start = self.tok.pos
             ast.where = self.condition()
+            ast.where_span = (start, self._prev_end())
         if self.is_word("group"):
             ast.group_pos = self.tok.pos
             self.advance()
@@ -314,6 +319,11 @@ class _Parser:
         if self.tok.kind != "eof":
             raise self.error()
         return ast
+
+    def _prev_end(self) -> int:
+        """Text offset just after the last token consumed."""
+        prev = self.toks[self.i - 1]
+        return prev.pos + len(prev.text)
 
     def skip_clause(self) -> None:
         """Skip an unsupported clause's body (GROUP BY / HAVING): rejected after parsing."""
@@ -630,6 +640,25 @@ class CompiledQuery:
     csv_cells: list[tuple[str, str]] = field(default_factory=list, repr=False)
     csv_flag: str = field(default="0", repr=False)
     csv_nul_flag: str = field(default="", repr=False)
+    # the query text's shape, for rewriting it (Bulk 1.0 PK chunking adds an Id range)
+    soql: str = field(default="", repr=False)
+    from_end: int = field(default=0, repr=False)
+    where_span: tuple[int, int] | None = field(default=None, repr=False)
+    ordered: bool = False  # has ORDER BY
+
+    def with_id_range(self, low: str | None, high: str | None) -> str:
+        """This query's SOQL text restricted to ``low <= Id < high`` (None: unbounded), the
+        original condition kept in parentheses: how Bulk 1.0 PK chunking splits a query."""
+        if any(b is not None and not b.isalnum() for b in (low, high)):
+            raise ValueError("Id range bounds must be record ids")
+        bounds = ([f"Id >= '{low}'"] if low else []) + ([f"Id < '{high}'"] if high else [])
+        if not bounds:
+            return self.soql
+        text, extra = self.soql, " AND ".join(bounds)
+        if self.where_span is None:
+            return f"{text[: self.from_end]} WHERE {extra}{text[self.from_end :]}"
+        start, end = self.where_span
+        return f"{text[:start]}({text[start:end]}) AND {extra}{text[end:]}"
 
     def render_json(self, row: tuple[Any, ...], api_version: str) -> dict[str, Any]:
         """One REST record: ``attributes``, fields in SELECT order, nested parents, compound objects."""
@@ -883,11 +912,21 @@ class _RelOut:
 
 
 class _Compiler:
-    def __init__(self, soql: str, schema: Schema, *, include_deleted: bool, bulk: bool, now_ms: int | None) -> None:
+    def __init__(
+        self,
+        soql: str,
+        schema: Schema,
+        *,
+        include_deleted: bool,
+        bulk: bool,
+        now_ms: int | None,
+        bulk_label: str = "Bulk API 2.0",
+    ) -> None:
         self.soql = soql
         self.schema = schema
         self.include_deleted = include_deleted
         self.bulk = bulk
+        self.bulk_label = bulk_label
         self.now_ms = now_ms
         self.joins: dict[tuple[str, ...], _Join] = {}
         self.join_sql: list[str] = []
@@ -903,7 +942,7 @@ class _Compiler:
 
     def unsupported(self, pos: int, what: str) -> ApiError:
         if self.bulk:
-            return ApiError(400, "API_ERROR", f"{what} is not supported in Bulk API 2.0 query")
+            return ApiError(400, "API_ERROR", f"{what} is not supported in {self.bulk_label} query")
         return self.malformed(pos, f"{what} is not supported by the emulator")
 
     # ---------------------------------------------------------------- entry
@@ -1019,6 +1058,10 @@ class _Compiler:
             csv_cells=[_csv_cell_sql(f"c{i}", f) for i, f in csv_fields],
             csv_flag=_flag_sql([(f"c{i}", f) for i, f in csv_fields], csv=True),
             csv_nul_flag=_nul_flag_sql([(f"c{i}", f) for i, f in csv_fields]),
+            soql=self.soql,
+            from_end=ast.from_end,
+            where_span=ast.where_span,
+            ordered=bool(ast.order),
         )
 
     def check_features(self, ast: _Ast) -> None:
@@ -1427,15 +1470,24 @@ def _rel_value(rel: _RelOut) -> _Value:
 
 
 def compile_query(
-    soql: str, schema: Schema, *, include_deleted: bool, bulk: bool = False, now_ms: int | None = None
+    soql: str,
+    schema: Schema,
+    *,
+    include_deleted: bool,
+    bulk: bool = False,
+    now_ms: int | None = None,
+    bulk_label: str = "Bulk API 2.0",
 ) -> CompiledQuery:
     """Parse, validate and compile ``soql`` for the integration user (see module docstring).
 
     Raises :class:`ApiError` (400) with Salesforce's error code and message shape:
     ``MALFORMED_QUERY``, ``INVALID_TYPE``, ``INVALID_FIELD``, ``INVALID_QUERY_FILTER_OPERATOR``,
-    ``NUMBER_OUTSIDE_VALID_RANGE``; with ``bulk=True`` also ``API_ERROR`` for what Bulk 2.0
-    cannot query (compound fields, OFFSET, aggregates, FIELDS(), subqueries).
+    ``NUMBER_OUTSIDE_VALID_RANGE``; with ``bulk=True`` also ``API_ERROR`` for what Bulk
+    cannot query (compound fields, OFFSET, aggregates, FIELDS(), subqueries); ``bulk_label``
+    names the API in those messages (``Bulk API 2.0`` or ``Bulk API`` for 1.0).
     """
     if not soql or not soql.strip():
         raise ApiError(400, "MALFORMED_QUERY", "unexpected token: <EOF>")
-    return _Compiler(soql, schema, include_deleted=include_deleted, bulk=bulk, now_ms=now_ms).compile()
+    return _Compiler(
+        soql, schema, include_deleted=include_deleted, bulk=bulk, now_ms=now_ms, bulk_label=bulk_label
+    ).compile()

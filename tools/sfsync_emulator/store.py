@@ -1580,6 +1580,21 @@ class Org:
             }
 
     # ================================================================ cursors
+    def id_boundaries(self, obj: str, every: int, start_id: str | None = None) -> list[str]:
+        """Every ``every``-th record Id of ``obj`` in Id order from ``start_id`` (the first one
+        included): the chunk boundaries of Bulk 1.0 PK chunking.  Every stored row counts,
+        deleted and hidden ones too, as Salesforce counts soft-deleted Ids when it chunks."""
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        with self.lock:
+            self.tick()
+            m = self.meta(obj)
+            sql = (
+                f'SELECT Id FROM (SELECT "Id" AS Id, ROW_NUMBER() OVER (ORDER BY "Id") - 1 AS rn '
+                f'FROM {m.table} WHERE "Id" >= ?) WHERE rn % ? = 0 ORDER BY Id'
+            )
+            return [str(r[0]) for r in self.conn.execute(sql, (start_id or "", every)).fetchall()]
+
     def open_cursor(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, ttl_s: int | None = None) -> Cursor:
         """Run ``sql`` once and snapshot the rows into a TEMP table; returns the cursor.
 
