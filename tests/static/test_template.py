@@ -533,6 +533,8 @@ def test_given_intrinsics_when_resolved_then_parameters_pseudo_params_and_resour
         ({"Nope": "1"}, "unknown template parameter"),
         ({"PauseSeconds": "abc"}, "not a number"),
         ({"PauseSeconds": "-1"}, "below MinValue"),
+        ({"FormulaRefreshSeconds": "-1"}, "below MinValue"),
+        ({"FormulaRefreshSeconds": "hourly"}, "not a number"),
         ({"LogRetentionDays": "2"}, "is not one of"),
         ({"CustomObjects": "Project"}, "CustomObjects"),
     ],

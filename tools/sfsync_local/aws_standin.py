@@ -619,15 +619,21 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from botocore.exceptions import BotoCoreError, ClientError
+
     parameters = dict(item.split("=", 1) for item in args.parameter)
-    stack = deploy(
-        args.endpoint_url,
-        stack_name=args.stack_name,
-        salesforce_secret=secret,
-        parameters=parameters,
-        template=args.template,
-        region=args.region,
-    )
+    try:
+        stack = deploy(
+            args.endpoint_url,
+            stack_name=args.stack_name,
+            salesforce_secret=secret,
+            parameters=parameters,
+            template=args.template,
+            region=args.region,
+        )
+    except (StandinError, ClientError, BotoCoreError) as exc:
+        print(f"error: cannot deploy {args.template} into {args.endpoint_url}: {exc}", file=sys.stderr)
+        return 2
     print(
         json.dumps({"stack_name": stack.name, "endpoint_url": stack.endpoint_url, "outputs": stack.outputs}, indent=2)
     )
