@@ -491,9 +491,11 @@ def _where(endpoint_url: str | None, region: str | None) -> str:
 
 def stack_error(stack_name: str, exc: Exception, *, region: str | None, endpoint_url: str | None) -> CliError:
     """One clear error (exit 2) for a CloudFormation call about ``stack_name`` that failed."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, NoCredentialsError
 
     where = _where(endpoint_url, region)
+    if isinstance(exc, NoCredentialsError):
+        return CliError(f"no AWS credentials to read stack {stack_name} in {where}: {exc}", exit_code=EXIT_USAGE)
     if isinstance(exc, ClientError):
         message = str(exc.response.get("Error", {}).get("Message") or exc)
         if "does not exist" in message:
