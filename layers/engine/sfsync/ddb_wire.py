@@ -14,7 +14,8 @@ retries, error handling and any stub such as moto's are untouched):
   responses are parsed by botocore as usual, so :class:`~botocore.exceptions.ClientError` codes and
   the retry policy (throttling) behave exactly as for an ordinary call.
 
-A response another ``before-call`` handler supplies instead of sending the request (botocore's
+Item values and their wire JSON are the item codec's (:mod:`sfsync.items`); this module only carries
+finished bodies.  A response another ``before-call`` handler supplies instead of sending the request (botocore's
 ``Stubber``) is returned as that handler gave it.  The handlers act only on requests
 :class:`WireCalls` made (a per-call token in the placeholder), also when another call on the same
 client runs inside it (moto runs stream-triggered Lambdas synchronously inside a write).

@@ -1,6 +1,7 @@
 """The record-table adapter: idempotent, monotonic writes of Salesforce rows into DynamoDB.
 
-Each row becomes one item (hash key ``Id``) in its family table:
+Each row becomes one item (hash key ``Id``) in its family table, by the item codec's rules
+(:mod:`sfsync.items.codec`: ``to_item``, ``encode``; re-exported here where other modules import them):
 
 * the Salesforce fields selected by the cycle, ``attributes`` removed; JSON objects (compound
   address/location values, relationship objects) are dropped because their components arrive as
@@ -39,7 +40,8 @@ items retried, throttling that persists -> :class:`~sfsync.exceptions.StoreThrot
 of each row is classified against the version read, and a request DynamoDB rejects as a whole
 falls back to the conditional ``PutItem`` of each of its items (which isolates the unstorable one).
 A store without that guarantee (``sfsync verify``'s repairs) keeps the conditional ``PutItem``.
-The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`), which spares
+The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`; the item's
+wire JSON and its ``_base`` text come from one pass of :func:`sfsync.items.codec.encode`), which spares
 botocore's per-attribute validation, serialisation and parsing; a stored item is decoded only as far
 as its row's decision needs (a new version of a row is decided on ``SystemModstamp`` and ``_base``).
 
