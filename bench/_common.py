@@ -238,6 +238,39 @@ def handler_output_silenced() -> Iterator[TextIO]:
         report.close()
 
 
+def rest_fetch_floor(emu: Any, obj: str, where: str, *, batch_size: int = 2000) -> tuple[int, float]:
+    """The floor of an incremental cycle's Salesforce side: rows and thread CPU seconds of fetching and
+    decoding ``obj``'s rows matching ``where`` over REST as a bare client would (plain ``requests``,
+    ``queryAll`` pages of ``batch_size`` decoded to dicts, every field the engine selects), nothing
+    stored.  The emulator serves from its own threads, so its CPU is not counted."""
+    import requests
+    from sfsync.fields import select_fields
+    from sfsync.registry import build_registry
+
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = emu.ca_path
+    auth = (emu.credentials.client_id, emu.credentials.client_secret)
+    token = session.post(emu.token_url, data={"grant_type": "client_credentials"}, auth=auth, timeout=30).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}", "Sforce-Query-Options": f"batchSize={batch_size}"}
+    base = f"{emu.instance_url}/services/data/v59.0"
+    describe = session.get(f"{base}/sobjects/{obj}/describe", headers=headers, timeout=30).json()
+    spec = build_registry([obj]).get(obj)
+    fields = select_fields(spec, describe).fields
+    soql = f"SELECT {', '.join(fields)} FROM {obj} WHERE {where} ORDER BY SystemModstamp, Id"
+    rows = 0
+    started = time.thread_time()
+    page = session.get(f"{base}/queryAll/", params={"q": soql}, headers=headers, timeout=60).json()
+    while True:
+        for _record in page["records"]:
+            rows += 1
+        next_url = page.get("nextRecordsUrl")
+        if page.get("done") or not next_url:
+            break
+        page = session.get(f"{emu.instance_url}{next_url}", headers=headers, timeout=60).json()
+    return rows, time.thread_time() - started
+
+
 def percentile(values: list[float], share: float) -> float:
     """Nearest-rank percentile (``share`` in 0..1) of a non-empty list."""
     if not values:
@@ -259,6 +292,7 @@ __all__ = [
     "engine_bench",
     "handler_output_silenced",
     "percentile",
+    "rest_fetch_floor",
     "salesforce_secret",
     "verdict",
 ]

@@ -3,7 +3,9 @@
 Copies the emulator's generated org (all object families) into the local stack's DynamoDB tables
 and reports:
 
-  * wall time and records per second end to end (target: at least 5,000 records/s);
+  * wall time and records per second end to end, as a share of the local DynamoDB's own write
+    ceiling at the copy's mean item width measured in the same run (target: at least 70 %; the
+    absolute rate measures the local DynamoDB more than the engine);
   * engine CPU per record of the page-loading step, against the floor of merely downloading and
     parsing the same Bulk CSV result sets, measured in the same run (target: at most 2x the floor);
   * the peak resident memory of the page-loading function for one full result set of the largest
@@ -59,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_RECORDS_PER_S = 5_000
+TARGET_SHARE_OF_CEILING = 0.70
 TARGET_CPU_RATIO = 2.0
 TARGET_RSS_MB = 256
 
@@ -554,7 +556,6 @@ def main() -> int:
         "executions": len(executions),
         "wall_seconds": round(wall, 2),
         "records_per_second": round(copied / wall, 1) if wall else None,
-        "target_records_per_second": TARGET_RECORDS_PER_S,
         "process_cpu_seconds": round(process_cpu, 2),
         "load_page_calls": meter.load_calls,
         "step_calls": meter.steps,
@@ -576,6 +577,10 @@ def main() -> int:
         "objects": per_object,
         "mean_item_attributes": mean_width,
         "moto_ceiling_at_mean_width": ceiling,
+        "end_to_end_share_of_moto_ceiling": round(copied / wall / ceiling["items_per_second"], 3)
+        if wall and ceiling["items_per_second"]
+        else None,
+        "target_share_of_moto_ceiling": TARGET_SHARE_OF_CEILING,
         "salesforce_api_calls": api_calls,
         "salesforce_api_calls_note": (
             "describe per object + Bulk job create/status/result sets, as counted by the engine's client"

@@ -31,8 +31,8 @@ from sfsync.fullsync import (
     split_id_range,
     split_kind,
     split_range,
-    typed_row,
 )
+from sfsync.items.csv import typed_row
 from sfsync.registry import ObjectSpec
 
 pytestmark = pytest.mark.unit
@@ -423,162 +423,6 @@ def test_given_a_continuation_when_started_twice_then_the_second_start_is_a_no_o
     }
 
 
-# -- the Bulk CSV fast path equals the one row -> item rule ---------------------------------------
-
-ENCODER_TYPES = FieldTypes(
-    booleans=frozenset({"IsDeleted", "Active__c"}),
-    integers=frozenset({"Employees"}),
-    floats=frozenset({"Revenue"}),
-    datetimes=frozenset({"SystemModstamp", "CreatedDate"}),
-)
-SYNCED = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-
-
-def general_rule(spec: ObjectSpec, row: dict[str, str | None]) -> dict[str, Any]:
-    from sfsync.ddb_wire import to_wire
-    from sfsync.records import to_item
-
-    item = to_item(
-        spec,
-        typed_row(row, ENCODER_TYPES),
-        cycle_id="copy-1",
-        synced_at=SYNCED,
-        datetime_fields=ENCODER_TYPES.datetimes,
-    )
-    if spec.writes_back:
-        item["_base"] = snapshot.encode_base(item)
-    return {k: to_wire(v) for k, v in item.items()}
-
-
-_values = {
-    "Name": st.one_of(st.none(), st.text(min_size=1, max_size=20)),
-    "Active__c": st.one_of(st.none(), st.sampled_from(["true", "false", "TRUE", "yes"])),
-    "Employees": st.one_of(st.none(), st.integers(-(10**20), 10**20).map(str), st.sampled_from(["-0", "007", "1e3"])),
-    "Revenue": st.one_of(
-        st.none(),
-        st.floats(allow_nan=False, allow_infinity=False).map(repr),
-        st.sampled_from(["100.0", "1.50", "-0.0", "12.345"]),
-    ),
-    "CreatedDate": st.one_of(
-        st.none(), st.sampled_from(["2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05.000+0000"])
-    ),
-    "IsDeleted": st.sampled_from(["true", "false", None]),
-    "MasterRecordId": st.one_of(st.none(), st.just("001000000000009AAA")),
-    "SystemModstamp": st.sampled_from(["2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05.123+0000"]),
-}
-
-
-_REQUIRED = ("IsDeleted", "SystemModstamp")
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    row=st.fixed_dictionaries(
-        {"Id": st.just("001000000000001AAA"), **{k: v for k, v in _values.items() if k in _REQUIRED}},
-        optional={k: v for k, v in _values.items() if k not in _REQUIRED},
-    ),
-    retention=st.booleans(),
-    two_way=st.booleans(),
-)
-def test_given_any_bulk_row_when_encoded_then_it_equals_the_general_rule_or_defers_to_it(
-    row: dict[str, str | None], retention: bool, two_way: bool
-) -> None:
-    from sfsync.fullsync import CsvRowEncoder
-
-    spec = ObjectSpec(
-        "Account",
-        "Account",
-        direction="both" if two_way else "inbound",
-        tombstone_retention_days=15 if retention else None,
-    )
-    fast = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(row)
-    if fast is not None:
-        assert json.loads(fast.text) == general_rule(spec, row)
-        assert (fast.record_id, fast.stamp, fast.deleted) == (
-            row["Id"],
-            row["SystemModstamp"],
-            row["IsDeleted"] == "true",
-        )
-    else:  # only a value not in its plain form defers to the general rule
-        assert not plain_row(row), row
-
-
-def plain_row(row: dict[str, str | None]) -> bool:
-    """Every value as Salesforce renders it plainly (the fast path's domain)."""
-    import re
-
-    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-    employees, revenue = row.get("Employees"), row.get("Revenue")
-    return (
-        row.get("Active__c") in (None, "true", "false")
-        and row["IsDeleted"] in (None, "true", "false")
-        and (employees is None or re.fullmatch(r"0|-?[1-9]\d{0,17}", employees) is not None)
-        and (
-            revenue is None
-            or (
-                re.fullmatch(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}", revenue) is not None
-                and repr(float(revenue)) == revenue
-            )
-        )
-        and all(v is None or stamp.fullmatch(v) for v in (row.get("CreatedDate"), row["SystemModstamp"]))
-    )
-
-
-def test_given_rows_with_other_columns_when_one_encoder_meets_them_then_each_follows_its_own_header() -> None:
-    from sfsync.fullsync import CsvRowEncoder
-
-    spec = ObjectSpec("Lead", "Lead", direction="both")
-    encoder = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED)
-    stamp = "2026-01-02T03:04:05.000Z"
-    rows: list[dict[str, str | None]] = [
-        {"Id": "00Q000000000001AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Name": 'a "q" \\ \u00e9'},
-        {"Id": "00Q000000000002AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Employees": "12"},
-        {"Id": "00Q000000000003AAA", "IsDeleted": "true", "SystemModstamp": stamp, "Name": "b", "Revenue": "2.0"},
-        {"Id": "00Q000000000004AAA", "IsDeleted": "false", "SystemModstamp": stamp, "Name": "c\nd"},
-    ]
-    for row in rows:
-        fast = encoder.encode(row)
-        assert fast is not None, row
-        assert json.loads(fast.text) == general_rule(spec, row)
-
-
-def test_given_a_malformed_csv_line_when_encoded_then_the_general_rule_decides() -> None:
-    from sfsync.fullsync import CsvRowEncoder
-
-    encoder = CsvRowEncoder(ObjectSpec("Lead", "Lead"), ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED)
-    row: dict[Any, Any] = {
-        "Id": "00Q000000000001AAA",
-        "IsDeleted": "false",
-        "SystemModstamp": "2026-01-02T03:04:05.000Z",
-    }
-    assert encoder.encode(row) is not None
-    malformed: Any = {**row, None: ["surplus"]}  # csv.DictReader's key for the extra fields of a line
-    assert encoder.encode(malformed) is None
-    assert encoder.encode({**row, "Name": ""}) is None  # an empty text is not a CSV value: keep the rule's
-
-
-def test_given_plain_values_when_encoded_then_the_fast_path_is_taken() -> None:
-    from sfsync.fullsync import CsvRowEncoder
-
-    row: dict[str, str | None] = {
-        "Id": "001000000000001AAA",
-        "Name": "Acme",
-        "Active__c": "true",
-        "Employees": "-12",
-        "Revenue": "1250.5",
-        "CreatedDate": "2026-01-02T03:04:05.000Z",
-        "IsDeleted": "true",
-        "MasterRecordId": "001000000000009AAA",
-        "SystemModstamp": "2026-01-02T03:04:05.000Z",
-    }
-    spec = ObjectSpec("Account", "Account", tombstone_retention_days=15)
-    fast = CsvRowEncoder(spec, ENCODER_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(row)
-    assert fast is not None
-    item = json.loads(fast.text)
-    assert item == general_rule(spec, row)
-    assert item["_merged_into"] == {"S": "001000000000009AAA"} and "_expires_at" in item
-
-
 # -- the dispatcher's view ----------------------------------------------------------------------
 
 
@@ -613,6 +457,8 @@ def test_given_the_same_request_when_named_then_the_execution_name_is_the_same()
     with pytest.raises(ValueError):
         execution_name([], reason="first")
 
+
+SYNCED = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 # -- two-way objects: the copy writes the base snapshot -------------------------------------------
 
@@ -713,11 +559,38 @@ def test_given_a_two_way_object_when_copied_then_every_item_carries_its_base_and
 
 
 def test_given_a_copy_of_a_one_way_object_when_written_then_items_have_no_base(lead_table: Any) -> None:
-    from sfsync.fullsync import CsvRowEncoder
+    from sfsync.fullsync import BatchLoader
+    from sfsync.records import RecordStore
 
     one_way = ObjectSpec("Lead", "Lead")
-    item = CsvRowEncoder(one_way, LEAD_TYPES, copy_id="copy-1", synced_at=SYNCED).encode(lead_row(1))
-    assert item is not None and "_base" not in json.loads(item.text)
+    records = RecordStore(lead_table, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
+    counts = BatchLoader(lead_table, records, sleep=lambda _s: None).write(
+        one_way, [lead_row(1)], copy_id="copy-1", synced_at=SYNCED, types=LEAD_TYPES, bulk_csv=True
+    )
+    assert counts["RecordsCreated"] == 1
+    assert "_base" not in stored_leads(lead_table)["00Q000000000000001"]
+
+
+def test_given_rows_the_item_rules_refuse_when_copied_then_they_fail_alone_and_the_reason_is_recorded(
+    lead_table: Any,
+) -> None:
+    rows = [
+        lead_row(1),
+        lead_row(2, NumberOfEmployees="1" * 39),  # beyond DynamoDB's 38 digits
+        lead_row(3, AnnualRevenue="1e200"),  # beyond DynamoDB's range
+        lead_row(4, LastName="x" * (410 * 1024)),  # beyond the 400 KB item limit
+        lead_row(5, CreatedDate="not a date"),
+        lead_row(6, NumberOfEmployees="12 people"),  # not a number: kept as Salesforce sent it
+    ]
+    counts = copy_leads(lead_table, rows)
+
+    assert counts["RecordsCreated"] == 2 and counts["RecordsFailed"] == 4
+    items = stored_leads(lead_table)
+    assert sorted(items) == ["00Q000000000000001", "00Q000000000000006"]
+    assert items["00Q000000000000006"]["NumberOfEmployees"] == "12 people"
+    reasons = {i["record_id"]["S"]: i["reason"]["S"] for i in lead_table.scan(TableName="errors")["Items"]}
+    assert "range/precision" in reasons["00Q000000000000002"] and "range/precision" in reasons["00Q000000000000003"]
+    assert "400 KB" in reasons["00Q000000000000004"] and "CreatedDate" in reasons["00Q000000000000005"]
 
 
 def test_given_a_pending_local_edit_when_the_copy_rereads_the_same_row_then_the_edit_survives(

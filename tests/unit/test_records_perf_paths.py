@@ -1,4 +1,4 @@
-"""The record store's fast paths: the tight row -> item rule, wire-format batch calls and the
+"""The record store's fast paths: wire-format batch calls and the
 exclusive writer's batched puts, held to the same results as the conditional per-item path.
 
 DynamoDB is moto in-process (no network).
@@ -17,14 +17,15 @@ import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from moto import mock_aws
-from sfsync.ddb_wire import WireCalls, _encode_body, from_wire, item_from_wire, item_to_wire, to_wire
+from sfsync.ddb_wire import WireCalls, _encode_body
 from sfsync.exceptions import StoreThrottled
-from sfsync.records import CLIENT_CONFIG, RecordStore, UnstorableRecord, to_item, wire_and_base
+from sfsync.items.codec import wire_attribute
+from sfsync.items.images import from_wire, item_from_wire
+from sfsync.records import CLIENT_CONFIG, RecordStore
 from sfsync.registry import ObjectSpec
-from sfsync.snapshot import encode_base
+
+from tests.support.item_rules import rest_lead_row as row
 
 pytestmark = pytest.mark.unit
 
@@ -32,22 +33,6 @@ SPEC = ObjectSpec(name="Lead", family="Lead", tombstone_retention_days=30)
 SYNCED = dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.UTC)
 DATETIMES = ("CreatedDate", "SystemModstamp")
 SELECTED = ("Id", "IsDeleted", "SystemModstamp", "CreatedDate", "LastName", "Title", "Email", "Score__c")
-
-
-def row(n: int, stamp: str, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "attributes": {"type": "Lead", "url": f"/x/{n}"},
-        "Id": f"00Q{n:015d}",
-        "IsDeleted": False,
-        "SystemModstamp": stamp,
-        "CreatedDate": "2026-11-24T12:00:00.000+0000",
-        "LastName": f"Name {n}",
-        "Title": None,
-        "Email": None,
-        "Score__c": 7,
-    }
-    base.update(fields)
-    return base
 
 
 @pytest.fixture
@@ -93,58 +78,6 @@ def error_ids(client: Any) -> list[str]:
     return sorted(item["record_id"]["S"] for item in client.scan(TableName="errors")["Items"])
 
 
-# -- the row -> item rule -------------------------------------------------------------------------
-
-
-def test_given_a_rest_row_when_converted_then_nulls_objects_and_engine_names_are_left_out() -> None:
-    record = row(1, "2026-11-24T12:05:00.000+0000", Address={"city": "x"}, _cycle_id="forged", Ratio=0.25)
-    item = to_item(SPEC, record, cycle_id="c1", synced_at=SYNCED, datetime_fields=DATETIMES)
-    assert item == {
-        "Id": "00Q000000000000001",
-        "CreatedDate": "2026-11-24T12:00:00.000Z",
-        "LastName": "Name 1",
-        "Score__c": Decimal(7),
-        "Ratio": Decimal("0.25"),
-        "SystemModstamp": "2026-11-24T12:05:00.000Z",
-        "sobject": "Lead",
-        "IsDeleted": False,
-        "_synced_at": "2026-11-24T13:00:00.000Z",
-        "_cycle_id": "c1",
-    }
-
-
-def test_given_other_offsets_when_converted_then_datetimes_are_utc_and_the_cache_keeps_them_apart() -> None:
-    first = to_item(SPEC, row(1, "2026-11-24T14:05:00.000+0200"), cycle_id="c", synced_at=SYNCED)
-    second = to_item(SPEC, row(1, "2026-11-24T14:05:00.000+0000"), cycle_id="c", synced_at=SYNCED)
-    assert first["SystemModstamp"] == "2026-11-24T12:05:00.000Z"
-    assert second["SystemModstamp"] == "2026-11-24T14:05:00.000Z"
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "reason"),
-    [("CreatedDate", "yesterday", "CreatedDate"), ("Score__c", float("inf"), "non-finite"), ("Blob", b"x", "bytes")],
-)
-def test_given_a_value_dynamodb_cannot_hold_when_converted_then_it_is_unstorable(
-    field: str, value: Any, reason: str
-) -> None:
-    with pytest.raises(UnstorableRecord, match=reason):
-        to_item(
-            SPEC,
-            row(1, "2026-11-24T12:05:00.000Z", **{field: value}),
-            cycle_id="c",
-            synced_at=SYNCED,
-            datetime_fields=DATETIMES,
-        )
-
-
-def test_given_a_deleted_merge_loser_when_converted_then_it_is_a_tombstone_with_expiry_and_winner() -> None:
-    record = row(1, "2026-11-24T12:05:00.000Z", IsDeleted=True, MasterRecordId="00Q000000000000009")
-    item = to_item(SPEC, record, cycle_id="c", synced_at=SYNCED)
-    assert item["IsDeleted"] is True
-    assert item["_merged_into"] == "00Q000000000000009"
-    assert item["_expires_at"] == int((SYNCED + dt.timedelta(days=30)).timestamp())
-
-
 # -- wire format ----------------------------------------------------------------------------------
 
 VALUES: list[Any] = [
@@ -167,7 +100,7 @@ VALUES: list[Any] = [
 def test_given_python_values_when_written_in_wire_format_then_boto3_reads_back_the_same(dynamodb: Any) -> None:
     wire = WireCalls(dynamodb)
     item = {"Id": "w1", **{f"v{i}": value for i, value in enumerate(VALUES)}}
-    wire.batch_write_item({"plain": [{"PutRequest": {"Item": {k: to_wire(v) for k, v in item.items()}}}]})
+    wire.batch_write_item({"plain": [{"PutRequest": {"Item": {k: wire_attribute(v) for k, v in item.items()}}}]})
     expected = {k: (Decimal(v) if type(v) is int else v) for k, v in item.items()}
     assert table_items(dynamodb, "plain")["w1"] == expected
     response = wire.batch_get_item({"plain": {"Keys": [{"Id": {"S": "w1"}}], "ConsistentRead": True}})
@@ -304,7 +237,7 @@ class _Raw:
 def test_given_non_ascii_text_when_written_in_wire_format_then_it_round_trips(dynamodb: Any) -> None:
     wire = WireCalls(dynamodb)
     item = {"Id": "u1", "Name": "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale \u6771\u4eac \u2713"}
-    wire.batch_write_item({"plain": [{"PutRequest": {"Item": item_to_wire(item)}}]})
+    wire.batch_write_item({"plain": [{"PutRequest": {"Item": {k: wire_attribute(v) for k, v in item.items()}}}]})
     assert table_items(dynamodb, "plain")["u1"]["Name"] == item["Name"]
 
 
@@ -321,7 +254,7 @@ def test_given_a_per_page_exclusive_flag_when_writing_then_it_overrides_the_stor
     calls = {"batch": 0}
     original = RecordStore._batch_put
 
-    def counted(self: RecordStore, table: str, items: list[dict[str, Any]]) -> bool:
+    def counted(self: RecordStore, table: str, items: list[bytes]) -> bool:
         calls["batch"] += 1
         return original(self, table, items)
 
@@ -334,27 +267,3 @@ def test_given_a_per_page_exclusive_flag_when_writing_then_it_overrides_the_stor
     assert outcome.counts["RecordsCreated"] == 30
     assert calls["batch"] == (2 if batched else 0)
     assert len(table_items(dynamodb, "plain")) == 30
-
-
-_WIRE_NAMES = st.sampled_from(
-    ["Id", "Name", "Title", "sobject", "_synced_at", "_expires_at", "Ümlaut", "IsDeleted", "N"]
-)
-_WIRE_VALUES = st.one_of(
-    st.text(max_size=12),  # any code point: quotes, backslashes, controls, non-ASCII, lone surrogates
-    st.booleans(),
-    st.integers(min_value=-(10**20), max_value=10**20),
-    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**12), max_value=10**12),
-    st.integers(min_value=-(10**30), max_value=10**30).map(Decimal),
-    st.none(),
-    st.frozensets(st.text(min_size=1, max_size=4), min_size=1, max_size=3).map(set),
-)
-
-
-@pytest.mark.property
-@settings(max_examples=400, deadline=None)
-@given(st.dictionaries(_WIRE_NAMES, _WIRE_VALUES, min_size=1, max_size=9))
-def test_the_one_pass_wire_and_base_texts_equal_the_general_encodings(item: dict[str, Any]) -> None:
-    wire, base = wire_and_base(item, with_base=True)
-    assert json.loads(wire) == json.loads(json.dumps(item_to_wire(item)))
-    assert base == encode_base(item)
-    assert wire_and_base(item, with_base=False) == (wire, None)

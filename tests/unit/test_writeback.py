@@ -13,7 +13,7 @@ from sfsync import snapshot
 from sfsync.config import load_settings, parse_writeback
 from sfsync.conflicts import decide_field, resolve, same
 from sfsync.exceptions import ConfigurationError
-from sfsync.writeback import check_value, decode_records, from_wire, is_salesforce_id, to_wire, writable
+from sfsync.writeback import check_value, decode_records, is_salesforce_id, writable
 
 pytestmark = pytest.mark.unit
 
@@ -207,15 +207,6 @@ def test_given_describe_then_only_updateable_plain_fields_are_writable() -> None
     assert "not visible" in str(writable(describe, "Secret__c", create=False))
     assert writable(describe, "CampaignId", create=True) is None
     assert writable(describe, "CampaignId", create=False) is not None
-
-
-def test_given_wire_values_then_they_round_trip_with_stored_values() -> None:
-    assert to_wire(Decimal(5)) == 5 and isinstance(to_wire(Decimal(5)), int)
-    assert to_wire(Decimal("2.5")) == 2.5
-    assert from_wire(7, "int") == Decimal(7)
-    assert from_wire(1.25, "double") == Decimal("1.25")
-    assert from_wire("2026-11-24T12:00:00.000+0000", "datetime") == "2026-11-24T12:00:00.000Z"
-    assert from_wire(True, "boolean") is True
 
 
 def test_given_ids_then_only_salesforce_ids_of_the_object_count() -> None:

@@ -253,3 +253,26 @@ def test_given_an_unreadable_base_then_the_record_is_refused_and_the_rest_goes_t
     ]
     assert "_writeback_error" in stored(client, lead_id(0))
     assert sf.values[lead_id(1)]["Title"] == "Y"
+
+
+def test_given_a_salesforce_value_dynamodb_cannot_hold_then_the_record_is_refused_and_the_rest_goes_through(
+    world: Any,
+) -> None:
+    client, sf, sleeps = world
+    big, fine = seed(client, sf, 2)
+    sf.values[lead_id(0)]["Title"] = 1e200  # what a retrieve could answer: beyond DynamoDB's number range
+    records = [
+        record("MODIFY", edit(client, big, Title="X"), big, 1),
+        record("MODIFY", edit(client, fine, Title="Y"), fine, 2),
+    ]
+    result = WriteBack(deps(client, sf, sleeps)).run(records)
+    assert result.failed == set()
+    rows = [{k: _de.deserialize(v) for k, v in raw.items()} for raw in client.scan(TableName="errors")["Items"]]
+    history = [r for r in rows if r["pk"].startswith("ERRORS#")]
+    assert [(r["record_id"], r["code"], json.loads(r["fields"])) for r in history] == [
+        (lead_id(0), "UNSTORABLE", ["Title"])
+    ]
+    assert "range/precision" in history[0]["message"]
+    assert sf.values[lead_id(0)]["Title"] == 1e200, "nothing pushed over a value the item could not hold"
+    assert "_writeback_error" in stored(client, lead_id(0))
+    assert sf.values[lead_id(1)]["Title"] == "Y"

@@ -56,12 +56,12 @@ from sfsync.fields import (
     Selection,
     backfill,
     check_soql_names,
-    coerce_csv_row,
     field_changes,
     keyset_after,
     select_fields,
 )
 from sfsync.formulas import refresh_due, refresh_formulas
+from sfsync.items.csv import FieldTypes, typed_row
 from sfsync.lifecycle import check_deletes, reconcile, reconcile_due
 from sfsync.observability import CYCLE_COUNTERS, bind, count, emit_cycle_metrics, logger, metrics_for_object, tracer
 from sfsync.records import PageOutcome, RecordStore
@@ -540,8 +540,9 @@ def _read_bulk(
         if ctx.time_short():
             return "partial"
         ctx.sleep(BULK_POLL_SECONDS)
+    types = FieldTypes.of(selection.types)
     for page in ctx.sf.bulk_results_pages(job_id, max_records=BULK_MAX_RECORDS, locator=locator):
-        rows = [coerce_csv_row(row, selection.types) for row in page.rows]
+        rows = [typed_row(row, types) for row in page.rows]
         _persist(run, ctx, selection, plan, rows, bulk_job_id=job_id, bulk_locator=page.locator)
         run.extra["BulkRows"] += len(rows)
         if page.locator is not None and ctx.time_short():

@@ -9,12 +9,13 @@ retries, error handling and any stub such as moto's are untouched):
 
 * a ``before-call`` handler swaps the serialised body of a tiny placeholder request for the real
   body (the request is signed after this event, so the signature covers the real body);
-* a ``before-parse`` handler decodes a successful (2xx) response with :func:`json.loads` into the
+* a ``before-parse`` handler decodes a successful (2xx) response with ``orjson.loads`` into the
   parsed response (key :data:`RAW_KEY`) and leaves botocore an empty document to parse.  Error
   responses are parsed by botocore as usual, so :class:`~botocore.exceptions.ClientError` codes and
   the retry policy (throttling) behave exactly as for an ordinary call.
 
-A response another ``before-call`` handler supplies instead of sending the request (botocore's
+Item values and their wire JSON are the item codec's (:mod:`sfsync.items`); this module only carries
+finished bodies.  A response another ``before-call`` handler supplies instead of sending the request (botocore's
 ``Stubber``) is returned as that handler gave it.  The handlers act only on requests
 :class:`WireCalls` made (a per-call token in the placeholder), also when another call on the same
 client runs inside it (moto runs stream-triggered Lambdas synchronously inside a write).
@@ -22,15 +23,13 @@ client runs inside it (moto runs stream-triggered Lambdas synchronously inside a
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import itertools
 import json
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+import orjson
 
 #: Key of the decoded response body in the dict a wire call returns.
 RAW_KEY = "SfsyncWireResponse"
@@ -42,77 +41,13 @@ _pending: contextvars.ContextVar[dict[str, bytes] | None] = contextvars.ContextV
 #: One flag per call of these operations in progress on this thread (True: a wire call).
 _active: contextvars.ContextVar[tuple[bool, ...]] = contextvars.ContextVar("sfsync_wire_active", default=())
 _counter = itertools.count()
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
-
-def to_wire(value: Any) -> dict[str, Any]:
-    """One Python value (as :func:`sfsync.records.to_item` produces) as a DynamoDB JSON attribute."""
-    kind = type(value)
-    if kind is str:
-        return {"S": value}
-    if kind is bool:
-        return {"BOOL": value}
-    if kind is Decimal or kind is int:
-        return {"N": str(value)}
-    return _json_ready(_SERIALIZER.serialize(value))
-
-
-def _json_ready(attribute: Mapping[str, Any]) -> dict[str, Any]:
-    """boto3's serialised form -> the JSON protocol's (binary values base64, nested maps/lists)."""
-    ((tag, inner),) = attribute.items()
-    if tag == "B":
-        return {"B": base64.b64encode(bytes(inner)).decode()}
-    if tag == "BS":
-        return {"BS": [base64.b64encode(bytes(b)).decode() for b in inner]}
-    if tag == "M":
-        return {"M": {k: _json_ready(v) for k, v in inner.items()}}
-    if tag == "L":
-        return {"L": [_json_ready(v) for v in inner]}
-    return {tag: inner}
-
-
-def from_wire(attribute: Mapping[str, Any]) -> Any:
-    """One DynamoDB JSON attribute as the Python value boto3's TypeDeserializer gives."""
-    if "S" in attribute:
-        return attribute["S"]
-    if "N" in attribute:
-        return _DESERIALIZER.deserialize({"N": attribute["N"]})
-    if "BOOL" in attribute:
-        return bool(attribute["BOOL"])
-    ((tag, inner),) = attribute.items()
-    if tag == "NULL":
-        return None
-    if tag == "B":
-        return Binary(base64.b64decode(inner))
-    if tag == "BS":
-        return {Binary(base64.b64decode(b)) for b in inner}
-    if tag == "M":
-        return {k: from_wire(v) for k, v in inner.items()}
-    if tag == "L":
-        return [from_wire(v) for v in inner]
-    typed: Any = dict(attribute)
-    return _DESERIALIZER.deserialize(typed)  # SS, NS
-
-
-def item_from_wire(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    # strings (most attributes) without a call each
-    return {name: value["S"] if "S" in value else from_wire(value) for name, value in raw.items()}
-
-
-def item_to_wire(item: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """A whole item (Python values) in wire format; strings (most attributes) without a call each."""
-    return {name: {"S": value} if type(value) is str else to_wire(value) for name, value in item.items()}
-
-
-#: The request body encoder: compact, no circularity check (bodies are plain trees), UTF-8 as is.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def _encode_body(body: Mapping[str, Any]) -> bytes:
+    """A request body (wire format: strings, booleans, lists and maps) as compact UTF-8 JSON."""
     try:
-        return _ENCODER.encode(body).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: escaped, as json.dumps does by default
+        return orjson.dumps(body)
+    except TypeError:  # a lone surrogate: escaped, as json.dumps does by default
         return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -191,7 +126,7 @@ def _decode_body(response_dict: dict[str, Any], customized_response_dict: dict[s
     active = _active.get()
     if not active or not active[-1] or response_dict.get("status_code", 500) >= 300:
         return
-    customized_response_dict[RAW_KEY] = json.loads(response_dict["body"] or b"{}")
+    customized_response_dict[RAW_KEY] = orjson.loads(response_dict["body"] or b"{}")
     response_dict["body"] = b"{}"
 
 
@@ -201,4 +136,4 @@ def _pop(**_: Any) -> None:
         _active.set(active[:-1])
 
 
-__all__ = ["RAW_KEY", "WireCalls", "from_wire", "item_from_wire", "item_to_wire", "to_wire"]
+__all__ = ["RAW_KEY", "WireCalls"]

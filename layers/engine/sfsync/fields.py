@@ -36,7 +36,6 @@ from sfsync.registry import ObjectSpec
 #: blobs (REST returns a URL per row, not the content).
 SKIPPED_TYPES = frozenset({"address", "location", "base64"})
 REQUIRED_FIELDS = ("IsDeleted",)
-NUMBER_TYPES = frozenset({"int", "double", "currency", "percent", "long"})
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
@@ -218,23 +217,6 @@ class DescribeCache:
         self._entries.clear()
 
 
-def coerce_csv_row(row: Mapping[str, str | None], types: Mapping[str, str]) -> dict[str, Any]:
-    """A Bulk 2.0 CSV row (all text, empty = None) in the JSON types a REST row would carry."""
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        kind = types.get(name)
-        if value is None:
-            out[name] = None
-        elif kind == "boolean":
-            out[name] = value.strip().lower() == "true"
-        elif kind in NUMBER_TYPES:
-            number = float(value)
-            out[name] = int(number) if kind in ("int", "long") and number.is_integer() else number
-        else:
-            out[name] = value
-    return out
-
-
 __all__ = [
     "REQUIRED_FIELDS",
     "SKIPPED_TYPES",
@@ -242,7 +224,6 @@ __all__ = [
     "Selection",
     "backfill",
     "check_soql_names",
-    "coerce_csv_row",
     "field_changes",
     "keyset_after",
     "read_columns",

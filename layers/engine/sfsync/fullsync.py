@@ -31,18 +31,15 @@ the start.
 REST query) of the copy minus the safety overlap: a record changed after its part was read has a
 ``SystemModstamp`` at or after that start, so the first incremental cycle reads it.
 
-**Writes.**  Rows become items by :func:`sfsync.records.to_item` (the one row -> item rule); Bulk
-CSV rows whose values are all in their plain form take :class:`CsvRowEncoder`, a fast path held
-equal to that rule by the unit tests (it defers every other row to ``to_item``).  The fast path
-writes DynamoDB's wire JSON of the item directly: per CSV header a :class:`_ColumnPlan` fixes each
-column's kind and its precompiled JSON prefix, and a row costs one JSON quoting of each present
-value, spliced between the prefixes (no per-attribute dicts, no encoder walk).  Items of two-way
-objects (``ObjectSpec.writes_back``) carry the base snapshot ``_base`` (:mod:`sfsync.snapshot`)
-on both paths, so the copy's writes are never mistaken for local changes; the fast path builds
-it from the same quoted values (the snapshot's names are sorted, as the plan's columns are).
+**Writes.**  Rows become items by the one item codec (:mod:`sfsync.items`): Bulk CSV rows are
+typed as REST would type them (:func:`sfsync.items.csv.typed_row`), then every row goes through
+:func:`sfsync.items.codec.to_item` and :func:`sfsync.items.codec.encode`, which writes the item's
+DynamoDB wire JSON and, for two-way objects (``ObjectSpec.writes_back``), its base snapshot ``_base``
+in one pass, so the copy's writes are never mistaken for local changes.  DynamoDB's number and
+size rules are checked there; a row that breaks them goes to the errors table and the page goes on.
 Items not yet in the table are written with ``BatchWriteItem`` (25 per request) after a
 ``BatchGetItem`` of the keys; rows whose item exists go through
-:meth:`sfsync.records.RecordStore.write_page` (conditional ``PutItem``, with its two-way rules: a
+:meth:`sfsync.records.RecordStore.write_items` (conditional ``PutItem``, with its two-way rules: a
 row identical to the stored base is skipped, so a pending local edit survives a re-read page).
 The get-then-batch-put is race-free only because no other writer touches an object while its copy
 runs (the dispatcher holds the incremental cycles back until ``full_copy_done``).  Both batch calls
@@ -56,21 +53,19 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
-from itertools import compress
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfsync.clock import Clock, epoch_seconds, parse_instant, salesforce_now, to_iso_ms, to_soql
+from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
-from sfsync.ddb_wire import WireCalls, item_to_wire
+from sfsync.ddb_wire import WireCalls
 from sfsync.exceptions import (
     BulkJobFailed,
     ConfigurationError,
@@ -85,21 +80,11 @@ from sfsync.exceptions import (
     StoreThrottled,
 )
 from sfsync.fields import check_soql_names, keyset_after, select_fields
+from sfsync.items.codec import EncodedItem, RestItems, UnstorableRecord, batch_put_body
+from sfsync.items.csv import CsvItems, FieldTypes, field_types
 from sfsync.observability import bind, count, logger, metrics_for_object
-from sfsync.records import (
-    BATCH_GET_KEYS,
-    BATCH_WRITE_ITEMS,
-    COUNTER_FOR,
-    ENGINE_ATTRIBUTES,
-    MAX_ITEM_BYTES,
-    THROTTLE_CODES,
-    RecordStore,
-    UnstorableRecord,
-    item_size,
-    to_item,
-)
+from sfsync.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, COUNTER_FOR, THROTTLE_CODES, RecordStore
 from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE, encode_base
 from sfsync.state import StateStore
 from sfsync.stepfunctions import FullCopyStarter
 
@@ -135,12 +120,6 @@ FULLCOPY_SK = "FULLCOPY"
 OBJECT_PREFIX = "OBJECT#"
 MAX_UNPROCESSED_ROUNDS = 8
 SAVE_ATTEMPTS = 3
-_CANONICAL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-_PLAIN_INT = re.compile(r"0|-?[1-9]\d{0,17}")
-_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}")
-_ENGINE_NAMES = frozenset(ENGINE_ATTRIBUTES)
-_INT_TYPES = frozenset({"int", "long"})
-_FLOAT_TYPES = frozenset({"double", "currency", "percent"})
 
 Mode = Literal["bulk", "rest"]
 Next = Literal["wait", "load", "start", "finish", "continue", "done", "failed", "superseded"]
@@ -361,59 +340,6 @@ def rest_soql(
     if where:
         soql += f" WHERE {' AND '.join(where)}"
     return soql + f" ORDER BY {spec.cursor}, {spec.key}"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldTypes:
-    """Which selected fields are not text, so Bulk CSV strings become the values REST would give."""
-
-    booleans: frozenset[str] = frozenset()
-    integers: frozenset[str] = frozenset()
-    floats: frozenset[str] = frozenset()
-    datetimes: frozenset[str] = frozenset()
-
-    def to_doc(self) -> dict[str, list[str]]:
-        return {k: sorted(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Sequence[str]]) -> FieldTypes:
-        return cls(**{k: frozenset(doc.get(k, ())) for k in ("booleans", "integers", "floats", "datetimes")})
-
-
-def field_types(describe: Mapping[str, Any], fields: Iterable[str]) -> FieldTypes:
-    by_name = {f.get("name"): f.get("type") for f in describe.get("fields") or []}
-    chosen = list(fields)
-    return FieldTypes(
-        booleans=frozenset(n for n in chosen if by_name.get(n) == "boolean"),
-        integers=frozenset(n for n in chosen if by_name.get(n) in _INT_TYPES),
-        floats=frozenset(n for n in chosen if by_name.get(n) in _FLOAT_TYPES),
-        datetimes=frozenset(n for n in chosen if by_name.get(n) == "datetime"),
-    )
-
-
-def typed_row(row: Mapping[str, str | None], types: FieldTypes) -> dict[str, Any]:
-    """A Bulk CSV row (empty -> None already) with booleans and numbers as REST would type them.
-
-    A value that does not parse as its declared type is kept as text (stored, not lost).
-    """
-    out: dict[str, Any] = dict(row)
-    for name in types.booleans:
-        value = out.get(name)
-        if value is not None:
-            lowered = value.lower()
-            if lowered in ("true", "false"):
-                out[name] = lowered == "true"
-    for name in types.integers:
-        value = out.get(name)
-        if value is not None:
-            with contextlib.suppress(ValueError):
-                out[name] = int(value)
-    for name in types.floats:
-        value = out.get(name)
-        if value is not None:
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -786,234 +712,6 @@ class CopyStore:
 # ------------------------------------------------------------------------------------------------
 
 
-def _may_be_too_large(item: Mapping[str, Any]) -> bool:
-    """A cheap upper bound of the item size (4 bytes per character); exact check only when needed."""
-    bound = 0
-    for name, value in item.items():
-        bound += len(name) + (len(value) if isinstance(value, str) else 24)
-    return bound * 4 > MAX_ITEM_BYTES
-
-
-#: A JSON string literal as ``json.dumps`` writes it by default (quoted, ASCII-escaped; C code).
-_quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-#: Wire JSON of an item built from Python values (the general path).
-_ITEM_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-_PUT_OPEN = '{"PutRequest":{"Item":'
-_PUT_JOIN = '}},{"PutRequest":{"Item":'
-
-
-class EncodedItem(NamedTuple):
-    """One item as DynamoDB's wire JSON (``text``: an ``AttributeValue`` map), and what batching needs.
-
-    A named tuple: one is built per row, and a frozen dataclass costs several times more to build.
-    """
-
-    record_id: str
-    stamp: str
-    deleted: bool
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class _ColumnPlan:
-    """How rows with one set of columns (one CSV header) become wire JSON, decided once per header.
-
-    The item's data attributes in name order (the base snapshot's order): ``get`` picks their
-    values from a row; per position the wire prefix (``"Name":{"S":``, ``{"BOOL":`` or ``{"N":``)
-    and the snapshot prefix (``"Name":``); the positions of each typed kind.
-    """
-
-    width: int
-    get: Callable[[Mapping[str, Any]], tuple[str | None, ...]]
-    wire_prefix: tuple[str, ...]
-    base_prefix: tuple[str, ...]
-    key_at: int
-    stamp_at: int
-    deleted_at: int
-    booleans: tuple[int, ...]
-    integers: tuple[int, ...]
-    floats: tuple[int, ...]
-    datetimes: tuple[int, ...]
-
-
-def _column_plan(spec: ObjectSpec, columns: Sequence[str], types: FieldTypes) -> _ColumnPlan | None:
-    """The plan for rows with these columns; None when they need the general path every time."""
-    present = set(columns)
-    if not all(isinstance(c, str) for c in columns):
-        return None  # csv's key for the surplus fields of a malformed line: the general rule refuses it
-    if spec.key not in present or spec.cursor not in present or "IsDeleted" not in present:
-        return None
-    kinds = [types.booleans, types.integers, types.floats, types.datetimes]
-    if any(a & b for i, a in enumerate(kinds) for b in kinds[i + 1 :]):
-        return None  # a column typed twice: let the general rule decide
-    names = sorted(
-        {c for c in columns if c not in _ENGINE_NAMES and c != "attributes"} | {"SystemModstamp", "IsDeleted"}
-    )
-    source = [spec.cursor if name == "SystemModstamp" else name for name in names]
-    wire_prefix: list[str] = []
-    booleans: list[int] = []
-    integers: list[int] = []
-    floats: list[int] = []
-    datetimes: list[int] = []
-    for at, name in enumerate(names):
-        quoted = _quoted(name)
-        if name == "IsDeleted" or (name in types.booleans and name != "SystemModstamp"):
-            wire_prefix.append("}," + quoted + ':{"BOOL":')
-            booleans.append(at)
-        elif name in types.integers and name != "SystemModstamp":
-            wire_prefix.append("}," + quoted + ':{"N":')
-            integers.append(at)
-        elif name in types.floats and name != "SystemModstamp":
-            wire_prefix.append("}," + quoted + ':{"N":')
-            floats.append(at)
-        else:
-            wire_prefix.append("}," + quoted + ':{"S":')
-            if name in types.datetimes and name != "SystemModstamp":
-                datetimes.append(at)
-    return _ColumnPlan(
-        width=len(columns),
-        get=operator.itemgetter(*source),
-        wire_prefix=tuple(wire_prefix),
-        base_prefix=tuple("," + _quoted(name) + ":" for name in names),
-        key_at=source.index(spec.key),
-        stamp_at=names.index("SystemModstamp"),
-        deleted_at=names.index("IsDeleted"),
-        booleans=tuple(at for at in booleans if at != names.index("IsDeleted")),
-        integers=tuple(integers),
-        floats=tuple(floats),
-        datetimes=tuple(datetimes),
-    )
-
-
-class CsvRowEncoder:
-    """Bulk CSV rows straight to DynamoDB wire JSON, for the rows that need no judgement.
-
-    Produces exactly the wire form of ``to_item(spec, typed_row(row))`` (the unit tests hold it to
-    that) for a row whose values are all in their plain form: booleans ``true``/``false``, integers
-    and decimals as Salesforce renders them, datetimes already ``…000Z``; for a two-way object
-    (``ObjectSpec.writes_back``) with ``_base`` set to :func:`sfsync.snapshot.encode_base` of that
-    item.  Anything else (and any row that might approach DynamoDB's item size limit) returns None
-    and goes through :func:`sfsync.records.to_item`, the one row -> item rule.
-
-    The work per row is what the C code of ``str``/``itertools`` can do in bulk: the values are
-    picked in the plan's order (:class:`_ColumnPlan`, decided once per CSV header), each present
-    value is JSON-quoted once, and the quoted values serve both the wire text (spliced after each
-    column's precompiled prefix) and the base snapshot (whose order is the same: names sorted).
-    """
-
-    def __init__(self, spec: ObjectSpec, types: FieldTypes, *, copy_id: str, synced_at: dt.datetime) -> None:
-        self._spec = spec
-        self._types = types
-        self._two_way = spec.writes_back
-        self._plans: dict[tuple[str, ...], _ColumnPlan | None] = {}
-        self._plan: _ColumnPlan | None = None
-        self._constant = (
-            f',"sobject":{{"S":{_quoted(spec.name)}}}'
-            f',"_synced_at":{{"S":{_quoted(to_iso_ms(synced_at))}}}'
-            f',"_cycle_id":{{"S":{_quoted(copy_id)}}}'
-        )
-        self._expires = ""
-        if spec.tombstone_retention_days is not None:
-            expires = synced_at + dt.timedelta(days=spec.tombstone_retention_days)
-            self._expires = f',"_expires_at":{{"N":"{epoch_seconds(expires)}"}}'
-
-    def _plan_for(self, row: Mapping[str, Any]) -> _ColumnPlan | None:
-        columns = tuple(row)
-        if columns not in self._plans:
-            self._plans[columns] = _column_plan(self._spec, columns, self._types)
-        return self._plans[columns]
-
-    def encode(self, row: Mapping[str, str | None]) -> EncodedItem | None:
-        plan = self._plan
-        if plan is None or len(row) != plan.width:
-            plan = self._plan = self._plan_for(row)
-            if plan is None:
-                return None
-        try:
-            values = plan.get(row)
-        except KeyError:  # other columns with the same count
-            plan = self._plan = self._plan_for(row)
-            if plan is None:
-                return None
-            values = plan.get(row)
-        record_id, stamp, deleted_text = values[plan.key_at], values[plan.stamp_at], values[plan.deleted_at]
-        if not record_id or stamp is None or not _CANONICAL_STAMP.fullmatch(stamp) or "" in values:
-            return None
-        if deleted_text == "true":
-            deleted = True
-        elif deleted_text in ("false", None):
-            deleted = False
-        else:
-            return None
-        quoted = _quoted
-        literals = [None if value is None else quoted(value) for value in values]
-        literals[plan.deleted_at] = "true" if deleted else "false"
-        for at in plan.booleans:
-            value = values[at]
-            if value is not None:
-                if value == "true" or value == "false":  # noqa: PLR1714 (two constants: faster than a tuple)
-                    literals[at] = value
-                else:
-                    return None
-        two_way = self._two_way
-        base = literals.copy() if two_way and (plan.integers or plan.floats) else literals
-        for at in plan.integers:
-            value = values[at]
-            if value is not None:
-                if not _PLAIN_INT.fullmatch(value):
-                    return None
-                if two_way:
-                    base[at] = value  # the wire keeps the quoted text (an N value), the snapshot the number
-        for at in plan.floats:
-            value = values[at]
-            if value is not None:
-                if not _PLAIN_DECIMAL.fullmatch(value) or repr(number := float(value)) != value:
-                    return None
-                if two_way:  # the snapshot's exact JSON number: an integral value as an integer
-                    base[at] = str(int(number)) if number.is_integer() else value
-        for at in plan.datetimes:
-            value = values[at]
-            if value is not None and not _CANONICAL_STAMP.fullmatch(value):
-                return None
-        # "Name":{"S":"value"} for each present value: the precompiled prefixes (each with the
-        # separator before it) and the quoted values, interleaved and joined once
-        present = list(filter(None, literals))
-        parts = [""] * (2 * len(present))
-        parts[::2] = compress(plan.wire_prefix, literals)
-        parts[1::2] = present
-        parts[0] = "{" + parts[0][2:]
-        parts.append("}")
-        parts.append(self._constant)
-        if deleted:
-            parts.append(self._expires)
-            master = row.get("MasterRecordId")
-            if master:
-                parts.append(f',"_merged_into":{{"S":{quoted(master)}}}')
-        if two_way:
-            shown = present if base is literals else list(filter(None, base))
-            snapshot = [""] * (2 * len(shown))
-            snapshot[::2] = compress(plan.base_prefix, base)
-            snapshot[1::2] = shown
-            snapshot[0] = "{" + snapshot[0][1:]
-            snapshot.append("}")
-            # the snapshot is printable ASCII (its values are quoted ASCII-escaped): as a JSON
-            # string it only needs its backslashes and quotes escaped (= _quoted, much faster)
-            escaped = "".join(snapshot).replace("\\", "\\\\").replace('"', '\\"')
-            parts.append(f',"{BASE_ATTRIBUTE}":{{"S":"{escaped}"}}')
-        parts.append("}")
-        text = "".join(parts)
-        if len(text) * 4 > MAX_ITEM_BYTES:
-            return None  # might be near DynamoDB's item limit: the general path measures it
-        return EncodedItem(record_id, stamp, deleted, text)
-
-
-def encoded_item(spec: ObjectSpec, item: Mapping[str, Any]) -> EncodedItem:
-    """An item built from Python values (:func:`sfsync.records.to_item`) as :class:`EncodedItem`."""
-    return EncodedItem(
-        str(item[spec.key]), str(item["SystemModstamp"]), bool(item["IsDeleted"]), _ITEM_JSON.encode(item_to_wire(item))
-    )
-
-
 class BatchLoader:
     """Writes rows into an object's table: batch puts for new items, conditional puts otherwise."""
 
@@ -1036,87 +734,99 @@ class BatchLoader:
     ) -> dict[str, int]:
         """Persist every row (streamed, ``BATCH_GET_KEYS`` at a time); returns outcome counters.
 
-        ``bulk_csv``: the rows are Bulk CSV rows (text values, typed here); otherwise REST rows.
-        ``selected_fields`` (the copy's SELECT list): an existing item keeps its attributes outside
-        it (formula values, fields no longer readable), as with the incremental sync's puts.
+        ``bulk_csv``: the rows are Bulk CSV rows (text values, typed by :class:`sfsync.items.csv.CsvItems`);
+        otherwise REST rows.  ``selected_fields`` (the copy's SELECT list): an existing item keeps
+        its attributes outside it (formula values, fields no longer readable), as with the
+        incremental sync's puts.
         """
         selected = tuple(selected_fields) if selected_fields is not None else None
         counts = dict.fromkeys(COUNTER_FOR.values(), 0)
         table = self._records.table_for(spec)
-        encoder = CsvRowEncoder(spec, types, copy_id=copy_id, synced_at=synced_at) if bulk_csv else None
         batch = _Chunk(spec, table, types, bulk_csv, copy_id, synced_at, selected)
-        pending = batch.rows
+        encoder = batch.encoder = self._encoder(batch)
+        chunk: list[Mapping[str, Any]] = []
         for row in rows:
-            encoded = encoder.encode(row) if encoder is not None else None
-            if encoded is None:
-                encoded = self._general(spec, row, batch, counts)
-                if encoded is None:
-                    continue
+            chunk.append(row)
+            if len(chunk) >= BATCH_GET_KEYS:
+                self._add(batch, chunk, encoder.encode_rows(chunk), counts)
+                chunk = []
+        if chunk:
+            self._add(batch, chunk, encoder.encode_rows(chunk), counts)
+        if batch.rows:
+            self._flush(batch, counts)
+        return counts
+
+    def _add(
+        self,
+        batch: _Chunk,
+        rows: list[Mapping[str, Any]],
+        results: list[EncodedItem | UnstorableRecord],
+        counts: dict[str, int],
+    ) -> None:
+        """Queue encoded rows (the newest version of a repeated Id wins); flush full chunks."""
+        spec = batch.spec
+        for row, encoded in zip(rows, results, strict=True):
+            if isinstance(encoded, UnstorableRecord):
+                record_id = str(row.get(spec.key) or "?")
+                reason = str(encoded)
+                self._records.record_error(spec, record_id, cycle_id=batch.copy_id, reason=reason, when=batch.synced_at)
+                counts[COUNTER_FOR["failed"]] += 1
+                continue
+            pending = batch.rows
             previous = pending.get(encoded.record_id)
             if previous is None or previous[1].stamp <= encoded.stamp:
                 pending[encoded.record_id] = (row, encoded)
             if len(pending) >= BATCH_GET_KEYS:
                 self._flush(batch, counts)
-                pending = batch.rows = {}
-        if batch.rows:
-            self._flush(batch, counts)
-        return counts
+                batch.rows = {}
 
-    def _general(
-        self, spec: ObjectSpec, row: Mapping[str, Any], batch: _Chunk, counts: dict[str, int]
-    ) -> EncodedItem | None:
-        """The one row -> item rule (:func:`sfsync.records.to_item`); an unstorable row is recorded."""
-        typed = typed_row(row, batch.types) if batch.bulk_csv else row
-        record_id = str(typed.get(spec.key) or "?")
-        # datetimes already in the stored form need no normalising
-        to_normalise = tuple(
-            f
-            for f in batch.types.datetimes
-            if (v := typed.get(f)) is not None and not _CANONICAL_STAMP.fullmatch(str(v))
-        )
-        try:
-            item = to_item(spec, typed, cycle_id=batch.copy_id, synced_at=batch.synced_at, datetime_fields=to_normalise)
-            if spec.writes_back:  # a new item's base snapshot is its data (see sfsync.snapshot)
-                item[BASE_ATTRIBUTE] = encode_base(item)
-            if _may_be_too_large(item) and item_size(item) > MAX_ITEM_BYTES:
-                raise UnstorableRecord(f"item of about {item_size(item)} bytes exceeds DynamoDB's 400 KB limit")
-        except UnstorableRecord as exc:
-            self._records.record_error(spec, record_id, cycle_id=batch.copy_id, reason=str(exc), when=batch.synced_at)
-            counts[COUNTER_FOR["failed"]] += 1
-            return None
-        return encoded_item(spec, item)
+    @staticmethod
+    def _encoder(batch: _Chunk) -> CsvItems | RestItems:
+        """Rows -> :class:`EncodedItem` (or the reason the rules refuse each) by the one codec (:mod:`sfsync.items`)."""
+        spec, types, copy_id, synced_at = batch.spec, batch.types, batch.copy_id, batch.synced_at
+        if batch.bulk_csv:
+            return CsvItems(spec, types, cycle_id=copy_id, synced_at=synced_at)
+        return RestItems(spec, cycle_id=copy_id, synced_at=synced_at, datetime_fields=types.datetimes)
 
     def _flush(self, batch: _Chunk, counts: dict[str, int]) -> None:
         # One consistent read per chunk: new rows go out as batch puts; rows already stored (a
         # resumed or re-synced copy) go through the record store's rules with this same read.
         existing = self._records.stored_wire(batch.table, list(batch.rows))
         fresh = [encoded for record_id, (_row, encoded) in batch.rows.items() if record_id not in existing]
-        known = [row for record_id, (row, _encoded) in batch.rows.items() if record_id in existing]
+        known = [
+            (record_id, self._item(batch, row, encoded))
+            for record_id, (row, encoded) in batch.rows.items()
+            if record_id in existing
+        ]
         for start in range(0, len(fresh), BATCH_WRITE_ITEMS):
             items = fresh[start : start + BATCH_WRITE_ITEMS]
             if self._batch_put(batch.table, items):
                 for encoded in items:
                     counts[COUNTER_FOR["deleted" if encoded.deleted else "created"]] += 1
             else:  # DynamoDB refused the batch as a whole: per-row puts isolate the bad row
-                known.extend(batch.rows[encoded.record_id][0] for encoded in items)
+                known.extend((e.record_id, self._item(batch, batch.rows[e.record_id][0], e)) for e in items)
         if known:
-            rows = [typed_row(row, batch.types) for row in known] if batch.bulk_csv else known
-            outcome = self._records.write_page(
+            outcome = self._records.write_items(
                 batch.spec,
-                rows,
+                known,
                 cycle_id=batch.copy_id,
                 synced_at=batch.synced_at,
-                datetime_fields=batch.types.datetimes,
                 selected_fields=batch.selected,
                 stored=existing,
             )
             for name, value in outcome.counts.items():
                 counts[name] += value
 
+    @staticmethod
+    def _item(batch: _Chunk, row: Mapping[str, Any], encoded: EncodedItem) -> dict[str, Any]:
+        """The row's item (built now when the encoder wrote only its text)."""
+        if encoded.item is not None:
+            return encoded.item
+        assert batch.encoder is not None
+        return batch.encoder.item(row)
+
     def _batch_put(self, table: str, items: list[EncodedItem]) -> bool:
-        body = "".join(
-            ('{"RequestItems":{', _quoted(table), ":[", _PUT_OPEN, _PUT_JOIN.join(i.text for i in items), "}}]}}")
-        )
+        body = batch_put_body(table, [i.text for i in items])
         try:
             response = self._call("batch_write_item", table, body=body)
         except _Rejected:
@@ -1135,12 +845,12 @@ class BatchLoader:
             return True
         raise StoreThrottled(f"{table} kept leaving items unprocessed in BatchWriteItem")
 
-    def _call(self, operation: str, table: str, *, body: str | None = None, **kwargs: Any) -> Any:
+    def _call(self, operation: str, table: str, *, body: bytes | None = None, **kwargs: Any) -> Any:
         """One batch call; ``body``: the whole request already in wire JSON (else ``RequestItems``)."""
         try:
             if body is not None:
                 if self._wire is not None and operation == "batch_write_item":
-                    return self._wire.batch_write_item_encoded(table, body.encode())
+                    return self._wire.batch_write_item_encoded(table, body)
                 kwargs = json.loads(body)  # a client without botocore's events: the same request, parsed
             if self._wire is not None:  # the bodies are built in wire format: skip botocore's shape walk
                 return getattr(self._wire, operation)(kwargs["RequestItems"])
@@ -1166,6 +876,7 @@ class _Chunk:
     synced_at: dt.datetime
     selected: tuple[str, ...] | None
     rows: dict[str, tuple[Mapping[str, Any], EncodedItem]] = field(default_factory=dict)
+    encoder: CsvItems | RestItems | None = None
 
 
 class _Rejected(Exception):
@@ -2041,7 +1752,6 @@ __all__ = [
     "CopyPolicy",
     "CopyProgress",
     "CopyStore",
-    "CsvRowEncoder",
     "FieldTypes",
     "FullSyncDeps",
     "InvalidExecutionInput",
@@ -2072,5 +1782,4 @@ __all__ = [
     "split_range",
     "start_job",
     "summarize",
-    "typed_row",
 ]

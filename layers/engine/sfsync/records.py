@@ -1,6 +1,7 @@
 """The record-table adapter: idempotent, monotonic writes of Salesforce rows into DynamoDB.
 
-Each row becomes one item (hash key ``Id``) in its family table:
+Each row becomes one item (hash key ``Id``) in its family table, by the item codec's rules
+(:mod:`sfsync.items.codec`: ``to_item``, ``encode``; re-exported here where other modules import them):
 
 * the Salesforce fields selected by the cycle, ``attributes`` removed; JSON objects (compound
   address/location values, relationship objects) are dropped because their components arrive as
@@ -39,7 +40,8 @@ items retried, throttling that persists -> :class:`~sfsync.exceptions.StoreThrot
 of each row is classified against the version read, and a request DynamoDB rejects as a whole
 falls back to the conditional ``PutItem`` of each of its items (which isolates the unstorable one).
 A store without that guarantee (``sfsync verify``'s repairs) keeps the conditional ``PutItem``.
-The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`), which spares
+The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`; the item's
+wire JSON and its ``_base`` text come from one pass of :func:`sfsync.items.codec.encode`), which spares
 botocore's per-attribute validation, serialisation and parsing; a stored item is decoded only as far
 as its row's decision needs (a new version of a row is decided on ``SystemModstamp`` and ``_base``).
 
@@ -66,48 +68,41 @@ data with the changes) and are conditional on the base they read, re-reading on 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, Underflow
 from typing import Any, Literal
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
-from sfsync.ddb_wire import WireCalls, from_wire, item_from_wire, item_to_wire
+from sfsync.ddb_wire import WireCalls
 from sfsync.exceptions import StoreError, StoreThrottled
-from sfsync.registry import ObjectSpec
-from sfsync.snapshot import (
-    BASE_ATTRIBUTE,
-    data_order,
+from sfsync.items.codec import (
+    ENGINE_ATTRIBUTES,
+    MAX_ITEM_BYTES,
+    UnstorableRecord,
+    batch_put_body,
+    boto_attribute,
+    check_size,
     decode_base,
+    encode,
     encode_base,
-    is_data_attribute,
-    local_changes,
-    number_text,
+    item_size,
+    item_value,
+    synced_text,
+    to_item,
+    wire_with_base,
 )
+from sfsync.items.images import from_wire, item_from_boto, item_from_wire
+from sfsync.registry import ObjectSpec
+from sfsync.snapshot import BASE_ATTRIBUTE, is_data_attribute, local_changes
 
-MAX_ITEM_BYTES = 400 * 1024
 BATCH_GET_KEYS = 100
 BATCH_GET_ATTEMPTS = 8
 BATCH_WRITE_ITEMS = 25
 BATCH_WRITE_ATTEMPTS = 8
-ENGINE_ATTRIBUTES = (
-    "sobject",
-    "SystemModstamp",
-    "IsDeleted",
-    "_synced_at",
-    "_cycle_id",
-    "_expires_at",
-    "_merged_into",
-    "_deleted_by",
-    "_formulas_as_of",
-)
 #: The write-back's attributes on two-way items (:mod:`sfsync.writeback`): never data (``_`` prefix,
 #: :func:`sfsync.snapshot.is_data_attribute`) and always carried over by a put, so a sync write over an
 #: item keeps its refusal mark, its redirect and its pending marker (the sweep's ``ByPending`` index).
@@ -155,8 +150,6 @@ def client_failure(exc: ClientError, table: str, action: str) -> StoreError | St
     return StoreError(f"{failed} {table}: {code}")
 
 
-_DDB_NUMBER = Context(prec=38, Emin=-128, Emax=126, traps=[Inexact, Rounded, Overflow, Underflow, InvalidOperation])
-
 #: boto3 client configuration for the record and error tables.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 
@@ -170,10 +163,6 @@ COUNTER_FOR: dict[Outcome, str] = {
 }
 
 
-class UnstorableRecord(ValueError):
-    """A row that cannot become a DynamoDB item (reason in the message)."""
-
-
 @dataclass
 class PageOutcome:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_FOR.values(), 0))
@@ -182,114 +171,6 @@ class PageOutcome:
     def add(self, record_id: str, outcome: Outcome) -> None:
         self.counts[COUNTER_FOR[outcome]] += 1
         self.outcomes.append((record_id, outcome))
-
-
-def _number(value: int | float) -> Decimal:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UnstorableRecord(f"non-finite number {value!r}")
-    try:
-        number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-        return _DDB_NUMBER.create_decimal(number)
-    except (Inexact, Rounded, Overflow, Underflow, InvalidOperation) as exc:
-        raise UnstorableRecord(f"number {value!r} is outside DynamoDB's range/precision") from exc
-
-
-def _convert_value(name: str, value: Any, is_datetime: bool) -> Any:
-    """One field value as DynamoDB holds it (None stays None); raises :class:`UnstorableRecord`."""
-    if value is None:
-        return None
-    if isinstance(value, str) and is_datetime and value:
-        try:
-            return normalize_stamp(value)
-        except ValueError as exc:
-            raise UnstorableRecord(f"field {name}: {exc}") from exc
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | float):
-        try:
-            return _number(value)
-        except UnstorableRecord as exc:
-            raise UnstorableRecord(f"field {name}: {exc}") from exc
-    raise UnstorableRecord(f"field {name}: unsupported value of type {type(value).__name__}")
-
-
-#: Names a row's loop never copies: the engine's own attributes and the REST ``attributes`` object.
-_NOT_COPIED = frozenset(ENGINE_ATTRIBUTES) | {"attributes"}
-_STAMP_CACHE_SIZE = 4096
-_stamps: dict[str, str] = {}
-_synced_texts: dict[dt.datetime, str] = {}
-
-
-def _stamp(text: str) -> str:
-    """:func:`normalize_stamp`, memoised (a page repeats the same few instants; ValueError as it)."""
-    known = _stamps.get(text)
-    if known is None:
-        known = normalize_stamp(text)
-        if len(_stamps) >= _STAMP_CACHE_SIZE:
-            _stamps.clear()
-        _stamps[text] = known
-    return known
-
-
-def _synced_text(synced_at: dt.datetime) -> str:
-    known = _synced_texts.get(synced_at)
-    if known is None:
-        known = to_iso_ms(synced_at)
-        if len(_synced_texts) >= 64:
-            _synced_texts.clear()
-        _synced_texts[synced_at] = known
-    return known
-
-
-def to_item(
-    spec: ObjectSpec,
-    record: Mapping[str, Any],
-    *,
-    cycle_id: str,
-    synced_at: dt.datetime,
-    datetime_fields: Iterable[str] = (),
-) -> dict[str, Any]:
-    """The DynamoDB item (Python values) for one REST row; raises :class:`UnstorableRecord`."""
-    record_id = record.get(spec.key)
-    if not isinstance(record_id, str) or not record_id:
-        raise UnstorableRecord(f"row without {spec.key}")
-    stamp = record.get(spec.cursor)
-    if not isinstance(stamp, str):
-        raise UnstorableRecord(f"row {record_id} without {spec.cursor}")
-    dt_fields = datetime_fields if isinstance(datetime_fields, frozenset | set) else frozenset(datetime_fields)
-    skip = _NOT_COPIED
-    item: dict[str, Any] = {}
-    for name, value in record.items():
-        if value is None or name in skip:
-            continue
-        kind = type(value)
-        if kind is str:
-            if value and name in dt_fields:
-                try:
-                    item[name] = _stamp(value)
-                except ValueError as exc:
-                    raise UnstorableRecord(f"field {name}: {exc}") from exc
-            else:
-                item[name] = value
-        elif kind is bool:
-            item[name] = value
-        elif kind is not dict and not isinstance(value, dict):
-            item[name] = _convert_value(name, value, name in dt_fields)
-    try:
-        item["SystemModstamp"] = _stamp(stamp)
-    except ValueError as exc:
-        raise UnstorableRecord(f"field {spec.cursor}: {exc}") from exc
-    deleted = bool(record.get("IsDeleted", False))
-    item["sobject"] = spec.name
-    item["IsDeleted"] = deleted
-    item["_synced_at"] = _synced_text(synced_at)
-    item["_cycle_id"] = cycle_id
-    if deleted and spec.tombstone_retention_days is not None:
-        item["_expires_at"] = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
-    master = record.get("MasterRecordId")
-    if deleted and isinstance(master, str) and master:
-        item["_merged_into"] = master
-    return item
 
 
 def _carried(name: str, item: Mapping[str, Any], selected_fields: frozenset[str]) -> bool:
@@ -390,60 +271,6 @@ class _Stored:
         return carried
 
 
-#: A JSON string literal, quoted and ASCII-escaped as the snapshot's encoder writes it (C code).
-_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-_QUOTED_NAMES: dict[str, str] = {}
-_TRUE_FALSE = ("false", "true")
-_WIRE_BOOL = ('{"BOOL":false}', '{"BOOL":true}')
-
-
-def _quoted_name(name: str) -> str:
-    quoted = _QUOTED_NAMES.get(name)
-    if quoted is None:
-        if len(_QUOTED_NAMES) >= 4096:
-            _QUOTED_NAMES.clear()
-        quoted = _QUOTED_NAMES[name] = _quote(name)
-    return quoted
-
-
-def wire_and_base(item: Mapping[str, Any], *, with_base: bool) -> tuple[str, str | None]:
-    """The item's DynamoDB wire JSON (an ``AttributeValue`` map) and, ``with_base``, its snapshot text.
-
-    The same texts as ``json`` of :func:`~sfsync.ddb_wire.item_to_wire` and
-    :func:`~sfsync.snapshot.encode_base` (unit- and property-tested), built in one pass in which
-    each value is escaped once for both (the two encodings were a third of a cycle's CPU per
-    record).  Strings, booleans and numbers take that pass; an item holding anything else (sets,
-    lists, maps, nulls) is encoded the general way.  A ``_base`` already in the item is encoded
-    as any attribute and not recomputed.
-    """
-    wire: list[str] = []
-    pairs: dict[str, str] = {}  # data name -> its '"name":value' text in the snapshot
-    quote, known_name = _quote, _QUOTED_NAMES.get
-    for name, value in item.items():
-        kind = type(value)
-        if kind is str:
-            text = quote(value)
-            tagged = '{"S":' + text + "}"
-        elif kind is bool:
-            text, tagged = _TRUE_FALSE[value], _WIRE_BOOL[value]
-        elif (kind is Decimal and value.is_finite()) or kind is int:
-            text = number_text(value) if kind is Decimal else str(value)
-            tagged = '{"N":"' + str(value) + '"}'
-        else:
-            return _WIRE_JSON.encode(item_to_wire(item)), (encode_base(item) if with_base else None)
-        quoted = known_name(name) or _quoted_name(name)
-        wire.append(quoted + ":" + tagged)
-        if with_base:
-            pairs[name] = quoted + ":" + text
-    if not with_base:
-        return "{" + ",".join(wire) + "}", None
-    return "{" + ",".join(wire) + "}", "{" + ",".join([pairs[name] for name in data_order(tuple(item))]) + "}"
-
-
-#: The general path's wire JSON encoder (compact, ASCII-escaped like :func:`wire_and_base`).
-_WIRE_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-
-
 def salesforce_base(
     item: Mapping[str, Any], carried: Iterable[str], stored_base: str | None, *, own: str | None = None
 ) -> str:
@@ -482,22 +309,6 @@ def patched_base(stored: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
 def unchanged_since_base(item: Mapping[str, Any], carried: Iterable[str], stored_base: str) -> bool:
     """Is the row Salesforce sent (``item``) identical to the stored base snapshot?"""
     return not local_changes({**item, BASE_ATTRIBUTE: stored_base}, ignore=carried)
-
-
-def item_size(item: Mapping[str, Any]) -> int:
-    """DynamoDB's item size rule (names + values), close enough to enforce the 400 KB limit."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if isinstance(value, str):
-            size += len(value.encode())
-        elif isinstance(value, bool):
-            size += 1
-        elif isinstance(value, Decimal):
-            size += 1 + (len(value.as_tuple().digits) + 1) // 2
-        else:
-            size += len(json.dumps(value, default=str).encode())
-    return size
 
 
 Decision = Literal["skip", "write", "refresh"]
@@ -601,8 +412,6 @@ class RecordStore:
         self._tables = dict(record_tables)
         self._errors_table = errors_table
         self._error_retention_days = error_retention_days
-        self._ser = TypeSerializer()
-        self._de = TypeDeserializer()
 
     def table_for(self, spec: ObjectSpec) -> str:
         try:
@@ -633,11 +442,7 @@ class RecordStore:
         page's stored items as :meth:`stored_wire` read them just before (an Id not in it is not
         stored), when the caller has read them already; None: read here.
         """
-        sole_writer = self._exclusive if exclusive is None else exclusive
-        two_way = spec.writes_back
-        table = self.table_for(spec)
         dt_fields = frozenset(datetime_fields)
-        selected = frozenset(selected_fields) if selected_fields is not None else None
         outcome = PageOutcome()
         items: list[tuple[str, dict[str, Any]]] = []
         for record in records:
@@ -649,10 +454,44 @@ class RecordStore:
                 outcome.add(record_id, "failed")
                 continue
             items.append((record_id, item))
+        return self.write_items(
+            spec,
+            items,
+            cycle_id=cycle_id,
+            synced_at=synced_at,
+            selected_fields=selected_fields,
+            after_put=after_put,
+            exclusive=exclusive,
+            stored=stored,
+            outcome=outcome,
+        )
 
+    def write_items(
+        self,
+        spec: ObjectSpec,
+        items: list[tuple[str, dict[str, Any]]],
+        *,
+        cycle_id: str,
+        synced_at: dt.datetime,
+        selected_fields: Iterable[str] | None = None,
+        after_put: Callable[[str], None] | None = None,
+        exclusive: bool | None = None,
+        stored: Mapping[str, Mapping[str, Any]] | None = None,
+        outcome: PageOutcome | None = None,
+    ) -> PageOutcome:
+        """:meth:`write_page` for rows already made items (:func:`sfsync.items.codec.to_item`), by Id.
+
+        The items must not hold ``_base`` (every put computes its own).  ``outcome``: counters to add to.
+        """
+        sole_writer = self._exclusive if exclusive is None else exclusive
+        two_way = spec.writes_back
+        table = self.table_for(spec)
+        selected = frozenset(selected_fields) if selected_fields is not None else None
+        if outcome is None:
+            outcome = PageOutcome()
         if stored is None:
             stored = self.stored_wire(table, [record_id for record_id, _ in items])
-        batch: list[tuple[str, str, Outcome]] = []
+        batch: list[tuple[str, bytes, Outcome]] = []
         batched: set[str] = set()
         by_id: dict[str, dict[str, Any]] = {}
         repeats: list[tuple[str, dict[str, Any]]] = []
@@ -663,28 +502,25 @@ class RecordStore:
             if two_way and current is not None:
                 current.keep_pending_edits(item, carried)
             if two_way:  # the decision needs the base snapshot, built in the same pass as the wire text
-                wire, own_base = wire_and_base(item, with_base=True)
+                wire, own_base = encode(item, with_base=True)
                 decision = _two_way_decision(current, item, carried, own_base or "")
             else:
-                wire, decision = "", _one_way_decision(current, item)
+                wire, decision = b"", _one_way_decision(current, item)
             if decision == "skip":
                 # A newer version is stored, or this exact version (two-way: Salesforce's row is
                 # the base snapshot, whatever the local edits): no write, so replays of the overlap
                 # cost no write capacity, raise no stream events and never undo a local edit.
                 outcome.add(record_id, "skipped")
                 continue
-            if two_way:  # the wire text was built before the decision set the base snapshot
-                wire = wire[:-1] + ',"_base":{"S":' + _quote(item[BASE_ATTRIBUTE]) + "}}"
-            else:  # encoded only for rows that are written
-                wire = wire_and_base(item, with_base=False)[0]
-            if len(wire) > MAX_ITEM_BYTES:  # the ASCII wire text is longer than the item's size
-                size = item_size(item)
-                if size > MAX_ITEM_BYTES:
-                    included = " (base snapshot included)" if two_way else ""
-                    reason = f"item of about {size} bytes{included} exceeds DynamoDB's 400 KB limit"
-                    self.record_error(spec, record_id, cycle_id=cycle_id, reason=reason, when=synced_at)
-                    outcome.add(record_id, "failed")
-                    continue
+            # two-way: the wire text was built before the decision set the base snapshot;
+            # one-way: encoded only for rows that are written
+            wire = wire_with_base(wire, item[BASE_ATTRIBUTE]) if two_way else encode(item, with_base=False)[0]
+            try:
+                check_size(item, wire, two_way=two_way)
+            except UnstorableRecord as exc:
+                self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
+                outcome.add(record_id, "failed")
+                continue
             if not sole_writer:
                 stored_ok = self._put_one(spec, table, record_id, item, outcome, cycle_id=cycle_id, synced_at=synced_at)
                 if stored_ok and after_put is not None:
@@ -734,18 +570,12 @@ class RecordStore:
             return False
         return True
 
-    def _batch_put(self, table: str, items: list[str]) -> bool:
-        """Unconditional puts of up to 25 items (each its wire JSON text, see :func:`wire_and_base`).
+    def _batch_put(self, table: str, items: list[bytes]) -> bool:
+        """Unconditional puts of up to 25 items (each its wire JSON, see :func:`sfsync.items.codec.encode`).
 
         False when DynamoDB rejects the request as a whole; items left unprocessed are sent again.
         """
-        body = (
-            '{"RequestItems":{'
-            + _quote(table)
-            + ':[{"PutRequest":{"Item":'
-            + '}},{"PutRequest":{"Item":'.join(items)
-            + "}}]}}"
-        ).encode()
+        body = batch_put_body(table, items)
         request: dict[str, Any] = {}
         for attempt in range(BATCH_WRITE_ATTEMPTS):
             try:
@@ -798,7 +628,7 @@ class RecordStore:
             values: dict[str, Any] = {}
             try:
                 for name in names:
-                    values[name] = _convert_value(name, row.get(name), name in dt_fields)
+                    values[name] = item_value(name, row.get(name), is_datetime=name in dt_fields)
             except UnstorableRecord as exc:
                 self.record_error(spec, record_id, cycle_id=cycle_id, reason=str(exc), when=synced_at)
                 outcome.add(record_id, "failed")
@@ -929,7 +759,7 @@ class RecordStore:
             else:
                 values[":seen"] = {"S": seen[0]}
                 condition += " AND #stamp = :seen"
-        all_changes = {**changes, "_synced_at": _synced_text(synced_at), "_cycle_id": cycle_id}
+        all_changes = {**changes, "_synced_at": synced_text(synced_at), "_cycle_id": cycle_id}
         if spec.tombstone_retention_days is not None:
             all_changes["_expires_at"] = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
         if not spec.writes_back:
@@ -1031,7 +861,7 @@ class RecordStore:
                 removes.append(f"#f{i}")
             else:
                 sets.append(f"#f{i} = :v{i}")
-                values[f":v{i}"] = self._ser.serialize(value)
+                values[f":v{i}"] = boto_attribute(value)
         expression = ""
         if sets:
             expression += "SET " + ", ".join(sets)
@@ -1114,7 +944,7 @@ class RecordStore:
         try:
             response = self._client.put_item(
                 TableName=table,
-                Item={k: self._ser.serialize(v) for k, v in item.items()},
+                Item={k: boto_attribute(v) for k, v in item.items()},
                 ConditionExpression="attribute_not_exists(#id) OR #stamp <= :stamp",
                 ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
                 ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
@@ -1132,7 +962,7 @@ class RecordStore:
         except BotoCoreError as exc:
             raise StoreError(f"cannot write to {table}: {exc}") from exc
         attrs = response.get("Attributes")
-        old = {k: self._de.deserialize(v) for k, v in attrs.items()} if attrs else None
+        old = item_from_boto(attrs) if attrs else None
         return classify(old, item)
 
     def record_error(self, spec: ObjectSpec, record_id: str, *, cycle_id: str, reason: str, when: dt.datetime) -> None:
@@ -1151,9 +981,7 @@ class RecordStore:
             "expires_at": epoch_seconds(when + dt.timedelta(days=self._error_retention_days)),
         }
         try:
-            self._client.put_item(
-                TableName=self._errors_table, Item={k: self._ser.serialize(v) for k, v in item.items()}
-            )
+            self._client.put_item(TableName=self._errors_table, Item={k: boto_attribute(v) for k, v in item.items()})
         except ClientError as exc:
             raise client_failure(exc, self._errors_table, "write") from exc
 
@@ -1163,7 +991,7 @@ class RecordStore:
             TableName=self.table_for(spec), Key={"Id": {"S": record_id}}, ConsistentRead=True
         )
         attrs = response.get("Item")
-        return {k: self._de.deserialize(v) for k, v in attrs.items()} if attrs else None
+        return item_from_boto(attrs) if attrs else None
 
 
 __all__ = [
@@ -1183,5 +1011,4 @@ __all__ = [
     "salesforce_base",
     "to_item",
     "unchanged_since_base",
-    "wire_and_base",
 ]

@@ -11,7 +11,7 @@ Every engine write of a two-way item (incremental cycle, full copy, lifecycle pa
 repairs, the write-back after a successful push) sets the data attributes and ``_base`` together,
 so its own writes never look like local changes (no echo, no loop).
 
-Layout rules (the same as the item's, see :mod:`sfsync.records`):
+Layout rules (the same as the item's, see :mod:`sfsync.items.codec`, which writes and reads the text):
 
 * the snapshot holds the item's *data* attributes: every attribute except the engine's own
   (``sobject`` and names starting with ``_``); ``Id`` and ``SystemModstamp`` are included;
@@ -27,84 +27,19 @@ has no Salesforce ``Id`` pattern, otherwise an item of a version of the engine b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-BASE_ATTRIBUTE = "_base"
-#: Attributes that are never data: the engine's (``_`` prefix) and ``sobject``.
-_ENGINE_PREFIX = "_"
-_NOT_DATA = frozenset({"sobject"})
-
-
-def is_data_attribute(name: str) -> bool:
-    """A Salesforce field stored in the item (not the engine's bookkeeping)."""
-    return not name.startswith(_ENGINE_PREFIX) and name not in _NOT_DATA
+# The snapshot's text is written and read by the one item codec (sfsync.items.codec), in the same
+# pass as the item's wire JSON; these names stay importable from here.
+from sfsync.items.codec import BASE_ATTRIBUTE, decode_base, encode_base, is_data_attribute
 
 
 def data_of(item: Mapping[str, Any]) -> dict[str, Any]:
     """The item's data attributes (``None`` values left out)."""
     return {name: value for name, value in item.items() if value is not None and is_data_attribute(name)}
-
-
-def _plain(value: Any) -> Any:
-    """A Decimal as an exact JSON number (int, or a float that round-trips); else its text."""
-    if value == value.to_integral_value():
-        return int(value)
-    as_float = float(value)
-    return as_float if Decimal(repr(as_float)) == value else str(value)
-
-
-#: The snapshot's JSON rules, built once (``json.dumps`` builds an encoder a call).
-_BASE_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=sorted)
-#: An item's attribute names (in its order) -> its data attribute names, sorted.  The rows of a
-#: page share one layout, so sorting and filtering the names is paid once per layout, not per item.
-_DATA_ORDER: dict[tuple[str, ...], tuple[str, ...]] = {}
-_DATA_ORDER_SIZE = 512
-
-
-def data_order(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The data attributes among an item's attribute ``names``, in the snapshot's (sorted) order."""
-    order = _DATA_ORDER.get(names)
-    if order is None:
-        order = tuple(sorted(name for name in names if is_data_attribute(name)))
-        if len(_DATA_ORDER) >= _DATA_ORDER_SIZE:
-            _DATA_ORDER.clear()
-        _DATA_ORDER[names] = order
-    return order
-
-
-def number_text(value: Decimal) -> str:
-    """A number's text inside the snapshot (see the module docstring: exact JSON numbers)."""
-    return _BASE_JSON.encode(_plain(value))
-
-
-def encode_base(item: Mapping[str, Any]) -> str:
-    """The ``_base`` text for an item about to be written by the engine (its data attributes).
-
-    Compact JSON, keys sorted; on the hot path of every write of a two-way item, so the data
-    attributes are picked in an order computed once per item layout (the encoder's own sort then
-    finds them sorted).
-    """
-    data = {name: value for name in data_order(tuple(item)) if (value := item[name]) is not None}
-    try:
-        return _BASE_JSON.encode(data)
-    except TypeError:  # numbers (Decimal) are not JSON values as they are
-        if not any(type(value) is Decimal for value in data.values()):
-            raise
-    return _BASE_JSON.encode({name: (_plain(v) if type(v) is Decimal else v) for name, v in data.items()})
-
-
-def decode_base(text: str | None) -> dict[str, Any] | None:
-    """The snapshot as a dict (numbers as ``Decimal``); ``None`` when the item has none."""
-    if text is None:
-        return None
-    value = json.loads(text, parse_float=Decimal, parse_int=Decimal)
-    if not isinstance(value, dict):
-        raise ValueError(f"{BASE_ATTRIBUTE} is not a JSON object")
-    return value
 
 
 def base_of(item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -147,8 +82,23 @@ class LocalChange:
     local: Any
 
 
+def _is_own_snapshot(item: Mapping[str, Any], raw: str) -> bool:
+    """Is ``raw`` the snapshot text of the item's own data (the engine's writes, most stream records)?
+
+    Text for text, so a match settles it without decoding the snapshot; anything else (an edit, a
+    snapshot another version of the engine wrote) is compared value by value.
+    """
+    try:
+        return raw == encode_base(item)
+    except (TypeError, ValueError):
+        return False
+
+
 def local_changes(item: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> dict[str, LocalChange]:
     """Fields whose local value differs from the snapshot; empty when the item has no snapshot."""
+    raw = item.get(BASE_ATTRIBUTE)
+    if isinstance(raw, str) and _is_own_snapshot(item, raw):
+        return {}
     base = base_of(item)
     if base is None:
         return {}
@@ -164,3 +114,17 @@ def local_changes(item: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> dic
         if local is None or old is None or not same(local, old):
             changes[name] = LocalChange(name, old, local)
     return changes
+
+
+__all__ = [
+    "BASE_ATTRIBUTE",
+    "LocalChange",
+    "base_of",
+    "data_of",
+    "decode_base",
+    "encode_base",
+    "is_data_attribute",
+    "local_changes",
+    "same",
+    "with_base",
+]

@@ -33,12 +33,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.clock import normalize_stamp
 from sfsync.cycle import select_fields
 from sfsync.exceptions import StoreError
+from sfsync.items.codec import stamp as item_stamp
+from sfsync.items.images import item_from_boto
 from sfsync.records import RecordStore
 from sfsync.registry import ObjectSpec, build_registry
 from sfsync.salesforce.client import MAX_RETRIEVE_IDS, QueryPage
@@ -257,7 +257,7 @@ def _salesforce_states(sf: SalesforceReader, obj_name: str) -> dict[str, StoredS
         for row in page.records:
             stamp = row.get("SystemModstamp")
             out[str(row["Id"])] = StoredState(
-                str(row["Id"]), normalize_stamp(stamp) if isinstance(stamp, str) else None, bool(row.get("IsDeleted"))
+                str(row["Id"]), item_stamp(stamp) if isinstance(stamp, str) else None, bool(row.get("IsDeleted"))
             )
     return out
 
@@ -380,7 +380,7 @@ class DynamoTableReader:
                 except (ClientError, BotoCoreError) as exc:
                     raise StoreError(f"cannot read {self._table}: {exc}") from exc
                 for raw in response.get("Responses", {}).get(self._table, []):
-                    if raw.get("sobject", {}).get("S") == obj:
+                    if item_from_boto(raw).get("sobject") == obj:
                         state = _state(raw)
                         out[state.id] = state
                 request = response.get("UnprocessedKeys") or {}
@@ -392,8 +392,10 @@ class DynamoTableReader:
 
 
 def _state(raw: Mapping[str, Any]) -> StoredState:
-    stamp = raw.get("SystemModstamp", {}).get("S")
-    return StoredState(str(raw["Id"]["S"]), stamp, bool(raw.get("IsDeleted", {}).get("BOOL", False)))
+    """A stored item's (projected) attributes, decoded by the codec, as the comparison's state."""
+    item = item_from_boto(raw)
+    stamp = item.get("SystemModstamp")
+    return StoredState(str(item["Id"]), stamp if isinstance(stamp, str) else None, item.get("IsDeleted") is True)
 
 
 # -- the writer ------------------------------------------------------------------------------------
@@ -421,7 +423,6 @@ class RecordStoreWriter:
         self._spec_of = spec_of
         self._cycle_id = cycle_id
         self._now: Callable[[], dt.datetime] = now or (lambda: dt.datetime.now(dt.UTC))
-        self._ser = TypeSerializer()
 
     def write_records(
         self, obj: str, records: list[dict[str, Any]], *, datetime_fields: frozenset[str] = frozenset()

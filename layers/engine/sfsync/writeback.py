@@ -52,18 +52,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync import clock as sfclock
 from sfsync import snapshot
 from sfsync.config import Settings, WriteBackOptions
 from sfsync.conflicts import Conflict, FieldDecision, decide_field, same
-from sfsync.ddb_wire import item_from_wire
 from sfsync.exceptions import ConfigurationError, StoreError, StoreThrottled
 from sfsync.fields import SKIPPED_TYPES
+from sfsync.items.codec import UnstorableRecord, boto_attribute, item_value, salesforce_value, to_item
+from sfsync.items.images import image
 from sfsync.observability import count, logger, metrics_for_object
-from sfsync.records import UnstorableRecord, client_failure, to_item
+from sfsync.records import client_failure
 from sfsync.registry import ObjectSpec
 from sfsync.salesforce.client import (
     MAX_COLLECTION_RECORDS,
@@ -192,8 +192,6 @@ class WriteBackDeps:
 
 # -- stream records ------------------------------------------------------------------------------
 
-_ser = TypeSerializer()
-
 
 @dataclass(frozen=True)
 class StreamChange:
@@ -211,10 +209,6 @@ class StreamChange:
     @property
     def image(self) -> dict[str, Any] | None:
         return self.new if self.new is not None else self.old
-
-
-def _decode_image(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return item_from_wire(raw) if raw else None
 
 
 def _table_of(arn: str) -> str:
@@ -242,7 +236,7 @@ def decode_records(records: Iterable[Mapping[str, Any]]) -> list[StreamChange]:
     changes: list[StreamChange] = []
     for record in records:
         body = record.get("dynamodb") or {}
-        keys = _decode_image(body.get("Keys")) or {}
+        keys = image(body.get("Keys")) or {}
         identity = record.get("userIdentity") or {}
         changes.append(
             StreamChange(
@@ -250,8 +244,8 @@ def decode_records(records: Iterable[Mapping[str, Any]]) -> list[StreamChange]:
                 event=str(record.get("eventName", "")),
                 table=_table_of(str(record.get("eventSourceARN", ""))),
                 key=str(keys.get("Id", "")),
-                new=_decode_image(body.get("NewImage")),
-                old=_decode_image(body.get("OldImage")),
+                new=image(body.get("NewImage")),
+                old=image(body.get("OldImage")),
                 at=_creation_time(body.get("ApproximateCreationDateTime")),
                 by_service=identity.get("type") == "Service",
             )
@@ -407,31 +401,6 @@ def check_value(name: str, value: Any, f: Mapping[str, Any]) -> tuple[str, str] 
     return None
 
 
-def to_wire(value: Any) -> Any:
-    """A stored value as JSON for Salesforce (Decimal -> int / float)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return ";".join(sorted(str(v) for v in value))
-    return value
-
-
-def from_wire(value: Any, ftype: str | None) -> Any:
-    """A REST JSON value as the engine stores it (numbers Decimal, datetimes ISO ms Z)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str) and ftype == "datetime" and value:
-        try:
-            return sfclock.normalize_stamp(value)
-        except ValueError:
-            return value
-    return value
-
-
 # -- DynamoDB side -------------------------------------------------------------------------------
 
 
@@ -471,7 +440,7 @@ class _Tables:
             for _ in range(8):
                 response = self._call(table, "read", self._client.batch_get_item, RequestItems=request)
                 for raw in response.get("Responses", {}).get(table, []):
-                    item = _decode_image(raw) or {}
+                    item = image(raw) or {}
                     found[str(item.get("Id"))] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -503,7 +472,7 @@ class _Tables:
             if value is None:
                 remove_parts.append(f"#a{index}")
             else:
-                values[f":a{index}"] = _ser.serialize(value)
+                values[f":a{index}"] = boto_attribute(value)
                 set_parts.append(f"#a{index} = :a{index}")
         for name in removes:
             if name in sets:
@@ -518,7 +487,7 @@ class _Tables:
             if value is None:
                 conditions.append(f"attribute_not_exists(#c{index})")
             else:
-                values[f":c{index}"] = _ser.serialize(value)
+                values[f":c{index}"] = boto_attribute(value)
                 conditions.append(f"#c{index} = :c{index}")
         expression = ""
         if set_parts:
@@ -557,7 +526,7 @@ class _Tables:
             self._client.put_item,
             conditional=True,
             TableName=table,
-            Item={k: _ser.serialize(v) for k, v in item.items()},
+            Item={k: boto_attribute(v) for k, v in item.items()},
             ConditionExpression=condition,
             **expression,
         )
@@ -726,7 +695,7 @@ class _Tables:
         found: list[dict[str, Any]] = []
         while True:
             page = self._call(table, "read", self._client.query, **request)
-            found.extend(_decode_image(raw) or {} for raw in page.get("Items", []))
+            found.extend(image(raw) or {} for raw in page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if not last:
                 return found
@@ -742,7 +711,7 @@ class _Tables:
             Key=self.delete_key(obj, record_id),
             ConsistentRead=True,
         )
-        return _decode_image(response.get("Item"))
+        return image(response.get("Item"))
 
     def settle_delete_intent(self, obj: str, record_id: str, seq: str | None, *, refused: bool) -> bool:
         """A delete is settled: pushed (the intent goes) or refused (kept, unclaimed, for ``sfsync errors retry``)."""
@@ -842,7 +811,7 @@ class _Tables:
         found: list[dict[str, Any]] = []
         while True:
             page = self._call(table, "read", self._client.query, **request)
-            found.extend(_decode_image(raw) or {} for raw in page.get("Items", []))
+            found.extend(image(raw) or {} for raw in page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if not last:
                 return found
@@ -866,7 +835,7 @@ class _Tables:
             Key=self._intent_key(obj, local_id),
             ConsistentRead=True,
         )
-        return _decode_image(response.get("Item"))
+        return image(response.get("Item"))
 
     def put_intent(self, obj: str, local_id: str, intent_at: dt.datetime) -> None:
         item = {
@@ -1219,9 +1188,11 @@ class WriteBack:
                     if writable(describe, n, create=False) is None
                 )
         live = {k: p for k, p in plans.items() if p.current is not None}
-        salesforce = self._retrieve(obj, list(live), sorted(wanted), describe)
+        salesforce, unstorable = self._retrieve(obj, list(live), sorted(wanted), describe)
         gone: list[_ItemPlan] = []
         converted: list[_ItemPlan] = []
+        for key, problem in unstorable.items():
+            self._refuse_plan(live.pop(key), "UNSTORABLE", str(problem), [problem.field] if problem.field else [])
         for plan in live.values():
             row = salesforce.get(plan.key)
             if row is None:
@@ -1245,23 +1216,34 @@ class WriteBack:
 
     def _retrieve(
         self, obj: str, ids: list[str], fields: list[str], describe: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, UnstorableRecord]]:
+        """Salesforce's current values of ``fields`` (+ the stamp, a Lead's conversion) as item values.
+
+        A record holding a value DynamoDB cannot hold (the codec's rules, :func:`item_value`) is
+        returned apart with the reason: its change is refused, not judged against a value the item
+        could never hold.
+        """
         if not ids:
-            return {}
+            return {}, {}
         names = list(dict.fromkeys(["Id", "SystemModstamp", *fields]))
         if obj == "Lead":
             names += [n for n in ("IsConverted", "ConvertedContactId") if n in describe and n not in names]
         rows: dict[str, dict[str, Any]] = {}
+        unstorable: dict[str, UnstorableRecord] = {}
         for start in range(0, len(ids), MAX_RETRIEVE):
             chunk = ids[start : start + MAX_RETRIEVE]
             for record_id, row in zip(chunk, self.sf.retrieve(obj, chunk, names), strict=False):
-                if row is not None:
+                if row is None:
+                    continue
+                try:
                     rows[record_id] = {
-                        n: from_wire(v, str(describe.get(n, {}).get("type")))
+                        n: item_value(n, v, is_datetime=describe.get(n, {}).get("type") == "datetime")
                         for n, v in row.items()
                         if n != "attributes"
                     }
-        return rows
+                except UnstorableRecord as exc:
+                    unstorable[record_id] = exc
+        return rows, unstorable
 
     def _decide(
         self,
@@ -1430,7 +1412,7 @@ class WriteBack:
                 {
                     "attributes": {"type": plan.target_obj},
                     "id": plan.target_id,
-                    **{name: to_wire(value) for name, value in plan.pushes().items()},
+                    **{name: salesforce_value(value) for name, value in plan.pushes().items()},
                 }
                 for plan in chunk
             ]
@@ -1585,9 +1567,9 @@ class WriteBack:
                 change.at or self.deps.clock.now(),
                 f"{change.sequence}#{conflict.field}",
                 field=conflict.field,
-                local_value=json.dumps(to_wire(conflict.local)),
-                salesforce_value=json.dumps(to_wire(conflict.salesforce)),
-                base_value=json.dumps(to_wire(conflict.base)),
+                local_value=json.dumps(salesforce_value(conflict.local)),
+                salesforce_value=json.dumps(salesforce_value(conflict.salesforce)),
+                base_value=json.dumps(salesforce_value(conflict.base)),
                 policy=conflict.policy,
                 winner=conflict.winner,
             )
@@ -1703,7 +1685,7 @@ class WriteBack:
         for start in range(0, len(pending), MAX_COLLECTION):
             chunk = pending[start : start + MAX_COLLECTION]
             records = [
-                {**{n: to_wire(v) for n, v in values.items()}, ext: values.get(ext) or change.key}
+                {**{n: salesforce_value(v) for n, v in values.items()}, ext: values.get(ext) or change.key}
                 for change, values in chunk
             ]
             results = self.sf.upsert_collection(
@@ -1741,7 +1723,8 @@ class WriteBack:
             for change, _ in chunk:
                 self.tables.put_intent(obj, change.key, intent_at)
             records = [
-                {"attributes": {"type": obj}, **{n: to_wire(v) for n, v in values.items()}} for _, values in chunk
+                {"attributes": {"type": obj}, **{n: salesforce_value(v) for n, v in values.items()}}
+                for _, values in chunk
             ]
             try:
                 results = self.sf.collections(
@@ -2047,10 +2030,8 @@ __all__ = [
     "decode_records",
     "emit_metrics",
     "field_map",
-    "from_wire",
     "is_salesforce_id",
     "process_batch",
-    "to_wire",
     "writable",
     "writeback_deps",
 ]
