@@ -355,6 +355,10 @@ def copy_decision(
         decision = _own_execution(
             object_name, request, now=now, reason="retry", token=token, why=why, timeout_seconds=start_timeout_seconds
         )
+        if request.generation > 0 and resync_taken_up:
+            # the failed copy is the re-sync's: its retry carries the re-sync's name, so a retry that plans
+            # the copy anew (the re-sync's own plan never ran) still counts as the re-sync taken up
+            decision = replace(decision, requested_by=resync_requested_by(request))
         return replace(decision, attention=attention)
     if request.execution_name and request.reason in ("first", "retry"):
         if _start_timed_out(request, now, start_timeout_seconds):

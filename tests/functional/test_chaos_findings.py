@@ -1,0 +1,78 @@
+"""Engine defects the chaos runs (``tests/chaos``, ``bench/chaos.py``) found, each pinned by a test on
+the local stack (the real template, handlers and state machine) and the emulator over HTTPS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sfsync import clock as sfsync_clock
+from sfsync.dispatcher import FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
+
+from tests.functional.conftest import DeployStack
+from tests.support.emulator import EmulatorTime, reset_engine_caches
+from tests.support.fullcopy import copy_executions, held_waits, wait_for_copies
+from tests.support.metrics import values_of
+
+pytestmark = pytest.mark.functional
+
+PAUSE = 300
+
+
+@pytest.fixture
+def emulator_records() -> int:
+    return 120
+
+
+@pytest.fixture
+def stack(deploy_stack: DeployStack) -> Any:
+    return deploy_stack({"SyncObjects": "Account", "PauseSeconds": str(PAUSE)})
+
+
+def tick(stack: Any, emulator: Any) -> dict[str, Any]:
+    """One dispatcher tick; the full copies it starts run to their end (their waits move the clock)."""
+    with held_waits(emulator):
+        result: dict[str, Any] = stack.fire_schedule()
+        wait_for_copies(stack, result)
+    stack.drain()
+    return result
+
+
+def test_given_a_resync_whose_plan_failed_when_its_retry_copied_the_object_then_the_resync_is_over(
+    stack: Any, emulator: Any, salesforce_secret: dict[str, Any]
+) -> None:
+    """A re-sync whose plan failed (here: a wrong secret) had its failure recorded on a fresh copy document;
+    the retry planned that document anew under its own name ("dispatcher (retry)"), so the re-sync never
+    counted as taken up: every tick after the retry's success started the re-sync's execution again, found
+    it failed, marked the copy failed and copied the object again - forever, with no incremental cycle
+    and no freshness for the object."""
+    tick(stack, emulator)  # the first copy
+    stack.put_salesforce_secret({**salesforce_secret, "client_secret": "wrong"})
+    reset_engine_caches()
+    stack.invoke("DispatcherFunction", {"resync": ["Account"], "requested_by": "ops"})
+    stack.drain()
+    [failed] = [
+        e
+        for e in stack.boto3_client("stepfunctions").list_executions(stateMachineArn=stack.state_machine_arn())[
+            "executions"
+        ]
+        if e["name"].startswith("resync-")
+    ]
+    assert stack.wait_for_execution(failed["executionArn"])["status"] == "FAILED"  # Plan failed: PlanFailed recorded
+
+    stack.put_salesforce_secret(salesforce_secret)  # the operator fixes the secret
+    reset_engine_caches()
+    emulator.clock.advance(max(FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS) + 1)
+    retried = tick(stack, emulator)
+    assert [entry["reason"] for entry in copy_executions(retried)] == ["retry"], retried["copies"]
+    for description in wait_for_copies(stack, retried):
+        assert description["status"] == "SUCCEEDED", description
+
+    for _ in range(3):  # the object is copied: incremental cycles, no copy started again
+        emulator.clock.advance(PAUSE + 61)
+        after = tick(stack, emulator)
+        assert copy_executions(after) == [], after["copies"]
+        assert "Account" not in after["copies"]["held"], after["copies"]
+        assert "Account" in after["freshness"], after
