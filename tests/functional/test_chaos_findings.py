@@ -76,3 +76,47 @@ def test_given_a_resync_whose_plan_failed_when_its_retry_copied_the_object_then_
         assert copy_executions(after) == [], after["copies"]
         assert "Account" not in after["copies"]["held"], after["copies"]
         assert "Account" in after["freshness"], after
+
+
+def test_given_the_access_tokens_expire_when_a_function_calls_salesforce_then_the_relogin_is_counted(
+    stack: Any, emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expired (or revoked) token was handled by logging in again, silently: nothing an operator
+    could see.  ``SalesforceReauthenticated`` now counts each such login."""
+    tick(stack, emulator)
+    emulator.clock.advance(PAUSE + 61)
+    stack.invoke("ObjectSyncFunction", {"object": "Account", "cycle_id": "Account-before-expiry", "reason": "due"})
+    assert values_of(capsys.readouterr().out, "SalesforceReauthenticated") == []  # the cached token is good
+    emulator.expire_tokens()
+    emulator.clock.advance(PAUSE + 61)
+    result = stack.invoke("ObjectSyncFunction", {"object": "Account", "cycle_id": "Account-expired", "reason": "due"})
+    assert result["status"] == "complete", result
+    assert values_of(capsys.readouterr().out, "SalesforceReauthenticated") == [1]
+
+
+class SkewedTime(EmulatorTime):
+    """The engine clock ``skew`` seconds off the emulator's (Salesforce's) clock."""
+
+    def __init__(self, emulator_clock: Any, skew: float) -> None:
+        super().__init__(emulator_clock)
+        self.skew = skew
+
+    def now(self) -> dt.datetime:
+        return super().now() + dt.timedelta(seconds=self.skew)
+
+
+@pytest.mark.parametrize("skew", [-240, 180])
+def test_given_the_engine_clock_off_salesforces_when_the_dispatcher_probes_then_the_skew_is_a_metric(
+    stack: Any, emulator: Any, capsys: pytest.CaptureFixture[str], skew: int
+) -> None:
+    """Windows use Salesforce's clock, leases, pauses and freshness the engine's: a skew of minutes was
+    absorbed without a trace.  ``ClockSkewSeconds`` (each probing tick) shows it."""
+    tick(stack, emulator)
+    emulator.clock.advance(PAUSE + 61)
+    stack.fire_schedule()  # the first cycle (no probe: it never ran)
+    emulator.clock.advance(PAUSE + 61 + abs(skew))  # due by the skewed clock too
+    capsys.readouterr()
+    with sfsync_clock.use_clock(SkewedTime(emulator.clock, skew)):
+        stack.fire_schedule()
+    [measured] = values_of(capsys.readouterr().out, "ClockSkewSeconds")
+    assert skew - 2 <= measured <= skew, measured
