@@ -45,13 +45,17 @@ def _profile(name: str, fault_hours: float | None) -> Any:
 
 
 def _run(seed: int, profile_name: str, fault_hours: float | None, verbose: bool) -> dict[str, Any]:
-    from sfsync_local.chaos import plan_schedule, run_schedule
+    stdout, sys.stdout = sys.stdout, sys.stderr  # the engine's log lines (its logger binds stdout on import)
+    try:
+        from sfsync_local.chaos import plan_schedule, run_schedule
 
-    schedule = plan_schedule(seed, _profile(profile_name, fault_hours))
-    if verbose:
-        print(schedule.describe(), file=sys.stderr)
-    log = (lambda line: print(line, file=sys.stderr, flush=True)) if verbose else None
-    report = run_schedule(schedule, log=log)
+        schedule = plan_schedule(seed, _profile(profile_name, fault_hours))
+        if verbose:
+            print(schedule.describe(), file=sys.stderr)
+        log = (lambda line: print(line, file=sys.stderr, flush=True)) if verbose else None
+        report = run_schedule(schedule, log=log)
+    finally:
+        sys.stdout = stdout
     out = report.to_dict()
     out["planned"] = [f.label for f in schedule.faults]
     if not report.ok or verbose:
@@ -108,6 +112,7 @@ def summarize(results: list[dict[str, Any]], *, wall_s: float, profile: str) -> 
         "never_healed": len(results) - len(settled),
         "wall_seconds": round(wall_s, 1),
         "schedule_wall_seconds": round(sum(r["wall_seconds"] for r in results), 1),
+        "cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 1),
     }
 
 
@@ -128,7 +133,7 @@ def print_summary(summary: dict[str, Any], results: list[dict[str, Any]]) -> Non
     print(f"healed after the faults within {s['healed_within_s']} s (never healed: {s['never_healed']})")
     print("workload: " + ", ".join(f"{k} {v}" for k, v in s["workload"].items()))
     print("executions: " + ", ".join(f"{k} {v}" for k, v in sorted(s["executions"].items())))
-    print(f"wall: {s['wall_seconds']} s ({s['schedule_wall_seconds']} s of schedules)")
+    print(f"wall: {s['wall_seconds']} s ({s['schedule_wall_seconds']} s of schedules, {s['cpu_seconds']} s of CPU)")
     for result in results:
         if not result["ok"]:
             print()

@@ -75,6 +75,7 @@ class ScheduleReport:
     simulated_seconds: int = 0
     settled_after_seconds: int | None = None
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     faults: list[dict[str, Any]] = field(default_factory=list)  # one row per planned fault
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
@@ -130,7 +131,7 @@ class ScheduleReport:
         parts += [f"  {line}" for line in self.failures()]
         parts.append(f"simulated {self.simulated_seconds / 3600:.2f} h, settled after {self.settled_after_seconds} s")
         if self.log_tail:
-            parts += ["", "last log lines:", *(f"  {line[:300]}" for line in self.log_tail[-15:])]
+            parts += ["", "timeline (latest):", *(f"  {line[:300]}" for line in self.log_tail[-60:])]
         return "\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +142,7 @@ class ScheduleReport:
             "simulated_seconds": self.simulated_seconds,
             "settled_after_seconds": self.settled_after_seconds,
             "wall_seconds": round(self.wall_seconds, 1),
+            "cpu_seconds": round(self.cpu_seconds, 1),
             "faults": self.faults,
             "lost": self.lost,
             "duplicated": self.duplicated,
@@ -197,7 +199,7 @@ def check_run(run: ChaosRun, *, settled_after: int | None) -> ScheduleReport:
         "metrics": len(run.sink.metrics),
         "retry_sleeps": {"botocore": len(run.slept.botocore), "salesforce": len(run.slept.salesforce)},
     }
-    report.log_tail = list(run.sink.lines)[-40:]
+    report.log_tail = list(run.timeline)
     return report
 
 
@@ -438,7 +440,9 @@ def evidence_for(run: ChaosRun, outcome: FaultOutcome) -> list[str]:
     if kind == "ddb-throttle-copy":
         return errors("FullSyncFunction", ["StoreThrottled"])
     if kind in ("stop-execution", "time-out-execution"):
-        wanted = {"ABORTED", "FAILED"} if kind == "stop-execution" else {"TIMED_OUT"}
+        # Step Functions says ABORTED / TIMED_OUT; moto 5.2.5 fails the Map iteration the stop or the
+        # time-out interrupted and reports the execution FAILED: alarmed as well (full-copy-failed)
+        wanted = {"ABORTED", "FAILED"} if kind == "stop-execution" else {"TIMED_OUT", "FAILED"}
         found = [
             f"AWS/States Executions{e.status.title().replace('_', '')} {e.name} ({EXECUTION_ALARMS[e.status]})"
             for arn, e in run.executions.items()

@@ -14,7 +14,7 @@ Fault kinds (:data:`FAULT_KINDS`), each with how it is armed and when it fires:
 * copy faults, armed at the start of a copy episode (the first copy at 0, or an operator re-sync),
   fire at the first matching step of any full-copy execution after that: ``kill-copy-step`` (the
   FullSyncFunction invocation of one step dies before, after or in the middle of its work),
-  ``stop-execution``, ``time-out-execution``, ``ddb-throttle-copy`` (record-table writes of the copy
+  ``stop-execution``, ``time-out-execution``, ``ddb-throttle-copy`` (record-table reads and writes of the copy
   throttled for longer than the client's retries);
 * ``kill-cycle`` / ``kill-write-back``: the next ObjectSyncFunction / WriteBackFunction (stream)
   invocation after the arming time dies before, after or in the middle of its work;
@@ -190,6 +190,7 @@ def plan_schedule(seed: int, profile: Profile = CI) -> Schedule:
         resyncs.append((at, objects))
         episodes.append(at)
 
+    plan.resync_times = [at for at, _ in resyncs]
     forced_step = COPY_STEPS[seed % len(COPY_STEPS)]
     plan.copy_step_kill(rng.choice(episodes), forced_step)
     forced = FAULT_KINDS[seed % len(FAULT_KINDS)]
@@ -233,6 +234,7 @@ class _Planner:
         self.profile = profile
         self.faults: list[FaultSpec] = []
         self.windows: list[tuple[int, int, str]] = []  # persistent faults: (start, end, kind)
+        self.resync_times: list[int] = []
 
     def add(self, kind: str, at: int, duration: int = 0, **params: Any) -> None:
         self.faults.append(FaultSpec(len(self.faults) + 1, kind, at, duration, dict(params)))
@@ -265,6 +267,8 @@ class _Planner:
             else:  # clock-skew: long enough for a probing tick whichever way the clock went
                 duration = max(3 * self.profile.tick_seconds, 60 * rng.randint(30, 50))
                 params = {"offset": rng.choice((-1, 1)) * 60 * rng.randint(2, 6)}
+            if kind == "config-error" and any(at - 600 <= r <= at + duration + 600 for r in self.resync_times):
+                continue  # the operator's re-sync must not be refused by the outage (its copy faults wait for it)
             if all(at + duration <= start or at >= end for start, end, _ in self.windows):
                 self.windows.append((at, at + duration, kind))
                 self.add(kind, at, duration, **params)

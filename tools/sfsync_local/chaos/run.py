@@ -23,6 +23,7 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 
 from . import seams
 from .checks import ScheduleReport, check_run
-from .plan import EPOCH, OBJECTS, PERSISTENT, FaultSpec, Schedule
+from .plan import COPY_FAULTS, EPOCH, OBJECTS, PERSISTENT, FaultSpec, Schedule
 from .workload import Workload
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,7 +84,14 @@ class ChaosRun:
     ) -> None:
         self.schedule = schedule
         self.profile = schedule.profile
-        self.log = log or (lambda _line: None)
+        self.timeline: deque[str] = deque(maxlen=150)  # the latest timeline lines, for a failure's report
+
+        def log_line(line: str) -> None:
+            self.timeline.append(line)
+            if log is not None:
+                log(line)
+
+        self.log = log_line
         self.before_checks = before_checks  # tests of the checks plant a defect here
         self.outcomes = {f.id: FaultOutcome(f) for f in schedule.faults}
         self.executions: dict[str, Execution] = {}
@@ -103,7 +111,7 @@ class ChaosRun:
     # ------------------------------------------------------------------ the run
 
     def run(self) -> ScheduleReport:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         with ExitStack() as stack:
             self._start(stack)
             self._play()
@@ -112,6 +120,7 @@ class ChaosRun:
                 self.before_checks(self)
             report = check_run(self, settled_after=settled_after)
         report.wall_seconds = time.monotonic() - started
+        report.cpu_seconds = time.process_time() - cpu  # this process: the run, moto and the emulator
         return report
 
     def _start(self, stack: ExitStack) -> None:
@@ -216,6 +225,17 @@ class ChaosRun:
                 self._event(pending[2], pending[3])
                 pending = next(queue, None)
             self._schedules(now)
+        self._leftover_copy_faults()
+
+    def _leftover_copy_faults(self) -> None:
+        """Copy faults still armed as the fault phase ends (the copies of their episode never reached their
+        step: an earlier fault ended the execution first, or a resumed copy found its job already done) get
+        one more copy: an operator re-sync of Lead."""
+        waiting = [o.spec for o in self.outcomes.values() if o.spec.kind in COPY_FAULTS and not o.fired]
+        if waiting:
+            armed = ", ".join(f"#{spec.id}" for spec in waiting)
+            self.log(f"{self._t()} operator: re-sync Lead (copy faults {armed} still armed)")
+            self._invoke_dispatcher({"resync": ["Lead"], "requested_by": "chaos operator"})
 
     def _schedules(self, now: int) -> bool:
         """Fire the tick and the sweep if due (once, however many were missed while an execution ran);
@@ -293,12 +313,28 @@ class ChaosRun:
             result = self.stack.invoke("DispatcherFunction", event)
             if isinstance(result, dict):
                 self.last_dispatch = result
-        except LocalInvokeError:
+                self._log_dispatch(result)
+        except LocalInvokeError as exc:
             self.last_dispatch = None  # recorded by the interceptor as the function's error
+            self.log(f"{self._t()} dispatcher failed: {str(exc).splitlines()[0][:200]}")
         finally:
             self.stack.drain()
         self.wait_for_executions()
         self.stack.drain()
+
+    def _log_dispatch(self, result: dict[str, Any]) -> None:
+        copies = result.get("copies") or {}
+        parts = []
+        if result.get("started"):
+            parts.append("cycles " + ",".join(str(e["object"]) for e in result["started"]))
+        for key in ("started", "already_started"):
+            for entry in copies.get(key) or []:
+                parts.append(f"copy {key.replace('_', ' ')} {entry['execution_name']} {entry['objects']}")
+        for key in ("reconciled", "attention"):
+            for obj, why in (copies.get(key) or {}).items():
+                parts.append(f"{key} {obj}: {why[:120]}")
+        if parts:
+            self.log(f"{self._t()} tick: " + "; ".join(parts))
 
     def sweep(self) -> None:
         from sfsync_local.lambda_runtime import LocalInvokeError
@@ -313,16 +349,16 @@ class ChaosRun:
 
     def wait_for_executions(self) -> None:
         """Every running full-copy execution to its end (its waits take no real time), then what it ended as."""
-        from sfsync_local.stack import LocalStackError
-
         sfn = self.stack.boto3_client("stepfunctions")
         arn = self.stack.state_machine_arn()
         running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
         for execution in running:
-            try:
-                self.stack.wait_for_execution(execution["executionArn"], timeout_seconds=EXECUTION_TIMEOUT_S)
-            except LocalStackError as exc:
-                self.problems.append(f"harness: {exc}")
+            name = execution["executionArn"]
+            status = seams.wait_for_execution_end(
+                name, self.stack.account_id, self.stack.region, timeout=EXECUTION_TIMEOUT_S
+            )
+            if status == "RUNNING":
+                self.problems.append(f"harness: execution {name} still RUNNING after {EXECUTION_TIMEOUT_S} s")
         if not self.interceptor.wait_idle():
             self.problems.append("harness: a handler kept running after its execution ended")
         for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
@@ -385,7 +421,9 @@ class ChaosRun:
                     "FullSyncFunction",
                     frozenset(self.tables.values()),
                     int(params["requests"]),
-                    on_first=lambda: fire(spec.id, f"record-table writes of the copy throttled x{params['requests']}"),
+                    on_first=lambda: fire(
+                        spec.id, f"record-table requests of the copy throttled x{params['requests']}"
+                    ),
                 )
             )
         elif kind in ("kill-cycle", "kill-write-back"):

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-#: DynamoDB write actions (what a kill "after N writes" counts, what throttling refuses).
+#: DynamoDB write actions (what a kill "after N writes" counts).
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+#: What a table's throttling refuses: its reads and its writes (a re-sync of unchanged rows only reads).
+THROTTLED_ACTIONS = WRITE_ACTIONS | {"GetItem", "BatchGetItem", "Query", "Scan"}
 THROTTLED = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
 
 
@@ -269,7 +271,7 @@ class _Current:
 
 @dataclass
 class Throttle:
-    """Answer the next ``remaining`` record-table writes of ``function`` with throttling."""
+    """Answer the next ``remaining`` record-table reads and writes of ``function`` with throttling."""
 
     function: str
     tables: frozenset[str]
@@ -444,7 +446,7 @@ class DynamoFaults:
             yield self
 
     def _before(self, action: str, params: Mapping[str, Any]) -> None:
-        if action not in WRITE_ACTIONS:
+        if action not in THROTTLED_ACTIONS:
             return
         current = self._interceptor.current
         if current is None:
@@ -458,6 +460,8 @@ class DynamoFaults:
                     if throttle.answered == 1 and throttle.on_first is not None:
                         throttle.on_first()
                     raise _throttled()
+        if action not in WRITE_ACTIONS:
+            return
         current.writes += 1
         if current.kill_at_write is not None and current.writes >= current.kill_at_write:
             current.kill_at_write = None
@@ -545,6 +549,20 @@ def fast_transactions() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- Step Functions
 
 
+def wait_for_execution_end(execution_arn: str, account_id: str, region: str, *, timeout: float) -> str:
+    """The execution's status once it is no longer RUNNING (read from moto's backend: polling
+    ``DescribeExecution`` through boto3 every few milliseconds cost more CPU than the execution itself)."""
+    from moto.stepfunctions.responses import get_backend
+
+    backend = get_backend(account_id, region)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = str(backend.describe_execution(execution_arn).status)
+        if status != "RUNNING" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.01)
+
+
 def time_out_execution(execution_arn: str, account_id: str, region: str) -> None:
     """End a running execution ``TIMED_OUT``: what moto does itself when an execution outlives its
     ``TimeoutSeconds`` (it measures real seconds; a chaos run's hours are virtual)."""
@@ -580,4 +598,5 @@ __all__ = [
     "reset_engine_caches",
     "time_out_execution",
     "virtual_waits",
+    "wait_for_execution_end",
 ]
