@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .plan import OBJECTS, TWO_WAY
+from .plan import EPOCH_MS, OBJECTS, TWO_WAY
 from .workload import scan
 
 if TYPE_CHECKING:
@@ -405,7 +405,7 @@ def evidence_for(run: ChaosRun, outcome: FaultOutcome) -> list[str]:
     """The signals an operator saw of one fault (empty: none)."""
     spec = outcome.spec
     start = outcome.fired_ms[0]
-    end = max(outcome.fired_ms[-1], _epoch_ms(run) + spec.end * 1000) + EVIDENCE_GRACE_SECONDS * 1000
+    end = max(outcome.fired_ms[-1], EPOCH_MS + spec.end * 1000) + EVIDENCE_GRACE_SECONDS * 1000
     kind = spec.kind
 
     def errors(function: str | None = None, types: Iterable[str] | None = None) -> list[str]:
@@ -484,12 +484,6 @@ def _alarm(key: str) -> str:
     name = key.split("[", maxsplit=1)[0]
     alarm = FAILURE_METRICS.get(name)
     return f" ({alarm})" if alarm else ""
-
-
-def _epoch_ms(run: ChaosRun) -> int:
-    from .run import EPOCH_MS
-
-    return EPOCH_MS
 
 
 __all__ = [

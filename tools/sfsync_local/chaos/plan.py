@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 EPOCH = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
+EPOCH_MS = int(EPOCH.timestamp() * 1000)
 
 #: Steps of the full-copy workflow a ``kill-copy-step`` fault can hit (statemachine/full_sync.asl.json).
 #: ``mark_failed`` and ``plan_failed`` run only after a failure: they are armed together with one.
@@ -301,6 +302,7 @@ __all__ = [
     "COPY_FAULTS",
     "COPY_STEPS",
     "EPOCH",
+    "EPOCH_MS",
     "FAULT_KINDS",
     "OBJECTS",
     "PERSISTENT",

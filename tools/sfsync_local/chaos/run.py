@@ -11,9 +11,10 @@ virtual time forward event by event:
 * the faults: armed at their time, disarmed at their end (persistent kinds);
 * operator re-syncs (``{"resync": [...]}`` to the dispatcher, as ``sfsync resync`` sends it).
 
-Then the settle phase: no workload, no faults, the schedules keep firing until everything has healed
-(checked every 15 minutes; at most ``profile.max_settle_minutes``), two more pauses for the last
-write-backs to come back through the cycles, and the checks of :mod:`sfsync_local.chaos.checks`.
+Copy faults still armed as the fault phase ends get one more copy (an operator re-sync).  Then the
+settle phase: no workload, no faults, the schedules keep firing until everything has healed (checked
+after every tick; at most ``profile.max_settle_minutes``) and a tick finds nothing left to do, and
+the checks of :mod:`sfsync_local.chaos.checks` run.
 """
 
 from __future__ import annotations
@@ -32,15 +33,14 @@ from typing import Any
 
 from . import seams
 from .checks import ScheduleReport, check_run
-from .plan import COPY_FAULTS, EPOCH, OBJECTS, PERSISTENT, FaultSpec, Schedule
+from .plan import COPY_FAULTS, EPOCH_MS, OBJECTS, PERSISTENT, FaultSpec, Schedule
 from .workload import Workload
 
 REPO = Path(__file__).resolve().parents[3]
-EPOCH_MS = int(EPOCH.timestamp() * 1000)
 #: WriteBackOptions of the chaos stack: local deletes are pushed (the workload deletes items).
 WRITEBACK_OPTIONS = {"Lead": {"allow_deletes": True}, "Contact": {"allow_deletes": True}}
-#: Invalid WriteBackOptions of the ``config-error`` fault (an unknown conflict policy).
-#: (a redeploy that broke one object's options and kept the rest)
+#: WriteBackOptions of the ``config-error`` fault: a redeploy that broke one object's options (an unknown
+#: conflict policy for Lead) and kept the rest.
 BAD_WRITEBACK_OPTIONS = {**WRITEBACK_OPTIONS, "Lead": {**WRITEBACK_OPTIONS["Lead"], "conflict": "whoever-shouts"}}
 #: Bulk jobs take this long (virtual seconds): every copy polls its job at least once.
 BULK_JOB_SECONDS = 20.0
