@@ -4,7 +4,8 @@
 #   make sam-venv         .venv-sam: AWS SAM CLI alone (its pins never meet the Lambda dependencies)
 #   make lint             ruff check, ruff format --check, mypy
 #   make static           template / state machine / sample-event checks (pytest -m static)
-#   make test             venvs + lint + every test tier (pytest -n 2) + sam build check
+#   make test             venvs + lint + every test tier (pytest -n 2, the chaos tier too) + sam build check
+#   make chaos            the chaos tier: 52 seeded fault schedules on the local stack (SEED=17: replay one)
 #   make sam-build-check  `sam validate --lint` and `sam build` of template.yaml, offline (~1 min)
 #   make demo             the local end-to-end demo (`sfsync demo`); also serves its AWS APIs: prints the endpoint + a command
 #   make bench            every benchmark script under bench/, figures printed
@@ -31,10 +32,10 @@ endif
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sam-venv lint format static test test-fast sam-validate sam-build-check demo bench clean distclean check-python
+.PHONY: help venv sam-venv lint format static test test-fast chaos sam-validate sam-build-check demo bench clean distclean check-python
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 check-python:
 	@if [ -z "$(PYTHON312)" ]; then \
@@ -94,6 +95,14 @@ test: venv sam-venv lint
 # Everything except lint and the sam build (a quicker loop while developing).
 test-fast: venv sam-venv
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -q
+
+# The chaos tier alone (also part of `make test`); SEED=17 replays one schedule with its timeline.
+chaos: venv
+ifdef SEED
+	$(PY) bench/chaos.py --seed $(SEED) --verbose
+else
+	$(PY) -m pytest tests/chaos -m chaos -n $(PYTEST_WORKERS) -q
+endif
 
 # ------------------------------------------------------------------ tools
 demo: venv

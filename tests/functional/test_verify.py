@@ -188,3 +188,27 @@ def test_given_bad_arguments_then_verify_refuses(sf: SalesforceClient, reader: D
         verify_object(sf, reader, "Account", repair=True)
     with pytest.raises(ConfigurationError, match="Solution"):
         verify_object(sf, reader, "Solution")
+
+
+def test_given_items_an_application_created_under_its_own_keys_then_verify_neither_reports_nor_repairs_them(
+    emu: Emulator, sf: SalesforceClient, ddb: Any, reader: DynamoTableReader, writer: RecordStoreWriter
+) -> None:
+    """A local create leaves the application's item under its own key (a redirect, ``_created_id``, once the
+    record exists; the pending create before): not a copy of a Salesforce record, so never "extra" (found by
+    the chaos runs: verify reported every local create as extra, and --repair tombstoned them)."""
+    emu.clock.advance(3600)
+    verify_object(sf, reader, "Account", repair=True, writer=writer)
+    created = live_account_ids(emu)[0]
+    redirect = {"Id": "app-account-1", "sobject": "Account", "_created_id": created, "_local_status": "created"}
+    pending = {"Id": "app-account-2", "sobject": "Account", "Name": "Waiting For Salesforce"}
+    for planted in (redirect, pending):
+        ddb.put_item(TableName=TABLE, Item={k: {"S": v} for k, v in planted.items()})
+
+    for report in (
+        verify_object(sf, reader, "Account"),
+        verify_object(sf, reader, "Account", sample=0.999, rng=random.Random(3)),
+        verify_object(sf, reader, "Account", repair=True, writer=writer),
+    ):
+        assert (report.missing.count, report.extra.count, report.stale.count) == (0, 0, 0), report.to_dict()
+    assert item(ddb, "app-account-1") == redirect
+    assert item(ddb, "app-account-2") == pending

@@ -74,7 +74,7 @@ from typing import Any, Literal, Protocol, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
-from sfsync.clock import parse_instant, to_iso_ms
+from sfsync.clock import parse_instant, salesforce_now, to_iso_ms
 from sfsync.config import Settings
 from sfsync.events import ObjectSyncEvent
 from sfsync.exceptions import DispatchFailed, ExecutionStatusUnknown, SalesforceRateLimited
@@ -355,6 +355,10 @@ def copy_decision(
         decision = _own_execution(
             object_name, request, now=now, reason="retry", token=token, why=why, timeout_seconds=start_timeout_seconds
         )
+        if request.generation > 0 and resync_taken_up:
+            # the failed copy is the re-sync's: its retry carries the re-sync's name, so a retry that plans
+            # the copy anew (the re-sync's own plan never ran) still counts as the re-sync taken up
+            decision = replace(decision, requested_by=resync_requested_by(request))
         return replace(decision, attention=attention)
     if request.execution_name and request.reason in ("first", "retry"):
         if _start_timed_out(request, now, start_timeout_seconds):
@@ -869,6 +873,7 @@ class ApiEconomy:
             count("ProbeApiCalls", probe.api_calls)
             logger.info("change probe", extra={"probe": probe.to_dict()})
             self._note_clear(probe)
+            self._note_skew(probe)
 
         if decision is None or (probe is not None and probe.api_calls):
             decision = self._decide(record, None)  # the probe's responses carry a fresher reading
@@ -894,6 +899,13 @@ class ApiEconomy:
                 continue
             covered = min(found.latest_date_covered or found.window[1], self._now)
             self._state.note_clear(name, covered - lag, now=self._now)
+
+    def _note_skew(self, probe: ProbeResult) -> None:
+        """``ClockSkewSeconds``: the engine clock minus Salesforce's, read from the probe's response (whole
+        seconds, later than the tick's start by the tick's own duration) - only when the probe called."""
+        salesforce, source = salesforce_now(self._sf)
+        if probe.api_calls and source == "salesforce":
+            count("ClockSkewSeconds", round((self._now - salesforce).total_seconds(), 1))
 
     def _lifecycle_due(self, idle: Sequence[ObjectSpec]) -> dict[str, tuple[str, str]]:
         """Idle objects whose periodic lifecycle work is due: name -> (reason code, explanation)."""

@@ -113,6 +113,12 @@ METRICS: dict[str, MetricDef] = {
     "ObjectUnavailable": _service(_C, "an object the integration user cannot query"),
     "FieldNotReadable": _service(_C, "a configured field the integration user cannot read"),
     "OrgBackoff": _service(_C, "REQUEST_LIMIT_EXCEEDED: the whole org backs off"),
+    "SalesforceReauthenticated": _service(
+        _C, "the Salesforce client logged in again after INVALID_SESSION_ID (an expired or revoked token)"
+    ),
+    "ClockSkewSeconds": _service(
+        _S, "the engine clock minus Salesforce's (the Date of the tick's probe response); windows use Salesforce's"
+    ),
     "ObjectsHeld": _service(_C, "objects the API economy held back this tick"),
     "ObjectsDispatched": _service(_C, "object syncs started this tick"),
     "DispatchFailed": _service(_C, "an object sync or copy could not be started"),

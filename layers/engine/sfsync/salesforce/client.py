@@ -35,6 +35,8 @@ from simple_salesforce import Salesforce
 from simple_salesforce import exceptions as sf_exc
 from simple_salesforce.util import exception_handler
 
+from sfsync.observability import count
+
 from .auth import AccessToken, TokenProvider
 from .credentials import SalesforceCredentials
 from .errors import (
@@ -405,6 +407,7 @@ class SalesforceClient:
 
     def _reauthenticate(self) -> None:
         self.reauth_count += 1
+        count("SalesforceReauthenticated")
         self._token = self._tokens.refresh(self._token)
         self._sf = self._build(self._token)
 
