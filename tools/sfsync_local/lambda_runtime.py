@@ -227,6 +227,11 @@ class InProcessLambdaRuntime:
     def register_stream_trigger(self, trigger: StreamTrigger) -> None:
         self._stream_triggers[(trigger.function_name, trigger.stream_arn)] = trigger
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a handler runs: another thread holding it runs nothing concurrently with a handler."""
+        return self._lock
+
     def register_queue_trigger(self, trigger: QueueTrigger) -> None:
         self._queue_triggers.append(trigger)
 

@@ -583,7 +583,7 @@ class LocalStack:
         bus = str(properties.get("EventBusName") or "default")
         if bus != "default":
             _MotoPartnerBusNames.attach()
-            self._undo_patches.append(_MotoPartnerBusNames.detach)
+            self._undo.append(_MotoPartnerBusNames.detach)  # after the rule and the bus are deleted
             self._create_event_bus(bus)
         name = self._resources.ref(logical_id)
         request: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": str(properties.get("State", "ENABLED"))}

@@ -64,7 +64,7 @@ from sfsync.fields import Selection, select_fields, soql_select
 from sfsync.observability import count, logger, metrics_for_object
 from sfsync.records import PageOutcome, RecordStore
 from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute
+from sfsync.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
 from sfsync.state import StateStore
 
 #: Change events stay on Salesforce's event bus for 72 hours (§9.5): an older event means what came
@@ -475,6 +475,14 @@ def _salesforce_view(stored: Mapping[str, Any], two_way: bool) -> dict[str, Any]
     return {name: _plain(value) for name, value in stored.items() if is_data_attribute(name)}
 
 
+def _holds(
+    stored: Mapping[str, Any] | None, row: Mapping[str, Any] | None, change: PayloadChange, two_way: bool
+) -> bool:
+    """Do the Salesforce values at hand already equal the change's (a duplicate, or a change repeated)?"""
+    view = dict(row) if row is not None else _salesforce_view(stored or {}, two_way)
+    return all(same(view.get(name), value) for name, value in change.values.items())
+
+
 def _apply_payloads(
     spec: ObjectSpec,
     plan: _Plan,
@@ -532,9 +540,9 @@ def _merge(
                 return None, "a change newer than the stored delete (an undelete not seen yet)"
             continue
         elif stamp is not None and change.stamp < stamp:
-            if from_events:
+            if from_events and not _holds(stored, row, change, spec.writes_back):
                 return None, _WHY_REREAD_ORDER
-            continue  # the stored version was read from Salesforce after this change: it has it
+            continue  # the stored version was read after this change (it has it), or holds its values
         if row is None:
             view = _salesforce_view(stored or {}, spec.writes_back)
             row = {name: view.get(name) for name in selection.fields}
