@@ -345,3 +345,62 @@ def test_given_salesforce_down_when_an_event_needs_a_re_read_then_it_is_retried_
     assert len(parked) == 1 and "AccountChangeEvent" in parked[0]["Body"]
     runs = [i for i in cdc_stack.invocations if i.function_name.endswith("ChangeEventFunction")]
     assert len(runs) == 5, "five deliveries (the queue's maxReceiveCount), then the dead-letter queue"
+
+
+def test_given_healthy_events_when_the_relay_stops_then_the_cycles_catch_up_and_the_normal_cadence_comes_back(
+    cdc_stack: Any, relay: Any, emulator: Any
+) -> None:
+    from tests.functional.conftest import PAUSE_SECONDS
+
+    account = live_ids(emulator, "Account", 2)
+    emulator.clock.advance(PAUSE_SECONDS + 61)
+    cdc_stack.fire_schedule()  # the first incremental cycles after the copy
+    emulator.clock.advance(5)
+    emulator.admin.update("Account", account[0], {"Name": "Flowing"})
+    cdc.deliver(relay)
+    assert cdc.health(cdc_stack, "Account").status(_now(emulator), 900) == "on"
+
+    # healthy: the normal pause passes, the object waits for the CDC pause (900 s)
+    emulator.clock.advance(PAUSE_SECONDS + 10)
+    result = cdc_stack.fire_schedule()
+    assert "Account" not in {s["object"] for s in result["started"]}, result["skipped"].get("Account")
+    assert result["cdc"]["Account"] == "on"
+    assert "Lead" in {s["object"] for s in result["started"]} or "Lead" in result["skipped"]
+
+    # the relay stops: changes made meanwhile are lost to the events
+    relay.outage = True
+    emulator.clock.advance(5)
+    emulator.admin.update("Account", account[1], {"Name": "Lost Event"})
+    emulator.clock.advance(900)
+    result = cdc_stack.fire_schedule()  # the CDC pause passed: the cycle runs and catches up
+    assert "Account" in {s["object"] for s in result["started"]}
+    cdc.assert_record_equal(cdc_stack, emulator, "Account", account)
+    health = cdc.health(cdc_stack, "Account")
+    assert health.unhealthy_since is not None and "no event delivered" in str(health.unhealthy_reason)
+    shown = cdc.status_text(cdc_stack, emulator, ["Account", "Lead"])
+    assert "change events" in shown and "unhealthy, last" in shown and "CHANGE EVENTS UNHEALTHY Account" in shown
+
+    # unhealthy: the normal cadence is back by itself
+    emulator.clock.advance(PAUSE_SECONDS + 10)
+    result = cdc_stack.fire_schedule()
+    assert result["cdc"]["Account"] == "unhealthy"
+    started = {s["object"] for s in result["started"]}
+    assert "Account" in started or result["skipped"]["Account"].startswith("probe"), "due again after 300 s"
+
+    # the relay is back and the next cycle misses nothing: healthy again
+    relay.outage = False
+    emulator.clock.advance(5)
+    emulator.admin.update("Account", account[0], {"Name": "Back"})
+    cdc.deliver(relay)
+    emulator.clock.advance(PAUSE_SECONDS + 61)
+    cdc_stack.fire_schedule()
+    assert cdc.health(cdc_stack, "Account").unhealthy_since is None
+    cdc.assert_record_equal(cdc_stack, emulator, "Account", account)
+    shown = cdc.status_text(cdc_stack, emulator, ["Account"])
+    assert "on, last" in shown and "applied" in shown and "UNHEALTHY" not in shown
+
+
+def _now(emulator: Any) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(emulator.clock.now_ms() / 1000, tz=dt.UTC)

@@ -76,3 +76,13 @@ def event_errors(stack: Any, obj: str) -> list[dict[str, Any]]:
     )
     rows = [{k: de.deserialize(v) for k, v in raw.items()} for raw in response["Items"]]
     return [row for row in rows if row.get("kind") == "cdc-event"]
+
+
+def status_text(stack: Any, emulator: Any, objects: list[str]) -> str:
+    """What ``sfsync status`` prints for ``objects`` (at the emulator's time)."""
+    import datetime as dt
+
+    from sfsync_local.status import format_status, read_status
+
+    now = dt.datetime.fromtimestamp(emulator.clock.now_ms() / 1000, tz=dt.UTC)
+    return format_status(read_status(stack.table_name("StateTable"), objects, region=stack.region, now=now))
