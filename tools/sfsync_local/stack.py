@@ -881,8 +881,15 @@ class LocalStack:
                     str(properties["Input"]) if "Input" in properties else None,
                 )
             )
-        elif kind == "SQS":
-            queue_arn = str(properties["Queue"])
+        else:
+            raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
+
+    def _create_stream_mapping(self, properties: Mapping[str, Any]) -> None:
+        """A DynamoDB stream -> function mapping (``AWS::Lambda::EventSourceMapping`` properties, resolved);
+        an SQS queue -> function mapping is delivered by the runtime's queue poller."""
+        function_name = str(properties["FunctionName"])
+        if str(properties["EventSourceArn"]).startswith("arn:aws:sqs:"):
+            queue_arn = str(properties["EventSourceArn"])
             self.runtime.register_queue_trigger(
                 QueueTrigger(
                     function_name=function_name,
@@ -893,12 +900,7 @@ class LocalStack:
                     in (properties.get("FunctionResponseTypes") or []),
                 )
             )
-        else:
-            raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
-
-    def _create_stream_mapping(self, properties: Mapping[str, Any]) -> None:
-        """A DynamoDB stream -> function mapping (``AWS::Lambda::EventSourceMapping`` properties, resolved)."""
-        function_name = str(properties["FunctionName"])
+            return
         destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         request: dict[str, Any] = {
             "EventSourceArn": properties["EventSourceArn"],
