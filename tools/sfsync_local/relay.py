@@ -17,14 +17,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sfsync_emulator.admin import DEFAULT_RELAY_CHANNEL
 from sfsync_emulator.cdc import ChangeEvent, relay_envelope
 
-__all__ = ["LocalEventRelay", "bus_name"]
+__all__ = ["LocalEventRelay", "RelayedBatch", "bus_name"]
+
+
+@dataclass(frozen=True)
+class RelayedBatch:
+    """What one delivery carried: the events (object and change type) and how long after its Salesforce
+    commit the last one was applied (seconds, on the emulator's clock)."""
+
+    kinds: tuple[tuple[str, str], ...]
+    latency_seconds: float
+
+    def line(self) -> str:
+        counts = Counter(f"{entity} {change}" for entity, change in self.kinds)
+        what = ", ".join(f"{kind}" + (f" x{n}" if n > 1 else "") for kind, n in sorted(counts.items()))
+        events = f"{len(self.kinds)} change event{'s' if len(self.kinds) != 1 else ''}"
+        return f"  -> {events} in DynamoDB {self.latency_seconds:.1f} s after the Salesforce commit ({what})"
 
 
 def bus_name(org_id: str, channel_id: str = DEFAULT_RELAY_CHANNEL) -> str:
@@ -49,8 +65,9 @@ class LocalEventRelay:
         self._unsubscribe: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        #: called with the number of events delivered by the background thread (demo output)
-        self.on_delivered: Callable[[int], None] | None = None
+        #: called with each delivery of the background thread (the demo prints it)
+        self.on_delivered: Callable[[RelayedBatch], None] | None = None
+        self._last: list[tuple[str, str, int]] = []
 
     # -- subscription -------------------------------------------------------------------------------
     def attach(self) -> LocalEventRelay:
@@ -83,6 +100,8 @@ class LocalEventRelay:
             self._pending.clear()
         if not envelopes:
             return 0
+        headers = [e["detail"]["payload"]["ChangeEventHeader"] for e in envelopes]
+        self._last = [(h["entityName"], h["changeType"], int(h["commitTimestamp"])) for h in headers]
         try:
             accepted = int(self.stack.put_change_events(envelopes, bus=self.bus))
         except Exception:
@@ -113,8 +132,10 @@ class LocalEventRelay:
                     delivered = self.deliver()
                 except Exception:  # noqa: BLE001 - a failed delivery is retried next time; the thread keeps going
                     delivered = 0
-                if delivered and self.on_delivered is not None:
-                    self.on_delivered(delivered)
+                if delivered and self.on_delivered is not None and self._last:
+                    now_ms = self.org.clock.now_ms()
+                    latency = max(0.0, (now_ms - min(c for _, _, c in self._last)) / 1000)
+                    self.on_delivered(RelayedBatch(tuple((e, t) for e, t, _ in self._last), latency))
                 self._stop.wait(interval)
 
         self._thread = threading.Thread(target=loop, name="sfsync-local-event-relay", daemon=True)

@@ -257,6 +257,8 @@ class LocalEnvironment:
         self.emulator = emulator
         self.function_log = function_log
         self.cycles_run = 0
+        #: the emulator's change events onto the stack's partner bus (``start(event_relay=True)``)
+        self.relay: Any | None = None
         self._objects: list[str] | None = None
         #: rule name -> when (monotonic) a schedule other than the dispatcher's last fired
         self._fired: dict[str, float] = {}
@@ -273,20 +275,36 @@ class LocalEnvironment:
         with_emulator: bool = True,
         secret: Mapping[str, Any] | None = None,
         function_log: TextIO | None = None,
+        event_relay: bool = False,
     ) -> LocalEnvironment:
+        """``event_relay`` (with the emulator): change events on - the stack's ``EventRelayBusName`` is the
+        emulator org's partner bus and :attr:`relay` (:class:`sfsync_local.relay.LocalEventRelay`) is
+        attached; start its thread with ``env.relay.start()``."""
         emulator = start_emulator(out, records=records, seed=seed) if with_emulator else None
+        parameters = dict(parameters or {})
         try:
             if secret is None and emulator is not None:
                 secret = emulator_secret(emulator)
+            if event_relay and emulator is not None:
+                from .relay import bus_name
+
+                parameters["EventRelayBusName"] = bus_name(emulator.org.org_id)
             with function_output(function_log):
-                stack = deploy_stack(out, template, parameters=parameters or {}, secret=secret)
+                stack = deploy_stack(out, template, parameters=parameters, secret=secret)
         except BaseException:
             if emulator is not None:
                 emulator.stop()
             raise
-        return cls(stack, emulator, function_log)
+        env = cls(stack, emulator, function_log)
+        if event_relay and emulator is not None:
+            from .relay import LocalEventRelay
+
+            env.relay = LocalEventRelay(stack, emulator.org).attach()
+        return env
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         try:
             with function_output(self.function_log):
                 self.stack.close()
