@@ -92,6 +92,13 @@ class LocalEventRelay:
     def pending(self) -> int:
         return len(self._pending)
 
+    def take_pending(self) -> list[dict[str, Any]]:
+        """Remove and return the envelopes not put on the bus yet (a test delivers them its own way)."""
+        with self._lock:
+            envelopes = list(self._pending)
+            self._pending.clear()
+        return envelopes
+
     # -- delivery -------------------------------------------------------------------------------------
     def pump(self) -> int:
         """Put the pending envelopes on the partner bus (``PutEvents``, 10 a request); returns how many."""

@@ -39,7 +39,6 @@ dead-letter queue (alarm).
 from __future__ import annotations
 
 import datetime as dt
-import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,24 +173,25 @@ class BatchOutcome:
 class _Fields:
     selection: Selection
     visible: frozenset[str]
-    fetched: float
+    fetched: dt.datetime
 
 
 class SelectionCache:
-    """describe -> (selection, visible field names) per Salesforce adapter, reused for ``ttl`` seconds."""
+    """describe -> (selection, visible field names) per Salesforce adapter, reused for ``ttl`` seconds of
+    the engine's clock (so a permission change reaches the change events within that time)."""
 
     def __init__(self, ttl: float = DESCRIBE_SECONDS) -> None:
-        self.ttl = ttl
+        self.ttl = dt.timedelta(seconds=ttl)
         self._entries: weakref.WeakKeyDictionary[object, dict[str, _Fields]] = weakref.WeakKeyDictionary()
 
-    def get(self, sf: ChangeSalesforce, spec: ObjectSpec) -> _Fields:
+    def get(self, sf: ChangeSalesforce, spec: ObjectSpec, now: dt.datetime) -> _Fields:
         per_client = self._entries.setdefault(sf, {})
         cached = per_client.get(spec.name)
-        if cached is not None and time.monotonic() - cached.fetched < self.ttl:
+        if cached is not None and dt.timedelta(0) <= now - cached.fetched < self.ttl:
             return cached
         describe = sf.describe(spec.name)
         visible = frozenset(str(f.get("name")) for f in describe.get("fields") or [] if isinstance(f.get("name"), str))
-        fresh = _Fields(select_fields(spec, describe), visible, time.monotonic())
+        fresh = _Fields(select_fields(spec, describe), visible, now)
         per_client[spec.name] = fresh
         return fresh
 
@@ -385,7 +385,7 @@ def _apply_object(
     report: ObjectReport,
     outcome: BatchOutcome,
 ) -> None:
-    fields = SELECTIONS.get(deps.sf, spec)
+    fields = SELECTIONS.get(deps.sf, spec, now)
     selection = fields.selection
     plan = _Plan()
     seen: set[tuple[str, int, str]] = set()
