@@ -44,7 +44,10 @@ FUNCTIONS: dict[str, str] = {
     "object_sync": "ObjectSyncFunction",
     "full_sync": "FullSyncFunction",
     "writeback": "WriteBackFunction",
+    "change_events": "ChangeEventFunction",
 }
+#: ``sfsync invoke change_events`` without an emulator: change events on, on this (unused) partner bus.
+SAMPLE_EVENT_RELAY_BUS = "aws.partner/salesforce.com/00D000000000000AAA/0YL000000000000AAA"
 
 
 class CliError(Exception):
@@ -590,14 +593,18 @@ def invoke_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     event = load_json_file(args.event, "event")
     secret = load_credentials(args.credentials) if args.credentials else None
     log = err
+    with_emulator = not args.no_emulator and secret is None
+    change_events = logical_id == "ChangeEventFunction"  # the function exists only with change events on
     env = LocalEnvironment.start(
         log,
         template=args.template,
         records=args.records,
         seed=args.seed,
-        with_emulator=not args.no_emulator and secret is None,
+        with_emulator=with_emulator,
         secret=secret,
         function_log=log,
+        parameters={"EventRelayBusName": SAMPLE_EVENT_RELAY_BUS} if change_events and not with_emulator else None,
+        event_relay=change_events,
     )
     has_org = secret is not None or env.emulator is not None
     with env:

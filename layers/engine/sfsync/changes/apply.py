@@ -630,8 +630,8 @@ def _request_cycle(spec: ObjectSpec, reason: str, deps: ChangeDeps, now: dt.date
     )
     deps.state.mark_cdc_unhealthy(spec.name, reason, now=now, request_cycle=True)
     report.cycle_requested = reason
-    if deps.invoker is None:
-        return
+    if deps.invoker is None or deps.state.get_watermark(spec.name).value is None:
+        return  # not copied yet: the dispatcher's first copy comes first
     cycle_id = new_cycle_id(spec.name, now)
     if not deps.state.claim_dispatch(spec.name, cycle_id, now=now, claim_seconds=CLAIM_SECONDS, not_ended_after=None):
         logger.info("a cycle of the object runs or is starting; the dispatcher starts the next one")
