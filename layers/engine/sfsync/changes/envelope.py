@@ -218,11 +218,11 @@ def parse_envelope(body: Any) -> ChangeEvent:
     if len(raw_ids) > MAX_RECORD_IDS:
         raise _problem(f"{_HEADER}.recordIds names {len(raw_ids)} records (at most {MAX_RECORD_IDS})")
     wildcard = any(_WILDCARD_ID.match(v) for v in raw_ids)
-    named = [v for v in raw_ids if not _WILDCARD_ID.match(v)]
-    bad_ids = [v for v in named if not _RECORD_ID.match(v) or (len(v) == 18 and id_with_checksum(v[:15]) != v)]
-    ids = tuple(dict.fromkeys(v if len(v) == 18 else id_with_checksum(v) for v in named))
+    listed = [v for v in raw_ids if not _WILDCARD_ID.match(v)]
+    bad_ids = [v for v in listed if not _RECORD_ID.match(v) or (len(v) == 18 and id_with_checksum(v[:15]) != v)]
     if bad_ids:
         raise _problem(f"{_HEADER}.recordIds holds malformed ids: {', '.join(repr(b) for b in bad_ids[:5])}")
+    ids = tuple(dict.fromkeys(v if len(v) == 18 else id_with_checksum(v) for v in listed))
     if not ids and not wildcard and change_type != "GAP_OVERFLOW":
         raise _problem(f"a {change_type} event without recordIds")
     commit_at = _epoch_ms_instant(header.get("commitTimestamp"), f"{_HEADER}.commitTimestamp")
