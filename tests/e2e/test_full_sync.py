@@ -25,6 +25,7 @@ from sfsync.config import Settings, load_settings
 
 import tests.support.compare as compare
 from tests.support.emulator import EmulatorTime, pin_salesforce_time, reset_engine_caches, salesforce_secret
+from tests.support.fullcopy import wait_until_quiet
 
 pytestmark = pytest.mark.e2e
 
@@ -391,19 +392,6 @@ def test_given_an_execution_stopped_midway_when_started_again_then_it_resumes_th
     assert summary["status"] == "done" and summary["records_copied"] == copied
     done = copies.get("Lead")
     assert done is not None and done.bulk_jobs == 1 and done.pages == -(-copied // SMALL_PAGE)  # no page read twice
-
-
-def wait_until_quiet(stack: Any, quiet_seconds: float = 0.3) -> None:
-    """Until the stopped execution's worker has finished its last Task (no new invocation for a while)."""
-    import time
-
-    seen, since = len(stack.invocations), time.monotonic()
-    deadline = since + 10
-    while time.monotonic() - since < quiet_seconds:
-        assert time.monotonic() < deadline, "the stopped execution kept running"
-        time.sleep(0.05)
-        if len(stack.invocations) != seen:
-            seen, since = len(stack.invocations), time.monotonic()
 
 
 @pytest.mark.parametrize("org_records", [100])

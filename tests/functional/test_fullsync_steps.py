@@ -373,6 +373,60 @@ def test_given_a_copy_under_way_when_a_new_execution_plans_again_then_it_resumes
     assert third["objects"] == [] and third["skipped"][0]["object"] == "Account"
 
 
+def test_given_a_failed_copy_when_a_new_execution_plans_again_then_it_resumes_the_checkpoint_not_from_zero(
+    emulator: Any, deps: FullSyncDeps
+) -> None:
+    """Issue #11 finding 10: a failed copy planned again from zero was caught only by an e2e test."""
+    plan(deps, ["Account"])
+    out = fullsync.start_job({"object": "Account", "execution_id": "exec-1"}, deps)
+    job_id = out["job_id"]
+    while out["next"] == "wait":
+        emulator.clock.advance(out["wait_seconds"])
+        out = fullsync.poll_job({"object": "Account", "execution_id": "exec-1"}, deps)
+    fullsync.load_page({"object": "Account", "execution_id": "exec-1"}, deps)
+    failed = fullsync.mark_failed(
+        {"object": "Account", "execution_id": "exec-1", "error": {"Error": "SalesforceUnavailable", "Cause": "503"}},
+        deps,
+    )
+    assert (failed["status"], failed["records_copied"]) == ("failed", PAGE)
+    emulator.reset_counters()
+
+    again = plan(deps, ["Account"], execution_id="exec-2")
+    assert again["objects"] == [{"object": "Account", "mode": "bulk", "resumed": True}]
+    resumed = deps.copies.get("Account")
+    assert resumed is not None and resumed.status == "running" and resumed.execution_arn == "exec-2"
+    assert resumed.records_copied == PAGE and resumed.parts[0].job_id == job_id and resumed.failures == 1
+    assert emulator.app.counter.by_family() == {}, "planning a resume calls nothing (no describe, no job)"
+    stale = fullsync.load_page({"object": "Account", "execution_id": "exec-1"}, deps)
+    assert stale["next"] == "superseded", "the failed execution's steps no longer touch the copy"
+    out = drive_as(deps, "Account", emulator, "exec-2")
+    assert out["records_copied"] == assert_copy_equals_salesforce(deps, emulator, "Account")
+    done = deps.copies.get("Account")
+    assert done is not None and done.bulk_jobs == 1 and done.failures == 0, "the same job, no page read twice"
+
+
+def drive_as(deps: FullSyncDeps, obj: str, emulator: Any, execution: str) -> dict[str, Any]:
+    """:func:`drive` for the steps of one execution (its ``execution_id`` on every step)."""
+    step, pages = "start_job", 0
+    for _ in range(2000):
+        out = fullsync.run_step(
+            {"step": step, "object": obj, "pages_this_execution": pages, "execution_id": execution}, deps
+        )
+        pages, route = out["pages_this_execution"], out["next"]
+        if route == "done":
+            return out
+        if route == "wait":
+            emulator.clock.advance(out["wait_seconds"])
+        step = {
+            "wait": "poll_job",
+            "load": "load_page",
+            "continue": "load_page",
+            "start": "start_job",
+            "finish": "finish",
+        }[route]
+    raise AssertionError(f"{obj} did not finish")
+
+
 def test_given_a_failed_object_when_marked_failed_then_the_reason_is_kept_and_others_still_copy(
     emulator: Any, deps: FullSyncDeps
 ) -> None:

@@ -23,7 +23,7 @@ from sfsync_local.lambda_runtime import LocalInvokeError, load_handler_module
 import tests.support.compare as compare
 from tests.functional.conftest import DeployStack
 from tests.support.emulator import reset_engine_caches
-from tests.support.fullcopy import copy_executions, held_waits, wait_for_copies
+from tests.support.fullcopy import copy_executions, held_waits, wait_for_copies, wait_until_quiet
 from tests.support.metrics import values_of
 
 pytestmark = pytest.mark.functional
@@ -272,19 +272,6 @@ def test_given_a_copy_execution_stopped_midway_then_a_later_tick_marks_it_failed
     stack.fire_schedule()  # incremental cycles run again
     cycles = [inv for inv in stack.invocations if inv.function_name == stack.function_name("ObjectSyncFunction")]
     assert "Contact" in {inv.event["object"] for inv in cycles}
-
-
-def wait_until_quiet(stack: Any, quiet_seconds: float = 0.3) -> None:
-    """Until a stopped execution's worker has finished its last Task (no new invocation for a while)."""
-    import time
-
-    seen, since = len(stack.invocations), time.monotonic()
-    deadline = since + 10
-    while time.monotonic() - since < quiet_seconds:
-        assert time.monotonic() < deadline, "the stopped execution kept running"
-        time.sleep(0.05)
-        if len(stack.invocations) != seen:
-            seen, since = len(stack.invocations), time.monotonic()
 
 
 def test_given_a_wrong_secret_at_first_deploy_when_it_is_fixed_then_the_copies_run_within_minutes(

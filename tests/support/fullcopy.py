@@ -114,6 +114,19 @@ def synced_after_copy(stack: Any, emulator: Any, *, pause_seconds: float) -> tup
     return run, stack.fire_schedule()
 
 
+def wait_until_quiet(stack: Any, quiet_seconds: float = 0.3) -> None:
+    """Until a stopped execution's worker has finished its last Task (no new invocation for a while)."""
+    import time
+
+    seen, since = len(stack.invocations), time.monotonic()
+    deadline = since + 10
+    while time.monotonic() - since < quiet_seconds:
+        assert time.monotonic() < deadline, "the stopped execution kept running"
+        time.sleep(0.05)
+        if len(stack.invocations) != seen:
+            seen, since = len(stack.invocations), time.monotonic()
+
+
 __all__ = [
     "FAKE_STATE_MACHINE",
     "CopyRun",
@@ -124,6 +137,7 @@ __all__ = [
     "held_waits",
     "synced_after_copy",
     "wait_for_copies",
+    "wait_until_quiet",
 ]
 
 

@@ -366,8 +366,17 @@ def test_given_reasons_when_sent_in_the_event_then_only_ones_the_event_accepts_p
 # -- the first full copy -------------------------------------------------------------------------
 
 
-def save_copy(store: CopyStore, name: str, status: str, *, when: dt.datetime, requested_by: str = "dispatcher") -> None:
-    """A copy document as the workflow leaves it (``status`` running / done / failed)."""
+def save_copy(
+    store: CopyStore,
+    name: str,
+    status: str,
+    *,
+    when: dt.datetime,
+    requested_by: str = "dispatcher",
+    execution_arn: str | None = None,
+    job_id: str | None = None,
+) -> None:
+    """A copy document as the workflow leaves it (``status`` running / done / failed) at ``when``."""
     existing = store.get(name)
     copy = Copy(
         object_name=name,
@@ -379,8 +388,10 @@ def save_copy(store: CopyStore, name: str, status: str, *, when: dt.datetime, re
         records_copied=40,
         engine_started_at=to_iso_ms(when),
         requested_by=requested_by,
+        execution_arn=execution_arn,
         version=existing.version if existing else 0,
     )
+    copy.parts[0].job_id = job_id
     assert store.save(copy, now=when)
 
 
@@ -552,21 +563,8 @@ def test_given_a_resync_start_that_never_planned_then_it_is_restarted_once_per_t
 
 def running_copy(store: CopyStore, name: str, *, beat: dt.datetime, execution: str | None) -> None:
     """A copy document an execution left ``running`` at ``beat`` (its last heartbeat)."""
-    existing = store.get(name)
-    copy = Copy(
-        object_name=name,
-        copy_id=f"{name}-copy",
-        fields=["Id", "SystemModstamp"],
-        types={},
-        policy=asdict(CopyPolicy()),
-        records_copied=40,
-        engine_started_at=to_iso_ms(beat),
-        requested_by="dispatcher",
-        execution_arn=None if execution is None else RecordingCopyStarter().execution_arn(execution),
-        version=existing.version if existing else 0,
-    )
-    copy.parts[0].job_id = "750000000000001AAA"
-    assert store.save(copy, now=beat)
+    arn = None if execution is None else RecordingCopyStarter().execution_arn(execution)
+    save_copy(store, name, "running", when=beat, execution_arn=arn, job_id="750000000000001AAA")
 
 
 @pytest.mark.parametrize("ended", ["ABORTED", "TIMED_OUT", "FAILED", "SUCCEEDED", None])

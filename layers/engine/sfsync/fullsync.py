@@ -1193,7 +1193,9 @@ class _FailedInput(_StepInput):
     error: dict[str, Any] = Field(default_factory=dict)
 
 
-class _PlanInput(BaseModel):
+class _Request(BaseModel):
+    """What the workflow was asked to copy (the execution input), as plan and plan_failed receive it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     step: str | None = None
@@ -1201,6 +1203,9 @@ class _PlanInput(BaseModel):
     resync: list[str] | bool = False
     requested_by: str = Field(default="unknown", min_length=1, max_length=200)
     execution_id: str | None = None
+
+
+class _PlanInput(_Request):
     execution_name: str | None = Field(default=None, max_length=80)
     base_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     generation: int = Field(default=0, ge=0, le=9999)
@@ -1332,14 +1337,7 @@ def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
     }
 
 
-class _PlanFailedInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    step: str | None = None
-    objects: list[str] | None = None
-    resync: list[str] | bool = False
-    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
-    execution_id: str | None = None
+class _PlanFailedInput(_Request):
     error: dict[str, Any] = Field(default_factory=dict)
 
 
