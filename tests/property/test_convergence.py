@@ -949,6 +949,15 @@ def writeback_problems(world: World) -> list[str]:
         RelayEvents(3, 0, 0, 1),
     ]
 )
+@example(  # events delivered after a cycle read their record at the same stamp (found by this property)
+    history=[
+        LateCommit("Account", 20, 87, 248, 8),
+        Convert(28, 39, True),
+        Update("Opportunity", 8, 11),
+        MassUpdate("Opportunity", (38, 18, 37), 0),
+        Convert(27, 31, True),
+    ]
+)
 @given(history=histories(CDC_KINDS, max_size=12))
 def test_given_change_events_dropped_duplicated_and_reordered_when_quiet_then_the_table_equals_salesforce(
     history: list[Op],
@@ -957,6 +966,25 @@ def test_given_change_events_dropped_duplicated_and_reordered_when_quiet_then_th
         problems = check_convergence(world, history)
         note("\n".join(world.log))
     assert not problems, "the copy diverged:\n" + "\n".join(problems) + "\nhistory:\n" + "\n".join(world.log)
+
+
+#: The fields an update that changes no value still moves (Salesforce then publishes no change event).
+_STAMPS = frozenset({"LastModifiedDate", "SystemModstamp", "LastModifiedById"})
+
+
+def _stamp_without_event(world: World, problem: str) -> bool:
+    """A stale item whose only difference is the stamps of an update that changed no value: Salesforce
+    (and the emulator) publish no change event for it, so only a cycle can bring those stamps over."""
+    if not problem.startswith("stale "):
+        return False
+    head, _, detail = problem.partition(": ")
+    _, obj, rid = head.split(" ")
+    names = {part.split(":", 1)[0].strip() for part in detail.split("; ")}
+    if not names <= _STAMPS:
+        return False
+    row = world.org.get(obj, rid, include_deleted=True, as_api=False)
+    stamp_ms = int(dt.datetime.fromisoformat(str(row["SystemModstamp"]).replace("+0000", "+00:00")).timestamp() * 1000)
+    return not any(rid in e.record_ids and e.commit_timestamp >= stamp_ms for e in world.org.cdc.since(0))
 
 
 #: Salesforce activity whose change events alone must bring the copy up to date (no cycle runs).
@@ -978,7 +1006,7 @@ def test_given_every_change_event_delivered_duplicated_and_shuffled_then_the_tab
         run_history(world, history)
         world.say(RelayEvents(seed, 0, 40, batches).apply(world))
         started = [i for i in world.stack.invocations if i.function_name.endswith("ObjectSyncFunction")]
-        problems = discrepancies(world)
+        problems = [p for p in discrepancies(world) if not _stamp_without_event(world, p)]
         note("\n".join(world.log))
     assert not problems, "the events missed:\n" + "\n".join(problems) + "\nhistory:\n" + "\n".join(world.log)
     assert all(i.event.get("reason") == "cdc" for i in started), "only an overflow starts a cycle"

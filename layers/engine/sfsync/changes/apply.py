@@ -267,8 +267,10 @@ class PayloadChange:
     def create(self) -> bool:
         return self.event.change_type == "CREATE"
 
-    def order(self) -> tuple[str, dt.datetime, int]:
-        return (self.stamp, self.event.commit_at, self.event.sequence_number)
+    def order(self) -> tuple[str, dt.datetime, int, int]:
+        """Commit order: stamp, then commit time, commit number (transactions of one instant), sequence."""
+        event = self.event
+        return (self.stamp, event.commit_at, event.commit_number or 0, event.sequence_number)
 
 
 def payload_change(event: ChangeEvent, selection: Selection) -> PayloadChange | str:
@@ -525,7 +527,14 @@ def _merge(
     changes: list[PayloadChange],
     selection: Selection,
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The row to write for ``record_id`` after ``changes`` (commit order), or why it must be re-read."""
+    """The row to write for ``record_id`` after ``changes`` (commit order), or why it must be re-read.
+
+    Against the stored version: a change older than it - or as old as it, when it was read from
+    Salesforce (a read at a stamp holds every change of that stamp) - is already in it and skipped.
+    When the stored version was merged from events, an older or equally old change it does not hold
+    is re-read: the order of the two is only known in Salesforce.  Changes of one batch fold in
+    commit order onto the stored values.
+    """
     stamp = str(stored.get("SystemModstamp") or "") if stored is not None else None
     deleted = bool(stored.get("IsDeleted")) if stored is not None else False
     from_events = stored is not None and str(stored.get("_cycle_id") or "").startswith(CDC_WRITER)
@@ -539,16 +548,17 @@ def _merge(
             if stamp is not None and change.stamp > stamp:
                 return None, "a change newer than the stored delete (an undelete not seen yet)"
             continue
-        elif stamp is not None and change.stamp < stamp:
-            if from_events and not _holds(stored, row, change, spec.writes_back):
+        elif row is None and stamp is not None and change.stamp <= stamp:
+            if not from_events:
+                continue  # the stored version was read from Salesforce at or after this change: it has it
+            if not _holds(stored, row, change, spec.writes_back):
                 return None, _WHY_REREAD_ORDER
-            continue  # the stored version was read after this change (it has it), or holds its values
+            continue  # a duplicate, or a change the stored values hold already
         if row is None:
             view = _salesforce_view(stored or {}, spec.writes_back)
             row = {name: view.get(name) for name in selection.fields}
         row.update(change.values)
         stamp = change.stamp
-        from_events = True
     if row is None:
         return None, None
     row[spec.key] = record_id
