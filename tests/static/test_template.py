@@ -52,6 +52,7 @@ GLOBAL_ENV = [
     "SFSYNC_CUSTOM_OBJECTS",
     "SFSYNC_PAUSE_SECONDS",
     "SFSYNC_API_BUDGET_PERCENT",
+    "SFSYNC_FORMULA_REFRESH_SECONDS",
     "SFSYNC_WRITEBACK",
 ]
 SAM_POLICY_TEMPLATES = {
@@ -299,6 +300,7 @@ def test_given_the_resolved_environment_then_every_function_has_the_engine_varia
         assert env["SFSYNC_ERRORS_TABLE"] == "ErrorsTable-name"
         assert env["SFSYNC_PAUSE_SECONDS"] == "300"
         assert env["SFSYNC_API_BUDGET_PERCENT"] == "80"
+        assert env["SFSYNC_FORMULA_REFRESH_SECONDS"] == "21600"  # the engine's own default (sfsync.config)
         assert env["SFSYNC_OBJECTS"].split(",") == [
             "Lead",
             "Contact",
@@ -621,6 +623,8 @@ def test_given_intrinsics_when_resolved_then_parameters_pseudo_params_and_resour
         ({"Nope": "1"}, "unknown template parameter"),
         ({"PauseSeconds": "abc"}, "not a number"),
         ({"PauseSeconds": "-1"}, "below MinValue"),
+        ({"FormulaRefreshSeconds": "-1"}, "below MinValue"),
+        ({"FormulaRefreshSeconds": "hourly"}, "not a number"),
         ({"LogRetentionDays": "2"}, "is not one of"),
         ({"CustomObjects": "Project"}, "CustomObjects"),
     ],

@@ -201,8 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the local stack of a running or finished `sfsync demo` / `sfsync run` (its state snapshot)",
     )
-    where.add_argument("--stack-name", default=None, help="deployed CloudFormation stack")
-    where.add_argument("--endpoint-url", default=None, help="DynamoDB endpoint URL")
+    where.add_argument("--stack-name", default=None, help="deployed CloudFormation stack (its state table and objects)")
+    status.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="endpoint of the AWS APIs: with --stack-name, where the stack is (e.g. a moto server); "
+        "alone, a DynamoDB endpoint whose state table is found by name",
+    )
     status.add_argument("--table", default=None, help="state table name (default: discovered)")
     status.add_argument("--state-file", default=None, help="with --local: the snapshot file to read")
     status.add_argument("--region", default=None, help="AWS region")

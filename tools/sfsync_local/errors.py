@@ -73,21 +73,9 @@ def _where(parser: argparse.ArgumentParser, default: Any = None) -> None:
 
 
 def _stack_resource(args: argparse.Namespace, logical_id: str) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from .status import stack_resource
 
-    from .status import session_for
-
-    client = session_for(args.region).client("cloudformation", endpoint_url=args.endpoint_url)
-    try:
-        resources = client.describe_stack_resources(StackName=args.stack_name, LogicalResourceId=logical_id)
-    except ClientError as exc:
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        raise CliError(f"cannot read stack {args.stack_name}: {message}", exit_code=EXIT_USAGE) from None
-    except BotoCoreError as exc:
-        raise CliError(f"cannot reach CloudFormation: {exc}", exit_code=EXIT_USAGE) from None
-    for resource in resources.get("StackResources", []):
-        return str(resource["PhysicalResourceId"])
-    raise CliError(f"stack {args.stack_name} has no resource {logical_id}", exit_code=EXIT_USAGE)
+    return stack_resource(args.stack_name, logical_id, region=args.region, endpoint_url=args.endpoint_url)
 
 
 def errors_table(args: argparse.Namespace) -> str:
@@ -110,9 +98,9 @@ def _discover(args: argparse.Namespace, service: str, logical_id: str, option: s
     """The one table / function whose name contains the logical id (how the local stack names them)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .status import session_for
+    from .status import aws_client
 
-    client = session_for(args.region).client(service, endpoint_url=args.endpoint_url)
+    client = aws_client(service, region=args.region, endpoint_url=args.endpoint_url)
     names: list[str] = []
     try:
         if service == "dynamodb":
@@ -139,10 +127,10 @@ def read_open(args: argparse.Namespace, table: str, objects: Sequence[str]) -> l
     from boto3.dynamodb.types import TypeDeserializer
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .status import session_for
+    from .status import aws_client
 
     de = TypeDeserializer()
-    client = session_for(args.region).client("dynamodb", endpoint_url=args.endpoint_url)
+    client = aws_client("dynamodb", region=args.region, endpoint_url=args.endpoint_url)
     rows: list[dict[str, Any]] = []
     try:
         for obj in objects:
@@ -210,9 +198,7 @@ def errors_command(args: argparse.Namespace, out: TextIO) -> int:
 
 def retry_command(args: argparse.Namespace, out: TextIO) -> int:
     """Invoke WriteBackFunction with one ``retry`` event per object; exit 1 when a record still failed."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from .status import session_for
+    from .runner import invoke_deployed
 
     if args.ids and not args.retry_object:
         raise CliError("--id needs --object", exit_code=EXIT_USAGE)
@@ -224,23 +210,14 @@ def retry_command(args: argparse.Namespace, out: TextIO) -> int:
         for row in listed:
             plan.setdefault(row["object"], []).append(row["id"])
     function = writeback_function(args)
-    client = session_for(args.region).client("lambda", endpoint_url=args.endpoint_url)
     requested_by = (args.requested_by or os.environ.get("USER") or "operator")[:100]
     answers: list[dict[str, Any]] = []
     for obj, ids in plan.items():
         event = {"retry": {"object": obj, "ids": ids}, "requested_by": requested_by}
-        try:
-            response = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event))
-            raw = response["Payload"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise CliError(f"cannot invoke {function}: {exc}", exit_code=EXIT_USAGE) from None
-        try:
-            payload = json.loads(raw or b"null")
-        except ValueError:
-            raise CliError(
-                f"{function} answered something that is not JSON: {raw[:200]!r}", exit_code=EXIT_USAGE
-            ) from None
-        if response.get("FunctionError") or not isinstance(payload, dict) or "retry" not in payload:
+        payload, failed = invoke_deployed(
+            function, event, region=args.region, endpoint_url=args.endpoint_url, what="the write-back"
+        )
+        if failed or not isinstance(payload, dict) or "retry" not in payload:
             detail = payload.get("errorMessage") if isinstance(payload, dict) else payload
             raise CliError(f"the write-back failed: {detail}", exit_code=1)
         answers.append(payload["retry"])

@@ -764,75 +764,198 @@ def open_function_log(command: str) -> tuple[TextIO, str]:
     return open(path, "w", encoding="utf-8"), path
 
 
-def run_aws(args: argparse.Namespace, out: TextIO) -> int:
-    """AWS mode: fire the deployed dispatcher and report the cycles (resource names from CloudFormation)."""
+def invoke_deployed(
+    function: str, event: Any, *, region: str | None, endpoint_url: str | None, what: str | None = None
+) -> tuple[Any, bool]:
+    """Invoke a deployed function synchronously: ``(its JSON answer, whether it is a function error)``.
+
+    An invoke that cannot be made (no such function, an endpoint that does not answer) and an answer that
+    is not JSON (a stand-in that cannot run Lambda code, a proxy in the way) are one clear error each,
+    exit 2.  The invoke is made once (a retried invoke would run the function twice), and the client waits
+    as long as the longest function may run."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .status import format_cycle_table, session_for, stack_outputs
+    from .status import aws_client
 
-    outputs = stack_outputs(args.stack_name, region=args.region, endpoint_url=args.endpoint_url)
+    name = what or function
+    client = aws_client(
+        "lambda",
+        region=region,
+        endpoint_url=endpoint_url,
+        retries={"total_max_attempts": 1},
+        read_timeout=LONGEST_FUNCTION_SECONDS + 60,
+    )
     try:
-        dispatcher = outputs["DispatcherFunctionName"]
-        state_table = outputs["StateTableName"]
-    except KeyError as exc:
-        raise CliError(f"stack {args.stack_name} has no output {exc.args[0]}", exit_code=EXIT_FAILED) from None
-    session = session_for(args.region)
-    client = session.client("lambda", endpoint_url=args.endpoint_url)
+        response = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event))
+        raw = response["Payload"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot invoke {name} ({function}): {exc}", exit_code=EXIT_USAGE) from None
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError:
+        kind = "a function error" if response.get("FunctionError") else "an answer"
+        raise CliError(
+            f"{name} ({function}) sent {kind} that is not JSON: {raw[:200]!r}; the Lambda service at "
+            f"{endpoint_url or 'AWS'} did not run the function as Lambda does (a stand-in that cannot run its "
+            "code, or a proxy in the way)",
+            exit_code=EXIT_USAGE,
+        ) from None
+    return payload, bool(response.get("FunctionError"))
+
+
+#: The longest Timeout of the template's functions (ObjectSyncFunction, FullSyncFunction).
+LONGEST_FUNCTION_SECONDS = 900
+
+
+def run_aws(args: argparse.Namespace, out: TextIO) -> int:
+    """AWS mode: fire the deployed dispatcher and report each tick as the local mode does.
+
+    Everything is found from the stack (CloudFormation outputs at ``--endpoint-url`` / ``--region``): the
+    dispatcher, the state table and, from the object-sync function's configuration, the objects.  After a
+    tick that started work, the block printed is the local mode's: the dispatcher's economy and full-copy
+    lines, then one row per object cycle and full copy (waiting for the cycles it started to end and for
+    the copies it started to finish, with their progress meanwhile)."""
+    from .status import (
+        OBJECT_SYNC_OUTPUT,
+        STATE_TABLE_OUTPUT,
+        deployed_objects,
+        format_cycle,
+        session_for,
+        stack_output,
+        stack_outputs,
+    )
+
+    for option in ("data_dir", "credentials"):
+        if getattr(args, option, None):
+            flag = "--" + option.replace("_", "-")
+            raise CliError(f"{flag} is for local mode; a deployed stack has its own tables and secret")
+    region = args.region or session_for(None).region_name
+    outputs = stack_outputs(args.stack_name, region=region, endpoint_url=args.endpoint_url)
+    dispatcher = stack_output(outputs, "DispatcherFunctionName", args.stack_name)
+    state_table = stack_output(outputs, STATE_TABLE_OUTPUT, args.stack_name)
+    objects = deployed_objects(
+        stack_output(outputs, OBJECT_SYNC_OUTPUT, args.stack_name), region=region, endpoint_url=args.endpoint_url
+    )
     cycles = None if args.forever else args.cycles
-    print(f"sfsync run: stack {args.stack_name}, dispatcher {dispatcher}, state table {state_table}", file=out)
+    where = args.endpoint_url or f"AWS {region}"
+    print(
+        f"sfsync run: stack {args.stack_name} at {where}, dispatcher {dispatcher}, state table {state_table}, "
+        f"objects {', '.join(objects)}",
+        file=out,
+    )
     stop = StopFlag()
     done = 0
     with stop.on_sigint():
         while not stop.is_set:
             started = utc_now()
-            try:
-                response = client.invoke(
-                    FunctionName=dispatcher,
-                    InvocationType="RequestResponse",
-                    Payload=json.dumps(schedule_payload(region=session.region_name)),
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise CliError(f"cannot invoke {dispatcher}: {exc}", exit_code=EXIT_FAILED) from None
-            payload = json.loads(response["Payload"].read() or b"null")
-            if response.get("FunctionError"):
+            clock = time.monotonic()
+            payload, failed = invoke_deployed(
+                dispatcher,
+                schedule_payload(region=region),
+                region=region,
+                endpoint_url=args.endpoint_url,
+                what="the dispatcher",
+            )
+            if failed:
                 raise CliError(f"the dispatcher failed: {_error_summary(payload)}", exit_code=EXIT_FAILED)
-            started_objects = [item["object"] for item in (payload or {}).get("started", [])]
-            print(f"dispatched: {', '.join(started_objects) or 'nothing due'}", file=out, flush=True)
-            if started_objects:
+            dispatch = payload if isinstance(payload, dict) else {}
+            outcome = _follow_tick(
+                dispatch,
+                started=started,
+                clock=clock,
+                table=state_table,
+                objects=objects,
+                stop=stop,
+                region=region,
+                endpoint_url=args.endpoint_url,
+                out=out,
+            )
+            if outcome.did_work:
                 done += 1
-                summaries = _wait_for_summaries(
-                    state_table,
-                    started_objects,
-                    started,
-                    stop,
-                    region=session.region_name,
-                    endpoint_url=args.endpoint_url,
-                )
-                print(format_cycle_table(summaries), file=out, flush=True)
+                print(f"\n{format_cycle(outcome, number=done)}", file=out, flush=True)
+            else:
+                print(f"tick at {started:%H:%M:%S} UTC: nothing due", file=out, flush=True)
             if cycles is not None and done >= cycles:
                 break
             stop.sleep(tick_seconds(args.pause))
+    print("stopped (Ctrl-C)" if stop.is_set else "done", file=out)
     return EXIT_OK
 
 
-def _wait_for_summaries(
+def _follow_tick(
+    dispatch: dict[str, Any],
+    *,
+    started: dt.datetime,
+    clock: float,
     table: str,
     objects: Sequence[str],
-    since: dt.datetime,
     stop: StopFlag,
-    *,
-    region: str | None,
+    region: str,
     endpoint_url: str | None,
+    out: TextIO,
     timeout: float = 900.0,
-) -> list[Any]:
-    from .status import read_cycle_summaries
+) -> CycleOutcome:
+    """Wait for what one tick started (its object cycles' summaries, its full copies' end); the outcome."""
+    from .status import format_duration, read_copy_progress, read_cycle_summaries, read_full_copies
 
+    started_objects = [str(item.get("object")) for item in dispatch.get("started", [])]
+    copies = dispatch.get("copies") or {}
+    copying = sorted({name for entry in copies.get("started", []) for name in entry.get("objects", [])})
+    executions = [str(e["execution_arn"]) for e in copies.get("started", []) if e.get("execution_arn")]
     deadline = time.monotonic() + timeout
-    while True:
-        summaries = read_cycle_summaries(table, objects, since=since, region=region, endpoint_url=endpoint_url)
-        if {s.object_name for s in summaries} >= set(objects) or time.monotonic() > deadline or stop.is_set:
-            return summaries
-        stop.sleep(2.0)
+    next_report = time.monotonic() + PROGRESS_SECONDS * 5
+    while not stop.is_set:
+        summaries = read_cycle_summaries(
+            table, started_objects, since=started, region=region, endpoint_url=endpoint_url
+        )
+        executions = _running_executions(executions, region=region, endpoint_url=endpoint_url)
+        progress = read_copy_progress(table, copying, region=region, endpoint_url=endpoint_url)
+        running = {name: p for name, p in progress.items() if p.status == "running"}
+        if {s.object_name for s in summaries} >= set(started_objects) and not executions and not running:
+            break
+        if not executions and not running and time.monotonic() > deadline:
+            break  # a cycle that never reports (it failed twice: its failure queue) must not hold the run
+        if running and time.monotonic() >= next_report:
+            next_report = time.monotonic() + PROGRESS_SECONDS * 5
+            parts = [
+                f"{name} {p.records_copied:,}"
+                + (f"/{p.total:,}" if p.total else "")
+                + (f" (ETA {format_duration(p.eta_seconds)})" if p.eta_seconds is not None else "")
+                for name, p in sorted(running.items())
+            ]
+            print(f"  copying: {', '.join(parts)}", file=out, flush=True)
+        stop.sleep(1.0)
+    since = iso_ms(started)
+    summaries = read_cycle_summaries(table, objects, since=started, region=region, endpoint_url=endpoint_url)
+    moved = [
+        copy
+        for copy in read_full_copies(table, objects, region=region, endpoint_url=endpoint_url).values()
+        if copy.status == "running" or (copy.finished_at or "") >= since
+    ]
+    return CycleOutcome(
+        number=0,
+        started=started,
+        seconds=time.monotonic() - clock,
+        dispatch=dispatch,
+        summaries=summaries,
+        copies=moved,
+        executions=len(copies.get("started", [])),
+    )
+
+
+def _running_executions(arns: Sequence[str], *, region: str, endpoint_url: str | None) -> list[str]:
+    """The executions of ``arns`` still RUNNING (a full copy the tick started)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .status import aws_client
+
+    if not arns:
+        return []
+    client = aws_client("stepfunctions", region=region, endpoint_url=endpoint_url)
+    try:
+        return [arn for arn in arns if client.describe_execution(executionArn=arn)["status"] == "RUNNING"]
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot follow the full-copy execution: {exc}", exit_code=EXIT_FAILED) from None
 
 
 # --------------------------------------------------------------------------- resync
@@ -844,25 +967,18 @@ def resync_command(args: argparse.Namespace, out: TextIO) -> int:
     Exit 0 when every object was accepted; 2 (after the accepted ones went on) when the dispatcher
     refused some object, naming it; 1 when the dispatcher failed.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from .status import session_for, stack_outputs
+    from .status import stack_output, stack_outputs
 
     function = args.function
     if args.stack_name:
         outputs = stack_outputs(args.stack_name, region=args.region, endpoint_url=args.endpoint_url)
-        function = outputs.get("DispatcherFunctionName")
-        if not function:
-            raise CliError(f"stack {args.stack_name} has no output DispatcherFunctionName", exit_code=EXIT_FAILED)
+        function = stack_output(outputs, "DispatcherFunctionName", args.stack_name)
     requested_by = args.requested_by or os.environ.get("USER") or "operator"
     event = {"resync": list(dict.fromkeys(args.objects)), "requested_by": requested_by[:100]}
-    client = session_for(args.region).client("lambda", endpoint_url=args.endpoint_url)
-    try:
-        response = client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event))
-    except (ClientError, BotoCoreError) as exc:
-        raise CliError(f"cannot invoke {function}: {exc}", exit_code=EXIT_FAILED) from None
-    payload = json.loads(response["Payload"].read() or b"null")
-    if response.get("FunctionError"):
+    payload, failed = invoke_deployed(
+        function, event, region=args.region, endpoint_url=args.endpoint_url, what="the dispatcher"
+    )
+    if failed:
         raise CliError(f"the dispatcher failed: {_error_summary(payload)}", exit_code=EXIT_FAILED)
     print(format_resync(payload), file=out)
     rejected = ((payload or {}).get("resync") or {}).get("rejected") or {}

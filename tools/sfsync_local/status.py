@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .runner import EXIT_OK, CliError, iso_ms, load_json_file, state_file_path, utc_now
+from .runner import EXIT_OK, EXIT_USAGE, CliError, iso_ms, load_json_file, state_file_path, utc_now
 
 DEFAULT_REGION = "us-east-1"
 STATE_TABLE_LOGICAL_ID = "StateTable"
 STATE_TABLE_OUTPUT = "StateTableName"
+OBJECT_SYNC_OUTPUT = "ObjectSyncFunctionName"
 
 #: (column header, counts key) of the per-cycle table, in display order
 COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -522,39 +523,115 @@ def session_for(region: str | None) -> Any:
     return session
 
 
+def _where(endpoint_url: str | None, region: str | None) -> str:
+    return endpoint_url or f"AWS ({session_for(region).region_name})"
+
+
+def stack_error(stack_name: str, exc: Exception, *, region: str | None, endpoint_url: str | None) -> CliError:
+    """One clear error (exit 2) for a CloudFormation call about ``stack_name`` that failed."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    where = _where(endpoint_url, region)
+    if isinstance(exc, NoCredentialsError):
+        return CliError(f"no AWS credentials to read stack {stack_name} in {where}: {exc}", exit_code=EXIT_USAGE)
+    if isinstance(exc, ClientError):
+        message = str(exc.response.get("Error", {}).get("Message") or exc)
+        if "does not exist" in message:
+            return CliError(f"stack {stack_name} does not exist in {where}", exit_code=EXIT_USAGE)
+        return CliError(f"cannot read stack {stack_name} in {where}: {message}", exit_code=EXIT_USAGE)
+    return CliError(f"cannot reach CloudFormation at {where}: {exc}", exit_code=EXIT_USAGE)
+
+
+def aws_client(service: str, *, region: str | None, endpoint_url: str | None, **config: Any) -> Any:
+    """A boto3 client of ``service`` (region: ``region``, else the boto3 chain, else us-east-1).
+
+    ``config`` goes to ``botocore.config.Config``; lookups default to 3 attempts, so an endpoint that does
+    not answer is reported in seconds, not after botocore's long back-off."""
+    from botocore.config import Config
+
+    settings = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 10, **config}
+    return session_for(region).client(service, endpoint_url=endpoint_url, config=Config(**settings))
+
+
 def stack_outputs(stack_name: str, *, region: str | None = None, endpoint_url: str | None = None) -> dict[str, str]:
-    """Outputs of a deployed CloudFormation stack (``StateTableName``, ``DispatcherFunctionName``...)."""
+    """Outputs of a deployed CloudFormation stack (``StateTableName``, ``DispatcherFunctionName``...).
+
+    A stack that does not exist, or an endpoint that does not answer, is a :class:`CliError` (exit 2)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = session_for(region).client("cloudformation", endpoint_url=endpoint_url)
+    client = aws_client("cloudformation", region=region, endpoint_url=endpoint_url)
     try:
         stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        raise CliError(
-            f"cannot read stack {stack_name}: {exc.response['Error'].get('Message', exc)}", exit_code=1
-        ) from None
-    except BotoCoreError as exc:
-        raise CliError(f"cannot reach CloudFormation: {exc}", exit_code=1) from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if STATE_TABLE_OUTPUT not in outputs:
-        resources = client.describe_stack_resources(StackName=stack_name, LogicalResourceId=STATE_TABLE_LOGICAL_ID)
-        for resource in resources.get("StackResources", []):
-            outputs[STATE_TABLE_OUTPUT] = resource["PhysicalResourceId"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        if STATE_TABLE_OUTPUT not in outputs:
+            resources = client.describe_stack_resources(StackName=stack_name, LogicalResourceId=STATE_TABLE_LOGICAL_ID)
+            for resource in resources.get("StackResources", []):
+                outputs[STATE_TABLE_OUTPUT] = resource["PhysicalResourceId"]
+    except (ClientError, BotoCoreError) as exc:
+        raise stack_error(stack_name, exc, region=region, endpoint_url=endpoint_url) from None
     return outputs
+
+
+def stack_output(outputs: Mapping[str, str], key: str, stack_name: str) -> str:
+    """One output of the stack; a stack without it is not an sfsync stack (exit 2)."""
+    try:
+        return outputs[key]
+    except KeyError:
+        raise CliError(
+            f"stack {stack_name} has no output {key}: is it a stack of sfsync's template.yaml?", exit_code=EXIT_USAGE
+        ) from None
+
+
+def stack_resource(
+    stack_name: str, logical_id: str, *, region: str | None = None, endpoint_url: str | None = None
+) -> str:
+    """The physical id of one resource of a deployed stack, by its logical id (exit 2 when there is none)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = aws_client("cloudformation", region=region, endpoint_url=endpoint_url)
+    try:
+        resources = client.describe_stack_resources(StackName=stack_name, LogicalResourceId=logical_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise stack_error(stack_name, exc, region=region, endpoint_url=endpoint_url) from None
+    for resource in resources.get("StackResources", []):
+        return str(resource["PhysicalResourceId"])
+    raise CliError(f"stack {stack_name} has no resource {logical_id}", exit_code=EXIT_USAGE)
+
+
+def deployed_objects(function: str, *, region: str | None = None, endpoint_url: str | None = None) -> list[str]:
+    """The objects a deployed stack syncs: its ObjectSyncFunction's ``SFSYNC_OBJECTS`` and custom objects
+    (what the local stack's status lists)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = aws_client("lambda", region=region, endpoint_url=endpoint_url)
+    try:
+        config = client.get_function_configuration(FunctionName=function)
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot read the configuration of {function}: {exc}", exit_code=EXIT_USAGE) from None
+    env = (config.get("Environment") or {}).get("Variables") or {}
+    return objects_of(env)
+
+
+def objects_of(env: Mapping[str, str]) -> list[str]:
+    """``SFSYNC_OBJECTS`` + ``SFSYNC_CUSTOM_OBJECTS`` of a function's environment (default: every standard object)."""
+    names = [n.strip() for n in str(env.get("SFSYNC_OBJECTS", "")).split(",") if n.strip()]
+    names += [n.strip() for n in str(env.get("SFSYNC_CUSTOM_OBJECTS", "")).split(",") if n.strip()]
+    return names or default_objects()
 
 
 def discover_state_table(*, region: str | None, endpoint_url: str | None) -> str:
     """The one table whose name contains ``StateTable`` (how the local stack names it)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
+    client = aws_client("dynamodb", region=region, endpoint_url=endpoint_url)
     names: list[str] = []
     try:
         for page in client.get_paginator("list_tables").paginate():
             names.extend(page["TableNames"])
     except (ClientError, BotoCoreError) as exc:
-        where = endpoint_url or "AWS"
-        raise CliError(f"cannot list DynamoDB tables at {where}: {exc}", exit_code=1) from None
+        raise CliError(
+            f"cannot list DynamoDB tables at {_where(endpoint_url, region)}: {exc}", exit_code=EXIT_USAGE
+        ) from None
     matches = [name for name in names if STATE_TABLE_LOGICAL_ID.lower() in name.lower()]
     if len(matches) != 1:
         found = ", ".join(matches) if matches else "none"
@@ -610,6 +687,8 @@ def restored_state_table(snapshot: Mapping[str, Any]) -> Iterator[str]:
 
 
 def status_command(args: argparse.Namespace, out: TextIO) -> int:
+    if args.local and args.endpoint_url:
+        raise CliError("--endpoint-url goes with --stack-name (or alone, a DynamoDB endpoint), not with --local")
     if args.local:
         path = state_file_path(args.state_file)
         snapshot = load_snapshot(path)
@@ -619,17 +698,24 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
             statuses = read_status(table, objects, region=snapshot["region"], now=saved_at)
         where = f"local stack of `{snapshot.get('source', 'sfsync')}`, snapshot {snapshot.get('saved_at')} in {path}"
         return _print_status(out, args, str(snapshot["state_table"]), where, statuses)
-    region = args.region
+    region = args.region or session_for(None).region_name
     table = args.table
-    if table is None:
-        if args.stack_name:
-            table = stack_outputs(args.stack_name, region=region)[STATE_TABLE_OUTPUT]
-        else:
-            table = discover_state_table(region=region, endpoint_url=args.endpoint_url)
-    objects = args.objects or default_objects()
-    region = region or session_for(None).region_name
+    objects = args.objects
+    if args.stack_name:
+        # the deployed stack's own state table and objects: what the local stack's status shows
+        outputs = stack_outputs(args.stack_name, region=region, endpoint_url=args.endpoint_url)
+        table = table or stack_output(outputs, STATE_TABLE_OUTPUT, args.stack_name)
+        if objects is None:
+            function = stack_output(outputs, OBJECT_SYNC_OUTPUT, args.stack_name)
+            objects = deployed_objects(function, region=region, endpoint_url=args.endpoint_url)
+    elif table is None:
+        table = discover_state_table(region=region, endpoint_url=args.endpoint_url)
+    objects = objects or default_objects()
     statuses = read_status(table, objects, region=region, endpoint_url=args.endpoint_url)
-    where = f"stack {args.stack_name}" if args.stack_name else (args.endpoint_url or f"DynamoDB in {region}")
+    if args.stack_name:
+        where = f"stack {args.stack_name}" + (f" at {args.endpoint_url}" if args.endpoint_url else f" in {region}")
+    else:
+        where = args.endpoint_url or f"DynamoDB in {region}"
     return _print_status(out, args, table, where, statuses)
 
 

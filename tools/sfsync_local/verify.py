@@ -23,8 +23,8 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from .runner import EXIT_FAILED, EXIT_OK, CliError, load_credentials, utc_now
-from .status import session_for, stack_outputs
+from .runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, load_credentials, utc_now
+from .status import aws_client, session_for, stack_output, stack_outputs
 
 OBJECT_SYNC_LOGICAL_ID = "ObjectSyncFunction"
 OBJECT_SYNC_OUTPUT = "ObjectSyncFunctionName"
@@ -75,8 +75,13 @@ def verify_command(args: argparse.Namespace, out: TextIO) -> int:
 
     session = session_for(args.region)
     try:
-        function = args.function or _object_sync_function(args, session)
-        env = _function_environment(session, args.endpoint_url, function)
+        # where the deployment is: a failure here is bad input (exit 2), a failure below a failed verify (1)
+        try:
+            function = args.function or _object_sync_function(args, session)
+            env = _function_environment(args, function)
+        except (ClientError, BotoCoreError) as exc:
+            where = args.endpoint_url or f"AWS ({session.region_name})"
+            raise CliError(f"cannot read the deployment at {where}: {exc}", exit_code=EXIT_USAGE) from None
         try:
             settings = load_settings(env)
         except ConfigurationError as exc:
@@ -132,13 +137,8 @@ def _run(args: argparse.Namespace, settings: Any, secret: dict[str, Any], sessio
 def _object_sync_function(args: argparse.Namespace, session: Any) -> str:
     if args.stack_name:
         outputs = stack_outputs(args.stack_name, region=args.region, endpoint_url=args.endpoint_url)
-        try:
-            return outputs[OBJECT_SYNC_OUTPUT]
-        except KeyError:
-            raise CliError(
-                f"stack {args.stack_name} has no output {OBJECT_SYNC_OUTPUT}", exit_code=EXIT_FAILED
-            ) from None
-    client = session.client("lambda", endpoint_url=args.endpoint_url)
+        return stack_output(outputs, OBJECT_SYNC_OUTPUT, args.stack_name)
+    client = aws_client("lambda", region=args.region, endpoint_url=args.endpoint_url)
     names: list[str] = []
     for page in client.get_paginator("list_functions").paginate():
         names.extend(f["FunctionName"] for f in page["Functions"])
@@ -154,8 +154,8 @@ def _object_sync_function(args: argparse.Namespace, session: Any) -> str:
     return matches[0]
 
 
-def _function_environment(session: Any, endpoint_url: str | None, function: str) -> dict[str, str]:
-    client = session.client("lambda", endpoint_url=endpoint_url)
+def _function_environment(args: argparse.Namespace, function: str) -> dict[str, str]:
+    client = aws_client("lambda", region=args.region, endpoint_url=args.endpoint_url)
     config = client.get_function_configuration(FunctionName=function)
     variables = (config.get("Environment") or {}).get("Variables") or {}
     return {str(k): str(v) for k, v in variables.items()}
