@@ -144,8 +144,10 @@ def engine_bench(
     pause_seconds: int = 300,
     seed: int = 7,
     populate: Callable[[Any], None] | None = None,
+    parameters_for: Callable[[Any], dict[str, str]] | None = None,
 ) -> Iterator[EngineBench]:
-    """An emulated org (``records`` generated, then ``populate(org)``) synced by a fresh local stack."""
+    """An emulated org (``records`` generated, then ``populate(org)``) synced by a fresh local stack;
+    ``parameters_for(emulator)``: further template parameters (the org's Event Relay bus ...)."""
     from sfsync import clock as sfsync_clock
     from sfsync.config import load_settings
     from sfsync_emulator.clock import Clock
@@ -160,6 +162,8 @@ def engine_bench(
         parameters = {"SyncObjects": objects, "PauseSeconds": str(pause_seconds)}
         if custom_objects:
             parameters["CustomObjects"] = custom_objects
+        if parameters_for is not None:
+            parameters.update(parameters_for(emu))
         stack = LocalStack.deploy(parameters=parameters, salesforce_secret=salesforce_secret(emu))
         try:
             settings = load_settings(stack.function_environment("ObjectSyncFunction"))

@@ -27,7 +27,7 @@ from tests.support.fullcopy import copy_executions
 pytestmark = pytest.mark.functional
 
 ROOT = Path(__file__).resolve().parents[2]
-IMPLEMENTED = {"dispatcher", "object_sync"}  # functions whose sample events must succeed end to end
+IMPLEMENTED = {"dispatcher", "object_sync", "change_events"}  # functions whose sample events must succeed end to end
 REJECTED = {"InvalidEvent", "Runtime.ImportModuleError"}
 
 

@@ -189,14 +189,27 @@ def test_given_the_metrics_the_engine_reports_failures_with_then_each_has_an_ala
 
 
 def test_given_every_queue_then_an_alarm_watches_its_visible_messages(doc: dict[str, Any]) -> None:
+    """A dead-letter or failure queue alarms on any visible message; a queue a function polls (the change
+    events) on the age of its oldest message (messages there are normal, waiting ones are not)."""
     queues = {k for k, v in doc["Resources"].items() if v["Type"] == "AWS::SQS::Queue"}
-    watched_queues = {
-        dimension["Value"]["Fn::GetAtt"][0]
-        for alarm in _alarms(doc).values()
-        if alarm.get("Namespace") == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
-        for dimension in alarm["Dimensions"]
+    polled = {
+        m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        for m in doc["Resources"].values()
+        if m["Type"] == "AWS::Lambda::EventSourceMapping"
+        and m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in queues
     }
-    assert watched_queues == queues
+    assert polled == {"ChangeEventQueue"}
+
+    def watched(metric: str) -> set[str]:
+        return {
+            dimension["Value"]["Fn::GetAtt"][0]
+            for alarm in _alarms(doc).values()
+            if alarm.get("Namespace") == "AWS/SQS" and alarm["MetricName"] == metric
+            for dimension in alarm["Dimensions"]
+        }
+
+    assert watched("ApproximateNumberOfMessagesVisible") == queues - polled
+    assert watched("ApproximateAgeOfOldestMessage") == polled
 
 
 def test_given_a_quiet_org_then_no_engine_metric_alarm_fires_and_a_stopped_dispatcher_does(

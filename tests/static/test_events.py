@@ -51,7 +51,11 @@ REQUIRED = {
     "writeback/sweep.json",
     "writeback/retry.json",
     "statemachine/full_sync_input.json",
+    "change_events/lead_update.json",
+    "change_events/account_batch.json",
 }
+#: The stack the samples run on has change events on (EventRelayBusName), so ChangeEventFunction exists.
+EVENT_RELAY_BUS = "aws.partner/salesforce.com/00D5g0000000001EAA/0YL5g0000000001GAA"
 
 
 def _load(path: Path) -> Any:
@@ -64,7 +68,7 @@ def _rel(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack.deploy(stack_name="sfsync-events") as deployed:
+    with LocalStack.deploy(stack_name="sfsync-events", parameters={"EventRelayBusName": EVENT_RELAY_BUS}) as deployed:
         yield deployed
 
 
@@ -78,6 +82,7 @@ def test_given_the_events_folder_then_every_function_and_trigger_has_its_sample(
         "full_sync": "FullSyncFunction",
         "writeback": "WriteBackFunction",
         "statemachine": "FullSyncStateMachine",
+        "change_events": "ChangeEventFunction",
     }
 
 
@@ -135,6 +140,20 @@ def test_given_a_stream_sample_then_it_has_the_dynamodb_stream_record_shape(path
         assert image["SystemModstamp"]["S"].endswith(".000Z")
         table = record["eventSourceARN"].split(":table/")[1].split("/")[0]
         assert table == f"sfsync-local-{image['sobject']['S']}Table"
+
+
+@pytest.mark.parametrize("path", sorted((EVENTS / "change_events").glob("*.json")), ids=_rel)
+def test_given_a_change_event_sample_then_it_is_an_sqs_batch_of_event_relay_envelopes(path: Path) -> None:
+    from sfsync.changes.envelope import parse_envelope
+    from sfsync.events import SqsBatchEvent
+
+    batch = SqsBatchEvent.model_validate(_load(path))
+    for record in batch.Records:
+        envelope = json.loads(record.body)
+        assert envelope["source"] == EVENT_RELAY_BUS
+        event = parse_envelope(envelope)
+        assert envelope["detail-type"] == f"{event.entity}ChangeEvent"
+        assert event.change_type == "GAP_OVERFLOW" or event.record_ids
 
 
 @pytest.mark.parametrize("path", sorted((EVENTS / "full_sync").glob("*.json")), ids=_rel)

@@ -38,6 +38,7 @@ FUNCTIONS = {
     "ObjectSyncFunction": "functions/object_sync/",
     "FullSyncFunction": "functions/full_sync/",
     "WriteBackFunction": "functions/writeback/",
+    "ChangeEventFunction": "functions/change_events/",
 }
 GLOBAL_ENV = [
     "POWERTOOLS_SERVICE_NAME",
@@ -62,6 +63,7 @@ SAM_POLICY_TEMPLATES = {
     "LambdaInvokePolicy",
     "StepFunctionsExecutionPolicy",
     "SQSSendMessagePolicy",
+    "SQSPollerPolicy",
 }
 
 
@@ -388,7 +390,11 @@ def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partia
     doc: dict[str, Any],
 ) -> None:
     """Plain event source mappings, not SAM DynamoDB events (which add an account-wide managed policy)."""
-    mappings = _resources_of(doc, "AWS::Lambda::EventSourceMapping")
+    mappings = {
+        k: m
+        for k, m in _resources_of(doc, "AWS::Lambda::EventSourceMapping").items()
+        if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
+    }
     streams = sorted(m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] for m in mappings.values())
     assert streams == sorted(f"{family}Table" for family in TWO_WAY)
     for name, mapping in mappings.items():
@@ -405,7 +411,91 @@ def test_given_the_write_back_then_it_reads_the_four_two_way_streams_with_partia
         }
     for logical_id in FUNCTIONS:
         events = doc["Resources"][logical_id]["Properties"].get("Events") or {}
-        assert all(event["Type"] != "DynamoDB" for event in events.values()), logical_id
+        assert all(event["Type"] not in ("DynamoDB", "SQS") for event in events.values()), logical_id
+
+
+#: What exists only when EventRelayBusName is set (condition HasEventRelay).
+CHANGE_EVENT_RESOURCES = {
+    "ChangeEventDeadLetterQueue",
+    "ChangeEventQueue",
+    "ChangeEventQueuePolicy",
+    "ChangeEventRule",
+    "ChangeEventFunction",
+    "ChangeEventQueueMapping",
+    "ChangeEventLogGroup",
+    "ChangeEventErrorsAlarm",
+    "ChangeEventDeadLetterQueueAlarm",
+    "ChangeEventBacklogAlarm",
+    "ChangeEventsRejectedAlarm",
+    "CdcUnhealthyAlarm",
+}
+
+
+def test_given_no_event_relay_bus_then_the_change_event_resources_do_not_exist(doc: dict[str, Any]) -> None:
+    assert doc["Conditions"]["HasEventRelay"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EventRelayBusName"}, ""]}]}
+    conditioned = {k for k, v in doc["Resources"].items() if v.get("Condition") == "HasEventRelay"}
+    assert conditioned == CHANGE_EVENT_RESOURCES
+    for name, output in doc["Outputs"].items():
+        if name.startswith("ChangeEvent"):
+            assert output["Condition"] == "HasEventRelay", name
+    variables = doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["SFSYNC_CDC_ENABLED"] == {"Fn::If": ["HasEventRelay", "true", "false"]}
+    assert variables["SFSYNC_CDC_PAUSE_SECONDS"] == {"Ref": "CdcPauseSeconds"}
+
+
+def test_given_the_change_event_path_then_the_rule_queue_and_mapping_never_lose_an_event(doc: dict[str, Any]) -> None:
+    """Rule on the partner bus -> queue (five receives, then the DLQ) -> the function with partial-batch failures."""
+    resources = doc["Resources"]
+    rule = resources["ChangeEventRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "EventRelayBusName"}
+    assert rule["EventPattern"] == {"source": [{"prefix": "aws.partner/salesforce.com"}]}
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ChangeEventQueue", "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["ChangeEventDeadLetterQueue", "Arn"]}
+    queue = resources["ChangeEventQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ChangeEventDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    timeout = resources["ChangeEventFunction"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert resources["ChangeEventDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
+    mapping = resources["ChangeEventQueueMapping"]["Properties"]
+    assert mapping["FunctionName"] == {"Ref": "ChangeEventFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ChangeEventQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= mapping["BatchSize"] <= 10000 and mapping["MaximumBatchingWindowInSeconds"] <= 1
+    statement = resources["ChangeEventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["ChangeEventRule", "Arn"]}
+
+
+def test_given_the_event_relay_parameter_when_the_local_stack_reads_the_template_then_conditions_decide(
+    template: Template,
+) -> None:
+    assert all(not template.resource_enabled(name) for name in CHANGE_EVENT_RESOURCES)
+    assert "ChangeEventFunction" not in template.resources_of_type("AWS::Serverless::Function")
+    on = Template.from_file(
+        TEMPLATE,
+        region="us-east-1",
+        account_id="123456789012",
+        stack_name="static",
+        parameter_overrides={
+            **template.parameter_overrides,
+            "EventRelayBusName": "aws.partner/salesforce.com/00D000000000001AAA/0YL000000000001AAA",
+        },
+    )
+    assert all(on.resource_enabled(name) for name in CHANGE_EVENT_RESOURCES)
+    env = on.resolve(on.function_properties("DispatcherFunction"), _Names())["Environment"]["Variables"]
+    assert env["SFSYNC_CDC_ENABLED"] == "true"
+    with pytest.raises(TemplateError, match="EventRelayBusName"):
+        Template.from_file(
+            TEMPLATE,
+            region="us-east-1",
+            account_id="123456789012",
+            stack_name="static",
+            parameter_overrides={**template.parameter_overrides, "EventRelayBusName": "my-bus"},
+        )
 
 
 #: Inline statements, only for actions no SAM policy template covers: (resource, actions).

@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the engine stays behind Salesforce's clock (2 here; production default 60)",
     )
     demo.add_argument("--template", default="template.yaml", help="SAM template to deploy (template.yaml)")
+    demo.add_argument(
+        "--no-cdc",
+        action="store_true",
+        help="polling only: no change events (by default the org's changes also arrive through Event Relay)",
+    )
     demo.add_argument("--state-file", default=None, help="where to keep the state snapshot for `sfsync status --local`")
     _add_local_endpoint_arguments(demo)
     demo.add_argument(

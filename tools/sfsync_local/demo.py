@@ -351,6 +351,9 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
         )
     parameters = local_parameters(pause_seconds=args.pause, objects=args.objects)
     parameters["SafetyLagSeconds"] = str(args.safety_lag)
+    cdc = not getattr(args, "no_cdc", False)
+    if cdc:  # while change events flow the cycles back off to twice the pause: still visible in the demo
+        parameters["CdcPauseSeconds"] = str(max(1, round(2 * args.pause)))
     state_file = state_file_path(args.state_file)
     cycles: int | None = None if args.forever else (args.cycles or DEFAULT_CYCLES)
     lag = args.safety_lag
@@ -361,7 +364,13 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
             f"sfsync demo: {args.records:,} records (seed {args.seed}); pause {args.pause:g} s between cycles of "
             f"an object (production default {PRODUCTION_PAUSE_SECONDS} s); safety lag {lag} s (production "
             f"default {PRODUCTION_SAFETY_LAG_SECONDS} s); scheduler tick every {tick:g} s; "
-            + ("until Ctrl-C" if cycles is None else f"{cycles} cycle(s)"),
+            + ("until Ctrl-C" if cycles is None else f"{cycles} cycle(s)")
+            + (
+                "; change events on (Event Relay -> EventBridge -> SQS -> ChangeEventFunction), the cycles are "
+                "the safety net"
+                if cdc
+                else "; polling only (--no-cdc)"
+            ),
             file=out,
             flush=True,
         )
@@ -376,6 +385,7 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
                 records=args.records,
                 seed=args.seed,
                 function_log=log_file,
+                event_relay=cdc,
             )
             with env, stop.on_sigint():
                 print(f"function logs -> {log_path}; state for `sfsync status --local` -> {state_file}", file=out)
@@ -389,6 +399,9 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
                 )
                 try:
                     serving.start(env, out, log=log_file)
+                    if env.relay is not None:
+                        env.relay.on_delivered = lambda batch: print(batch.line(), file=out, flush=True)
+                        env.relay.start()
                     return _loop(
                         env, user, stop, out, cycles=cycles, tick=tick, lag=lag, pause=args.pause, state_file=state_file
                     )

@@ -68,6 +68,7 @@ __all__ = [
     "Invocation",
     "LambdaContext",
     "LocalInvokeError",
+    "QueueTrigger",
     "StreamTrigger",
     "defer_stream_delivery",
     "dynamodb_requests_paused",
@@ -131,6 +132,23 @@ class StreamTrigger:
     bisect_on_function_error: bool = False
 
 
+@dataclass(frozen=True)
+class QueueTrigger:
+    """An SQS event source of a function (SAM ``Type: SQS`` event, resolved from template.yaml).
+
+    Delivered by :meth:`InProcessLambdaRuntime.poll_queues`, as Lambda's SQS poller does: up to
+    ``batch_size`` messages per invocation; with ``ReportBatchItemFailures`` only the messages the
+    function names are left in the queue (visible again at once here), without it the whole batch on
+    an error; the queue's own ``RedrivePolicy`` moves a message that keeps failing to its dead-letter
+    queue after ``maxReceiveCount`` receives (moto applies it on receive)."""
+
+    function_name: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    report_batch_item_failures: bool
+
+
 @dataclass
 class Invocation:
     """One in-process handler call, kept for inspection by tests and the CLI."""
@@ -191,6 +209,7 @@ class InProcessLambdaRuntime:
     def __init__(self, *, sqs_client_factory: Callable[[], Any], record_invocations: bool = True):
         self._specs: dict[str, FunctionSpec] = {}
         self._stream_triggers: dict[tuple[str, str], StreamTrigger] = {}
+        self._queue_triggers: list[QueueTrigger] = []
         self._modules: dict[str, types.ModuleType] = {}
         self._lock = threading.RLock()
         self._queue: deque[AsyncInvocation] = deque()
@@ -207,6 +226,18 @@ class InProcessLambdaRuntime:
 
     def register_stream_trigger(self, trigger: StreamTrigger) -> None:
         self._stream_triggers[(trigger.function_name, trigger.stream_arn)] = trigger
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a handler runs: another thread holding it runs nothing concurrently with a handler."""
+        return self._lock
+
+    def register_queue_trigger(self, trigger: QueueTrigger) -> None:
+        self._queue_triggers.append(trigger)
+
+    @property
+    def queue_triggers(self) -> list[QueueTrigger]:
+        return list(self._queue_triggers)
 
     def spec(self, name_or_arn: str) -> FunctionSpec:
         name = name_or_arn
@@ -359,6 +390,71 @@ class InProcessLambdaRuntime:
             elif spec.dead_letter_queue_url:
                 self._send_to_dead_letter_queue(spec, item, result)
         return done
+
+    # ------------------------------------------------------------------ SQS event sources
+    def poll_queues(self, *, max_batches: int = 10_000) -> int:
+        """Deliver the messages of every SQS event source until their queues are empty (see
+        :class:`QueueTrigger`); returns how many messages were handed to a function."""
+        delivered = 0
+        batches = 0
+        progress = True
+        while progress:
+            progress = False
+            for trigger in self._queue_triggers:
+                count = self.poll_queue(trigger)
+                if count:
+                    delivered += count
+                    batches += 1
+                    progress = True
+            if batches > max_batches:
+                raise RuntimeError(f"poll_queues(): more than {max_batches} batches, is something looping?")
+        return delivered
+
+    def poll_queue(self, trigger: QueueTrigger) -> int:
+        """One receive (up to ``batch_size`` messages, 10 a request) and one invocation; returns the messages."""
+        sqs = self._sqs_client_factory()
+        messages: list[dict[str, Any]] = []
+        while len(messages) < trigger.batch_size:
+            wanted = min(10, trigger.batch_size - len(messages))
+            got = sqs.receive_message(
+                QueueUrl=trigger.queue_url, MaxNumberOfMessages=wanted, AttributeNames=["All"]
+            ).get("Messages", [])
+            messages.extend(got)
+            if len(got) < wanted:
+                break
+        if not messages:
+            return 0
+        region = trigger.queue_arn.split(":")[3]
+        event = {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": m.get("MessageAttributes", {}),
+                    "md5OfBody": m.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": trigger.queue_arn,
+                    "awsRegion": region,
+                }
+                for m in messages
+            ]
+        }
+        result, is_error = self.run(trigger.function_name, event)
+        failed: set[str] = set()
+        if is_error:
+            failed = {m["MessageId"] for m in messages}
+        elif trigger.report_batch_item_failures and isinstance(result, dict):
+            failed = {str(f.get("itemIdentifier")) for f in result.get("batchItemFailures") or []}
+        for m in messages:
+            if m["MessageId"] in failed:
+                sqs.change_message_visibility(
+                    QueueUrl=trigger.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                sqs.delete_message(QueueUrl=trigger.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return len(messages)
 
     # ------------------------------------------------------------------ served requests' stream records
     def accept_deferred_streams(self) -> None:

@@ -44,7 +44,10 @@ FUNCTIONS: dict[str, str] = {
     "object_sync": "ObjectSyncFunction",
     "full_sync": "FullSyncFunction",
     "writeback": "WriteBackFunction",
+    "change_events": "ChangeEventFunction",
 }
+#: ``sfsync invoke change_events`` without an emulator: change events on, on this (unused) partner bus.
+SAMPLE_EVENT_RELAY_BUS = "aws.partner/salesforce.com/00D000000000000AAA/0YL000000000000AAA"
 
 
 class CliError(Exception):
@@ -257,6 +260,8 @@ class LocalEnvironment:
         self.emulator = emulator
         self.function_log = function_log
         self.cycles_run = 0
+        #: the emulator's change events onto the stack's partner bus (``start(event_relay=True)``)
+        self.relay: Any | None = None
         self._objects: list[str] | None = None
         #: rule name -> when (monotonic) a schedule other than the dispatcher's last fired
         self._fired: dict[str, float] = {}
@@ -273,20 +278,36 @@ class LocalEnvironment:
         with_emulator: bool = True,
         secret: Mapping[str, Any] | None = None,
         function_log: TextIO | None = None,
+        event_relay: bool = False,
     ) -> LocalEnvironment:
+        """``event_relay`` (with the emulator): change events on - the stack's ``EventRelayBusName`` is the
+        emulator org's partner bus and :attr:`relay` (:class:`sfsync_local.relay.LocalEventRelay`) is
+        attached; start its thread with ``env.relay.start()``."""
         emulator = start_emulator(out, records=records, seed=seed) if with_emulator else None
+        parameters = dict(parameters or {})
         try:
             if secret is None and emulator is not None:
                 secret = emulator_secret(emulator)
+            if event_relay and emulator is not None:
+                from .relay import bus_name
+
+                parameters["EventRelayBusName"] = bus_name(emulator.org.org_id)
             with function_output(function_log):
-                stack = deploy_stack(out, template, parameters=parameters or {}, secret=secret)
+                stack = deploy_stack(out, template, parameters=parameters, secret=secret)
         except BaseException:
             if emulator is not None:
                 emulator.stop()
             raise
-        return cls(stack, emulator, function_log)
+        env = cls(stack, emulator, function_log)
+        if event_relay and emulator is not None:
+            from .relay import LocalEventRelay
+
+            env.relay = LocalEventRelay(stack, emulator.org).attach()
+        return env
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         try:
             with function_output(self.function_log):
                 self.stack.close()
@@ -572,14 +593,18 @@ def invoke_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     event = load_json_file(args.event, "event")
     secret = load_credentials(args.credentials) if args.credentials else None
     log = err
+    with_emulator = not args.no_emulator and secret is None
+    change_events = logical_id == "ChangeEventFunction"  # the function exists only with change events on
     env = LocalEnvironment.start(
         log,
         template=args.template,
         records=args.records,
         seed=args.seed,
-        with_emulator=not args.no_emulator and secret is None,
+        with_emulator=with_emulator,
         secret=secret,
         function_log=log,
+        parameters={"EventRelayBusName": SAMPLE_EVENT_RELAY_BUS} if change_events and not with_emulator else None,
+        event_relay=change_events,
     )
     has_org = secret is not None or env.emulator is not None
     with env:

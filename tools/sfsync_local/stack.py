@@ -51,6 +51,7 @@ from sfsync_local.lambda_runtime import (
     InProcessLambdaRuntime,
     Invocation,
     LocalInvokeError,
+    QueueTrigger,
     StreamTrigger,
 )
 
@@ -91,6 +92,7 @@ _SUPPORTED_TYPES = {
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::Function",
     "AWS::Serverless::StateMachine",
+    "AWS::Events::Rule",
 }
 
 
@@ -284,6 +286,40 @@ def moto_dynamodb_speedups() -> Iterator[None]:
         _MotoDynamoDBSpeedups.detach()
 
 
+class _MotoPartnerBusNames:
+    """moto reads an ``EventBusName`` of rules and targets as an ARN and keeps what follows its last
+    ``/``, which breaks partner bus names (``aws.partner/salesforce.com/<org>/<channel>``, the names
+    Event Relay's buses have in AWS).  While attached, a name is kept whole and an ARN is cut after
+    ``:event-bus/``, as EventBridge does."""
+
+    _attached = 0
+    _original: ClassVar[Any] = None
+
+    @classmethod
+    def attach(cls) -> None:
+        from moto.events.models import EventsBackend
+
+        if cls._attached == 0:
+            cls._original = EventsBackend._normalize_event_bus_arn
+
+            def normalize(backend: Any, event_bus_arn: str | None) -> str:
+                if event_bus_arn is None:
+                    return "default"
+                marker = ":event-bus/"
+                return event_bus_arn.split(marker, 1)[1] if marker in event_bus_arn else event_bus_arn
+
+            EventsBackend._normalize_event_bus_arn = normalize  # type: ignore[method-assign,assignment]
+        cls._attached += 1
+
+    @classmethod
+    def detach(cls) -> None:
+        from moto.events.models import EventsBackend
+
+        cls._attached -= 1
+        if cls._attached == 0 and cls._original is not None:
+            EventsBackend._normalize_event_bus_arn = cls._original  # type: ignore[method-assign]
+
+
 class _Resources:
     """Logical id -> physical name/ARN, for Ref and Fn::GetAtt (deterministic, or recorded at creation)."""
 
@@ -336,7 +372,7 @@ class _Resources:
             properties = self._template.resources[logical_id].get("Properties") or {}
             return str(self._template.resolve(properties.get("LogGroupName", name), self))
         if resource_type == "AWS::Events::Rule":
-            return str(self._rule_name(logical_id))
+            return str(self._rule_name(logical_id) or name)
         return self._created(logical_id, "Ref")
 
     def get_att(self, logical_id: str, attribute: str) -> str:
@@ -363,12 +399,20 @@ class _Resources:
         elif resource_type == "AWS::SNS::Topic" and attribute == "TopicArn":
             value = self.ref(logical_id)
         elif resource_type == "AWS::Events::Rule" and attribute == "Arn":
-            value = f"arn:aws:events:{t.region}:{t.account_id}:rule/{self.ref(logical_id)}"
+            bus = self._rule_bus(logical_id)
+            path = f"{bus}/{self.ref(logical_id)}" if bus != "default" else self.ref(logical_id)
+            value = f"arn:aws:events:{t.region}:{t.account_id}:rule/{path}"
         elif resource_type == "AWS::KMS::Key" and attribute in {"Arn", "KeyId"}:
             value = self._created(logical_id, attribute)
         if value is None:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not supported by the local stack")
         return value
+
+    def _rule_bus(self, logical_id: str) -> str:
+        """The event bus of a rule the template declares (``EventBusName``), ``default`` otherwise."""
+        resource = self._template.resources.get(logical_id) or {}
+        bus = (resource.get("Properties") or {}).get("EventBusName")
+        return str(self._template.resolve(bus)) if bus is not None else "default"
 
     def _created(self, logical_id: str, attribute: str) -> str:
         try:
@@ -523,11 +567,90 @@ class LocalStack:
             self._create_function(logical_id)
         for resource in t.resources_of_type("AWS::Lambda::EventSourceMapping").values():
             self._create_stream_mapping(t.resolve(resource.get("Properties") or {}, self._resources))
+        for logical_id, resource in t.resources_of_type("AWS::Events::Rule").items():
+            self._create_rule(logical_id, t.resolve(resource.get("Properties") or {}, self._resources))
         # After the functions: a queue policy may name the rules of their Schedule events.
         for resource in t.resources_of_type("AWS::SQS::QueuePolicy").values():
             self._put_queue_policy(t.resolve(resource.get("Properties") or {}, self._resources))
         for logical_id, resource in t.resources_of_type("AWS::Serverless::StateMachine").items():
             self._create_state_machine(logical_id, resource.get("Properties") or {})
+
+    def _create_rule(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """An ``AWS::Events::Rule`` on its bus with its SQS targets.  A partner bus
+        (``aws.partner/...``, Event Relay) is associated with its partner event source as a customer
+        does in AWS: the source is created first (the partner's side), then the bus named after it."""
+        events = self.boto3_client("events")
+        bus = str(properties.get("EventBusName") or "default")
+        if bus != "default":
+            _MotoPartnerBusNames.attach()
+            self._undo.append(_MotoPartnerBusNames.detach)  # after the rule and the bus are deleted
+            self._create_event_bus(bus)
+        name = self._resources.ref(logical_id)
+        request: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": str(properties.get("State", "ENABLED"))}
+        if "EventPattern" in properties:
+            request["EventPattern"] = json.dumps(properties["EventPattern"])
+        if "ScheduleExpression" in properties:
+            request["ScheduleExpression"] = str(properties["ScheduleExpression"])
+        rule_arn = events.put_rule(**request)["RuleArn"]
+        if rule_arn != self._resources.get_att(logical_id, "Arn"):
+            raise LocalStackError(f"{logical_id}: moto returned the rule ARN {rule_arn}")
+        targets: list[dict[str, Any]] = []
+        for target in properties.get("Targets") or []:
+            if not str(target["Arn"]).startswith("arn:aws:sqs:"):
+                raise LocalStackError(f"{logical_id}: only SQS rule targets are supported locally, not {target['Arn']}")
+            entry: dict[str, Any] = {"Id": str(target["Id"]), "Arn": str(target["Arn"])}
+            if target.get("DeadLetterConfig"):
+                entry["DeadLetterConfig"] = {"Arn": str(target["DeadLetterConfig"]["Arn"])}
+            targets.append(entry)
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+
+        def delete_rule() -> None:
+            client = self.boto3_client("events")
+            if targets:
+                client.remove_targets(Rule=name, EventBusName=bus, Ids=[t["Id"] for t in targets])
+            client.delete_rule(Name=name, EventBusName=bus)
+
+        self._undo.append(delete_rule)
+
+    def _create_event_bus(self, bus: str) -> None:
+        events = self.boto3_client("events")
+        if any(b["Name"] == bus for b in events.list_event_buses()["EventBuses"]):
+            return
+        if bus.startswith("aws.partner/"):
+            events.create_partner_event_source(Name=bus, Account=self.account_id)
+            events.create_event_bus(Name=bus, EventSourceName=bus)
+            self._undo.append(
+                lambda: self.boto3_client("events").delete_partner_event_source(Name=bus, Account=self.account_id)
+            )
+        else:
+            events.create_event_bus(Name=bus)
+        self._undo.append(lambda: self.boto3_client("events").delete_event_bus(Name=bus))
+
+    def put_change_events(self, envelopes: list[dict[str, Any]], *, bus: str | None = None) -> int:
+        """Put Event Relay envelopes on the stack's partner bus (``EventRelayBusName``), as Event Relay does;
+        returns how many EventBridge accepted.  Delivery to the queue happens inside PutEvents; the
+        change-event function runs on :meth:`drain` (or the relay's pump)."""
+        target = bus or str(self.template.parameters.get("EventRelayBusName") or "")
+        if not target:
+            raise LocalStackError("the stack has no EventRelayBusName: change events are off")
+        events = self.boto3_client("events")
+        accepted = 0
+        for start in range(0, len(envelopes), 10):
+            entries = [
+                {
+                    "Source": str(envelope["source"]),
+                    "DetailType": str(envelope["detail-type"]),
+                    "Detail": json.dumps(envelope["detail"]),
+                    "EventBusName": target,
+                    "Time": datetime.fromisoformat(str(envelope["time"]).replace("Z", "+00:00")),
+                    "Resources": list(envelope.get("resources") or []),
+                }
+                for envelope in envelopes[start : start + 10]
+            ]
+            response = events.put_events(Entries=entries)
+            accepted += len(entries) - int(response.get("FailedEntryCount", 0))
+        return accepted
 
     def _create_key(self, logical_id: str, properties: dict[str, Any]) -> None:
         """A KMS key with the template's key policy (moto stores the policy; it does not evaluate it)."""
@@ -624,6 +747,8 @@ class LocalStack:
             for key, value in properties.items()
             if key in {"MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds", "SqsManagedSseEnabled"}
         }
+        if properties.get("RedrivePolicy"):
+            attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
         sqs = self.boto3_client("sqs")
         url = sqs.create_queue(QueueName=self._resources.physical_name(logical_id), Attributes=attributes)["QueueUrl"]
         self._undo.append(lambda: self.boto3_client("sqs").delete_queue(QueueUrl=url))
@@ -760,8 +885,22 @@ class LocalStack:
             raise LocalStackError(f"{logical_id}.Events.{event_name}: event type {kind} is not supported locally")
 
     def _create_stream_mapping(self, properties: Mapping[str, Any]) -> None:
-        """A DynamoDB stream -> function mapping (``AWS::Lambda::EventSourceMapping`` properties, resolved)."""
+        """A DynamoDB stream -> function mapping (``AWS::Lambda::EventSourceMapping`` properties, resolved);
+        an SQS queue -> function mapping is delivered by the runtime's queue poller."""
         function_name = str(properties["FunctionName"])
+        if str(properties["EventSourceArn"]).startswith("arn:aws:sqs:"):
+            queue_arn = str(properties["EventSourceArn"])
+            self.runtime.register_queue_trigger(
+                QueueTrigger(
+                    function_name=function_name,
+                    queue_url=self._queue_url_from_arn(queue_arn),
+                    queue_arn=queue_arn,
+                    batch_size=int(properties.get("BatchSize", 10)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (properties.get("FunctionResponseTypes") or []),
+                )
+            )
+            return
         destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         request: dict[str, Any] = {
             "EventSourceArn": properties["EventSourceArn"],
@@ -865,6 +1004,7 @@ class LocalStack:
         return {
             key: str(self.template.resolve(output["Value"], self._resources))
             for key, output in (self.template.document.get("Outputs") or {}).items()
+            if "Condition" not in output or self.template.condition(str(output["Condition"]))
         }
 
     # ------------------------------------------------------------------ using the stack
@@ -904,8 +1044,12 @@ class LocalStack:
             raise LocalStackError(f"async invoke of {name} answered {response['StatusCode']}")
 
     def drain(self) -> list[Invocation]:
-        """Run every queued async invocation (retries and OnFailure destinations included); returns them."""
-        return self.runtime.drain()
+        """Run every queued async invocation (retries and OnFailure destinations included) and deliver
+        what the SQS event sources' queues hold (the change events), until both are idle; returns them."""
+        done = self.runtime.drain()
+        while self.runtime.poll_queues():
+            done.extend(self.runtime.drain())
+        return done
 
     @property
     def invocations(self) -> list[Invocation]:

@@ -114,6 +114,19 @@ class ObjectStatus:
     freshness_seconds: float | None = None
     #: why a person should look at the object (its copy keeps failing), with the command to retry
     attention: str | None = None
+    #: change events (Event Relay): off / on / quiet / unhealthy, and what the state table counts
+    cdc_status: str = "off"
+    cdc_last_event_at: dt.datetime | None = None
+    cdc_events_applied: int = 0
+    cdc_gaps_handled: int = 0
+    cdc_unhealthy_reason: str | None = None
+
+    @property
+    def change_events(self) -> str:
+        if self.cdc_status == "off":
+            return "off"
+        last = _short_time(self.cdc_last_event_at) if self.cdc_last_event_at else "-"
+        return f"{self.cdc_status}, last {last}, {self.cdc_events_applied:,} applied, {self.cdc_gaps_handled:,} gaps"
 
     @property
     def full_copy(self) -> str:
@@ -176,7 +189,16 @@ class ObjectStatus:
             "last_cycle_id": self.last_cycle_id,
             "last_cycle_counts": dict(self.last_counts),
             "open_window_records": self.checkpoint_records,
+            "cdc": self.cdc_status,
+            "cdc_last_event_at": _iso(self.cdc_last_event_at),
+            "cdc_events_applied": self.cdc_events_applied,
+            "cdc_gaps_handled": self.cdc_gaps_handled,
+            "cdc_unhealthy_reason": self.cdc_unhealthy_reason,
         }
+
+
+#: An object whose last change event is older than this shows ``quiet`` (the template's CdcPauseSeconds default).
+CDC_QUIET_SECONDS = 900
 
 
 def _state_store(table: str, region: str | None, endpoint_url: str | None) -> Any:
@@ -203,6 +225,7 @@ def read_status(
     try:
         leases = store.lease_statuses(list(objects))
         complete = store.known_complete(list(objects))
+        cdc = store.cdc_health(list(objects))
         result: list[ObjectStatus] = []
         for name in objects:
             watermark = store.get_watermark(name)
@@ -238,6 +261,11 @@ def read_status(
                         else (when - complete[name]).total_seconds()  # type: ignore[operator]
                     ),
                     attention=attention_reason(name, copy) if copy else None,
+                    cdc_status=cdc[name].status(when, CDC_QUIET_SECONDS),
+                    cdc_last_event_at=cdc[name].last_event_at,
+                    cdc_events_applied=cdc[name].events_applied,
+                    cdc_gaps_handled=cdc[name].gaps_handled,
+                    cdc_unhealthy_reason=cdc[name].unhealthy_reason,
                 )
             )
     except StoreError as exc:
@@ -293,9 +321,19 @@ def format_status(statuses: Sequence[ObjectStatus], *, show_unknown: bool = Fals
     if not rows:
         return "no sync state yet (no object has run a cycle)"
     headers = ["object", "watermark", "fresh", "last cycle end", "status", "lease", "c/u/d", "failed", "full copy"]
+    shown = [s for s in statuses if show_unknown or s.known]
+    if any(s.cdc_status != "off" for s in statuses):  # the change events column, once any object receives them
+        headers.append("change events")
+        for row, s in zip(rows, shown, strict=True):
+            row.append(s.change_events)
     table = render_table(headers, rows, right=(2, 6, 7))
     attention = [f"NEEDS ATTENTION {s.object_name}: {s.attention}" for s in statuses if s.attention]
-    return "\n".join([table, *attention])
+    unhealthy = [
+        f"CHANGE EVENTS UNHEALTHY {s.object_name}: {s.cdc_unhealthy_reason} (normal cadence until a clean cycle)"
+        for s in statuses
+        if s.cdc_status == "unhealthy"
+    ]
+    return "\n".join([table, *attention, *unhealthy])
 
 
 @dataclass(frozen=True)

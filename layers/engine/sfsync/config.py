@@ -19,7 +19,9 @@ with more changed rows is read with Bulk API 2.0), * ``SFSYNC_FORMULA_REFRESH_SE
 often formula fields are re-read), * ``SFSYNC_RECONCILE_SECONDS`` (86400: how often objects without
 a recycle bin get an Id reconciliation), * ``SFSYNC_ORG_BACKOFF_SECONDS`` (300: how long the whole
 org is left alone after ``REQUEST_LIMIT_EXCEEDED``), * ``SFSYNC_WRITEBACK`` (JSON object: two-way
-object -> write-back options, see :class:`WriteBackOptions`).
+object -> write-back options, see :class:`WriteBackOptions`), ``SFSYNC_CDC_ENABLED`` (``true`` when
+the stack receives change events through Event Relay, :mod:`sfsync.changes`), * ``SFSYNC_CDC_PAUSE_SECONDS``
+(900: the pause of an object whose change events flow healthily).
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class Settings(BaseModel):
     formula_refresh_seconds: int = Field(default=6 * 3600, ge=0)
     reconcile_seconds: int = Field(default=86_400, ge=0)
     org_backoff_seconds: int = Field(default=300, ge=1)
+    cdc_enabled: bool = False
+    cdc_pause_seconds: int = Field(default=900, ge=0)
     object_sync_function: str | None = None
     full_sync_state_machine_arn: str | None = None
     registry: Registry
@@ -195,6 +199,8 @@ _ENV_NAMES = {
     "formula_refresh_seconds": "SFSYNC_FORMULA_REFRESH_SECONDS",
     "reconcile_seconds": "SFSYNC_RECONCILE_SECONDS",
     "org_backoff_seconds": "SFSYNC_ORG_BACKOFF_SECONDS",
+    "cdc_enabled": "SFSYNC_CDC_ENABLED",
+    "cdc_pause_seconds": "SFSYNC_CDC_PAUSE_SECONDS",
     "object_sync_function": "SFSYNC_OBJECT_SYNC_FUNCTION",
     "full_sync_state_machine_arn": "SFSYNC_FULL_SYNC_STATE_MACHINE_ARN",
     "writeback": "SFSYNC_WRITEBACK",
@@ -242,6 +248,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "formula_refresh_seconds",
         "reconcile_seconds",
         "org_backoff_seconds",
+        "cdc_enabled",
+        "cdc_pause_seconds",
     ):
         value = source.get(_ENV_NAMES[name])
         if value is not None and value.strip():

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from sfsync.changes.health import note_cycle
 from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
 from sfsync.config import Settings
 from sfsync.exceptions import (
@@ -224,6 +225,7 @@ class _Run:
     holder: str = ""
     #: Parsed cursor values of this cycle's rows (a page repeats the same few stamps).
     instants: dict[str, dt.datetime] = field(default_factory=dict)
+    started: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def run_object_cycle(
         count("LeaseHeld")
         return CycleResult(obj_name, cycle_id, "lease-held", held_by=exc.holder)
 
-    run = _Run(spec, cycle_id, dict.fromkeys(CYCLE_COUNTERS, 0), holder=holder)
+    run = _Run(spec, cycle_id, dict.fromkeys(CYCLE_COUNTERS, 0), holder=holder, started=started)
     ctx = _Ctx(settings, sf, store, now, time_left_ms, stop_margin_ms, sleep)
     status: RunStatus = "failed"
     try:
@@ -443,6 +445,9 @@ def _run_window(run: _Run, ctx: _Ctx) -> RunStatus:
             return status
         run.backlog = 0
         run.watermark = state.complete_window(spec.name, plan.hi, holder=run.holder, now=now.now())
+    # change events: what the window had to write, no event had delivered (sfsync.changes.health)
+    missed = sum(run.counts[name] for name in ("RecordsCreated", "RecordsUpdated", "RecordsDeleted"))
+    note_cycle(state, spec.name, missed=missed, started=run.started or now.now(), now=now.now(), settings=ctx.settings)
     if status not in ("complete", "empty"):  # an empty window is complete too: lifecycle work may be due
         return status
     if ctx.time_short():

@@ -74,6 +74,7 @@ from typing import Any, Literal, Protocol, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
+from sfsync.changes.health import CDC_REASON, cdc_health, cdc_pause, cycle_requested, emit_cdc_health
 from sfsync.clock import parse_instant, salesforce_now, to_iso_ms
 from sfsync.config import Settings
 from sfsync.events import ObjectSyncEvent
@@ -92,7 +93,7 @@ CLAIM_SECONDS = 900
 #: While the API budget is paused, the org's usage is re-read (one API call) at most this often.
 BUDGET_RECHECK_SECONDS = 300
 #: Due reasons that mean "has work" without asking Salesforce.
-UNPROBED_REASONS = frozenset({"first", "resume"})
+UNPROBED_REASONS = frozenset({"first", "resume", CDC_REASON})
 #: Reason codes for an idle object's due lifecycle work, by :func:`lifecycle_work_due`'s answer.
 LIFECYCLE_REASONS = {"formula refresh due": "formula-refresh", "id reconciliation due": "reconcile"}
 #: Reason of an object whose only sign of work is a purged delete log (``ObjectProbe.needs_resync``).
@@ -222,6 +223,8 @@ class DispatchResult:
     copies: CopyReport = field(default_factory=CopyReport)
     #: seconds since each copied object was known complete (``FreshnessSeconds``)
     freshness: dict[str, float] = field(default_factory=dict)
+    #: change-event status per object (off/on/quiet/unhealthy), when the stack receives change events
+    cdc: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -230,6 +233,8 @@ class DispatchResult:
             "copies": self.copies.to_dict(),
             "freshness": dict(self.freshness),
         }
+        if self.cdc:
+            out["cdc"] = dict(self.cdc)
         out.update(self.economy)
         return out
 
@@ -631,6 +636,10 @@ def dispatch(
     specs = list(settings.registry)
     names = [spec.name for spec in specs]
     statuses = state.lease_statuses(names)
+    cdc = cdc_health(state, names, settings)  # change events: longer pauses while healthy, cycles on a loss
+    pauses = {
+        spec.name: cdc_pause(spec.pause(settings.pause_seconds), cdc.get(spec.name), now, settings) for spec in specs
+    }
     result = DispatchResult()
     decisions = copy_decisions(names, state, copies, now, result.copies)
     due: list[tuple[ObjectSpec, str]] = []
@@ -649,7 +658,10 @@ def dispatch(
             else:
                 to_copy.append((spec, decision))
             continue
-        reason, why = due_reason(status, now, spec.pause(settings.pause_seconds))
+        reason, why = due_reason(status, now, pauses[spec.name])
+        requested = cycle_requested(cdc.get(spec.name), status, now) if reason is None else None
+        if requested is not None:
+            reason, why = CDC_REASON, requested
         if reason is None:
             result.skipped[spec.name] = why
         else:
@@ -676,13 +688,12 @@ def dispatch(
     failures = _start_copies([(spec.name, d) for spec, d in to_copy], state, copies, now, result)
     for spec, reason in due:
         cycle_id = new_cycle_id(spec.name, now)
-        pause = spec.pause(settings.pause_seconds)
         claimed = state.claim_dispatch(
             spec.name,
             cycle_id,
             now=now,
             claim_seconds=CLAIM_SECONDS,
-            not_ended_after=now - dt.timedelta(seconds=pause),
+            not_ended_after=None if reason == CDC_REASON else now - dt.timedelta(seconds=pauses[spec.name]),
         )
         if not claimed:
             result.skipped[spec.name] = "taken by a concurrent dispatch"
@@ -700,6 +711,8 @@ def dispatch(
     count("FullCopiesAlreadyStarted", len(result.copies.already_started))
     count("ObjectsHeldForCopy", len(result.copies.held))
     emit_health(names, state, decisions, result, now)
+    if cdc:
+        result.cdc = emit_cdc_health(cdc, now, settings)
     logger.info("dispatch finished", extra=result.to_dict())
     if failures:
         raise DispatchFailed(f"could not start the sync of {', '.join(failures)}")

@@ -25,7 +25,9 @@ class ObjectSyncEvent(BaseModel):
 
     object: str = Field(pattern=OBJECT_NAME)
     cycle_id: str = Field(pattern=CYCLE_ID)
-    reason: Literal["due", "first", "resume", "manual", "formula-refresh", "reconcile", "resync", "lifecycle"] = "due"
+    reason: Literal[
+        "due", "first", "resume", "manual", "formula-refresh", "reconcile", "resync", "lifecycle", "cdc"
+    ] = "due"
 
 
 class ScheduleEvent(BaseModel):
@@ -110,6 +112,26 @@ class RetryEvent(BaseModel):
 WriteBackEvent = StreamBatchEvent | SweepEvent | RetryEvent
 
 
+class SqsMessage(BaseModel):
+    """One SQS message of a Lambda SQS batch (what the change-event function reads of it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    messageId: str = Field(min_length=1, max_length=100)
+    body: str
+    eventSource: Literal["aws:sqs"]
+
+
+class SqsBatchEvent(BaseModel):
+    """``{"Records": [...]}``: a batch of the change-event queue (ChangeEventFunction).  Each body is one
+    EventBridge event of the Event Relay partner bus; bodies are checked one by one
+    (:func:`sfsync.changes.envelope.parse_envelope`), so one bad message never fails the batch."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    Records: list[SqsMessage] = Field(max_length=10_000)
+
+
 def parse_writeback_event(event: Any) -> WriteBackEvent:
     """The write-back's three event kinds, told apart by their one top-level key."""
     if isinstance(event, Mapping):
@@ -141,6 +163,8 @@ __all__ = [
     "ObjectSyncEvent",
     "RetryEvent",
     "ScheduleEvent",
+    "SqsBatchEvent",
+    "SqsMessage",
     "StreamBatchEvent",
     "StreamRecord",
     "SweepEvent",

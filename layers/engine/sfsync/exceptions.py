@@ -26,6 +26,11 @@ class InvalidEvent(SfsyncError):
     """The invocation event does not match the expected shape; nothing was written."""
 
 
+class InvalidChangeEvent(SfsyncError):
+    """A change event that cannot be used (malformed envelope, unknown or unsynced entity, fields the
+    object does not have): recorded in the errors table and counted, never retried."""
+
+
 class LeaseHeld(SfsyncError):
     """Another cycle holds the object's lease; the caller must not touch the object now."""
 
@@ -77,6 +82,7 @@ __all__ = [
     "CopyConflict",
     "DispatchFailed",
     "ExecutionStatusUnknown",
+    "InvalidChangeEvent",
     "InvalidEvent",
     "InvalidExecutionInput",
     "LeaseHeld",

@@ -105,6 +105,14 @@ METRICS: dict[str, MetricDef] = {
     "WriteBackLagSeconds": _object(_S, "local write to Salesforce acceptance"),
     "LocalEditsPending": _object(_C, "items whose local change is not in Salesforce yet (sweep)"),
     "LocalEditsOverdue": _object(_C, "pending local changes older than the sweep's overdue age"),
+    # -- change events (Event Relay -> EventBridge -> SQS -> ChangeEventFunction, sfsync.changes)
+    "CdcEventsApplied": _object(_C, "change events whose records were brought up to date"),
+    "CdcRecordsReread": _object(_C, "records re-read from Salesforce because of change events (gaps, deletes, ...)"),
+    "CdcGapsHandled": _object(_C, "gap events (GAP_*, GAP_OVERFLOW) and detected losses handled"),
+    "CdcEchoes": _object(_C, "change events caused by the write-back (client=sfsync)"),
+    "CdcLagSeconds": _object(_S, "Salesforce commit to the item written, newest event of a batch"),
+    "CdcUnhealthy": _object(_C, "1 while the object's change events are unhealthy (a loss was detected)"),
+    "CdcMissedChanges": _object(_C, "rows a cycle had to write that no change event had delivered"),
     # -- service level (dimension service)
     "InvalidEvent": _service(_C, "an invocation event of the wrong shape (nothing written)"),
     "InvalidExecutionInput": _service(_C, "a full-copy step input of the wrong shape (nothing written)"),
@@ -139,6 +147,9 @@ METRICS: dict[str, MetricDef] = {
     "CyclesBackoff": _service(_C, "cycles that found the org backed off"),
     "WriteBackRecordsSeen": _service(_C, "stream records the write-back received"),
     "WriteBackRecordsFailed": _service(_C, "stream records reported as batch item failures"),
+    "ChangeEventsReceived": _service(_C, "change-event messages the change-event function received"),
+    "ChangeEventsRejected": _service(_C, "unusable change events (malformed, unknown object, ...): errors table"),
+    "ChangeEventsFailed": _service(_C, "change-event messages reported for retry (batch item failures)"),
     "WriteBackRecordsIgnored": _service(_C, "stream records of an unknown table or a one-way object (logged)"),
 }
 

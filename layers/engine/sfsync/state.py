@@ -31,6 +31,12 @@ pk                  sk              attributes
 ``OBJECT#<name>``   ``FRESHNESS``   ``clear_until``: the dispatcher's change probe found nothing up to
                                     this instant (the object's copy was known complete then, although
                                     no cycle ran); never moves back
+``OBJECT#<name>``   ``CDC``         change events (:mod:`sfsync.changes`): ``last_event_at`` (commit time
+                                    of the newest event applied), ``last_received_at``,
+                                    ``events_applied``, ``gaps_handled``, ``unhealthy_since`` +
+                                    ``unhealthy_reason`` (a loss was detected; cleared by the next
+                                    cycle that finds nothing missed), ``cycle_requested_at`` (a cycle
+                                    is wanted at once, whatever the pause) (see :class:`CdcHealth`)
 ``ORG``             ``BACKOFF``     ``until``, ``reason``, ``set_at``: org-wide back-off after
                                     ``REQUEST_LIMIT_EXCEEDED`` (never shortened)
 ``CYCLES#<name>``   ``<end>#<id>``  cycle summary: status, window, counts; ``expires_at`` TTL
@@ -169,6 +175,7 @@ LEASE_SK = "LEASE"
 LIFECYCLE_SK = "LIFECYCLE"
 COPY_REQUEST_SK = "COPYREQUEST"
 FRESHNESS_SK = "FRESHNESS"
+CDC_SK = "CDC"
 ORG_PK = "ORG"
 BACKOFF_SK = "BACKOFF"
 
@@ -183,6 +190,7 @@ class _Models:
     backoff: Any
     copy_request: Any
     freshness: Any
+    cdc: Any
     connection: Connection
 
 
@@ -300,6 +308,17 @@ def _models(table_name: str, region: str | None, host: str | None) -> _Models:
             clear_until=UnicodeAttribute(null=True),
             updated_at=UnicodeAttribute(null=True),
         ),
+        cdc=item_model(
+            "CdcItem",
+            *table,
+            last_event_at=UnicodeAttribute(null=True),
+            last_received_at=UnicodeAttribute(null=True),
+            events_applied=NumberAttribute(default=0),
+            gaps_handled=NumberAttribute(default=0),
+            unhealthy_since=UnicodeAttribute(null=True),
+            unhealthy_reason=UnicodeAttribute(null=True),
+            cycle_requested_at=UnicodeAttribute(null=True),
+        ),
         connection=Connection(region=region, host=host),
     )
 
@@ -401,6 +420,38 @@ class CopyRequest:
     execution_name: str | None = None
     started_at: dt.datetime | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CdcHealth:
+    """An object's change-event health (item ``OBJECT#<name>`` / ``CDC``), see :mod:`sfsync.changes`.
+
+    No item: the object never received a change event (CDC off for it).  ``unhealthy_since``: a
+    loss was detected (gap overflow, events older than the bus retention, a cycle that found
+    changes no event delivered) and no cycle has caught up since.  ``cycle_requested_at``: a cycle
+    is wanted at once (the dispatcher starts it whatever the pause).
+    """
+
+    object_name: str
+    last_event_at: dt.datetime | None = None
+    last_received_at: dt.datetime | None = None
+    events_applied: int = 0
+    gaps_handled: int = 0
+    unhealthy_since: dt.datetime | None = None
+    unhealthy_reason: str | None = None
+    cycle_requested_at: dt.datetime | None = None
+    exists: bool = False
+
+    def status(self, now: dt.datetime, quiet_seconds: int) -> Literal["off", "on", "quiet", "unhealthy"]:
+        """``off`` (no event ever), ``unhealthy``, ``on`` (an event within ``quiet_seconds``) or ``quiet``."""
+        if not self.exists:
+            return "off"
+        if self.unhealthy_since is not None:
+            return "unhealthy"
+        received = self.last_received_at
+        if received is not None and now - received <= dt.timedelta(seconds=quiet_seconds):
+            return "on"
+        return "quiet"
 
 
 class StateStore:
@@ -775,6 +826,102 @@ class StateStore:
         )
         self._transact_as_holder(object_name, holder, now, lambda t: t.save(item), "save the lifecycle state")
 
+    # -- change events (CDC health) ---------------------------------------------------------
+    def cdc_health(self, object_names: list[str]) -> dict[str, CdcHealth]:
+        """Each object's :class:`CdcHealth` (``exists`` False when it never received an event), one batch read."""
+        result = {name: CdcHealth(name) for name in object_names}
+        keys = [(OBJECT_PREFIX + name, CDC_SK) for name in object_names]
+        try:
+            items: list[Any] = list(self._m.cdc.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot read the change-event health of the objects: {exc}") from exc
+        for item in items:
+            name = item.pk.removeprefix(OBJECT_PREFIX)
+            result[name] = CdcHealth(
+                object_name=name,
+                last_event_at=optional_instant(item.last_event_at),
+                last_received_at=optional_instant(item.last_received_at),
+                events_applied=int(item.events_applied or 0),
+                gaps_handled=int(item.gaps_handled or 0),
+                unhealthy_since=optional_instant(item.unhealthy_since),
+                unhealthy_reason=item.unhealthy_reason,
+                cycle_requested_at=optional_instant(item.cycle_requested_at),
+                exists=True,
+            )
+        return result
+
+    def record_cdc_events(
+        self, object_name: str, *, applied: int, gaps: int, last_event_at: dt.datetime | None, now: dt.datetime
+    ) -> None:
+        """Count a batch's events of the object (``ADD``: concurrent batches add up) and move
+        ``last_event_at`` forward (never back)."""
+        m: Any = self._m.cdc
+        item = m(OBJECT_PREFIX + object_name, CDC_SK)
+        actions = [
+            m.events_applied.add(applied),
+            m.gaps_handled.add(gaps),
+            m.last_received_at.set(to_iso_ms(now)),
+        ]
+        try:
+            item.update(actions=actions)
+            if last_event_at is not None:
+                stamp = to_iso_ms(last_event_at)
+                try:
+                    item.update(
+                        actions=[m.last_event_at.set(stamp)],
+                        condition=m.last_event_at.does_not_exist() | (m.last_event_at < stamp),
+                    )
+                except UpdateError as exc:
+                    if not _condition_failed(exc):
+                        raise
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot record the change events of {object_name}: {exc}") from exc
+
+    def mark_cdc_unhealthy(
+        self, object_name: str, reason: str, *, now: dt.datetime, request_cycle: bool = True
+    ) -> None:
+        """A loss of change events was detected: the object is unhealthy (its normal cadence comes
+        back) and, with ``request_cycle``, a cycle is wanted at once."""
+        m: Any = self._m.cdc
+        actions = [
+            m.unhealthy_since.set(m.unhealthy_since | to_iso_ms(now)),
+            m.unhealthy_reason.set(reason[:500]),
+        ]
+        if request_cycle:
+            actions.append(m.cycle_requested_at.set(to_iso_ms(now)))
+        try:
+            m(OBJECT_PREFIX + object_name, CDC_SK).update(actions=actions)
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot mark the change events of {object_name} unhealthy: {exc}") from exc
+
+    def note_cycle_for_cdc(self, object_name: str, *, missed: int, started: dt.datetime, now: dt.datetime) -> None:
+        """After a cycle's completed window (only for an object that receives change events): ``missed``
+        rows it had to write that no event had delivered make the object unhealthy; a cycle that
+        started after the object became unhealthy and missed nothing makes it healthy again (it
+        has caught up).  Objects without a ``CDC`` item are left alone."""
+        m: Any = self._m.cdc
+        item = m(OBJECT_PREFIX + object_name, CDC_SK)
+        try:
+            if missed > 0:
+                reason = f"a cycle found {missed} change(s) no event delivered"
+                item.update(
+                    actions=[m.unhealthy_since.set(m.unhealthy_since | to_iso_ms(now)), m.unhealthy_reason.set(reason)],
+                    condition=m.pk.exists(),
+                )
+            else:
+                item.update(
+                    actions=[m.unhealthy_since.remove(), m.unhealthy_reason.remove(), m.cycle_requested_at.remove()],
+                    condition=m.pk.exists()
+                    & (m.unhealthy_since.does_not_exist() | (m.unhealthy_since <= to_iso_ms(started)))
+                    & (m.cycle_requested_at.does_not_exist() | (m.cycle_requested_at <= to_iso_ms(started))),
+                )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return
+            raise StoreError(f"cannot note the cycle for the change events of {object_name}: {exc}") from exc
+        except PynamoDBException as exc:
+            raise StoreError(f"cannot note the cycle for the change events of {object_name}: {exc}") from exc
+
     # -- org-wide back-off ------------------------------------------------------------------
     def set_org_backoff(self, until: dt.datetime, *, reason: str = "", now: dt.datetime | None = None) -> dt.datetime:
         """Ask every cycle (and the dispatcher) to leave Salesforce alone until ``until``.
@@ -854,6 +1001,7 @@ def _from_ms(value: float | None) -> dt.datetime | None:
 
 
 __all__ = [
+    "CdcHealth",
     "Checkpoint",
     "CopyRequest",
     "CycleSummary",

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sfsync import clock
 from sfsync.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
@@ -26,6 +26,9 @@ from sfsync.org_state import OrgStateStore
 from sfsync.records import RecordStore
 from sfsync.state import StateStore
 from sfsync.stepfunctions import FullCopyStarter
+
+if TYPE_CHECKING:
+    from sfsync.changes.apply import ChangeDeps
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,26 @@ def full_sync_deps() -> FullSyncDeps:
         dynamodb=dynamodb_client(),
         clock=clock.engine_clock(),
         stepfunctions=_LazyStepFunctions(),
+    )
+
+
+def change_events_deps() -> ChangeDeps:
+    """The adapters of ChangeEventFunction (the Event Relay queue's batches)."""
+    from sfsync.changes.apply import ChangeDeps
+    from sfsync.changes.errors import EventErrors
+
+    settings, secret = configuration(*_RECORD_SETTINGS)
+    client = dynamodb_client()
+    stores = stores_for(settings)
+    invoker = LambdaInvoker(str(settings.object_sync_function)) if settings.object_sync_function else None
+    return ChangeDeps(
+        settings=settings,
+        sf=salesforce_client(secret),
+        records=stores.records,
+        state=stores.state,
+        errors=EventErrors(client, settings.errors_table, retention_days=settings.error_retention_days),
+        clock=clock.engine_clock(),
+        invoker=invoker,
     )
 
 
