@@ -50,7 +50,6 @@ from urllib.parse import quote
 from sfsync.changes.envelope import ChangeEvent, parse_envelope
 from sfsync.clock import Clock, parse_instant, to_iso_ms
 from sfsync.config import Settings
-from sfsync.ddb_wire import item_from_wire
 from sfsync.dispatcher import CLAIM_SECONDS, new_cycle_id
 from sfsync.exceptions import (
     DispatchFailed,
@@ -60,6 +59,7 @@ from sfsync.exceptions import (
     SfsyncError,
 )
 from sfsync.fields import Selection, select_fields, soql_select
+from sfsync.items.images import item_from_wire
 from sfsync.observability import count, logger, metrics_for_object
 from sfsync.records import PageOutcome, RecordStore
 from sfsync.registry import ObjectSpec
