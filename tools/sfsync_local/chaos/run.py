@@ -11,7 +11,7 @@ virtual time forward event by event:
 * the faults: armed at their time, disarmed at their end (persistent kinds);
 * operator re-syncs (``{"resync": [...]}`` to the dispatcher, as ``sfsync resync`` sends it).
 
-Copy faults still armed as the fault phase ends get one more copy (an operator re-sync).  Then the
+Copy faults still armed as the fault phase ends get more copies (operator re-syncs).  Then the
 settle phase: no workload, no faults, the schedules keep firing until everything has healed (checked
 after every tick; at most ``profile.max_settle_minutes``) and a tick finds nothing left to do, and
 the checks of :mod:`sfsync_local.chaos.checks` run.
@@ -46,6 +46,7 @@ BAD_WRITEBACK_OPTIONS = {**WRITEBACK_OPTIONS, "Lead": {**WRITEBACK_OPTIONS["Lead
 #: Bulk jobs take this long (virtual seconds): every copy polls its job at least once.
 BULK_JOB_SECONDS = 20.0
 OVERLAP = 600  # OverlapSeconds (template default): a change keeps its object busy this long
+SAFETY_LAG = 60  # SafetyLagSeconds (template default): a cycle's window ends this far behind Salesforce's clock
 EXECUTION_TIMEOUT_S = 120.0  # real seconds an execution may run (its waits take no time)
 
 
@@ -231,12 +232,17 @@ class ChaosRun:
     def _leftover_copy_faults(self) -> None:
         """Copy faults still armed as the fault phase ends (the copies of their episode never reached their
         step: an earlier fault ended the execution first, or a resumed copy found its job already done) get
-        one more copy: an operator re-sync of Lead."""
-        waiting = [o.spec for o in self.outcomes.values() if o.spec.kind in COPY_FAULTS and not o.fired]
-        if waiting:
+        more copies: an operator re-sync of Lead, again while one fires and others wait (two faults armed
+        at one step need two copies)."""
+        for _ in range(len(self.outcomes)):
+            waiting = [o.spec for o in self.outcomes.values() if o.spec.kind in COPY_FAULTS and not o.fired]
+            if not waiting:
+                return
             armed = ", ".join(f"#{spec.id}" for spec in waiting)
             self.log(f"{self._t()} operator: re-sync Lead (copy faults {armed} still armed)")
             self._invoke_dispatcher({"resync": ["Lead"], "requested_by": "chaos operator"})
+            if all(not self.outcomes[spec.id].fired for spec in waiting):
+                return  # nothing fired: another copy would not either
 
     def _schedules(self, now: int) -> bool:
         """Fire the tick and the sweep if due (once, however many were missed while an execution ran);
@@ -261,7 +267,9 @@ class ChaosRun:
 
         Healed (:func:`checks.stuck_findings`) is checked after every tick; once healed, the schedules keep
         firing until a tick finds nothing to do (the last pushes came back through the cycles, the overlap
-        behind the last change is over), at least one pause and at most overlap + two pauses later."""
+        behind the last change is over), at least one pause and at most overlap + two pauses later.  Both
+        count from the later of the healing and the last write Salesforce committed (plus the safety lag):
+        a push of the last tick reaches the item through the next cycle of its object, a pause later."""
         start = self.now_s()
         deadline = start + self.profile.max_settle_minutes * 60
         healed_at: int | None = None
@@ -275,9 +283,15 @@ class ChaosRun:
                     healed_at = now
                 continue
             pause = self.profile.pause_seconds
-            if now - healed_at >= pause and (_quiet(self.last_dispatch) or now - healed_at >= OVERLAP + 2 * pause):
+            since = max(healed_at, self._last_salesforce_write_s() + SAFETY_LAG)
+            if now - since >= pause and (_quiet(self.last_dispatch) or now - since >= OVERLAP + 2 * pause):
                 break
         return None if healed_at is None else healed_at - start
+
+    def _last_salesforce_write_s(self) -> int:
+        """When Salesforce last committed a change (run seconds; the settle phase's are the write-back's)."""
+        last = max((e.commit_timestamp for e in self.emulator.org.cdc.since(0)), default=EPOCH_MS)
+        return (last - EPOCH_MS + 999) // 1000
 
     def healed(self) -> bool:
         from .checks import stuck_findings
