@@ -3,7 +3,7 @@ invocation per due, copied object with work.
 
 The API economy (org back-off, API budget, change probe through ``/composite``) decides which
 due objects have work; never-copied objects get the full-sync workflow instead; see
-:mod:`sfsync.dispatcher`.  Invoked directly with ``{"resync": ["Lead"], "requested_by": "..."}``
+:mod:`sfsync.dispatch.dispatcher`.  Invoked directly with ``{"resync": ["Lead"], "requested_by": "..."}``
 it first marks those objects for a new full copy (unknown objects are refused by name, the others
 go on), then runs the tick that starts their executions.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.dispatcher import ApiEconomy, ResyncEvent, dispatch, request_resync
-from sfsync.events import ScheduleEvent, parse_event
-from sfsync.observability import logger, metrics, tracer
+from sfsync.core.events import ResyncEvent, ScheduleEvent, parse_event
+from sfsync.core.observability import logger, metrics, tracer
+from sfsync.dispatch.dispatcher import ApiEconomy, dispatch, request_resync
 from sfsync.wiring import DispatcherDeps, dispatcher_deps
 
 

@@ -1,7 +1,7 @@
 """FullSyncFunction: every Task state of statemachine/full_sync.asl.json (``{"step": "<name>", ...}``).
 
 Thin on purpose: the event's shape is checked (``InvalidEvent`` for a shapeless one, before any
-adapter is built), then :func:`sfsync.fullsync.run_step` validates the step's own input
+adapter is built), then :func:`sfsync.fullcopy.steps.run_step` validates the step's own input
 (``InvalidExecutionInput`` before any work) and does the step; its output is what the state
 machine routes on.  The typed engine errors propagate unchanged so the ASL's Retry/Catch match
 their class names.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.events import FullSyncStepEvent, parse_event
-from sfsync.fullsync import FullSyncDeps, run_step
-from sfsync.observability import bind, logger, metrics, tracer
+from sfsync.core.events import FullSyncStepEvent, parse_event
+from sfsync.core.observability import bind, logger, metrics, tracer
+from sfsync.fullcopy.steps import FullSyncDeps, run_step
 from sfsync.wiring import full_sync_deps
 
 

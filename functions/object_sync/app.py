@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.cycle import DEFAULT_LEASE_SECONDS, run_object_cycle
-from sfsync.events import ObjectSyncEvent, parse_event
-from sfsync.observability import logger, metrics, tracer
+from sfsync.core.events import ObjectSyncEvent, parse_event
+from sfsync.core.observability import logger, metrics, tracer
+from sfsync.inbound.cycle import DEFAULT_LEASE_SECONDS, run_object_cycle
 from sfsync.wiring import ObjectSyncDeps, configured_object, object_sync_deps, remaining_ms
 
 #: The lease outlives the invocation by this much, so a killed invocation's lease expires soon after.

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sfsync import clock as sfsync_clock
-from sfsync import fullsync
-from sfsync.clock import parse_instant, to_iso_ms
-from sfsync.config import Settings, load_settings
+from sfsync.core import clock as sfsync_clock
+from sfsync.core.clock import parse_instant, to_iso_ms
+from sfsync.core.config import Settings, load_settings
+from sfsync.fullcopy import steps as fullsync
 
 import tests.support.compare as compare
 from tests.support.emulator import EmulatorTime, pin_salesforce_time, reset_engine_caches, salesforce_secret

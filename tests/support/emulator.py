@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfsync import aws as sfsync_aws
 from sfsync import wiring
+from sfsync.store import aws as sfsync_aws
 
 
 class EmulatorTime:

@@ -11,14 +11,14 @@ from typing import Any
 
 import boto3
 import pytest
-from sfsync.clock import UTC, FixedClock, to_iso_ms
-from sfsync.config import Settings, load_settings
-from sfsync.cycle import CycleStores, build_soql, run_object_cycle, select_fields
-from sfsync.exceptions import ConfigurationError, SalesforceUnavailable, StoreThrottled
-from sfsync.fullsync import CopyStore
-from sfsync.records import MAX_ITEM_BYTES, RecordStore, classify
-from sfsync.registry import FAMILIES, ObjectSpec, build_registry
-from sfsync.state import Checkpoint, Position, StateStore, WindowPlan
+from sfsync.core.clock import UTC, FixedClock, to_iso_ms
+from sfsync.core.config import Settings, load_settings
+from sfsync.core.exceptions import ConfigurationError, SalesforceUnavailable, StoreThrottled
+from sfsync.core.registry import FAMILIES, ObjectSpec, build_registry
+from sfsync.fullcopy.steps import CopyStore
+from sfsync.inbound.cycle import CycleStores, build_soql, run_object_cycle, select_fields
+from sfsync.store.records import MAX_ITEM_BYTES, RecordStore, classify
+from sfsync.store.state import Checkpoint, Position, StateStore, WindowPlan
 
 from tests.support.aws import create_table, mocked_aws
 
@@ -459,7 +459,7 @@ class RevalidatingSalesforce:
 
 
 def test_given_an_adapter_with_conditional_describe_when_cycles_repeat_then_describe_is_revalidated() -> None:
-    from sfsync.fields import DescribeCache
+    from sfsync.inbound.fields import DescribeCache
 
     cache = DescribeCache()
     sf = RevalidatingSalesforce(changed_at=at(0))
@@ -473,7 +473,7 @@ def test_given_an_adapter_with_conditional_describe_when_cycles_repeat_then_desc
 
 
 def test_given_an_adapter_without_conditional_describe_when_cycles_repeat_then_every_cycle_describes() -> None:
-    from sfsync.fields import DescribeCache
+    from sfsync.inbound.fields import DescribeCache
 
     sf = ScriptedSalesforce()
     cache = DescribeCache()
@@ -483,8 +483,8 @@ def test_given_an_adapter_without_conditional_describe_when_cycles_repeat_then_e
 
 
 def test_given_lifecycle_bookkeeping_when_asking_if_work_is_due_then_formulas_and_reconciles_are_reported() -> None:
-    from sfsync.lifecycle import lifecycle_work_due
-    from sfsync.state import Lifecycle
+    from sfsync.inbound.lifecycle import lifecycle_work_due
+    from sfsync.store.state import Lifecycle
 
     member = build_registry(["CampaignMember"]).get("CampaignMember")
     due = lambda spec, lc, now: lifecycle_work_due(  # noqa: E731

@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sfsync.clock import UTC, to_iso_ms
-from sfsync.config import Settings, load_settings
-from sfsync.dispatcher import (
+from sfsync.core.clock import UTC, to_iso_ms
+from sfsync.core.config import Settings, load_settings
+from sfsync.core.exceptions import DispatchFailed, SalesforceRateLimited
+from sfsync.dispatch.dispatcher import (
     BUDGET_RECHECK_SECONDS,
     COPY_START_TIMEOUT_SECONDS,
     FAILED_COPY_RETRY_SECONDS,
@@ -25,10 +26,9 @@ from sfsync.dispatcher import (
     event_reason,
     request_resync,
 )
-from sfsync.exceptions import DispatchFailed, SalesforceRateLimited
-from sfsync.fullsync import Copy, CopyPolicy, CopyStore
-from sfsync.org_state import BudgetRecord, OrgStateStore
-from sfsync.state import Lifecycle, StateStore
+from sfsync.fullcopy.steps import Copy, CopyPolicy, CopyStore
+from sfsync.store.org_state import BudgetRecord, OrgStateStore
+from sfsync.store.state import Lifecycle, StateStore
 
 from tests.support.aws import REGION, mocked_state_store
 from tests.support.fullcopy import RecordingCopyStarter
@@ -354,7 +354,7 @@ def test_given_lifecycle_work_due_when_the_api_budget_is_reached_then_it_waits_t
 
 
 def test_given_reasons_when_sent_in_the_event_then_only_ones_the_event_accepts_pass_and_others_become_due() -> None:
-    from sfsync.events import ObjectSyncEvent
+    from sfsync.core.events import ObjectSyncEvent
 
     for reason in ("due", "first", "resume", "formula-refresh", "reconcile", "resync"):
         sent = event_reason(reason)
@@ -602,7 +602,7 @@ def test_given_a_copy_left_running_by_an_execution_that_ended_then_it_is_marked_
 def test_given_a_running_execution_then_a_quiet_copy_is_left_alone_until_it_stalls_for_hours(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatcher import COPY_STALL_SECONDS
+    from sfsync.dispatch.dispatcher import COPY_STALL_SECONDS
 
     finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
     running_copy(copy_store, "Lead", beat=at(0), execution="first-abc")
@@ -619,7 +619,7 @@ def test_given_a_running_execution_then_a_quiet_copy_is_left_alone_until_it_stal
 def test_given_a_first_copy_whose_execution_failed_in_plan_then_it_is_retried_within_minutes_not_an_hour(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatcher import PLAN_CHECK_SECONDS
+    from sfsync.dispatch.dispatcher import PLAN_CHECK_SECONDS
 
     first, _ = tick(at(0), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
     name = first.copies.started[0]["execution_name"]
@@ -647,7 +647,7 @@ def test_given_a_copy_that_keeps_failing_then_the_retries_back_off_and_it_needs_
     starter: RecordingCopyStarter,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from sfsync.dispatcher import FAILED_COPY_RETRY_CAP_SECONDS, NEEDS_ATTENTION_AFTER, retry_delay
+    from sfsync.dispatch.dispatcher import FAILED_COPY_RETRY_CAP_SECONDS, NEEDS_ATTENTION_AFTER, retry_delay
 
     from tests.support.metrics import values_of
 
@@ -686,7 +686,7 @@ def test_given_a_copy_that_keeps_failing_then_the_retries_back_off_and_it_needs_
 def test_given_a_resync_whose_plan_failed_then_the_retry_copies_from_zero(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatcher import PLAN_CHECK_SECONDS
+    from sfsync.dispatch.dispatcher import PLAN_CHECK_SECONDS
 
     finished_cycles(state, ended=at(0), objects=["Lead"])
     save_copy(copy_store, "Lead", "done", when=at(0))

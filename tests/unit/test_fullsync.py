@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sfsync import snapshot
-from sfsync.exceptions import ConfigurationError
-from sfsync.fullsync import (
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.registry import ObjectSpec
+from sfsync.fullcopy.steps import (
     Copy,
     CopyPolicy,
     FieldTypes,
@@ -32,8 +32,8 @@ from sfsync.fullsync import (
     split_kind,
     split_range,
 )
+from sfsync.items import snapshot
 from sfsync.items.csv import typed_row
-from sfsync.registry import ObjectSpec
 
 pytestmark = pytest.mark.unit
 
@@ -339,7 +339,7 @@ def test_given_a_malformed_step_event_when_run_then_invalid_execution_input_name
 
 class _Settings:
     def __init__(self) -> None:
-        from sfsync.registry import build_registry
+        from sfsync.core.registry import build_registry
 
         self.registry = build_registry()
 
@@ -440,13 +440,13 @@ def test_given_a_continuation_when_started_twice_then_the_second_start_is_a_no_o
 def test_given_the_state_of_an_object_when_gated_then_the_dispatcher_knows_what_to_do(
     watermark_done: bool, status: str | None, gate: str
 ) -> None:
-    from sfsync.fullsync import copy_gate
+    from sfsync.fullcopy.steps import copy_gate
 
     assert copy_gate(watermark_done, status) == gate
 
 
 def test_given_the_same_request_when_named_then_the_execution_name_is_the_same() -> None:
-    from sfsync.fullsync import execution_name
+    from sfsync.fullcopy.steps import execution_name
 
     first = execution_name(["Lead", "Account"], reason="first")
     assert first == execution_name(["Account", "Lead"], reason="first")
@@ -493,7 +493,7 @@ def lead_row(n: int, **values: str | None) -> dict[str, str | None]:
 def lead_table() -> Any:
     import boto3
     from moto import mock_aws
-    from sfsync.records import CLIENT_CONFIG
+    from sfsync.store.records import CLIENT_CONFIG
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1", config=CLIENT_CONFIG)
@@ -509,8 +509,8 @@ def lead_table() -> Any:
 
 
 def copy_leads(client: Any, rows: list[dict[str, str | None]], *, bulk_csv: bool = True) -> dict[str, int]:
-    from sfsync.fullsync import BatchLoader
-    from sfsync.records import RecordStore
+    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.records import RecordStore
 
     records = RecordStore(client, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
     source = rows if bulk_csv else [typed_row(r, LEAD_TYPES) for r in rows]
@@ -559,8 +559,8 @@ def test_given_a_two_way_object_when_copied_then_every_item_carries_its_base_and
 
 
 def test_given_a_copy_of_a_one_way_object_when_written_then_items_have_no_base(lead_table: Any) -> None:
-    from sfsync.fullsync import BatchLoader
-    from sfsync.records import RecordStore
+    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.records import RecordStore
 
     one_way = ObjectSpec("Lead", "Lead")
     records = RecordStore(lead_table, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
@@ -637,8 +637,8 @@ class _PlainClient:
 def test_given_a_client_without_wire_hooks_when_a_copy_is_written_then_the_same_items_are_stored(
     lead_table: Any,
 ) -> None:
-    from sfsync.fullsync import BatchLoader
-    from sfsync.records import RecordStore
+    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.records import RecordStore
 
     plain = _PlainClient(lead_table)
     records = RecordStore(lead_table, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from sfsync.ddb_wire import WireCalls
+from sfsync.store.ddb_wire import WireCalls
 from sfsync_local.stack import moto_dynamodb_speedups
 
 pytestmark = pytest.mark.unit

@@ -18,12 +18,12 @@ from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from moto import mock_aws
-from sfsync.ddb_wire import WireCalls, _encode_body
-from sfsync.exceptions import StoreThrottled
+from sfsync.core.exceptions import StoreThrottled
+from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import wire_attribute
 from sfsync.items.images import from_wire, item_from_wire
-from sfsync.records import CLIENT_CONFIG, RecordStore
-from sfsync.registry import ObjectSpec
+from sfsync.store.ddb_wire import WireCalls, _encode_body
+from sfsync.store.records import CLIENT_CONFIG, RecordStore
 
 from tests.support.item_rules import rest_lead_row as row
 

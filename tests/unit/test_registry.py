@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from sfsync.config import load_secret, load_settings
-from sfsync.exceptions import ConfigurationError
-from sfsync.registry import FAMILIES, STANDARD_OBJECTS, build_registry, standard_object_names
+from sfsync.core.config import load_secret, load_settings
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.registry import FAMILIES, STANDARD_OBJECTS, build_registry, standard_object_names
 
 pytestmark = pytest.mark.unit
 

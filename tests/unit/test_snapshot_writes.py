@@ -20,10 +20,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from sfsync import snapshot
-from sfsync.records import CLIENT_CONFIG, MAX_ITEM_BYTES, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.verify import RecordStoreWriter, StoredState
+from sfsync.core.registry import ObjectSpec
+from sfsync.items import snapshot
+from sfsync.ops.verify import RecordStoreWriter, StoredState
+from sfsync.store.records import CLIENT_CONFIG, MAX_ITEM_BYTES, RecordStore
 
 from tests.support.item_rules import reference_base, rest_lead_row
 
@@ -450,7 +450,7 @@ def test_local_changes_and_conflicts_share_one_value_equality(a: Any, b: Any, eq
 def test_given_a_pending_local_edit_when_the_sync_writes_a_salesforce_change_then_the_marker_is_kept(
     client: Any, exclusive: bool
 ) -> None:
-    from sfsync.records import WRITEBACK_ATTRIBUTES
+    from sfsync.store.records import WRITEBACK_ATTRIBUTES
 
     write(client, [lead(1, T1)], exclusive=exclusive)
     local_edit(client, lead(1, T1)["Id"], Title="Local Title")

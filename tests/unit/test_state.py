@@ -6,13 +6,13 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 
 import pytest
-from sfsync.clock import EPOCH, UTC
-from sfsync.config import Settings, load_settings
-from sfsync.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
-from sfsync.exceptions import DispatchFailed, LeaseHeld, LeaseLost
-from sfsync.fullsync import CopyStore
-from sfsync.registry import ObjectSpec
-from sfsync.state import (
+from sfsync.core.clock import EPOCH, UTC
+from sfsync.core.config import Settings, load_settings
+from sfsync.core.exceptions import DispatchFailed, LeaseHeld, LeaseLost
+from sfsync.core.registry import ObjectSpec
+from sfsync.dispatch.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
+from sfsync.fullcopy.steps import CopyStore
+from sfsync.store.state import (
     Checkpoint,
     CycleSummary,
     Lifecycle,

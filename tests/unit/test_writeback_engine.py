@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from sfsync import snapshot
-from sfsync.clock import FixedClock
-from sfsync.config import load_settings
+from sfsync.core.clock import FixedClock
+from sfsync.core.config import load_settings
+from sfsync.items import snapshot
 from sfsync.writeback import LOCK_BACKOFF_SECONDS, LOCK_RETRIES, WriteBack, WriteBackDeps, clear_describe_cache
 
 from tests.support.aws import create_table, mocked_aws

@@ -14,18 +14,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sfsync import clock
-from sfsync.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
-from sfsync.config import Settings, configured_secret_arn, load_secret, load_settings
-from sfsync.cycle import CycleStores, SalesforcePort
-from sfsync.dispatcher import EconomyClient, FullCopies, Invoker
-from sfsync.exceptions import ConfigurationError
-from sfsync.fullsync import CopyStore, FullSyncDeps
-from sfsync.observability import count, logger
-from sfsync.org_state import OrgStateStore
-from sfsync.records import RecordStore
-from sfsync.state import StateStore
-from sfsync.stepfunctions import FullCopyStarter
+from sfsync.core import clock
+from sfsync.core.config import Settings, configured_secret_arn, load_secret, load_settings
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.observability import count, logger
+from sfsync.dispatch.dispatcher import EconomyClient, FullCopies, Invoker
+from sfsync.fullcopy.steps import CopyStore, FullSyncDeps
+from sfsync.inbound.cycle import CycleStores, SalesforcePort
+from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
+from sfsync.store.org_state import OrgStateStore
+from sfsync.store.records import RecordStore
+from sfsync.store.state import StateStore
+from sfsync.store.stepfunctions import FullCopyStarter
 
 if TYPE_CHECKING:
     from sfsync.changes.apply import ChangeDeps
@@ -73,7 +73,7 @@ def stores_for(settings: Settings) -> CycleStores:
     The record store keeps the conditional per-item put by default (``exclusive_writer=False``):
     the full copy shares it.  An incremental cycle batches its pages only when it is provably the
     object's only writer - it holds the lease and the copy documents (``copies``) show no full
-    copy under way - and decides that page by page (``sfsync.cycle._sole_writer``).
+    copy under way - and decides that page by page (``sfsync.inbound.cycle._sole_writer``).
     """
     settings.require("state_table", "errors_table", "record_tables")
     client = dynamodb_client()
@@ -106,8 +106,8 @@ def configuration(*required: str, secret: bool = True) -> tuple[Settings, dict[s
     secret's content - comes back in ONE :class:`ConfigurationError` (logged, ``ConfigurationError``
     counted), so an operator fixes them all in one go and no function starts half-configured.
     """
+    from sfsync.core.exceptions import SalesforceConfigError
     from sfsync.salesforce.credentials import SalesforceCredentials
-    from sfsync.salesforce.errors import SalesforceConfigError
 
     with _reported_configuration_errors():
         problems: list[str] = []

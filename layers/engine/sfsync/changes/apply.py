@@ -48,23 +48,22 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from sfsync.changes.envelope import ChangeEvent, parse_envelope
-from sfsync.clock import Clock, parse_instant, to_iso_ms
-from sfsync.config import Settings
-from sfsync.dispatcher import CLAIM_SECONDS, new_cycle_id
-from sfsync.exceptions import (
+from sfsync.core.clock import Clock, parse_instant, to_iso_ms
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import (
     DispatchFailed,
     InvalidChangeEvent,
     SalesforceError,
     SalesforceRequestError,
     SfsyncError,
 )
-from sfsync.fields import Selection, select_fields, soql_select
+from sfsync.core.observability import count, logger, metrics_for_object
+from sfsync.core.registry import ObjectSpec
+from sfsync.inbound.fields import Selection, select_fields, soql_select
 from sfsync.items.images import item_from_wire
-from sfsync.observability import count, logger, metrics_for_object
-from sfsync.records import PageOutcome, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
-from sfsync.state import StateStore
+from sfsync.items.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
+from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.state import CLAIM_SECONDS, StateStore, new_cycle_id
 
 #: Change events stay on Salesforce's event bus for 72 hours (§9.5): an older event means what came
 #: before it may be lost.

@@ -1,11 +1,11 @@
 """Org-wide items of the state table that are not part of the watermark contract.
 
 One item so far, the API budget the dispatcher keeps between invocations
-(:class:`sfsync.budget.BudgetState` plus the last usage reading)::
+(:class:`BudgetState`, which :mod:`sfsync.dispatch.budget` decides on, plus the last usage reading)::
 
     pk = "ORG", sk = "API_BUDGET":  paused (BOOL), changed_at, used, max, source, checked_at
 
-The org-wide back-off after ``REQUEST_LIMIT_EXCEEDED`` lives in :mod:`sfsync.state`
+The org-wide back-off after ``REQUEST_LIMIT_EXCEEDED`` lives in :mod:`sfsync.store.state`
 (``set_org_backoff`` / ``get_org_backoff``), next to the cycles that set it.
 """
 
@@ -13,17 +13,39 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
 
-from sfsync.budget import BudgetState
-from sfsync.exceptions import StoreError
-from sfsync.state import ORG_PK, item_model, optional_instant, optional_iso, read_item
+from sfsync.core.clock import parse_instant, to_iso_ms
+from sfsync.core.exceptions import StoreError
+from sfsync.store.state import ORG_PK, item_model, optional_instant, optional_iso, read_item
 
 API_BUDGET_SK = "API_BUDGET"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """What the caller persists between invocations."""
+
+    paused: bool = False
+    changed_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"paused": self.paused, "changed_at": to_iso_ms(self.changed_at) if self.changed_at else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> BudgetState:
+        if not data:
+            return cls()
+        paused = data.get("paused", False)
+        if not isinstance(paused, bool):
+            raise ValueError(f"budget state 'paused' must be a boolean, got {paused!r}")
+        changed = data.get("changed_at")
+        return cls(paused, parse_instant(changed) if isinstance(changed, str) and changed else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sfsync.clock import parse_instant
-from sfsync.exceptions import ReplicationWindowError, SalesforceRequestError
-from sfsync.fields import Selection, soql_select
-from sfsync.observability import logger
-from sfsync.records import PageOutcome, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.state import Lifecycle
+from sfsync.core.clock import parse_instant
+from sfsync.core.exceptions import ReplicationWindowError, SalesforceRequestError
+from sfsync.core.observability import logger
+from sfsync.core.registry import ObjectSpec
+from sfsync.inbound.fields import Selection, soql_select
+from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.state import Lifecycle
 
 #: getDeleted answers for the last 15 days (spec §3.2); stay a little inside that.
 DELETED_REACH = dt.timedelta(days=15) - dt.timedelta(hours=1)

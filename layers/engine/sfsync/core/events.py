@@ -1,6 +1,6 @@
 """Invocation event models and the one parse helper the handlers use.
 
-A malformed event raises :class:`~sfsync.exceptions.InvalidEvent` (logged and counted), before
+A malformed event raises :class:`~sfsync.core.exceptions.InvalidEvent` (logged and counted), before
 anything is read or written.
 """
 
@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfsync.exceptions import InvalidEvent
-from sfsync.observability import count, logger
+from sfsync.core.exceptions import InvalidEvent
+from sfsync.core.observability import count, logger
 
 OBJECT_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,79}$"
 CYCLE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -39,6 +39,15 @@ class ScheduleEvent(BaseModel):
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
     time: str
     resources: list[str] = Field(default_factory=list)
+
+
+class ResyncEvent(BaseModel):
+    """``{"resync": ["Lead"], "requested_by": "alice"}``: invoke the dispatcher directly to re-copy objects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resync: list[str] = Field(min_length=1, max_length=100)
+    requested_by: str = Field(default="operator", min_length=1, max_length=100)
 
 
 class FullSyncStepEvent(BaseModel):
@@ -161,6 +170,7 @@ def parse_event[M: BaseModel](model: type[M], event: Any) -> M:
 __all__ = [
     "FullSyncStepEvent",
     "ObjectSyncEvent",
+    "ResyncEvent",
     "RetryEvent",
     "ScheduleEvent",
     "SqsBatchEvent",

@@ -10,19 +10,19 @@ API economy (:class:`ApiEconomy`, passed as ``economy``), between the due check 
 
 * **org back-off**: while a cycle's ``REQUEST_LIMIT_EXCEEDED`` back-off is in force
   (:meth:`StateStore.get_org_backoff`), nothing starts and Salesforce is not called at all;
-* **API budget** (:class:`sfsync.budget.ApiBudget`, ``SFSYNC_API_BUDGET_PERCENT``): above the
+* **API budget** (:class:`sfsync.dispatch.budget.ApiBudget`, ``SFSYNC_API_BUDGET_PERCENT``): above the
   share of the org's daily allocation nothing new starts (resumes of checkpointed cycles
   included); while paused the usage is re-read at most every ``recheck_seconds`` (one ``/limits``
   call), and work starts again once it has fallen under the resume threshold.  Every decision
   is logged and metered (``ApiBudgetPaused``, ``ApiUsagePercent``) and persisted
-  (:class:`sfsync.org_state.OrgStateStore`);
-* **change probe** (:func:`sfsync.probe.probe_gate`): objects due after their pause are probed in
+  (:class:`sfsync.store.org_state.OrgStateStore`);
+* **change probe** (:func:`sfsync.dispatch.probe.probe_gate`): objects due after their pause are probed in
   ``/composite`` calls (about one API call per twelve objects) and only those with changes start.
   Objects that never ran (``first``) or wait to resume a checkpoint (``resume``) have work by
   definition and are not probed;
 * **lifecycle work while idle**: an object the probe finds idle still starts when periodic
-  lifecycle work is due (:func:`sfsync.lifecycle.lifecycle_work_due` on its
-  :class:`sfsync.state.Lifecycle` item): a formula refresh (reason ``formula-refresh``) or the
+  lifecycle work is due (:func:`sfsync.inbound.lifecycle.lifecycle_work_due` on its
+  :class:`sfsync.store.state.Lifecycle` item): a formula refresh (reason ``formula-refresh``) or the
   scheduled Id reconciliation of an object without a recycle bin (``reconcile``).  Such a cycle
   reads its window (no rows), completes it, and does the due work after it.  An object the probe only
   flags because getDeleted's log was purged past its window (``needs_resync``) starts with
@@ -31,19 +31,19 @@ API economy (:class:`ApiEconomy`, passed as ``economy``), between the due check 
   (``SFSYNC_ORG_BACKOFF_SECONDS``) exactly as a cycle does.
 
 The reason in :class:`DispatchResult` is the dispatcher's; the object-sync event carries it when
-:class:`sfsync.events.ObjectSyncEvent` accepts it, and ``due`` otherwise (the cycle does its due
+:class:`sfsync.core.events.ObjectSyncEvent` accepts it, and ``due`` otherwise (the cycle does its due
 lifecycle work whatever the reason).
 
 Objects are independent: each due object is its own asynchronous invocation, and an object's
 backlog (a ``resume`` every tick) never holds another object back.
 
 **The first full copy** (``copies``, :class:`FullCopies`): before the due check every object's
-copy state is read - its watermark, its copy document (:class:`sfsync.fullsync.CopyStore`) and the
-dispatcher's own bookkeeping (:class:`sfsync.state.CopyRequest`) - and decided by
-:func:`copy_decision` (built on :func:`sfsync.fullsync.copy_gate`):
+copy state is read - its watermark, its copy document (:class:`sfsync.fullcopy.steps.CopyStore`) and the
+dispatcher's own bookkeeping (:class:`sfsync.store.state.CopyRequest`) - and decided by
+:func:`copy_decision` (built on :func:`sfsync.fullcopy.steps.copy_gate`):
 
 * never copied (no watermark, no copy document): the object takes part in ONE full-sync execution
-  started this tick for every such object, named :func:`sfsync.fullsync.execution_name` of the set,
+  started this tick for every such object, named :func:`sfsync.fullcopy.steps.execution_name` of the set,
   so a second start is a no-op; the dispatcher records the name per object and holds the object
   ("copy starting") until the workflow's ``plan`` has written its copy document (an execution that
   has not done so after ``COPY_START_TIMEOUT_SECONDS`` is started again under a new name);
@@ -66,30 +66,25 @@ start plus a reason for each held back), applied after the economy.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from sfsync.budget import ApiBudget, BudgetDecision, emit_budget
 from sfsync.changes.health import CDC_REASON, cdc_health, cdc_pause, cycle_requested, emit_cdc_health
-from sfsync.clock import parse_instant, salesforce_now, to_iso_ms
-from sfsync.config import Settings
-from sfsync.events import ObjectSyncEvent
-from sfsync.exceptions import DispatchFailed, ExecutionStatusUnknown, SalesforceRateLimited
-from sfsync.fullsync import Copy, CopyProgress, copy_gate, execution_name, note_copy_failure
-from sfsync.lifecycle import lifecycle_work_due
-from sfsync.observability import count, logger, metrics_for_object
-from sfsync.org_state import BudgetRecord, OrgStateStore
-from sfsync.probe import CompositeClient, ProbeResult, probe_gate
-from sfsync.registry import ObjectSpec
-from sfsync.state import CopyRequest, LeaseStatus, StateStore, Watermark
-from sfsync.stepfunctions import RUNNING, ExecutionStart
+from sfsync.core.clock import parse_instant, salesforce_now, to_iso_ms
+from sfsync.core.config import Settings
+from sfsync.core.events import ObjectSyncEvent
+from sfsync.core.exceptions import DispatchFailed, ExecutionStatusUnknown, SalesforceRateLimited
+from sfsync.core.observability import count, logger, metrics_for_object
+from sfsync.core.registry import ObjectSpec
+from sfsync.dispatch.budget import ApiBudget, BudgetDecision, emit_budget
+from sfsync.dispatch.probe import CompositeClient, ProbeResult, probe_gate
+from sfsync.fullcopy.steps import Copy, CopyProgress, copy_gate, execution_name, note_copy_failure
+from sfsync.inbound.lifecycle import lifecycle_work_due
+from sfsync.store.org_state import BudgetRecord, OrgStateStore
+from sfsync.store.state import CLAIM_SECONDS, CopyRequest, LeaseStatus, StateStore, Watermark, new_cycle_id
+from sfsync.store.stepfunctions import RUNNING, ExecutionStart
 
-#: How long a fan-out claim blocks another dispatch of the object (the longest Lambda run).
-CLAIM_SECONDS = 900
 #: While the API budget is paused, the org's usage is re-read (one API call) at most this often.
 BUDGET_RECHECK_SECONDS = 300
 #: Due reasons that mean "has work" without asking Salesforce.
@@ -153,7 +148,7 @@ class Economy(Protocol):
 
 
 class CopyReader(Protocol):
-    """What the dispatcher reads of the copy documents (:class:`sfsync.fullsync.CopyStore`), and the
+    """What the dispatcher reads of the copy documents (:class:`sfsync.fullcopy.steps.CopyStore`), and the
     one write it makes: marking a copy failed when its execution is gone (reconciliation)."""
 
     def progress(self, object_name: str) -> CopyProgress | None: ...
@@ -174,7 +169,7 @@ class CopyReader(Protocol):
 
 
 class CopyStarter(Protocol):
-    """Starts the full-sync workflow and reads its executions (:class:`sfsync.stepfunctions.FullCopyStarter`)."""
+    """Starts the full-sync workflow and reads its executions (:class:`sfsync.store.stepfunctions.FullCopyStarter`)."""
 
     def start_full_copy(self, name: str, execution_input: Mapping[str, Any]) -> ExecutionStart: ...
 
@@ -237,10 +232,6 @@ class DispatchResult:
             out["cdc"] = dict(self.cdc)
         out.update(self.economy)
         return out
-
-
-def new_cycle_id(object_name: str, now: dt.datetime) -> str:
-    return f"{object_name}-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def event_reason(reason: str) -> str:
@@ -309,7 +300,7 @@ def resync_requested_by(request: CopyRequest) -> str:
 
 
 def copy_execution_name(objects: Sequence[str], reason: CopyReason, token: str = "") -> str:
-    """The deterministic name of the execution copying ``objects`` (:func:`sfsync.fullsync.execution_name`)."""
+    """The deterministic name of the execution copying ``objects`` (:func:`sfsync.fullcopy.steps.execution_name`)."""
     return execution_name(objects, reason="resync" if reason == "resync" else "first", token=token)
 
 
@@ -748,15 +739,6 @@ def emit_health(
 # -- operator re-sync ----------------------------------------------------------------------------------
 
 
-class ResyncEvent(BaseModel):
-    """``{"resync": ["Lead"], "requested_by": "alice"}``: invoke the dispatcher directly to re-copy objects."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resync: list[str] = Field(min_length=1, max_length=100)
-    requested_by: str = Field(default="operator", min_length=1, max_length=100)
-
-
 @dataclass
 class ResyncOutcome:
     """The re-sync generation of each accepted object, and why the others were refused."""
@@ -969,7 +951,6 @@ class ApiEconomy:
 
 __all__ = [
     "BUDGET_RECHECK_SECONDS",
-    "CLAIM_SECONDS",
     "COPY_START_TIMEOUT_SECONDS",
     "DISPATCHER",
     "EVENT_REASONS",
@@ -988,7 +969,6 @@ __all__ = [
     "FullCopies",
     "Gate",
     "Invoker",
-    "ResyncEvent",
     "ResyncOutcome",
     "copy_decision",
     "copy_decisions",
@@ -996,7 +976,6 @@ __all__ = [
     "dispatch",
     "due_reason",
     "event_reason",
-    "new_cycle_id",
     "request_resync",
     "resync_requested_by",
 ]

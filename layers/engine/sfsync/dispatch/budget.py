@@ -24,32 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sfsync.clock import parse_instant, to_iso_ms
-from sfsync.observability import count, logger
+from sfsync.core.observability import count, logger
+from sfsync.store.org_state import BudgetState
 
 DEFAULT_LIMIT_PERCENT = 80.0
 DEFAULT_RESUME_MARGIN = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetState:
-    """What the caller persists between invocations."""
-
-    paused: bool = False
-    changed_at: dt.datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"paused": self.paused, "changed_at": to_iso_ms(self.changed_at) if self.changed_at else None}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> BudgetState:
-        if not data:
-            return cls()
-        paused = data.get("paused", False)
-        if not isinstance(paused, bool):
-            raise ValueError(f"budget state 'paused' must be a boolean, got {paused!r}")
-        changed = data.get("changed_at")
-        return cls(paused, parse_instant(changed) if isinstance(changed, str) and changed else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +171,5 @@ __all__ = [
     "DEFAULT_RESUME_MARGIN",
     "ApiBudget",
     "BudgetDecision",
-    "BudgetState",
     "emit_budget",
 ]

@@ -6,7 +6,7 @@ start under a name that already exists never runs a second copy: Step Functions 
 ``ExecutionAlreadyExists`` (closed execution, or other input), or - for a running execution with the
 same input - returns that execution again.  :meth:`FullCopyStarter.start_full_copy` reports the
 first case as ``started=False``; the dispatcher itself remembers what it started
-(:meth:`sfsync.state.StateStore.record_copy_start`) so later ticks do not call again.
+(:meth:`sfsync.store.state.StateStore.record_copy_start`) so later ticks do not call again.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.aws import stepfunctions_client
-from sfsync.exceptions import DispatchFailed, ExecutionStatusUnknown
+from sfsync.core.exceptions import DispatchFailed, ExecutionStatusUnknown
+from sfsync.store.aws import stepfunctions_client
 
 #: ``DescribeExecution`` status of an execution still running (the others: SUCCEEDED, FAILED,
 #: TIMED_OUT, ABORTED, PENDING_REDRIVE).

@@ -39,13 +39,13 @@ from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.cycle import select_fields
-from sfsync.exceptions import StoreError
+from sfsync.core.exceptions import StoreError
+from sfsync.core.registry import ObjectSpec, build_registry
+from sfsync.inbound.cycle import select_fields
 from sfsync.items.codec import stamp as item_stamp
 from sfsync.items.images import item_from_boto
-from sfsync.records import RecordStore
-from sfsync.registry import ObjectSpec, build_registry
 from sfsync.salesforce.client import MAX_RETRIEVE_IDS, QueryPage
+from sfsync.store.records import RecordStore
 from sfsync.writeback import is_salesforce_id
 
 #: ids per ``WHERE Id IN (…)`` query (keeps the SOQL far below its length limit).
@@ -408,7 +408,7 @@ def _state(raw: Mapping[str, Any]) -> StoredState:
 
 
 class RecordStoreWriter:
-    """:class:`RecordWriter` on :class:`sfsync.records.RecordStore` (the cycle's own write path).
+    """:class:`RecordWriter` on :class:`sfsync.store.records.RecordStore` (the cycle's own write path).
 
     ``tombstone`` is :meth:`RecordStore.tombstone_seen`: an ``UpdateItem`` guarded by the compared
     ``SystemModstamp`` and ``IsDeleted = false``, so a version a cycle wrote meanwhile is never

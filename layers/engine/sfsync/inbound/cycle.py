@@ -37,20 +37,30 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sfsync.changes.health import note_cycle
-from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
-from sfsync.config import Settings
-from sfsync.exceptions import (
+from sfsync.core.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import (
     BulkJobFailed,
-    ConfigurationError,
     InvalidQueryLocator,
     LeaseHeld,
+    ObjectUnavailable,
     SalesforceError,
     SalesforceQueryTimeout,
     SalesforceRateLimited,
     SalesforceRequestError,
     SfsyncError,
 )
-from sfsync.fields import (
+from sfsync.core.observability import (
+    CYCLE_COUNTERS,
+    bind,
+    count,
+    emit_cycle_metrics,
+    logger,
+    metrics_for_object,
+    tracer,
+)
+from sfsync.core.registry import ObjectSpec
+from sfsync.inbound.fields import (
     REQUIRED_FIELDS,
     SKIPPED_TYPES,
     DescribeCache,
@@ -61,13 +71,11 @@ from sfsync.fields import (
     keyset_after,
     select_fields,
 )
-from sfsync.formulas import refresh_due, refresh_formulas
+from sfsync.inbound.formulas import refresh_due, refresh_formulas
+from sfsync.inbound.lifecycle import check_deletes, reconcile, reconcile_due
 from sfsync.items.csv import FieldTypes, typed_row
-from sfsync.lifecycle import check_deletes, reconcile, reconcile_due
-from sfsync.observability import CYCLE_COUNTERS, bind, count, emit_cycle_metrics, logger, metrics_for_object, tracer
-from sfsync.records import PageOutcome, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.state import (
+from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.state import (
     Checkpoint,
     CycleSummary,
     Lifecycle,
@@ -113,10 +121,6 @@ RunStatus = Literal["complete", "partial", "empty", "failed", "backoff"]
 Status = RunStatus | Literal["lease-held"]
 
 
-class ObjectUnavailable(ConfigurationError):
-    """The object does not exist in the org, or the integration user cannot read it."""
-
-
 class SalesforcePort(Protocol):
     """What a cycle needs from the Salesforce adapter."""
 
@@ -140,7 +144,7 @@ class SalesforcePort(Protocol):
 
 
 class CopyProgressPort(Protocol):
-    """What a cycle reads of the object's full copy (:class:`sfsync.fullsync.CopyStore`)."""
+    """What a cycle reads of the object's full copy (:class:`sfsync.fullcopy.steps.CopyStore`)."""
 
     def progress(self, object_name: str) -> Any: ...
 
@@ -779,7 +783,6 @@ __all__ = [
     "CopyProgressPort",
     "CycleResult",
     "CycleStores",
-    "ObjectUnavailable",
     "SalesforcePort",
     "Selection",
     "build_soql",

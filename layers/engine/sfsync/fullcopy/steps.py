@@ -24,7 +24,7 @@ a ``SystemModstamp`` range ``[lo, hi)`` and, once cut by Id, an ``Id`` range ``[
 are dense in time - a mass update stamps thousands of rows with one second, which no stamp cut can
 spread - while Id ranges, cut evenly between the piece's lowest and highest Id, divide rows by
 count.  A stamp range too narrow to cut is cut by Id at once.  Objects Bulk cannot query
-(:data:`BULK_UNSUPPORTED_OBJECTS`, or a query Bulk refuses with HTTP 400) are read with REST from
+(:data:`sfsync.core.registry.BULK_UNSUPPORTED_OBJECTS`, or a query Bulk refuses with HTTP 400) are read with REST from
 the start.
 
 **Watermark.**  ``finish`` sets the watermark to the earliest Salesforce-clock start of any job (or
@@ -39,11 +39,11 @@ in one pass, so the copy's writes are never mistaken for local changes.  DynamoD
 size rules are checked there; a row that breaks them goes to the errors table and the page goes on.
 Items not yet in the table are written with ``BatchWriteItem`` (25 per request) after a
 ``BatchGetItem`` of the keys; rows whose item exists go through
-:meth:`sfsync.records.RecordStore.write_items` (conditional ``PutItem``, with its two-way rules: a
+:meth:`sfsync.store.records.RecordStore.write_items` (conditional ``PutItem``, with its two-way rules: a
 row identical to the stored base is skipped, so a pending local edit survives a re-read page).
 The get-then-batch-put is race-free only because no other writer touches an object while its copy
 runs (the dispatcher holds the incremental cycles back until ``full_copy_done``).  Both batch calls
-go through :mod:`sfsync.ddb_wire` (signing, retries and error parsing stay botocore's); the batch
+go through :mod:`sfsync.store.ddb_wire` (signing, retries and error parsing stay botocore's); the batch
 put's body is the finished JSON text.
 """
 
@@ -63,10 +63,9 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfsync.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
-from sfsync.config import Settings
-from sfsync.ddb_wire import WireCalls
-from sfsync.exceptions import (
+from sfsync.core.clock import Clock, parse_instant, salesforce_now, to_iso_ms, to_soql
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import (
     BulkJobFailed,
     ConfigurationError,
     ContinuationFailed,
@@ -78,43 +77,22 @@ from sfsync.exceptions import (
     SalesforceRequestError,
     StoreError,
     StoreThrottled,
+    UnstorableRecord,
 )
-from sfsync.fields import check_soql_names, keyset_after, select_fields
-from sfsync.items.codec import EncodedItem, RestItems, UnstorableRecord, batch_put_body
+from sfsync.core.observability import bind, count, logger, metrics_for_object
+from sfsync.core.registry import BULK_UNSUPPORTED_OBJECTS, ObjectSpec
+from sfsync.inbound.fields import check_soql_names, keyset_after, select_fields
+from sfsync.items.codec import EncodedItem, RestItems, batch_put_body
 from sfsync.items.csv import CsvItems, FieldTypes, field_types
-from sfsync.observability import bind, count, logger, metrics_for_object
-from sfsync.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, COUNTER_FOR, THROTTLE_CODES, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.state import StateStore
-from sfsync.stepfunctions import FullCopyStarter
+from sfsync.store.ddb_wire import WireCalls
+from sfsync.store.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, COUNTER_FOR, THROTTLE_CODES, RecordStore
+from sfsync.store.state import StateStore
+from sfsync.store.stepfunctions import FullCopyStarter
 
 # ------------------------------------------------------------------------------------------------
-# Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.exceptions)
+# Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.core.exceptions)
 # ------------------------------------------------------------------------------------------------
 
-
-#: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
-BULK_UNSUPPORTED_OBJECTS: frozenset[str] = frozenset(
-    {
-        "AcceptedEventRelation",
-        "ActivityHistory",
-        "AggregateResult",
-        "Attachment",
-        "CaseStatus",
-        "ContentDocumentLink",
-        "DeclinedEventRelation",
-        "EventWhoRelation",
-        "FieldDefinition",
-        "OpenActivity",
-        "RecentlyViewed",
-        "TaskPriority",
-        "TaskStatus",
-        "TaskWhoRelation",
-        "UndecidedEventRelation",
-        "UserRecordAccess",
-        "Vote",
-    }
-)
 
 FULLCOPY_SK = "FULLCOPY"
 OBJECT_PREFIX = "OBJECT#"
@@ -1741,7 +1719,6 @@ def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
 
 
 __all__ = [
-    "BULK_UNSUPPORTED_OBJECTS",
     "STEPS",
     "BatchLoader",
     "BulkPort",

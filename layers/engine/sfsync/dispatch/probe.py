@@ -41,14 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from sfsync.clock import UTC, parse_instant, require_aware, to_soql
-from sfsync.registry import ObjectSpec
-from sfsync.salesforce.errors import (
-    SalesforceAuthError,
-    SalesforceConfigError,
-    SalesforceError,
-    SalesforceRateLimited,
-)
+from sfsync.core.clock import UTC, parse_instant, require_aware, to_soql
+from sfsync.core.exceptions import SalesforceAuthError, SalesforceConfigError, SalesforceError, SalesforceRateLimited
+from sfsync.core.registry import ObjectSpec
 
 MINUTE = dt.timedelta(minutes=1)
 #: How far back getUpdated / getDeleted answer (spec §3.1, §3.2).
@@ -247,7 +242,7 @@ class _Planned:
 def probe_changes(sf: CompositeClient, due: Sequence[ProbeTarget], *, now: dt.datetime) -> ProbeResult:
     """Probe every due object; see the module docstring for what counts as work.
 
-    ``now`` should be Salesforce's clock (:func:`sfsync.clock.salesforce_now`); an engine clock
+    ``now`` should be Salesforce's clock (:func:`sfsync.core.clock.salesforce_now`); an engine clock
     that is off by seconds only delays a detection by one dispatcher tick.  Raises the adapter's
     rate-limit, auth and configuration errors (the whole org must back off / is misconfigured);
     any other failure of a composite call marks that call's objects as having work.
@@ -294,7 +289,7 @@ def probe_gate(
     not_replicateable: Collection[str] = (),
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> Callable[[Sequence[ObjectSpec]], tuple[list[ObjectSpec], dict[str, str]]]:
-    """A :data:`sfsync.dispatcher.Gate`: keep the due objects the probe finds work for.
+    """A :data:`sfsync.dispatch.dispatcher.Gate`: keep the due objects the probe finds work for.
 
     ``watermark_of`` reads an object's watermark (``StateStore.get_watermark(name).value``);
     ``on_result`` receives the whole :class:`ProbeResult` (log it, meter ``api_calls``).

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from sfsync.exceptions import ConfigurationError
+from sfsync.core.exceptions import ConfigurationError
 
 Direction = Literal["both", "inbound"]
 
@@ -49,7 +49,10 @@ class ObjectSpec:
     reads and re-read by a formula refresh every ``formula_refresh_seconds`` (None: the global
     setting).  ``reconcile_seconds``: how often an Id reconciliation runs for an object without a
     recycle bin (None: the global setting).  ``bulk_threshold``: above this many changed rows a
-    window is read with Bulk API 2.0 (None: the global setting).
+    window is read with Bulk API 2.0 (None: the global setting).  ``key_prefix``: the first three
+    characters of the object's record Ids (the write-back tells a Salesforce Id from a local key by it;
+    None: any Id shape).  ``conflict``: the write-back's default conflict policy for a two-way object
+    (``SFSYNC_WRITEBACK`` overrides it).
     """
 
     name: str
@@ -69,6 +72,8 @@ class ObjectSpec:
     formula_refresh_seconds: int | None = None
     reconcile_seconds: int | None = None
     bulk_threshold: int | None = None
+    key_prefix: str | None = None
+    conflict: str = "salesforce"
 
     @property
     def writes_back(self) -> bool:
@@ -79,15 +84,18 @@ class ObjectSpec:
 
 
 STANDARD_OBJECTS: tuple[ObjectSpec, ...] = (
-    ObjectSpec("Lead", "Lead", direction="both", lookups=("Email", "OwnerId")),
-    ObjectSpec("Contact", "Contact", direction="both", lookups=("Email", "AccountId", "OwnerId")),
-    ObjectSpec("Campaign", "Campaign", direction="both", lookups=("OwnerId",)),
+    # The default conflict policies follow Marketo: the local side wins for Leads, Salesforce for Contacts.
+    ObjectSpec("Lead", "Lead", direction="both", lookups=("Email", "OwnerId"), key_prefix="00Q", conflict="local"),
+    ObjectSpec("Contact", "Contact", direction="both", lookups=("Email", "AccountId", "OwnerId"), key_prefix="003"),
+    ObjectSpec("Campaign", "Campaign", direction="both", lookups=("OwnerId",), key_prefix="701"),
     ObjectSpec(
         "CampaignMember",
         "CampaignMember",
         direction="both",
         lookups=("CampaignId", "LeadOrContactId"),
         hard_delete_without_recycle_bin=True,
+        key_prefix="00v",
+        conflict="local",
     ),
     ObjectSpec("Account", "Account", lookups=("OwnerId",)),
     ObjectSpec("User", "User"),
@@ -100,6 +108,34 @@ STANDARD_OBJECTS: tuple[ObjectSpec, ...] = (
     ),
     ObjectSpec("Task", "Activity", lookups=("WhoId", "WhatId", "sobject"), archivable=True),
     ObjectSpec("Event", "Activity", lookups=("WhoId", "WhatId", "sobject"), archivable=True),
+)
+
+#: Record-Id key prefix of each standard object that has one set (the write-back's Id check).
+KEY_PREFIXES: dict[str, str] = {spec.name: spec.key_prefix for spec in STANDARD_OBJECTS if spec.key_prefix}
+#: The write-back's default conflict policy of each two-way standard object.
+DEFAULT_CONFLICT_POLICY: dict[str, str] = {spec.name: spec.conflict for spec in STANDARD_OBJECTS if spec.writes_back}
+
+#: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
+BULK_UNSUPPORTED_OBJECTS: frozenset[str] = frozenset(
+    {
+        "AcceptedEventRelation",
+        "ActivityHistory",
+        "AggregateResult",
+        "Attachment",
+        "CaseStatus",
+        "ContentDocumentLink",
+        "DeclinedEventRelation",
+        "EventWhoRelation",
+        "FieldDefinition",
+        "OpenActivity",
+        "RecentlyViewed",
+        "TaskPriority",
+        "TaskStatus",
+        "TaskWhoRelation",
+        "UndecidedEventRelation",
+        "UserRecordAccess",
+        "Vote",
+    }
 )
 
 _OPTION_KEYS = {
@@ -237,7 +273,10 @@ def build_registry(
 
 
 __all__ = [
+    "BULK_UNSUPPORTED_OBJECTS",
+    "DEFAULT_CONFLICT_POLICY",
     "FAMILIES",
+    "KEY_PREFIXES",
     "STANDARD_OBJECTS",
     "Direction",
     "ObjectSpec",

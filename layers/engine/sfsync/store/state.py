@@ -74,15 +74,22 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from sfsync.clock import EPOCH, UTC, epoch_seconds, parse_instant, require_aware, to_iso_ms
-from sfsync.clock import now as engine_now
-from sfsync.exceptions import LeaseHeld, LeaseLost, StoreError
+from sfsync.core.clock import EPOCH, UTC, epoch_seconds, parse_instant, require_aware, to_iso_ms
+from sfsync.core.clock import now as engine_now
+from sfsync.core.exceptions import LeaseHeld, LeaseLost, StoreError
 
 CYCLE_HISTORY_DAYS = 30
 
 # --------------------------------------------------------------------------------------------
 # Pure window math
 # --------------------------------------------------------------------------------------------
+
+#: How long a fan-out claim blocks another dispatch of the object (the longest Lambda run).
+CLAIM_SECONDS = 900
+
+
+def new_cycle_id(object_name: str, now: dt.datetime) -> str:
+    return f"{object_name}-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1001,6 +1008,7 @@ def _from_ms(value: float | None) -> dt.datetime | None:
 
 
 __all__ = [
+    "CLAIM_SECONDS",
     "CdcHealth",
     "Checkpoint",
     "CopyRequest",
@@ -1014,6 +1022,7 @@ __all__ = [
     "advance_watermark",
     "lease_cycle_id",
     "lease_token",
+    "new_cycle_id",
     "plan_window",
     "position_after",
 ]

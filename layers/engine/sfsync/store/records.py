@@ -29,24 +29,24 @@ share a whole-second stamp, and replays are harmless).  A failed
 condition means a newer version is stored: the row is *skipped*, not an error.  Items too large or
 with values DynamoDB cannot hold go to the errors table and count as *failed*; the page goes on.
 Throttling is retried by botocore (standard mode, 10 attempts); if it persists the page fails with
-:class:`~sfsync.exceptions.StoreThrottled` so the caller does not checkpoint it.
+:class:`~sfsync.core.exceptions.StoreThrottled` so the caller does not checkpoint it.
 
 **Exclusive writers batch their puts.**  A page written with ``exclusive=True`` (or by a store
 built with ``exclusive_writer=True``) comes from the only writer of the items it touches: the
 incremental cycle under the object's lease while no full copy of the object is under way, which
-:mod:`sfsync.cycle` checks before every page.  Its decision is then made on the
+:mod:`sfsync.inbound.cycle` checks before every page.  Its decision is then made on the
 page's consistent read alone: the puts go out as ``BatchWriteItem`` (25 items a request, unprocessed
-items retried, throttling that persists -> :class:`~sfsync.exceptions.StoreThrottled`), the outcome
+items retried, throttling that persists -> :class:`~sfsync.core.exceptions.StoreThrottled`), the outcome
 of each row is classified against the version read, and a request DynamoDB rejects as a whole
 falls back to the conditional ``PutItem`` of each of its items (which isolates the unstorable one).
 A store without that guarantee (``sfsync verify``'s repairs) keeps the conditional ``PutItem``.
-The page's read and batch writes are sent in wire format (:mod:`sfsync.ddb_wire`; the item's
+The page's read and batch writes are sent in wire format (:mod:`sfsync.store.ddb_wire`; the item's
 wire JSON and its ``_base`` text come from one pass of :func:`sfsync.items.codec.encode`), which spares
 botocore's per-attribute validation, serialisation and parsing; a stored item is decoded only as far
 as its row's decision needs (a new version of a row is decided on ``SystemModstamp`` and ``_base``).
 
 **Two-way objects** (``ObjectSpec.writes_back``) carry the base snapshot ``_base``
-(:mod:`sfsync.snapshot`) on every item the engine writes from Salesforce values: puts (conditional
+(:mod:`sfsync.items.snapshot`) on every item the engine writes from Salesforce values: puts (conditional
 and batched), patches (back-fill, formula refresh) and tombstones (getDeleted, reconciliation,
 ``sfsync verify``).  A put computes it on the final item (after the carry-over; attributes carried
 over keep the stored base's values, so a local edit of one stays a local edit) and never carries a
@@ -76,13 +76,12 @@ from typing import Any, Literal
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
-from sfsync.ddb_wire import WireCalls
-from sfsync.exceptions import StoreError, StoreThrottled
+from sfsync.core.clock import epoch_seconds, normalize_stamp, to_iso_ms
+from sfsync.core.exceptions import StoreError, StoreThrottled, UnstorableRecord
+from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import (
     ENGINE_ATTRIBUTES,
     MAX_ITEM_BYTES,
-    UnstorableRecord,
     batch_put_body,
     boto_attribute,
     check_size,
@@ -96,15 +95,15 @@ from sfsync.items.codec import (
     wire_with_base,
 )
 from sfsync.items.images import from_wire, item_from_boto, item_from_wire
-from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE, is_data_attribute, local_changes
+from sfsync.items.snapshot import BASE_ATTRIBUTE, is_data_attribute, local_changes
+from sfsync.store.ddb_wire import WireCalls
 
 BATCH_GET_KEYS = 100
 BATCH_GET_ATTEMPTS = 8
 BATCH_WRITE_ITEMS = 25
 BATCH_WRITE_ATTEMPTS = 8
 #: The write-back's attributes on two-way items (:mod:`sfsync.writeback`): never data (``_`` prefix,
-#: :func:`sfsync.snapshot.is_data_attribute`) and always carried over by a put, so a sync write over an
+#: :func:`sfsync.items.snapshot.is_data_attribute`) and always carried over by a put, so a sync write over an
 #: item keeps its refusal mark, its redirect and its pending marker (the sweep's ``ByPending`` index).
 #: The write-back's pending marker (see :meth:`_Stored.keep_pending_edits`).
 PENDING_SINCE = "_pending_since"
@@ -183,7 +182,7 @@ def _carried(name: str, item: Mapping[str, Any], selected_fields: frozenset[str]
 def carry_over(stored: Mapping[str, Any] | None, item: dict[str, Any], selected_fields: frozenset[str]) -> list[str]:
     """Copy into ``item`` the stored attributes the cycle did not select (formulas, hidden fields).
 
-    Returns the names of the *data* attributes copied (see :func:`sfsync.snapshot.is_data_attribute`).
+    Returns the names of the *data* attributes copied (see :func:`sfsync.items.snapshot.is_data_attribute`).
     The base snapshot (``_base``) is never copied: every put computes its own.
     """
     carried: list[str] = []
@@ -279,7 +278,7 @@ def salesforce_base(
     The item's data as Salesforce has it: the values read, and for the attributes carried over
     from the stored item (not selected: formulas, fields no longer readable) the stored base's
     values when there is one (a local edit of such an attribute stays a local edit).  ``own``:
-    :func:`~sfsync.snapshot.encode_base` of ``item``, when the caller has it already.
+    :func:`~sfsync.items.snapshot.encode_base` of ``item``, when the caller has it already.
     """
     names = list(carried)
     if not names or stored_base is None:
@@ -317,7 +316,7 @@ Decision = Literal["skip", "write", "refresh"]
 def _two_way_decision(current: _Stored | None, item: dict[str, Any], carried: list[str], own_base: str) -> Decision:
     """Set ``item``'s ``_base`` and decide its put: skip it, write it, or write it only to refresh the base.
 
-    ``own_base``: :func:`~sfsync.snapshot.encode_base` of ``item`` (its base when nothing was carried over).
+    ``own_base``: :func:`~sfsync.items.snapshot.encode_base` of ``item`` (its base when nothing was carried over).
 
     * a newer version stored: skip;
     * Salesforce's row identical to the stored base snapshot (nothing changed in Salesforce since
@@ -438,7 +437,7 @@ class RecordStore:
         over instead of dropped (None: the put replaces the item as read).  ``after_put`` is
         called with each written Id (a test seam for a crash in the middle of a page).
         ``exclusive`` overrides the store's ``exclusive_writer`` for this page (None: the store's):
-        the incremental cycle decides it page by page (see :mod:`sfsync.cycle`).  ``stored``: the
+        the incremental cycle decides it page by page (see :mod:`sfsync.inbound.cycle`).  ``stored``: the
         page's stored items as :meth:`stored_wire` read them just before (an Id not in it is not
         stored), when the caller has read them already; None: read here.
         """

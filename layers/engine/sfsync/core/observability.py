@@ -21,6 +21,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from sfsync.core.exceptions import UnknownMetric
+
 SERVICE = "sfsync"
 NAMESPACE = "sfsync"
 
@@ -165,16 +167,12 @@ CYCLE_COUNTERS: tuple[str, ...] = (
 )
 
 
-class UnknownMetric(ValueError):
-    """A metric name the catalogue does not hold (a programming error, caught by the tests)."""
-
-
 def metric_def(name: str, *, per_object: bool) -> MetricDef:
     """The catalogue entry of ``name``; :class:`UnknownMetric` when it is absent or of the other kind."""
     found = METRICS.get(name)
     if found is None or found.per_object != per_object:
         kind = "per-object" if per_object else "service-level"
-        raise UnknownMetric(f"{name!r} is not a {kind} metric of sfsync.observability.METRICS")
+        raise UnknownMetric(f"{name!r} is not a {kind} metric of sfsync.core.observability.METRICS")
     return found
 
 
@@ -243,7 +241,6 @@ __all__ = [
     "SERVICE_DIMENSIONS",
     "MetricDef",
     "ObjectMetrics",
-    "UnknownMetric",
     "bind",
     "count",
     "emit_cycle_metrics",

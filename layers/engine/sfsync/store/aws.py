@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.exceptions import DispatchFailed
-from sfsync.records import CLIENT_CONFIG
+from sfsync.core.exceptions import DispatchFailed
+from sfsync.store.records import CLIENT_CONFIG
 
 
 @functools.lru_cache(maxsize=1)

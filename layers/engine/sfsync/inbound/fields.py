@@ -5,10 +5,10 @@ this moment), narrowed by the object's ``include_fields`` / ``exclude_fields``; 
 SOQL only if describe returned it.  Compound fields (``address``, ``location``) are never read
 whole: their components are fields of their own.  Formula (``calculated``) fields are kept out of
 incremental reads unless ``include_formulas``: their values change without a ``SystemModstamp``
-change, so :mod:`sfsync.formulas` re-reads them on their own schedule.
+change, so :mod:`sfsync.inbound.formulas` re-reads them on their own schedule.
 
 Schema and permission changes are noticed by comparing the selection with the one the last
-completed cycle recorded (:attr:`sfsync.state.Lifecycle.known_fields`):
+completed cycle recorded (:attr:`sfsync.store.state.Lifecycle.known_fields`):
 
 * a field that **appears** is read by every later cycle and **back-filled** at once for the items
   already stored (:func:`backfill`: ``SELECT Id, SystemModstamp, <new fields>`` over queryAll,
@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sfsync.clock import to_soql
-from sfsync.exceptions import ConfigurationError
-from sfsync.records import PageOutcome, RecordStore
-from sfsync.registry import ObjectSpec
+from sfsync.core.clock import to_soql
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.registry import ObjectSpec
+from sfsync.store.records import PageOutcome, RecordStore
 
 #: describe types never selected: compound values (their components are fields of their own) and
 #: blobs (REST returns a URL per row, not the content).

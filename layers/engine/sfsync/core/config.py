@@ -2,7 +2,7 @@
 
 Handlers call :func:`load_settings` at the start of an invocation and pass the result down; no
 other engine module reads ``os.environ``.  Every problem is reported in one
-:class:`~sfsync.exceptions.ConfigurationError`, so a function never starts half-configured.
+:class:`~sfsync.core.exceptions.ConfigurationError`, so a function never starts half-configured.
 
 Variables (docs/engine-design.md, plus the engine tunables marked *):
 
@@ -12,7 +12,7 @@ Variables (docs/engine-design.md, plus the engine tunables marked *):
 ``SFSYNC_FULL_SYNC_STATE_MACHINE_ARN``; * ``SFSYNC_OVERLAP_SECONDS`` (600, the look-back below the
 watermark), * ``SFSYNC_SAFETY_LAG_SECONDS`` (60, distance kept from Salesforce's "now"),
 * ``SFSYNC_PAGE_SIZE`` (2000), * ``SFSYNC_OBJECT_OPTIONS`` (JSON object name -> options of
-:class:`~sfsync.registry.ObjectSpec`: include_fields, exclude_fields, pause_seconds,
+:class:`~sfsync.core.registry.ObjectSpec`: include_fields, exclude_fields, pause_seconds,
 tombstone_retention_days, include_formulas, formula_refresh_seconds, reconcile_seconds,
 bulk_threshold), * ``SFSYNC_ERROR_RETENTION_DAYS`` (30), * ``SFSYNC_BULK_THRESHOLD`` (10000: a window
 with more changed rows is read with Bulk API 2.0), * ``SFSYNC_FORMULA_REFRESH_SECONDS`` (21600: how
@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sfsync.exceptions import ConfigurationError
-from sfsync.registry import Registry, build_registry
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.registry import DEFAULT_CONFLICT_POLICY, Registry, build_registry
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -46,13 +46,6 @@ def _csv(value: str | None) -> list[str] | None:
 
 #: Conflict policies of the write-back (a field changed on both sides since the base).
 CONFLICT_POLICIES = ("local", "salesforce", "recent", "nonempty")
-#: Default policy per two-way object (as Marketo: the local side wins for Leads, Salesforce for Contacts).
-DEFAULT_CONFLICT_POLICY = {
-    "Lead": "local",
-    "Contact": "salesforce",
-    "Campaign": "salesforce",
-    "CampaignMember": "local",
-}
 _WRITEBACK_KEYS = {"conflict", "fields", "external_id_field", "allow_deletes", "auto_assign"}
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -305,7 +298,6 @@ def load_secret(arn: str, *, max_age: int = 300) -> dict[str, Any]:
 
 __all__ = [
     "CONFLICT_POLICIES",
-    "DEFAULT_CONFLICT_POLICY",
     "Settings",
     "WriteBackOptions",
     "configured_secret_arn",
