@@ -151,6 +151,14 @@ def parse_writeback_event(event: Any) -> WriteBackEvent:
     return parse_event(StreamBatchEvent, event)
 
 
+def parse_dispatcher_event(event: Any) -> ResyncEvent | None:
+    """The dispatcher's events: an operator's re-sync request (returned), or the schedule (None)."""
+    if isinstance(event, Mapping) and "resync" in event:
+        return parse_event(ResyncEvent, event)
+    parse_event(ScheduleEvent, event)
+    return None
+
+
 def parse_event[M: BaseModel](model: type[M], event: Any) -> M:
     """Validate ``event`` into ``model`` or raise :class:`InvalidEvent` (logged + counted)."""
     if not isinstance(event, Mapping):
@@ -179,6 +187,7 @@ __all__ = [
     "StreamRecord",
     "SweepEvent",
     "WriteBackEvent",
+    "parse_dispatcher_event",
     "parse_event",
     "parse_writeback_event",
 ]

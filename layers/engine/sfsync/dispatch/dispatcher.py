@@ -73,7 +73,7 @@ from typing import Any, Literal, Protocol, get_args
 from sfsync.changes.health import CDC_REASON, cdc_health, cdc_pause, cycle_requested, emit_cdc_health
 from sfsync.core.clock import parse_instant, salesforce_now, to_iso_ms
 from sfsync.core.config import Settings
-from sfsync.core.events import ObjectSyncEvent
+from sfsync.core.events import ObjectSyncEvent, ResyncEvent
 from sfsync.core.exceptions import DispatchFailed, ExecutionStatusUnknown, SalesforceRateLimited
 from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.core.registry import ObjectSpec
@@ -750,6 +750,30 @@ class ResyncOutcome:
         return {"requested": dict(self.requested), "rejected": dict(self.rejected)}
 
 
+def run_tick(
+    request: ResyncEvent | None,
+    now: dt.datetime,
+    settings: Settings,
+    state: StateStore,
+    invoker: Invoker,
+    *,
+    copies: FullCopies,
+    sf: EconomyClient,
+    org: OrgStateStore,
+) -> dict[str, Any]:
+    """One dispatcher invocation: an operator's re-sync request first (when the event is one: those
+    objects are marked for a new full copy), then the tick with the API economy, which starts their
+    executions among the rest."""
+    outcome = None
+    if request is not None:
+        outcome = request_resync(request.resync, settings, state, now, requested_by=request.requested_by)
+    economy = ApiEconomy(sf, state, org, settings, now)
+    result = dispatch(now, settings, state, invoker, copies=copies, economy=economy).to_dict()
+    if outcome is not None:
+        result["resync"] = outcome.to_dict()
+    return result
+
+
 def request_resync(
     objects: Sequence[str], settings: Settings, state: StateStore, now: dt.datetime, *, requested_by: str
 ) -> ResyncOutcome:
@@ -978,4 +1002,5 @@ __all__ = [
     "event_reason",
     "request_resync",
     "resync_requested_by",
+    "run_tick",
 ]

@@ -93,6 +93,8 @@ STOP_MARGIN_MS = 90_000
 SOLE_WRITER_MARGIN_SECONDS = 60
 #: Lease length when the caller does not know its time limit.
 DEFAULT_LEASE_SECONDS = 960
+#: The lease outlives the invocation by this much, so a killed invocation's lease expires soon after.
+LEASE_GRACE_SECONDS = 60
 #: A window is not split below this span on QUERY_TIMEOUT (the error is raised instead).
 MIN_SPLIT = dt.timedelta(seconds=1)
 #: Seconds between Bulk job status polls.
@@ -247,6 +249,11 @@ class _Ctx:
 
 
 @tracer.capture_method(capture_response=False)
+def lease_seconds_for(time_left_ms: int | None) -> int:
+    """The lease of a cycle run in an invocation with ``time_left_ms`` left (None: not in Lambda)."""
+    return time_left_ms // 1000 + LEASE_GRACE_SECONDS if time_left_ms is not None else DEFAULT_LEASE_SECONDS
+
+
 def run_object_cycle(
     obj_name: str,
     cycle_id: str,
@@ -777,6 +784,7 @@ def _lifecycle_work(run: _Run, ctx: _Ctx, selection: Selection) -> None:
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "EXTRA_COUNTERS",
+    "LEASE_GRACE_SECONDS",
     "REQUIRED_FIELDS",
     "SKIPPED_TYPES",
     "STOP_MARGIN_MS",
@@ -786,6 +794,7 @@ __all__ = [
     "SalesforcePort",
     "Selection",
     "build_soql",
+    "lease_seconds_for",
     "run_object_cycle",
     "select_fields",
 ]
