@@ -433,7 +433,7 @@ def measure(records: int, idle_minutes: int, *, sf_ms: float, ddb_ms: float) -> 
 
 
 def template_settings() -> dict[str, Any]:
-    from sfsync.fullcopy.steps import CopyPolicy
+    from sfsync.fullcopy.plan import CopyPolicy
     from sfsync_local.cfn import load_template
 
     document = load_template(ROOT / "template.yaml")

@@ -327,8 +327,9 @@ def _peak_rss_mb() -> float:
 def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     """One full result set of ``job_id`` through the page-loading path (stream, type, convert, batch)."""
     from sfsync.core.registry import build_registry, custom_spec
-    from sfsync.fullcopy.steps import BatchLoader, FieldTypes
+    from sfsync.fullcopy.steps import FieldTypes
     from sfsync.salesforce import client_from_secret
+    from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
 
     info, obj, job_id, max_records = request["info"], request["object"], request["job_id"], request["max_records"]
@@ -485,7 +486,7 @@ def main() -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from sfsync.core.registry import standard_object_names
-    from sfsync.fullcopy.steps import CopyStore
+    from sfsync.store.copies import CopyStore
     from sfsync_local.stack import LocalStack
 
     seed_started = time.perf_counter()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sfsync.core.config import load_settings
 from sfsync.fullcopy import steps as fullsync
-from sfsync.fullcopy.steps import CopyPolicy, FullSyncDeps, InvalidExecutionInput
+from sfsync.fullcopy.plan import CopyPolicy
+from sfsync.fullcopy.steps import FullSyncDeps, InvalidExecutionInput
 from sfsync.inbound.cycle import CycleStores, run_object_cycle
 from sfsync.salesforce import client_from_secret
 from sfsync.store.records import RecordStore

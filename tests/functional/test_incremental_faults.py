@@ -19,8 +19,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
 from sfsync.core.exceptions import ObjectUnavailable, StoreThrottled
-from sfsync.fullcopy.steps import CopyStore
 from sfsync.inbound.cycle import CycleResult, CycleStores, run_object_cycle
+from sfsync.store.copies import CopyStore
 from sfsync.store.records import RecordStore
 
 from tests.functional.test_lifecycle import (  # noqa: F401 - the fixtures are used by name

@@ -164,12 +164,12 @@ def test_given_the_tasks_then_every_engine_step_is_called_with_the_inputs_the_en
 
 
 def test_given_the_iterator_then_it_routes_on_the_engines_next_and_polls_through_a_wait(asl: dict[str, Any]) -> None:
-    from sfsync.fullcopy import steps as fullsync
+    from sfsync.fullcopy import plan
 
     states = dict(_all_states(asl["States"]))
     route = states["Route"]
     assert {c["Variable"] for c in route["Choices"]} == {"$.copy.next"}
-    assert {c["StringEquals"] for c in route["Choices"]} == set(get_args(fullsync.Next))
+    assert {c["StringEquals"] for c in route["Choices"]} == set(get_args(plan.Next))
     targets = {c["StringEquals"]: states[c["Next"]] for c in route["Choices"]}
     assert targets["wait"]["Type"] == "Wait"
     assert targets["wait"]["SecondsPath"] == "$.copy.wait_seconds"

@@ -15,8 +15,8 @@ from sfsync.core.clock import UTC, FixedClock, to_iso_ms
 from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import ConfigurationError, SalesforceUnavailable, StoreThrottled
 from sfsync.core.registry import FAMILIES, ObjectSpec, build_registry
-from sfsync.fullcopy.steps import CopyStore
 from sfsync.inbound.cycle import CycleStores, build_soql, run_object_cycle, select_fields
+from sfsync.store.copies import CopyStore
 from sfsync.store.records import MAX_ITEM_BYTES, RecordStore, classify
 from sfsync.store.state import Checkpoint, Position, StateStore, WindowPlan
 

@@ -26,7 +26,8 @@ from sfsync.dispatch.dispatcher import (
     event_reason,
     request_resync,
 )
-from sfsync.fullcopy.steps import Copy, CopyPolicy, CopyStore
+from sfsync.fullcopy.plan import CopyPolicy
+from sfsync.store.copies import Copy, CopyStore
 from sfsync.store.org_state import BudgetRecord, OrgStateStore
 from sfsync.store.state import Lifecycle, StateStore
 

@@ -11,29 +11,23 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.exceptions import ConfigurationError, InvalidExecutionInput
 from sfsync.core.registry import ObjectSpec
-from sfsync.fullcopy.steps import (
-    Copy,
+from sfsync.fullcopy.plan import (
     CopyPolicy,
-    FieldTypes,
-    InvalidExecutionInput,
-    Part,
     bulk_soql,
     failure_action,
-    field_types,
     id_with_checksum,
     plan_object,
     poll_wait_seconds,
-    progress_figures,
     rest_soql,
-    run_step,
     split_id_range,
-    split_kind,
     split_range,
 )
+from sfsync.fullcopy.steps import run_step, split_kind
 from sfsync.items import snapshot
-from sfsync.items.csv import typed_row
+from sfsync.items.csv import FieldTypes, field_types, typed_row
+from sfsync.store.copies import Copy, Part, progress_figures
 
 pytestmark = pytest.mark.unit
 
@@ -440,13 +434,13 @@ def test_given_a_continuation_when_started_twice_then_the_second_start_is_a_no_o
 def test_given_the_state_of_an_object_when_gated_then_the_dispatcher_knows_what_to_do(
     watermark_done: bool, status: str | None, gate: str
 ) -> None:
-    from sfsync.fullcopy.steps import copy_gate
+    from sfsync.fullcopy.plan import copy_gate
 
     assert copy_gate(watermark_done, status) == gate
 
 
 def test_given_the_same_request_when_named_then_the_execution_name_is_the_same() -> None:
-    from sfsync.fullcopy.steps import execution_name
+    from sfsync.fullcopy.plan import execution_name
 
     first = execution_name(["Lead", "Account"], reason="first")
     assert first == execution_name(["Account", "Lead"], reason="first")
@@ -509,7 +503,7 @@ def lead_table() -> Any:
 
 
 def copy_leads(client: Any, rows: list[dict[str, str | None]], *, bulk_csv: bool = True) -> dict[str, int]:
-    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
 
     records = RecordStore(client, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
@@ -559,7 +553,7 @@ def test_given_a_two_way_object_when_copied_then_every_item_carries_its_base_and
 
 
 def test_given_a_copy_of_a_one_way_object_when_written_then_items_have_no_base(lead_table: Any) -> None:
-    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
 
     one_way = ObjectSpec("Lead", "Lead")
@@ -637,7 +631,7 @@ class _PlainClient:
 def test_given_a_client_without_wire_hooks_when_a_copy_is_written_then_the_same_items_are_stored(
     lead_table: Any,
 ) -> None:
-    from sfsync.fullcopy.steps import BatchLoader
+    from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
 
     plain = _PlainClient(lead_table)

@@ -11,7 +11,7 @@ from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import DispatchFailed, LeaseHeld, LeaseLost
 from sfsync.core.registry import ObjectSpec
 from sfsync.dispatch.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
-from sfsync.fullcopy.steps import CopyStore
+from sfsync.store.copies import CopyStore
 from sfsync.store.state import (
     Checkpoint,
     CycleSummary,

@@ -486,7 +486,7 @@ def _read_copies(
 ) -> dict[str, Any]:
     """``read(CopyStore, name)`` for each object, keeping what is not None; a store error is a CliError."""
     from sfsync.core.exceptions import StoreError
-    from sfsync.fullcopy.steps import CopyStore
+    from sfsync.store.copies import CopyStore
 
     client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
     store = CopyStore(client, table)

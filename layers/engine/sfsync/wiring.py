@@ -21,10 +21,12 @@ from sfsync.core.config import Settings, configured_secret_arn, load_secret, loa
 from sfsync.core.events import FullSyncStepEvent, ObjectSyncEvent, parse_dispatcher_event, parse_event
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.core.observability import bind, count, logger
-from sfsync.dispatch.dispatcher import EconomyClient, FullCopies, Invoker, run_tick
-from sfsync.fullcopy.steps import CopyStore, FullSyncDeps, run_step
-from sfsync.inbound.cycle import CycleStores, SalesforcePort, lease_seconds_for, run_object_cycle
+from sfsync.dispatch.dispatcher import FullCopies, Invoker, run_tick
+from sfsync.fullcopy.steps import FullSyncDeps, run_step
+from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
+from sfsync.salesforce.ports import EconomyPort
 from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
+from sfsync.store.copies import CopyStore
 from sfsync.store.org_state import OrgStateStore
 from sfsync.store.records import RecordStore
 from sfsync.store.state import StateStore
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ObjectSyncDeps:
     settings: Settings
-    sf: SalesforcePort
+    sf: CyclePort
     stores: CycleStores
     clock: clock.Clock
 
@@ -49,7 +51,7 @@ class DispatcherDeps:
     invoker: Invoker
     clock: clock.Clock
     #: Salesforce (change probe, API usage); the client authenticates on its first call only.
-    sf: EconomyClient
+    sf: EconomyPort
     org: OrgStateStore
     #: the copy documents and the full-sync workflow (first copies, re-syncs)
     copies: FullCopies

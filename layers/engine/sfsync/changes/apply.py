@@ -62,6 +62,7 @@ from sfsync.core.registry import ObjectSpec
 from sfsync.inbound.fields import Selection, select_fields, soql_select
 from sfsync.items.images import item_from_wire
 from sfsync.items.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
+from sfsync.salesforce.ports import ChangePort
 from sfsync.store.records import PageOutcome, RecordStore
 from sfsync.store.state import CLAIM_SECONDS, StateStore, new_cycle_id
 
@@ -80,21 +81,6 @@ _NUMBER_TYPES = frozenset({"int", "double", "currency", "percent", "long"})
 _WHY_REREAD_ORDER = "an earlier event arrived after a later one was applied"
 
 
-class ChangeSalesforce(Protocol):
-    """What the change-event path needs from :class:`sfsync.salesforce.SalesforceClient`."""
-
-    calls_made: int
-
-    @property
-    def api_version(self) -> str: ...
-
-    def describe(self, obj: str) -> dict[str, Any]: ...
-
-    def composite(self, subrequests: list[dict[str, Any]], all_or_none: bool = False) -> list[dict[str, Any]]: ...
-
-    def query_more(self, next_url: str, include_deleted: bool = True) -> Any: ...
-
-
 class EventErrorSink(Protocol):
     def record(self, object_name: str | None, event_id: str, reason: str, body: Any, *, when: dt.datetime) -> None: ...
 
@@ -106,7 +92,7 @@ class CycleStarter(Protocol):
 @dataclass(frozen=True)
 class ChangeDeps:
     settings: Settings
-    sf: ChangeSalesforce
+    sf: ChangePort
     records: RecordStore
     state: StateStore
     errors: EventErrorSink
@@ -183,7 +169,7 @@ class SelectionCache:
         self.ttl = dt.timedelta(seconds=ttl)
         self._entries: weakref.WeakKeyDictionary[object, dict[str, _Fields]] = weakref.WeakKeyDictionary()
 
-    def get(self, sf: ChangeSalesforce, spec: ObjectSpec, now: dt.datetime) -> _Fields:
+    def get(self, sf: ChangePort, spec: ObjectSpec, now: dt.datetime) -> _Fields:
         per_client = self._entries.setdefault(sf, {})
         cached = per_client.get(spec.name)
         if cached is not None and dt.timedelta(0) <= now - cached.fetched < self.ttl:
@@ -194,7 +180,7 @@ class SelectionCache:
         per_client[spec.name] = fresh
         return fresh
 
-    def forget(self, sf: ChangeSalesforce, name: str) -> None:
+    def forget(self, sf: ChangePort, name: str) -> None:
         self._entries.get(sf, {}).pop(name, None)
 
     def clear(self) -> None:
@@ -613,7 +599,7 @@ def _reread(
             _add(report, tombstones)
 
 
-def _composite_rows(sf: ChangeSalesforce, response: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _composite_rows(sf: ChangePort, response: Mapping[str, Any]) -> list[dict[str, Any]]:
     status = int(response.get("httpStatusCode") or 0)
     body = response.get("body")
     if status >= 400 or not isinstance(body, Mapping):
@@ -664,7 +650,6 @@ __all__ = [
     "SELECTIONS",
     "BatchOutcome",
     "ChangeDeps",
-    "ChangeSalesforce",
     "CycleStarter",
     "EventErrorSink",
     "Message",

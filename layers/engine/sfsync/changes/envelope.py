@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from sfsync.core.clock import UTC, parse_instant
 from sfsync.core.exceptions import InvalidChangeEvent
-from sfsync.fullcopy.steps import id_with_checksum
+from sfsync.fullcopy.plan import id_with_checksum
 
 ChangeType = Literal[
     "CREATE",

@@ -78,9 +78,12 @@ from sfsync.core.exceptions import DispatchFailed, ExecutionStatusUnknown, Sales
 from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.core.registry import ObjectSpec
 from sfsync.dispatch.budget import ApiBudget, BudgetDecision, emit_budget
-from sfsync.dispatch.probe import CompositeClient, ProbeResult, probe_gate
-from sfsync.fullcopy.steps import Copy, CopyProgress, copy_gate, execution_name, note_copy_failure
+from sfsync.dispatch.probe import ProbeResult, probe_gate
+from sfsync.fullcopy.plan import copy_gate, execution_name
+from sfsync.fullcopy.steps import note_copy_failure
 from sfsync.inbound.lifecycle import lifecycle_work_due
+from sfsync.salesforce.ports import EconomyPort
+from sfsync.store.copies import Copy, CopyProgress
 from sfsync.store.org_state import BudgetRecord, OrgStateStore
 from sfsync.store.state import CLAIM_SECONDS, CopyRequest, LeaseStatus, StateStore, Watermark, new_cycle_id
 from sfsync.store.stepfunctions import RUNNING, ExecutionStart
@@ -122,14 +125,6 @@ Gate = Callable[[Sequence[ObjectSpec]], tuple[list[ObjectSpec], dict[str, str]]]
 
 class Invoker(Protocol):
     def start_object_sync(self, object_name: str, cycle_id: str, reason: str) -> None: ...
-
-
-class EconomyClient(CompositeClient, Protocol):
-    """What the API economy needs from :class:`sfsync.salesforce.SalesforceClient`."""
-
-    def api_usage(self) -> tuple[int, int] | None: ...
-
-    def limits(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -758,7 +753,7 @@ def run_tick(
     invoker: Invoker,
     *,
     copies: FullCopies,
-    sf: EconomyClient,
+    sf: EconomyPort,
     org: OrgStateStore,
 ) -> dict[str, Any]:
     """One dispatcher invocation: an operator's re-sync request first (when the event is one: those
@@ -815,7 +810,7 @@ class ApiEconomy:
 
     def __init__(
         self,
-        sf: EconomyClient,
+        sf: EconomyPort,
         state: StateStore,
         org: OrgStateStore,
         settings: Settings,
@@ -989,7 +984,6 @@ __all__ = [
     "CopyStarter",
     "DispatchResult",
     "Economy",
-    "EconomyClient",
     "FullCopies",
     "Gate",
     "Invoker",

@@ -38,12 +38,13 @@ import datetime as dt
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from sfsync.core.clock import UTC, parse_instant, require_aware, to_soql
 from sfsync.core.exceptions import SalesforceAuthError, SalesforceConfigError, SalesforceError, SalesforceRateLimited
 from sfsync.core.registry import ObjectSpec
+from sfsync.salesforce.ports import ProbePort
 
 MINUTE = dt.timedelta(minutes=1)
 #: How far back getUpdated / getDeleted answer (spec §3.1, §3.2).
@@ -64,17 +65,6 @@ WINDOW_TOO_OLD = "WINDOW_TOO_OLD"
 PROBE_FAILED = "PROBE_FAILED"
 
 _FATAL = (SalesforceRateLimited, SalesforceAuthError, SalesforceConfigError)
-
-
-class CompositeClient(Protocol):
-    """What the probe needs from :class:`sfsync.salesforce.SalesforceClient`."""
-
-    calls_made: int
-
-    @property
-    def api_version(self) -> str: ...
-
-    def composite(self, subrequests: list[dict[str, Any]], all_or_none: bool = False) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +229,7 @@ class _Planned:
     end: dt.datetime
 
 
-def probe_changes(sf: CompositeClient, due: Sequence[ProbeTarget], *, now: dt.datetime) -> ProbeResult:
+def probe_changes(sf: ProbePort, due: Sequence[ProbeTarget], *, now: dt.datetime) -> ProbeResult:
     """Probe every due object; see the module docstring for what counts as work.
 
     ``now`` should be Salesforce's clock (:func:`sfsync.core.clock.salesforce_now`); an engine clock
@@ -281,7 +271,7 @@ def probe_changes(sf: CompositeClient, due: Sequence[ProbeTarget], *, now: dt.da
 
 
 def probe_gate(
-    sf: CompositeClient,
+    sf: ProbePort,
     watermark_of: Callable[[str], dt.datetime | None],
     *,
     overlap: dt.timedelta,
@@ -314,7 +304,7 @@ def probe_gate(
     return gate
 
 
-def _run_batch(sf: CompositeClient, batch: Batch, planned: dict[str, _Planned]) -> dict[str, ObjectProbe]:
+def _run_batch(sf: ProbePort, batch: Batch, planned: dict[str, _Planned]) -> dict[str, ObjectProbe]:
     base = f"/services/data/v{sf.api_version}"
     subrequests: list[dict[str, Any]] = []
     refs: dict[str, tuple[str, str]] = {}
@@ -421,7 +411,6 @@ __all__ = [
     "UPDATED_REACH",
     "WINDOW_TOO_OLD",
     "Batch",
-    "CompositeClient",
     "ObjectProbe",
     "ProbeResult",
     "ProbeTarget",

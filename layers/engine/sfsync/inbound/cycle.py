@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -74,6 +74,7 @@ from sfsync.inbound.fields import (
 from sfsync.inbound.formulas import refresh_due, refresh_formulas
 from sfsync.inbound.lifecycle import check_deletes, reconcile, reconcile_due
 from sfsync.items.csv import FieldTypes, typed_row
+from sfsync.salesforce.ports import CyclePort
 from sfsync.store.records import PageOutcome, RecordStore
 from sfsync.store.state import (
     Checkpoint,
@@ -118,31 +119,8 @@ EXTRA_COUNTERS: tuple[str, ...] = (
     "ReconcileReread",
 )
 
-
 RunStatus = Literal["complete", "partial", "empty", "failed", "backoff"]
 Status = RunStatus | Literal["lease-held"]
-
-
-class SalesforcePort(Protocol):
-    """What a cycle needs from the Salesforce adapter."""
-
-    calls_made: int
-
-    def describe(self, obj: str) -> dict[str, Any]: ...
-
-    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
-
-    def get_deleted(self, obj: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]: ...
-
-    def bulk_query_create(
-        self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll"
-    ) -> dict[str, Any]: ...
-
-    def bulk_job_status(self, job_id: str) -> dict[str, Any]: ...
-
-    def bulk_results_pages(
-        self, job_id: str, *, max_records: int = 50000, locator: str | None = None
-    ) -> Iterator[Any]: ...
 
 
 class CopyProgressPort(Protocol):
@@ -237,7 +215,7 @@ class _Run:
 @dataclass(frozen=True)
 class _Ctx:
     settings: Settings
-    sf: SalesforcePort
+    sf: CyclePort
     store: CycleStores
     now: Clock
     time_left_ms: Callable[[], int] | None
@@ -259,7 +237,7 @@ def run_object_cycle(
     cycle_id: str,
     *,
     settings: Settings,
-    sf: SalesforcePort,
+    sf: CyclePort,
     store: CycleStores,
     now: Clock,
     reason: str = "due",
@@ -791,7 +769,6 @@ __all__ = [
     "CopyProgressPort",
     "CycleResult",
     "CycleStores",
-    "SalesforcePort",
     "Selection",
     "build_soql",
     "lease_seconds_for",

@@ -25,11 +25,12 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sfsync.core.clock import to_soql
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.core.registry import ObjectSpec
+from sfsync.salesforce.ports import QueryPort
 from sfsync.store.records import PageOutcome, RecordStore
 
 #: describe types never selected: compound values (their components are fields of their own) and
@@ -39,10 +40,6 @@ REQUIRED_FIELDS = ("IsDeleted",)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-
-
-class QueryPort(Protocol):
-    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ import datetime as dt
 
 from sfsync.core.clock import to_iso_ms
 from sfsync.core.registry import ObjectSpec
-from sfsync.inbound.fields import QueryPort, Selection, read_columns
+from sfsync.inbound.fields import Selection, read_columns
+from sfsync.salesforce.ports import QueryPort
 from sfsync.store.records import PageOutcome, RecordStore
 
 

@@ -44,7 +44,8 @@ from sfsync.core.registry import ObjectSpec, build_registry
 from sfsync.inbound.cycle import select_fields
 from sfsync.items.codec import stamp as item_stamp
 from sfsync.items.images import item_from_boto
-from sfsync.salesforce.client import MAX_RETRIEVE_IDS, QueryPage
+from sfsync.salesforce.client import MAX_RETRIEVE_IDS
+from sfsync.salesforce.ports import VerifyPort
 from sfsync.store.records import RecordStore
 from sfsync.writeback import is_salesforce_id
 
@@ -66,20 +67,6 @@ class StoredState(NamedTuple):
     id: str
     system_modstamp: str | None
     is_deleted: bool
-
-
-class SalesforceReader(Protocol):
-    """What verify needs from :class:`sfsync.salesforce.SalesforceClient`."""
-
-    calls_made: int
-
-    def describe(self, obj: str) -> dict[str, Any]: ...
-
-    def query_pages(
-        self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000
-    ) -> Iterator[QueryPage]: ...
-
-    def retrieve(self, obj: str, ids: list[str], fields: list[str]) -> list[dict[str, Any] | None]: ...
 
 
 class TableReader(Protocol):
@@ -172,7 +159,7 @@ def spec_for(obj_name: str) -> ObjectSpec:
 
 
 def verify_object(
-    sf: SalesforceReader,
+    sf: VerifyPort,
     table_reader: TableReader,
     obj_name: str,
     *,
@@ -256,7 +243,7 @@ def _compare(
         work.fetch.add(record_id)
 
 
-def _salesforce_states(sf: SalesforceReader, obj_name: str) -> dict[str, StoredState]:
+def _salesforce_states(sf: VerifyPort, obj_name: str) -> dict[str, StoredState]:
     out: dict[str, StoredState] = {}
     soql = f"SELECT Id, SystemModstamp, IsDeleted FROM {obj_name}"
     for page in sf.query_pages(soql, include_deleted=True):
@@ -269,7 +256,7 @@ def _salesforce_states(sf: SalesforceReader, obj_name: str) -> dict[str, StoredS
 
 
 def _repair(
-    sf: SalesforceReader,
+    sf: VerifyPort,
     writer: RecordWriter,
     spec: ObjectSpec,
     work: _Work,
@@ -459,7 +446,6 @@ __all__ = [
     "Finding",
     "RecordStoreWriter",
     "RecordWriter",
-    "SalesforceReader",
     "StoredState",
     "TableReader",
     "VerifyReport",
