@@ -190,3 +190,19 @@ def test_given_a_graph_with_a_cycle_or_an_upward_arrow_then_the_checks_find_them
     found = import_graph(engine_modules(tmp_path))
     assert cycles(found) == [frozenset({"sfsync.core.clock", "sfsync.store.records", "sfsync.store.state"})]
     assert upward_arrows(found) == [("sfsync.core.clock", "sfsync.store.records")]
+
+
+def test_given_the_unit_tier_then_no_file_uses_moto_or_an_aws_client() -> None:
+    """``tests/unit`` is pure logic (pyproject's ``unit`` marker: no I/O); moto-backed tests live in functional."""
+    offenders = []
+    for path in sorted((ENGINE.parents[1] / "tests" / "unit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name.split(".")[0] == "moto"]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "moto":
+                names = [str(node.module)]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "boto3":
+                names = [f"boto3.{node.attr}"] if node.attr in ("client", "resource", "Session") else []
+            offenders += [f"{path.name}: {name}" for name in names]
+    assert offenders == []

@@ -34,7 +34,7 @@ from sfsync.store.state import Lifecycle, StateStore
 from tests.support.aws import REGION, mocked_state_store
 from tests.support.fullcopy import RecordingCopyStarter
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 T0 = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 OBJECTS = ["Account", "Contact", "Lead"]

@@ -19,7 +19,7 @@ from moto import mock_aws
 from sfsync.store.ddb_wire import WireCalls
 from sfsync_local.stack import moto_dynamodb_speedups
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 TABLE = "speedups"
 

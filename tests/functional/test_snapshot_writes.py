@@ -27,7 +27,7 @@ from sfsync.store.records import CLIENT_CONFIG, MAX_ITEM_BYTES, RecordStore
 
 from tests.support.item_rules import reference_base, rest_lead_row
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 TWO_WAY = ObjectSpec("Lead", "Lead", direction="both", tombstone_retention_days=30)
 ONE_WAY = ObjectSpec("Account", "Account")

@@ -27,7 +27,7 @@ from sfsync.store.records import CLIENT_CONFIG, RecordStore
 
 from tests.support.item_rules import rest_lead_row as row
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 SPEC = ObjectSpec(name="Lead", family="Lead", tombstone_retention_days=30)
 SYNCED = dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.UTC)

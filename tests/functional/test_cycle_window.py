@@ -22,7 +22,7 @@ from sfsync.store.state import Checkpoint, Position, StateStore, WindowPlan
 
 from tests.support.aws import create_table, mocked_aws
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 REGION = "eu-west-1"
 T0 = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)

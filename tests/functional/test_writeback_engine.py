@@ -18,7 +18,7 @@ from sfsync.writeback import LOCK_BACKOFF_SECONDS, LOCK_RETRIES, WriteBack, Writ
 
 from tests.support.aws import create_table, mocked_aws
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.functional
 
 T0 = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 STAMP = "2026-11-24T11:00:00.000Z"
