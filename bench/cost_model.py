@@ -80,7 +80,7 @@ NOT_MEASURED = [
 CHANGED = 1_000
 #: Leads added to the generated org: the 1,000 changed ones, and one large result set for the fit
 EXTRA_LEADS = 6_000
-PAGE_RECORDS = 50_000  # records per Bulk result set read by one load_page (sfsync.fullcopy.steps.CopyPolicy)
+PAGE_RECORDS = 50_000  # records per Bulk result set read by one load_page (sfsync.fullcopy.plan.CopyPolicy)
 
 
 # --------------------------------------------------------------------------- counting

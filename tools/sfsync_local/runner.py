@@ -235,7 +235,7 @@ class CycleOutcome:
     seconds: float
     dispatch: dict[str, Any]  # the dispatcher's result: {"started": [...], "skipped": {...}}
     summaries: list[Any] = field(default_factory=list)  # sfsync.store.state.CycleSummary rows of this tick
-    copies: list[Any] = field(default_factory=list)  # sfsync.fullcopy.steps.Copy documents that moved in this tick
+    copies: list[Any] = field(default_factory=list)  # sfsync.store.copies.Copy documents that moved in this tick
     api_calls: int | None = None  # emulator-side count for the whole tick, when the emulator is ours
     executions: int = 0  # full-copy executions that ran during the tick
 

@@ -365,7 +365,7 @@ class WorkRow:
 
     @classmethod
     def from_copy(cls, c: Any) -> WorkRow:
-        """From a ``sfsync.fullcopy.steps.Copy`` (the full-copy document)."""
+        """From a ``sfsync.store.copies.Copy`` (the full-copy document)."""
         started = _parse_iso(c.engine_started_at)
         ended = _parse_iso(c.finished_at)
         counts = {**c.counts, "RecordsRead": c.records_copied, "ApiCalls": c.api_calls}
@@ -466,14 +466,14 @@ def format_cycle_table(summaries: Sequence[Any]) -> str:
 def read_full_copies(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
-    """The full-copy documents (``sfsync.fullcopy.steps.Copy``) of ``objects`` that have one."""
+    """The full-copy documents (``sfsync.store.copies.Copy``) of ``objects`` that have one."""
     return _read_copies(table, objects, lambda store, name: store.get(name), region, endpoint_url)
 
 
 def read_copy_progress(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
-    """The full-copy progress (``sfsync.fullcopy.steps.CopyProgress``) of ``objects`` that have a copy."""
+    """The full-copy progress (``sfsync.store.copies.CopyProgress``) of ``objects`` that have a copy."""
     return _read_copies(table, objects, lambda store, name: store.progress(name), region, endpoint_url)
 
 

@@ -38,12 +38,12 @@ Objects are independent: each due object is its own asynchronous invocation, and
 backlog (a ``resume`` every tick) never holds another object back.
 
 **The first full copy** (``copies``, :class:`FullCopies`): before the due check every object's
-copy state is read - its watermark, its copy document (:class:`sfsync.fullcopy.steps.CopyStore`) and the
+copy state is read - its watermark, its copy document (:class:`sfsync.store.copies.CopyStore`) and the
 dispatcher's own bookkeeping (:class:`sfsync.store.state.CopyRequest`) - and decided by
-:func:`copy_decision` (built on :func:`sfsync.fullcopy.steps.copy_gate`):
+:func:`copy_decision` (built on :func:`sfsync.fullcopy.plan.copy_gate`):
 
 * never copied (no watermark, no copy document): the object takes part in ONE full-sync execution
-  started this tick for every such object, named :func:`sfsync.fullcopy.steps.execution_name` of the set,
+  started this tick for every such object, named :func:`sfsync.fullcopy.plan.execution_name` of the set,
   so a second start is a no-op; the dispatcher records the name per object and holds the object
   ("copy starting") until the workflow's ``plan`` has written its copy document (an execution that
   has not done so after ``COPY_START_TIMEOUT_SECONDS`` is started again under a new name);
@@ -143,7 +143,7 @@ class Economy(Protocol):
 
 
 class CopyReader(Protocol):
-    """What the dispatcher reads of the copy documents (:class:`sfsync.fullcopy.steps.CopyStore`), and the
+    """What the dispatcher reads of the copy documents (:class:`sfsync.store.copies.CopyStore`), and the
     one write it makes: marking a copy failed when its execution is gone (reconciliation)."""
 
     def progress(self, object_name: str) -> CopyProgress | None: ...
@@ -295,7 +295,7 @@ def resync_requested_by(request: CopyRequest) -> str:
 
 
 def copy_execution_name(objects: Sequence[str], reason: CopyReason, token: str = "") -> str:
-    """The deterministic name of the execution copying ``objects`` (:func:`sfsync.fullcopy.steps.execution_name`)."""
+    """The deterministic name of the execution copying ``objects`` (:func:`sfsync.fullcopy.plan.execution_name`)."""
     return execution_name(objects, reason="resync" if reason == "resync" else "first", token=token)
 
 

@@ -124,7 +124,7 @@ Status = RunStatus | Literal["lease-held"]
 
 
 class CopyProgressPort(Protocol):
-    """What a cycle reads of the object's full copy (:class:`sfsync.fullcopy.steps.CopyStore`)."""
+    """What a cycle reads of the object's full copy (:class:`sfsync.store.copies.CopyStore`)."""
 
     def progress(self, object_name: str) -> Any: ...
 
