@@ -909,13 +909,8 @@ class WriteBack:
         """One stream batch: mark every local change pending (first act), then push, then settle."""
         classified = self._classify_all(decode_records(raw_records))
         deferred = self._mark_all(classified)
-        if self.deps.config_problem is not None:
-            # the markers are down: the sweep pushes once it is fixed; reported as every other
-            # configuration problem (with the secret's, all at once)
-            from sfsync.wiring import configuration
-
-            configuration(*WRITEBACK_SETTINGS)
-            raise self.deps.config_problem
+        # the markers are down: the sweep pushes once the configuration is fixed
+        raise_configuration_problem(self.deps)
         self._process([c for c in classified if (c[0], c[2].key) not in deferred])
         self._finish()
         return self.result
@@ -1989,6 +1984,21 @@ def emit_metrics(result: BatchResult) -> None:
         )
 
 
+def raise_configuration_problem(deps: WriteBackDeps) -> None:
+    """Raise the write-back options' problem if the settings were read without them.
+
+    Nothing may be pushed, refused or settled then: the defaults would decide instead of the
+    operator's options (a broken Lead option would refuse Contact's deletes).  Reported as every
+    other configuration problem (with the secret's, all at once, counted).
+    """
+    if deps.config_problem is None:
+        return
+    from sfsync.wiring import configuration
+
+    configuration(*WRITEBACK_SETTINGS)
+    raise deps.config_problem
+
+
 def writeback_deps() -> WriteBackDeps:
     """The handler's adapters: settings, DynamoDB, the clock, and the Salesforce client made on first
     use (its secret is read then, cached per secret).
@@ -2037,6 +2047,7 @@ __all__ = [
     "field_map",
     "is_salesforce_id",
     "process_batch",
+    "raise_configuration_problem",
     "writable",
     "writeback_deps",
 ]
