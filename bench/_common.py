@@ -121,8 +121,8 @@ def salesforce_secret(emu: Any) -> dict[str, Any]:
 
 def _reset_engine_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
-    from sfsync import aws as sfsync_aws
     from sfsync import wiring
+    from sfsync.store import aws as sfsync_aws
 
     sfsync_aws.reset_clients()
     wiring._clients.clear()
@@ -142,8 +142,8 @@ def engine_bench(
 ) -> Iterator[EngineBench]:
     """An emulated org (``records`` generated, then ``populate(org)``) synced by a fresh local stack;
     ``parameters_for(emulator)``: further template parameters (the org's Event Relay bus ...)."""
-    from sfsync import clock as sfsync_clock
-    from sfsync.config import load_settings
+    from sfsync.core import clock as sfsync_clock
+    from sfsync.core.config import load_settings
     from sfsync_emulator.clock import Clock
     from sfsync_emulator.emulator import Emulator
     from sfsync_local.stack import LocalStack
@@ -242,8 +242,8 @@ def rest_fetch_floor(emu: Any, obj: str, where: str, *, batch_size: int = 2000) 
     ``queryAll`` pages of ``batch_size`` decoded to dicts, every field the engine selects), nothing
     stored.  The emulator serves from its own threads, so its CPU is not counted."""
     import requests
-    from sfsync.fields import select_fields
-    from sfsync.registry import build_registry
+    from sfsync.core.registry import build_registry
+    from sfsync.inbound.fields import select_fields
 
     session = requests.Session()
     session.trust_env = False

@@ -80,7 +80,7 @@ NOT_MEASURED = [
 CHANGED = 1_000
 #: Leads added to the generated org: the 1,000 changed ones, and one large result set for the fit
 EXTRA_LEADS = 6_000
-PAGE_RECORDS = 50_000  # records per Bulk result set read by one load_page (sfsync.fullsync.CopyPolicy)
+PAGE_RECORDS = 50_000  # records per Bulk result set read by one load_page (sfsync.fullcopy.plan.CopyPolicy)
 
 
 # --------------------------------------------------------------------------- counting
@@ -389,7 +389,7 @@ def _sweep_due(bench: EngineBench, minute: int) -> None:
 
 
 def measure(records: int, idle_minutes: int, *, sf_ms: float, ddb_ms: float) -> dict[str, Usage]:
-    from sfsync.registry import standard_object_names
+    from sfsync.core.registry import standard_object_names
 
     def populate(org: Any) -> None:  # Leads enough for the 1,000 changed ones, on top of the generated org
         for i in range(EXTRA_LEADS):
@@ -433,7 +433,7 @@ def measure(records: int, idle_minutes: int, *, sf_ms: float, ddb_ms: float) -> 
 
 
 def template_settings() -> dict[str, Any]:
-    from sfsync.fullsync import CopyPolicy
+    from sfsync.fullcopy.plan import CopyPolicy
     from sfsync_local.cfn import load_template
 
     document = load_template(ROOT / "template.yaml")

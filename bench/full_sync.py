@@ -18,12 +18,12 @@ Two ways to run the copy:
 
   * ``state machine``: the real workflow from the template (``template.yaml`` or ``--template``)
     on the local stack: moto executes the ASL and the Task states run ``FullSyncFunction``
-    in-process.  Used when that function's handler is wired to ``sfsync.fullsync``;
+    in-process.  Used when that function's handler is wired to ``sfsync.fullcopy.steps``;
   * ``steps loop``: otherwise (or with ``--steps``) the step functions are called directly, in the
     order the state machine calls them, and the output says so.
 
 Engine CPU is the thread CPU time inside ``load_page`` minus the thread CPU time spent inside
-DynamoDB client calls (request serialisation - botocore's, or :mod:`sfsync.ddb_wire`'s JSON encoding
+DynamoDB client calls (request serialisation - botocore's, or :mod:`sfsync.store.ddb_wire`'s JSON encoding
 of the bodies it builds, reported on its own - and the local, in-process DynamoDB, with the stream
 deliveries it triggers), so the local DynamoDB's own cost is not charged to the engine.  The
 copy's ``BatchWriteItem`` bodies are built as finished JSON text by the engine itself, so their
@@ -118,7 +118,8 @@ class Meter:
 def metered(meter: Meter) -> Iterator[None]:
     """Count step calls, and time ``load_page`` and the DynamoDB calls made inside it."""
     import botocore.client
-    from sfsync import ddb_wire, fullsync
+    from sfsync.fullcopy import steps as fullsync
+    from sfsync.store import ddb_wire
 
     local = threading.local()
     original_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
@@ -204,7 +205,7 @@ def metered(meter: Meter) -> Iterator[None]:
 def handler_is_wired(stack: Any) -> bool:
     code_uri = stack.template.resources["FullSyncFunction"]["Properties"]["CodeUri"]
     handler = stack.repo_root / str(code_uri) / "app.py"
-    return handler.is_file() and "sfsync.fullsync" in handler.read_text()
+    return handler.is_file() and "sfsync.fullcopy.steps" in handler.read_text()
 
 
 def run_state_machine(stack: Any, objects: list[str], max_records: int) -> list[dict[str, Any]]:
@@ -226,8 +227,8 @@ def run_state_machine(stack: Any, objects: list[str], max_records: int) -> list[
 
 def run_steps(deps: Any, objects: list[str], max_records: int) -> None:
     """The state machine's routing, in a loop (Wait states take no time, as with fast waits)."""
-    from sfsync import fullsync
-    from sfsync.exceptions import SalesforceError, SfsyncError
+    from sfsync.core.exceptions import SalesforceError, SfsyncError
+    from sfsync.fullcopy import steps as fullsync
 
     planned = fullsync.run_step(
         {"step": "plan", "objects": objects, "requested_by": "bench", "max_records": max_records}, deps
@@ -255,12 +256,12 @@ def run_steps(deps: Any, objects: list[str], max_records: int) -> None:
 
 
 def build_deps(stack: Any, secret: dict[str, Any]) -> Any:
-    from sfsync import clock
-    from sfsync.config import load_settings
-    from sfsync.fullsync import FullSyncDeps
-    from sfsync.records import RecordStore
+    from sfsync.core import clock
+    from sfsync.core.config import load_settings
+    from sfsync.fullcopy.steps import FullSyncDeps
     from sfsync.salesforce import client_from_secret
-    from sfsync.state import StateStore
+    from sfsync.store.records import RecordStore
+    from sfsync.store.state import StateStore
 
     settings = load_settings(stack.function_environment("FullSyncFunction"))
     client = stack.boto3_client("dynamodb")
@@ -301,7 +302,7 @@ class _NullEvents:
 class _NullDynamoDB:
     """Accepts every write and finds no existing item: the probe measures the engine, not a database.
 
-    The engine still builds and encodes every request body (:mod:`sfsync.ddb_wire` encodes it
+    The engine still builds and encodes every request body (:mod:`sfsync.store.ddb_wire` encodes it
     before the client is called), so that cost is in the probe's figures.
     """
 
@@ -325,10 +326,11 @@ def _peak_rss_mb() -> float:
 
 def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     """One full result set of ``job_id`` through the page-loading path (stream, type, convert, batch)."""
-    from sfsync.fullsync import BatchLoader, FieldTypes
-    from sfsync.records import RecordStore
-    from sfsync.registry import build_registry, custom_spec
+    from sfsync.core.registry import build_registry, custom_spec
+    from sfsync.fullcopy.steps import FieldTypes
     from sfsync.salesforce import client_from_secret
+    from sfsync.store.batch_loader import BatchLoader
+    from sfsync.store.records import RecordStore
 
     info, obj, job_id, max_records = request["info"], request["object"], request["job_id"], request["max_records"]
     fields, types = request["fields"], request["types"]
@@ -409,7 +411,7 @@ def moto_ceiling(items: int, attributes: int, *, speedups: bool) -> dict[str, An
     """
     import boto3
     from moto import mock_aws
-    from sfsync.ddb_wire import WireCalls
+    from sfsync.store.ddb_wire import WireCalls
     from sfsync_local.stack import moto_dynamodb_speedups
 
     with mock_aws(), moto_dynamodb_speedups() if speedups else contextlib.nullcontext():
@@ -483,8 +485,8 @@ def main() -> int:
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from sfsync.fullsync import CopyStore
-    from sfsync.registry import standard_object_names
+    from sfsync.core.registry import standard_object_names
+    from sfsync.store.copies import CopyStore
     from sfsync_local.stack import LocalStack
 
     seed_started = time.perf_counter()
@@ -546,7 +548,7 @@ def main() -> int:
         "mode_note": (
             "the real state machine from the template on the local stack"
             if mode == "state machine"
-            else "FullSyncFunction is not wired to sfsync.fullsync in this template (or --steps): "
+            else "FullSyncFunction is not wired to sfsync.fullcopy.steps in this template (or --steps): "
             "the steps were driven in a loop the way the state machine routes them"
         ),
         "records_generated": args.records,

@@ -63,7 +63,7 @@ def _mechanism(tick_families: dict[str, int], started: int) -> str:
 
 
 def bench_idle(records: int) -> dict[str, Any]:
-    from sfsync.registry import standard_object_names
+    from sfsync.core.registry import standard_object_names
 
     objects = ",".join(standard_object_names())
     with engine_bench(objects=objects, custom_objects=CUSTOM_OBJECTS, records=records) as bench:

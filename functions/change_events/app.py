@@ -1,7 +1,7 @@
 """ChangeEventFunction: Salesforce change events (Event Relay -> EventBridge -> SQS) -> the record tables.
 
 An SQS batch event (``{"Records": [...]}``, each body one EventBridge event of the partner bus) is
-checked (:class:`~sfsync.events.SqsBatchEvent`), applied at once by
+checked (:class:`~sfsync.core.events.SqsBatchEvent`), applied at once by
 :func:`sfsync.changes.apply.process_messages`, and the messages it could not finish are reported as
 batch item failures (``ReportBatchItemFailures``): SQS delivers them again and, after the queue's
 receive count, moves them to the dead-letter queue (alarm ``change-event-dead-letters``).  Events that
@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfsync.changes.apply import ChangeDeps, Message, process_messages
-from sfsync.events import SqsBatchEvent, parse_event
-from sfsync.observability import logger, metrics, tracer
+from sfsync.core.events import SqsBatchEvent, parse_event
+from sfsync.core.observability import logger, metrics, tracer
 from sfsync.wiring import change_events_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -3,37 +3,22 @@ invocation per due, copied object with work.
 
 The API economy (org back-off, API budget, change probe through ``/composite``) decides which
 due objects have work; never-copied objects get the full-sync workflow instead; see
-:mod:`sfsync.dispatcher`.  Invoked directly with ``{"resync": ["Lead"], "requested_by": "..."}``
+:mod:`sfsync.dispatch.dispatcher`.  Invoked directly with ``{"resync": ["Lead"], "requested_by": "..."}``
 it first marks those objects for a new full copy (unknown objects are refused by name, the others
-go on), then runs the tick that starts their executions.
+go on), then runs the tick that starts their executions (:func:`sfsync.wiring.run_dispatcher`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.dispatcher import ApiEconomy, ResyncEvent, dispatch, request_resync
-from sfsync.events import ScheduleEvent, parse_event
-from sfsync.observability import logger, metrics, tracer
-from sfsync.wiring import DispatcherDeps, dispatcher_deps
+from sfsync.core.observability import logger, metrics, tracer
+from sfsync.wiring import DispatcherDeps, run_dispatcher
 
 
 def handle(event: Any, context: Any, deps: DispatcherDeps | None = None) -> dict[str, Any]:
-    resync = parse_event(ResyncEvent, event) if isinstance(event, Mapping) and "resync" in event else None
-    if resync is None:
-        parse_event(ScheduleEvent, event)
-    deps = deps or dispatcher_deps()
-    now = deps.clock.now()
-    outcome = None
-    if resync is not None:
-        outcome = request_resync(resync.resync, deps.settings, deps.state, now, requested_by=resync.requested_by)
-    economy = ApiEconomy(deps.sf, deps.state, deps.org, deps.settings, now)
-    result = dispatch(now, deps.settings, deps.state, deps.invoker, copies=deps.copies, economy=economy).to_dict()
-    if outcome is not None:
-        result["resync"] = outcome.to_dict()
-    return result
+    return run_dispatcher(event, deps)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,10 +1,10 @@
 """FullSyncFunction: every Task state of statemachine/full_sync.asl.json (``{"step": "<name>", ...}``).
 
-Thin on purpose: the event's shape is checked (``InvalidEvent`` for a shapeless one, before any
-adapter is built), then :func:`sfsync.fullsync.run_step` validates the step's own input
-(``InvalidExecutionInput`` before any work) and does the step; its output is what the state
-machine routes on.  The typed engine errors propagate unchanged so the ASL's Retry/Catch match
-their class names.
+Thin on purpose: :func:`sfsync.wiring.run_full_sync_step` checks the event's shape (``InvalidEvent``
+for a shapeless one, before any adapter is built), then :func:`sfsync.fullcopy.steps.run_step`
+validates the step's own input (``InvalidExecutionInput`` before any work) and does the step; its
+output is what the state machine routes on.  The typed engine errors propagate unchanged so the
+ASL's Retry/Catch match their class names.
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.events import FullSyncStepEvent, parse_event
-from sfsync.fullsync import FullSyncDeps, run_step
-from sfsync.observability import bind, logger, metrics, tracer
-from sfsync.wiring import full_sync_deps
+from sfsync.core.observability import logger, metrics, tracer
+from sfsync.fullcopy.steps import FullSyncDeps
+from sfsync.wiring import run_full_sync_step
 
 
 def handle(event: Any, context: Any, deps: FullSyncDeps | None = None) -> dict[str, Any]:
-    request = parse_event(FullSyncStepEvent, event)
-    bind(step=request.step)
-    return run_step(event, deps or full_sync_deps())
+    return run_full_sync_step(event, deps)
 
 
 @logger.inject_lambda_context(clear_state=True)

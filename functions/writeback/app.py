@@ -1,7 +1,7 @@
 """WriteBackFunction: local edits of the two-way tables (Lead, Contact, Campaign, CampaignMember)
 -> Salesforce (see :mod:`sfsync.writeback` and :mod:`sfsync.sweep`).
 
-Three events, each validated before anything is read or written (:class:`~sfsync.exceptions.InvalidEvent`):
+Three events, each validated before anything is read or written (:class:`~sfsync.core.exceptions.InvalidEvent`):
 
 * a DynamoDB stream batch (``{"Records": [...]}``): every local change is first marked pending on
   its item, then the batch is pushed at once (sObject Collections calls of up to 200 records) and
@@ -19,8 +19,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfsync.events import RetryEvent, SweepEvent, parse_writeback_event
-from sfsync.observability import count, logger, metrics, tracer
+from sfsync.core.events import RetryEvent, SweepEvent, parse_writeback_event
+from sfsync.core.observability import count, logger, metrics, tracer
 from sfsync.sweep import run_retry, run_sweep
 from sfsync.writeback import WriteBackDeps, process_batch, writeback_deps
 

@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sfsync import clock as sfsync_clock
-from sfsync import fullsync
-from sfsync.clock import parse_instant, to_iso_ms
-from sfsync.config import Settings, load_settings
+from sfsync.core import clock as sfsync_clock
+from sfsync.core.clock import parse_instant, to_iso_ms
+from sfsync.core.config import Settings, load_settings
+from sfsync.fullcopy import steps as fullsync
+from sfsync.store.batch_loader import BatchLoader
+from sfsync.store.copies import CopyStore
 
 import tests.support.compare as compare
 from tests.support.emulator import EmulatorTime, pin_salesforce_time, reset_engine_caches, salesforce_secret
@@ -231,7 +233,7 @@ def test_given_changes_in_salesforce_during_the_copy_when_it_ends_then_the_first
     assert account[targets["Account"][0]]["Name"] != "Renamed During Copy"
     assert table_items(stack, "Lead")[targets["Lead"][2]]["IsDeleted"] is False
     assert table_items(stack, "Contact")[targets["Contact"][1]]["LastName"] != "Changed-During-Copy"
-    copies = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
+    copies = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
     for obj in objects:  # each watermark is below the changes: the first cycle's window covers them
         doc = copies.get(obj)
         assert doc is not None and doc.watermark is not None
@@ -261,7 +263,7 @@ def test_given_a_bulk_fault_when_the_copy_runs_then_it_still_ends_with_the_compl
         copied = assert_equal_to_salesforce(stack, emulator, obj)
         assert summary[obj]["status"] == "done"
         assert summary[obj]["records_copied"] == copied
-    copies = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
+    copies = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
     docs = [copies.get(obj) for obj in objects]
     assert sum(doc.bulk_failures for doc in docs if doc) == failures
     if fault == "query_timeout_on_a_big_object":
@@ -281,7 +283,7 @@ def test_given_a_mass_update_and_a_big_object_timing_out_when_copied_then_the_de
     summary = copied_objects(execution_output(run_copy(stack, ["Contact"], page=SMALL_PAGE)))
     copied = assert_equal_to_salesforce(stack, emulator, "Contact", every_field=True)
     assert summary["Contact"]["status"] == "done" and summary["Contact"]["records_copied"] == copied
-    doc = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Contact")
+    doc = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Contact")
     assert doc is not None and doc.bulk_failures == 4 and doc.splits == 2
     by_id = [part for part in doc.parts if part.split_by == "id"]
     assert len(by_id) == 4 and {part.mode for part in doc.parts} == {"bulk"}  # no REST needed
@@ -299,7 +301,7 @@ def test_given_bulk_jobs_that_always_fail_when_copied_then_they_are_retried_spli
     summary = copied_objects(execution_output(run_copy(stack, ["Account"], page=SMALL_PAGE)))
     copied = assert_equal_to_salesforce(stack, emulator, "Account", every_field=True)
     assert summary["Account"]["status"] == "done" and summary["Account"]["records_copied"] == copied
-    doc = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Account")
+    doc = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Account")
     assert doc is not None and doc.splits >= 1
     assert {part.mode for part in doc.parts} == {"rest"}  # every part ended up read with REST
     assert {part.split_by for part in doc.parts} >= {"id"}  # stamp pieces that failed again were cut by Id
@@ -316,7 +318,7 @@ class TaskKilled(Exception):
 def test_given_a_task_killed_mid_page_when_the_execution_is_started_again_then_it_continues_from_the_checkpoint(
     emulator: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = fullsync.BatchLoader.write
+    real_write = BatchLoader.write
     pages = {"n": 0}
 
     def write_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -326,7 +328,7 @@ def test_given_a_task_killed_mid_page_when_the_execution_is_started_again_then_i
             raise TaskKilled("killed after persisting part of page 3")
         return real_write(self, *args, **kwargs)
 
-    monkeypatch.setattr(fullsync.BatchLoader, "write", write_then_die)
+    monkeypatch.setattr(BatchLoader, "write", write_then_die)
     first = copied_objects(execution_output(run_copy(stack, ["Lead"], page=SMALL_PAGE)))["Lead"]
     assert first["status"] == "failed" and first["error"]["Error"] == "TaskKilled"
     checkpoint = first["records_copied"]
@@ -337,7 +339,7 @@ def test_given_a_task_killed_mid_page_when_the_execution_is_started_again_then_i
     calls = emulator.app.counter.by_family()
     copied = assert_equal_to_salesforce(stack, emulator, "Lead", every_field=True)
     assert second["status"] == "done" and second["records_copied"] == copied  # nothing counted twice
-    doc = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Lead")
+    doc = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table).get("Lead")
     assert doc is not None and doc.bulk_jobs == 1  # the same Bulk job, resumed at its locator
     remaining_pages = -(-(copied - checkpoint) // SMALL_PAGE)
     assert calls == {"bulk": 1 + remaining_pages}  # no describe, no new job: one status check, then the rest
@@ -365,7 +367,7 @@ def test_given_an_execution_stopped_midway_when_started_again_then_it_resumes_th
     # Step Functions reports ABORTED; moto 5.2.5's interpreter fails the stopped Map iteration
     # ("MapIterationAborted") and reports FAILED. Either way the execution ended midway.
     assert stopped["status"] in {"ABORTED", "FAILED"}, stopped
-    copies = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
+    copies = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
     wait_until_quiet(stack)
     at_stop = copies.get("Lead")
     assert at_stop is not None and at_stop.status == "running"
@@ -436,7 +438,7 @@ def test_given_bulk_refusing_one_objects_query_when_copied_then_that_object_is_r
     by_family = emulator.app.counter.by_family()
     log = emulator.request_log()
 
-    copies = fullsync.CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
+    copies = CopyStore(stack.boto3_client("dynamodb"), settings_of(stack).state_table)
     refused_parts = 0
     for obj in objects:
         copied = assert_equal_to_salesforce(stack, emulator, obj, every_field=True)

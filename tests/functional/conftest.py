@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sfsync import clock as sfsync_clock
+from sfsync.core import clock as sfsync_clock
 
 from tests.support.emulator import EmulatorTime, pin_salesforce_time, reset_engine_caches
 from tests.support.emulator import salesforce_secret as secret_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sfsync.config import Settings
+from sfsync.core.config import Settings
 
 import tests.support.compare as support
 from tests.support.fullcopy import first_copy, synced_after_copy

@@ -212,7 +212,7 @@ def test_given_an_overflow_when_it_arrives_then_the_objects_cycle_runs_at_once_a
 def test_given_a_write_back_when_its_echo_event_arrives_then_nothing_goes_back_and_the_base_is_right(
     cdc_stack: Any, relay: Any, emulator: Any
 ) -> None:
-    from sfsync import snapshot
+    from sfsync.items import snapshot
 
     from tests.functional import test_writeback_support as wb
 

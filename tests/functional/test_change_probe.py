@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sfsync.probe import NO_WATERMARK, WINDOW_TOO_OLD, ProbeResult, ProbeTarget, probe_changes, probe_gate
-from sfsync.registry import build_registry, standard_object_names
+from sfsync.core.registry import build_registry, standard_object_names
+from sfsync.dispatch.probe import NO_WATERMARK, WINDOW_TOO_OLD, ProbeResult, ProbeTarget, probe_changes, probe_gate
 from sfsync.salesforce import SalesforceClient, client_from_secret
 from sfsync_emulator import emulator as emulator_module
 from sfsync_emulator.catalogue import default_schema

@@ -8,8 +8,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sfsync import clock as sfsync_clock
-from sfsync.dispatcher import FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
+from sfsync.core import clock as sfsync_clock
+from sfsync.dispatch.dispatcher import FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
 
 from tests.functional.conftest import DeployStack
 from tests.support.emulator import EmulatorTime, reset_engine_caches

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 import pytest
-from sfsync.stepfunctions import FullCopyStarter
+from sfsync.store.stepfunctions import FullCopyStarter
 from sfsync_local.cli import main
 from sfsync_local.lambda_runtime import LocalInvokeError
 

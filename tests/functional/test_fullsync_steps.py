@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sfsync import fullsync
-from sfsync.config import load_settings
-from sfsync.cycle import CycleStores, run_object_cycle
-from sfsync.fullsync import CopyPolicy, FullSyncDeps, InvalidExecutionInput
-from sfsync.records import RecordStore
+from sfsync.core.config import load_settings
+from sfsync.fullcopy import steps as fullsync
+from sfsync.fullcopy.plan import CopyPolicy
+from sfsync.fullcopy.steps import FullSyncDeps, InvalidExecutionInput
+from sfsync.inbound.cycle import CycleStores, run_object_cycle
 from sfsync.salesforce import client_from_secret
-from sfsync.state import StateStore
+from sfsync.store.records import RecordStore
+from sfsync.store.state import StateStore
 
 import tests.support.compare as support
 from tests.functional.conftest import DeployStack
@@ -297,7 +298,7 @@ def test_given_a_late_commit_stamped_before_the_job_start_then_the_watermark_is_
 ) -> None:
     """Issue #11 finding 10: no test held the exact watermark of ``finish``, nor a late commit stamped
     before the Bulk job's start that the job's snapshot missed."""
-    from sfsync.clock import parse_instant
+    from sfsync.core.clock import parse_instant
     from sfsync_emulator.bulk import JobTiming
 
     overlap = dt.timedelta(seconds=deps.settings.overlap_seconds)

@@ -18,10 +18,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.config import Config
-from sfsync.cycle import CycleResult, CycleStores, ObjectUnavailable, run_object_cycle
-from sfsync.exceptions import StoreThrottled
-from sfsync.fullsync import CopyStore
-from sfsync.records import RecordStore
+from sfsync.core.exceptions import ObjectUnavailable, StoreThrottled
+from sfsync.inbound.cycle import CycleResult, CycleStores, run_object_cycle
+from sfsync.store.copies import CopyStore
+from sfsync.store.records import RecordStore
 
 from tests.functional.test_lifecycle import (  # noqa: F401 - the fixtures are used by name
     Harness,
@@ -314,7 +314,7 @@ def test_given_a_full_copy_under_way_when_a_cycle_is_killed_mid_page_then_it_wro
 def test_given_a_lambda_killed_during_a_bulk_read_when_the_next_cycle_runs_then_it_resumes_at_the_locator(
     h: Harness, monkeypatch: pytest.MonkeyPatch, writer: Writer
 ) -> None:
-    from sfsync import cycle
+    from sfsync.inbound import cycle
 
     seed_leads(h)
     monkeypatch.setattr(cycle, "BULK_MAX_RECORDS", 30)
@@ -343,7 +343,7 @@ def test_given_the_lambda_time_running_out_between_bulk_result_sets_then_the_cyc
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue #11 finding 10: nothing tested a time-out during a Bulk read (only REST pages and a kill)."""
-    from sfsync import cycle
+    from sfsync.inbound import cycle
 
     seed_leads(h)
     monkeypatch.setattr(cycle, "BULK_MAX_RECORDS", 30)

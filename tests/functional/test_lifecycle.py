@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from sfsync.clock import normalize_stamp
-from sfsync.config import Settings, load_settings
-from sfsync.cycle import CycleResult, CycleStores, run_object_cycle
-from sfsync.records import RecordStore
+from sfsync.core.clock import normalize_stamp
+from sfsync.core.config import Settings, load_settings
+from sfsync.inbound.cycle import CycleResult, CycleStores, run_object_cycle
+from sfsync.items.snapshot import BASE_ATTRIBUTE
 from sfsync.salesforce import RetryPolicy, SalesforceClient, client_from_secret
-from sfsync.snapshot import BASE_ATTRIBUTE
-from sfsync.state import StateStore
+from sfsync.store.records import RecordStore
+from sfsync.store.state import StateStore
 
 from tests.functional.conftest import DeployStack
 from tests.support.compare import UNSELECTED_TYPES, stored_number_or_value
@@ -46,7 +46,7 @@ ENGINE_ATTRIBUTES = {
     "_merged_into",
     "_deleted_by",
     "_formulas_as_of",
-    BASE_ATTRIBUTE,  # the write-back's base snapshot (sfsync.snapshot) on the write-back objects' items
+    BASE_ATTRIBUTE,  # the write-back's base snapshot (sfsync.items.snapshot) on the write-back objects' items
 }
 FAMILY_OF = {
     "Lead": "LeadTable",

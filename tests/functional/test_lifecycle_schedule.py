@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 import pytest
-from sfsync.state import Lifecycle, StateStore
+from sfsync.store.state import Lifecycle, StateStore
 
 from tests.functional.conftest import DeployStack
 from tests.functional.test_dispatcher_economy import (

@@ -16,21 +16,18 @@ from typing import Any
 
 import certifi
 import pytest
-from sfsync.salesforce import (
+from sfsync.core.exceptions import (
     BulkJobFailed,
     InvalidQueryLocator,
     ReplicationWindowError,
-    RetryPolicy,
     SalesforceAuthError,
-    SalesforceClient,
     SalesforceConfigError,
     SalesforceQueryTimeout,
     SalesforceRateLimited,
     SalesforceRequestError,
     SalesforceUnavailable,
-    clear_token_cache,
-    client_from_secret,
 )
+from sfsync.salesforce import RetryPolicy, SalesforceClient, clear_token_cache, client_from_secret
 from sfsync_emulator.emulator import Emulator
 
 pytestmark = pytest.mark.functional
@@ -666,7 +663,7 @@ def test_given_a_naive_since_or_a_bad_name_when_describe_if_modified_then_value_
 def test_given_the_engine_describe_cache_over_the_adapter_then_one_full_describe_and_304s_until_a_change(
     emu: Emulator,
 ) -> None:
-    from sfsync.fields import DescribeCache
+    from sfsync.inbound.fields import DescribeCache
 
     cache = DescribeCache()
     emu.clock.advance(600)  # earlier tests changed Lead's fields: let that fall outside the cache's clock margin

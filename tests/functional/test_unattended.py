@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfsync import fullsync
-from sfsync.dispatcher import COPY_HEARTBEAT_CHECK_SECONDS, FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
-from sfsync.fullsync import CopyStore
+from sfsync.dispatch.dispatcher import COPY_HEARTBEAT_CHECK_SECONDS, FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
+from sfsync.fullcopy import steps as fullsync
+from sfsync.store.copies import CopyStore
 from sfsync_local.lambda_runtime import LocalInvokeError, load_handler_module
 
 import tests.support.compare as compare

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from sfsync.exceptions import ConfigurationError
-from sfsync.records import RecordStore
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.ops.verify import DynamoTableReader, RecordStoreWriter, StoredState, verify_object
 from sfsync.salesforce import SalesforceClient, client_from_secret
-from sfsync.verify import DynamoTableReader, RecordStoreWriter, StoredState, verify_object
+from sfsync.store.records import RecordStore
 from sfsync_emulator.clock import Clock
 from sfsync_emulator.emulator import Emulator
 

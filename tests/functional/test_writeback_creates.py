@@ -145,7 +145,7 @@ def test_given_the_state_table_refuses_a_create_intent_then_only_that_record_is_
     deploy_stack: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from botocore.awsrequest import AWSResponse, HTTPHeaders
-    from sfsync.aws import dynamodb_client
+    from sfsync.store.aws import dynamodb_client
 
     stack = wb.deploy(deploy_stack)
     state_table = stack.table_name("StateTable")

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from sfsync import snapshot
-from sfsync.config import Settings
+from sfsync.core.config import Settings
+from sfsync.items import snapshot
 
 from tests.functional import test_writeback_support as wb
 from tests.support.fullcopy import first_copy

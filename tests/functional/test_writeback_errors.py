@@ -223,10 +223,10 @@ def test_given_the_sweep_and_a_stream_invocation_on_the_same_items_at_once_then_
 ) -> None:
     import sys
 
-    from sfsync import clock as sfclock
     from sfsync import wiring
-    from sfsync.aws import dynamodb_client
-    from sfsync.config import load_settings
+    from sfsync.core import clock as sfclock
+    from sfsync.core.config import load_settings
+    from sfsync.store.aws import dynamodb_client
     from sfsync.writeback import WriteBackDeps
 
     stack = wb.deploy(deploy_stack)

@@ -10,9 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from sfsync import snapshot
-from sfsync.records import to_item
-from sfsync.registry import build_registry
+from sfsync.core.registry import build_registry
+from sfsync.items import snapshot
+from sfsync.store.records import to_item
 
 TABLES = {
     "Lead": "LeadTable",

@@ -44,8 +44,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
-from sfsync import clock as sfsync_clock
-from sfsync.config import Settings, load_settings
+from sfsync.core import clock as sfsync_clock
+from sfsync.core.config import Settings, load_settings
 from sfsync_emulator import catalogue
 from sfsync_emulator.clock import Clock as EmulatorClock
 from sfsync_emulator.emulator import Emulator

@@ -1,6 +1,6 @@
 """Alarms of template.yaml: each watches a metric that really exists and each one reaches a person.
 
-* ``sfsync`` metrics: the name is in the engine's catalogue (``sfsync.observability.METRICS``) and the
+* ``sfsync`` metrics: the name is in the engine's catalogue (``sfsync.core.observability.METRICS``) and the
   dimensions an alarm uses (classic ``Dimensions``, or ``WHERE``/``GROUP BY`` of a Metrics Insights
   query) are among the catalogue's for that metric;
 * ``AWS/*`` metrics: a known metric name, and the dimension value is a reference to a resource of
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfsync.observability import METRICS, NAMESPACE
+from sfsync.core.observability import METRICS, NAMESPACE
 from sfsync_local.cfn import Template, load_template
 
 pytestmark = pytest.mark.static
@@ -97,7 +97,7 @@ def insights_query(expression: str) -> tuple[str, str, set[str]]:
 
 
 def check_engine_metric(metric: str, dimensions: set[str], where: str) -> None:
-    assert metric in METRICS, f"{where}: {metric} is not a metric of sfsync.observability.METRICS"
+    assert metric in METRICS, f"{where}: {metric} is not a metric of sfsync.core.observability.METRICS"
     allowed = set(METRICS[metric].dimensions)
     assert dimensions <= allowed, f"{where}: {metric} has dimensions {sorted(allowed)}, not {sorted(dimensions)}"
 

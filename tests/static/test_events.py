@@ -110,7 +110,7 @@ def test_given_a_sample_event_then_it_is_a_json_object_of_the_local_account_and_
 
 
 def test_given_the_write_back_samples_then_sweep_is_the_schedule_input_and_retry_a_valid_request() -> None:
-    from sfsync.events import RetryEvent, SweepEvent, parse_writeback_event
+    from sfsync.core.events import RetryEvent, SweepEvent, parse_writeback_event
 
     assert isinstance(parse_writeback_event(_load(EVENTS / "writeback/sweep.json")), SweepEvent)
     assert isinstance(parse_writeback_event(_load(EVENTS / "writeback/retry.json")), RetryEvent)
@@ -145,7 +145,7 @@ def test_given_a_stream_sample_then_it_has_the_dynamodb_stream_record_shape(path
 @pytest.mark.parametrize("path", sorted((EVENTS / "change_events").glob("*.json")), ids=_rel)
 def test_given_a_change_event_sample_then_it_is_an_sqs_batch_of_event_relay_envelopes(path: Path) -> None:
     from sfsync.changes.envelope import parse_envelope
-    from sfsync.events import SqsBatchEvent
+    from sfsync.core.events import SqsBatchEvent
 
     batch = SqsBatchEvent.model_validate(_load(path))
     for record in batch.Records:
@@ -194,7 +194,7 @@ def test_given_the_state_machine_sample_input_when_executed_then_plan_receives_i
 
 @pytest.mark.parametrize("path", sorted((EVENTS / "full_sync").glob("*.json")), ids=_rel)
 def test_given_a_full_sync_sample_then_the_engines_input_model_for_its_step_accepts_it(path: Path) -> None:
-    from sfsync import fullsync
+    from sfsync.fullcopy import steps as fullsync
 
     models: dict[str, type[BaseModel]] = {
         "plan": fullsync._PlanInput,

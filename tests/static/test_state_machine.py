@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-import sfsync.exceptions
+import sfsync.core.exceptions
 from pydantic import BaseModel
 from sfsync_local.cfn import load_template
 
@@ -138,7 +138,7 @@ def test_given_the_definition_then_it_plans_then_maps_over_the_planned_objects_w
 def test_given_the_tasks_then_every_engine_step_is_called_with_the_inputs_the_engine_accepts(
     asl: dict[str, Any],
 ) -> None:
-    from sfsync import fullsync
+    from sfsync.fullcopy import steps as fullsync
 
     tasks = _function_tasks(asl)
     assert {task["Parameters"]["step"] for task in tasks.values()} == STEPS == set(fullsync.STEPS)
@@ -164,12 +164,12 @@ def test_given_the_tasks_then_every_engine_step_is_called_with_the_inputs_the_en
 
 
 def test_given_the_iterator_then_it_routes_on_the_engines_next_and_polls_through_a_wait(asl: dict[str, Any]) -> None:
-    from sfsync import fullsync
+    from sfsync.fullcopy import plan
 
     states = dict(_all_states(asl["States"]))
     route = states["Route"]
     assert {c["Variable"] for c in route["Choices"]} == {"$.copy.next"}
-    assert {c["StringEquals"] for c in route["Choices"]} == set(get_args(fullsync.Next))
+    assert {c["StringEquals"] for c in route["Choices"]} == set(get_args(plan.Next))
     targets = {c["StringEquals"]: states[c["Next"]] for c in route["Choices"]}
     assert targets["wait"]["Type"] == "Wait"
     assert targets["wait"]["SecondsPath"] == "$.copy.wait_seconds"
@@ -231,10 +231,10 @@ def test_given_every_state_that_can_fail_outside_the_map_then_it_has_a_catch_end
 def test_given_the_error_names_the_definition_matches_then_each_is_an_engine_exception_class(
     asl: dict[str, Any],
 ) -> None:
-    from sfsync import fullsync
+    from sfsync.fullcopy import steps as fullsync
 
     engine = {
-        name for name, obj in inspect.getmembers(sfsync.exceptions, inspect.isclass) if issubclass(obj, Exception)
+        name for name, obj in inspect.getmembers(sfsync.core.exceptions, inspect.isclass) if issubclass(obj, Exception)
     }
     engine |= {name for name, obj in inspect.getmembers(fullsync, inspect.isclass) if issubclass(obj, Exception)}
     named = {

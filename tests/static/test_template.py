@@ -300,7 +300,7 @@ def test_given_the_resolved_environment_then_every_function_has_the_engine_varia
         assert env["SFSYNC_ERRORS_TABLE"] == "ErrorsTable-name"
         assert env["SFSYNC_PAUSE_SECONDS"] == "300"
         assert env["SFSYNC_API_BUDGET_PERCENT"] == "80"
-        assert env["SFSYNC_FORMULA_REFRESH_SECONDS"] == "21600"  # the engine's own default (sfsync.config)
+        assert env["SFSYNC_FORMULA_REFRESH_SECONDS"] == "21600"  # the engine's own default (sfsync.core.config)
         assert env["SFSYNC_OBJECTS"].split(",") == [
             "Lead",
             "Contact",

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from sfsync.state import StateStore
+from sfsync.store.state import StateStore
 
 REGION = "eu-west-1"
 

@@ -60,7 +60,7 @@ def assert_record_equal(stack: Any, emulator: Any, obj: str, record_ids: list[st
 
 
 def health(stack: Any, obj: str) -> Any:
-    from sfsync.state import StateStore
+    from sfsync.store.state import StateStore
 
     return StateStore(stack.table_name("StateTable")).cdc_health([obj])[obj]
 

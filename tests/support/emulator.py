@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sfsync import aws as sfsync_aws
 from sfsync import wiring
+from sfsync.store import aws as sfsync_aws
 from sfsync_local.runner import emulator_secret
 
 

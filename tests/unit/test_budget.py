@@ -6,7 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from sfsync.budget import ApiBudget, BudgetState, emit_budget
+from sfsync.dispatch.budget import ApiBudget, emit_budget
+from sfsync.store.org_state import BudgetState
 
 pytestmark = pytest.mark.unit
 

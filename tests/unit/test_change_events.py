@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sfsync.changes.apply import convert_value, payload_change, unknown_fields
 from sfsync.changes.envelope import event_entity, parse_envelope, stored_name
-from sfsync.exceptions import InvalidChangeEvent
-from sfsync.fields import Selection
+from sfsync.core.exceptions import InvalidChangeEvent
+from sfsync.inbound.fields import Selection
 
 pytestmark = pytest.mark.unit
 
@@ -208,7 +208,7 @@ def test_given_changes_of_one_instant_when_folded_then_commit_order_decides_not_
     """A conversion creates a record as the 4th change of its transaction; an update committed after it is the
     1st of its own: the update must win (found by the convergence property)."""
     from sfsync.changes.apply import PayloadChange, _merge
-    from sfsync.registry import build_registry
+    from sfsync.core.registry import build_registry
 
     spec = build_registry(["Lead"], []).get("Lead")
     created = _change("CREATE", "Created", commit_number=10, sequence=4)
@@ -222,7 +222,7 @@ def test_given_changes_of_one_instant_when_folded_then_commit_order_decides_not_
 def test_given_a_version_read_from_salesforce_when_an_event_of_the_same_stamp_arrives_then_it_is_kept() -> None:
     """A read at a stamp holds every change of that stamp: a late event of it must not write older values."""
     from sfsync.changes.apply import _WHY_REREAD_ORDER, _merge
-    from sfsync.registry import build_registry
+    from sfsync.core.registry import build_registry
 
     spec = build_registry(["Lead"], []).get("Lead")
     stored = {"Id": LEAD, "Status": "Final", "SystemModstamp": "2024-04-09T20:19:25.000Z", "_cycle_id": "Lead-x"}

@@ -4,7 +4,7 @@ DynamoDB's rules: a number has at most 38 significant digits and a magnitude fro
 below 1E+126; an item is at most 400 KB (names + values); the JSON protocol's ``AttributeValue``
 forms.  Salesforce's: datetimes as fixed-width ISO ms ``Z``, dates and text as they are, booleans,
 numbers exact (a double as its shortest text), compound fields (JSON objects) left out, nulls
-absent.  The base snapshot's layout rules (``sfsync.snapshot``).  Bulk CSV text typed as REST types
+absent.  The base snapshot's layout rules (``sfsync.items.snapshot``).  Bulk CSV text typed as REST types
 it.  Each rule is written out plainly here and the codec is held to it, for any input hypothesis
 finds.
 """
@@ -21,10 +21,11 @@ import pytest
 from boto3.dynamodb.types import Binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sfsync.core.exceptions import UnstorableRecord
+from sfsync.core.registry import ObjectSpec
 from sfsync.items import codec
 from sfsync.items.codec import (
     MAX_ITEM_BYTES,
-    UnstorableRecord,
     check_size,
     ddb_number,
     encode,
@@ -36,7 +37,6 @@ from sfsync.items.codec import (
 )
 from sfsync.items.csv import FieldTypes, typed_row
 from sfsync.items.images import from_wire, item_from_wire
-from sfsync.registry import ObjectSpec
 
 from tests.support.item_rules import reference_base
 from tests.support.item_rules import rest_lead_row as row

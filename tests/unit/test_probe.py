@@ -8,7 +8,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sfsync.probe import (
+from sfsync.dispatch.probe import (
     MAX_QUERY_SUBREQUESTS,
     MAX_SUBREQUESTS,
     calls_needed,

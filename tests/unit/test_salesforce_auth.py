@@ -16,15 +16,8 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sfsync.salesforce import (
-    SalesforceAuthError,
-    SalesforceConfigError,
-    SalesforceCredentials,
-    SalesforceError,
-    SalesforceUnavailable,
-    TokenProvider,
-    clear_token_cache,
-)
+from sfsync.core.exceptions import SalesforceAuthError, SalesforceConfigError, SalesforceError, SalesforceUnavailable
+from sfsync.salesforce import SalesforceCredentials, TokenProvider, clear_token_cache
 from sfsync.salesforce.transport import RetryPolicy, build_session
 
 pytestmark = pytest.mark.unit

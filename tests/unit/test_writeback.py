@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from sfsync import snapshot
-from sfsync.config import load_settings, parse_writeback
 from sfsync.conflicts import decide_field, resolve, same
-from sfsync.exceptions import ConfigurationError
+from sfsync.core.config import load_settings, parse_writeback
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.items import snapshot
 from sfsync.writeback import check_value, decode_records, is_salesforce_id, writable
 
 pytestmark = pytest.mark.unit

@@ -195,7 +195,7 @@ class DataDir:
         make no stream records (the write-back sees no edits: these are Salesforce's values and the
         applications' edits as they were saved).
         """
-        from sfsync.ddb_wire import WireCalls
+        from sfsync.store.ddb_wire import WireCalls
 
         from .lambda_runtime import dynamodb_write_count, suppress_stream_records
 

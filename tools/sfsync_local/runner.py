@@ -97,8 +97,8 @@ def validate_secret(secret: Any, source: str, *, base_dir: Path | None = None) -
     Also accepts what ``sfsync-emulator serve`` prints: no ``auth_flow`` with a client id and
     secret means ``client_credentials``, and a ``ca_bundle`` that is a file path is read as PEM.
     """
+    from sfsync.core.exceptions import SalesforceConfigError
     from sfsync.salesforce.credentials import SalesforceCredentials
-    from sfsync.salesforce.errors import SalesforceConfigError
 
     if not isinstance(secret, dict):
         raise CliError(f"{source}: expected a JSON object with the Salesforce secret fields")
@@ -234,8 +234,8 @@ class CycleOutcome:
     started: dt.datetime
     seconds: float
     dispatch: dict[str, Any]  # the dispatcher's result: {"started": [...], "skipped": {...}}
-    summaries: list[Any] = field(default_factory=list)  # sfsync.state.CycleSummary rows of this tick
-    copies: list[Any] = field(default_factory=list)  # sfsync.fullsync.Copy documents that moved in this tick
+    summaries: list[Any] = field(default_factory=list)  # sfsync.store.state.CycleSummary rows of this tick
+    copies: list[Any] = field(default_factory=list)  # sfsync.store.copies.Copy documents that moved in this tick
     api_calls: int | None = None  # emulator-side count for the whole tick, when the emulator is ours
     executions: int = 0  # full-copy executions that ran during the tick
 
@@ -338,7 +338,7 @@ class LocalEnvironment:
             names = [n.strip() for n in env.get("SFSYNC_OBJECTS", "").split(",") if n.strip()]
             names += [n.strip() for n in env.get("SFSYNC_CUSTOM_OBJECTS", "").split(",") if n.strip()]
             if not names:
-                from sfsync.registry import standard_object_names
+                from sfsync.core.registry import standard_object_names
 
                 names = standard_object_names()
             self._objects = names
@@ -626,8 +626,8 @@ def invoke_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def local_parameters(*, pause_seconds: float, objects: Sequence[str] | None, log_level: str = "INFO") -> dict[str, str]:
     """Template parameters of a local deployment; unknown objects are refused before anything starts."""
-    from sfsync.exceptions import ConfigurationError
-    from sfsync.registry import build_registry
+    from sfsync.core.exceptions import ConfigurationError
+    from sfsync.core.registry import build_registry
 
     parameters = {"PauseSeconds": str(max(0, round(pause_seconds))), "LogLevel": log_level}
     if objects:

@@ -1,6 +1,6 @@
 """``sfsync status`` and the status tables the demo and ``sfsync run`` print.
 
-Everything is read through :class:`sfsync.state.StateStore` (the module that owns the state
+Everything is read through :class:`sfsync.store.state.StateStore` (the module that owns the state
 items); this module only gathers and renders: per-object watermark, lag, last cycle, lease,
 last counts and full-copy state, and the per-cycle table of cycle summary rows.
 """
@@ -202,7 +202,7 @@ CDC_QUIET_SECONDS = 900
 
 
 def _state_store(table: str, region: str | None, endpoint_url: str | None) -> Any:
-    from sfsync.state import StateStore
+    from sfsync.store.state import StateStore
 
     return StateStore(table, region=region or DEFAULT_REGION, host=endpoint_url)
 
@@ -216,8 +216,8 @@ def read_status(
     now: dt.datetime | None = None,
 ) -> list[ObjectStatus]:
     """The state of each object in ``objects`` (in that order) from the state table."""
-    from sfsync.dispatcher import attention_reason
-    from sfsync.exceptions import StoreError
+    from sfsync.core.exceptions import StoreError
+    from sfsync.dispatch.dispatcher import attention_reason
 
     store = _state_store(table, region, endpoint_url)
     when = now or utc_now()
@@ -282,8 +282,8 @@ def read_cycle_summaries(
     endpoint_url: str | None = None,
     limit: int = 5,
 ) -> list[Any]:
-    """Cycle summary rows (``sfsync.state.CycleSummary``) that ended at or after ``since``."""
-    from sfsync.exceptions import StoreError
+    """Cycle summary rows (``sfsync.store.state.CycleSummary``) that ended at or after ``since``."""
+    from sfsync.core.exceptions import StoreError
 
     store = _state_store(table, region, endpoint_url)
     rows: list[Any] = []
@@ -351,7 +351,7 @@ class WorkRow:
 
     @classmethod
     def from_summary(cls, s: Any) -> WorkRow:
-        """From a ``sfsync.state.CycleSummary`` (a cycle history row)."""
+        """From a ``sfsync.store.state.CycleSummary`` (a cycle history row)."""
         return cls(
             s.object_name,
             "cycle",
@@ -365,7 +365,7 @@ class WorkRow:
 
     @classmethod
     def from_copy(cls, c: Any) -> WorkRow:
-        """From a ``sfsync.fullsync.Copy`` (the full-copy document)."""
+        """From a ``sfsync.store.copies.Copy`` (the full-copy document)."""
         started = _parse_iso(c.engine_started_at)
         ended = _parse_iso(c.finished_at)
         counts = {**c.counts, "RecordsRead": c.records_copied, "ApiCalls": c.api_calls}
@@ -459,21 +459,21 @@ def format_work_table(rows: Sequence[WorkRow]) -> str:
 
 
 def format_cycle_table(summaries: Sequence[Any]) -> str:
-    """The per-object table of cycle history rows (``sfsync.state.CycleSummary``)."""
+    """The per-object table of cycle history rows (``sfsync.store.state.CycleSummary``)."""
     return format_work_table([WorkRow.from_summary(s) for s in summaries])
 
 
 def read_full_copies(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
-    """The full-copy documents (``sfsync.fullsync.Copy``) of ``objects`` that have one."""
+    """The full-copy documents (``sfsync.store.copies.Copy``) of ``objects`` that have one."""
     return _read_copies(table, objects, lambda store, name: store.get(name), region, endpoint_url)
 
 
 def read_copy_progress(
     table: str, objects: Sequence[str], *, region: str | None = None, endpoint_url: str | None = None
 ) -> dict[str, Any]:
-    """The full-copy progress (``sfsync.fullsync.CopyProgress``) of ``objects`` that have a copy."""
+    """The full-copy progress (``sfsync.store.copies.CopyProgress``) of ``objects`` that have a copy."""
     return _read_copies(table, objects, lambda store, name: store.progress(name), region, endpoint_url)
 
 
@@ -485,8 +485,8 @@ def _read_copies(
     endpoint_url: str | None,
 ) -> dict[str, Any]:
     """``read(CopyStore, name)`` for each object, keeping what is not None; a store error is a CliError."""
-    from sfsync.exceptions import StoreError
-    from sfsync.fullsync import CopyStore
+    from sfsync.core.exceptions import StoreError
+    from sfsync.store.copies import CopyStore
 
     client = session_for(region).client("dynamodb", endpoint_url=endpoint_url)
     store = CopyStore(client, table)
@@ -640,7 +640,7 @@ def discover_state_table(*, region: str | None, endpoint_url: str | None) -> str
 
 
 def default_objects() -> list[str]:
-    from sfsync.registry import standard_object_names
+    from sfsync.core.registry import standard_object_names
 
     return standard_object_names()
 

@@ -1,6 +1,6 @@
 """``sfsync verify``: compare one object between Salesforce and its DynamoDB table, and repair.
 
-The engine does the work (:func:`sfsync.verify.verify_object`); this module finds the
+The engine does the work (:func:`sfsync.ops.verify.verify_object`); this module finds the
 deployment's configuration and prints the JSON report.  Everything comes from the deployed
 ObjectSyncFunction's environment (``SFSYNC_RECORD_TABLES``, ``SFSYNC_OBJECTS``,
 ``SFSYNC_OBJECT_OPTIONS``, ``SFSYNC_SECRET_ARN`` ...), so verify sees the object exactly as the
@@ -70,8 +70,8 @@ def add_parser(sub: Any) -> None:
 
 def verify_command(args: argparse.Namespace, out: TextIO) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
-    from sfsync.config import load_settings
-    from sfsync.exceptions import ConfigurationError, SalesforceError, SfsyncError
+    from sfsync.core.config import load_settings
+    from sfsync.core.exceptions import ConfigurationError, SalesforceError, SfsyncError
 
     session = session_for(args.region)
     try:
@@ -103,9 +103,9 @@ def verify_command(args: argparse.Namespace, out: TextIO) -> int:
 def _run(args: argparse.Namespace, settings: Any, secret: dict[str, Any], session: Any) -> dict[str, Any]:
     import random
 
-    from sfsync.records import CLIENT_CONFIG, RecordStore
+    from sfsync.ops.verify import DynamoTableReader, RecordStoreWriter, verify_object
     from sfsync.salesforce import client_from_secret
-    from sfsync.verify import DynamoTableReader, RecordStoreWriter, verify_object
+    from sfsync.store.records import CLIENT_CONFIG, RecordStore
 
     spec = settings.registry.get(args.object_name)
     dynamodb = session.client("dynamodb", endpoint_url=args.endpoint_url, config=CLIENT_CONFIG)

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sfsync.config import DEFAULT_CONFLICT_POLICY
-from sfsync.snapshot import same
+from sfsync.core.registry import DEFAULT_CONFLICT_POLICY
+from sfsync.items.snapshot import same
 
 Winner = Literal["local", "salesforce"]
 Action = Literal["push", "none", "salesforce", "skip"]

@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfsync import clock as sfclock
-from sfsync.events import RetryEvent, SweepEvent
-from sfsync.observability import logger, metrics_for_object
+from sfsync.core import clock as sfclock
+from sfsync.core.events import RetryEvent, SweepEvent
+from sfsync.core.observability import logger, metrics_for_object
 
 #: A change pending longer than this is the sweep's (the stream path's own retries are over by then).
 OVERDUE = dt.timedelta(minutes=10)

@@ -2,7 +2,9 @@
 
 Each ``*_deps`` function reads the configuration once, builds real adapters (boto3, PynamoDB,
 the Salesforce client) and returns a small dataclass; tests build the same dataclasses with their
-own adapters and call the handlers' plain ``handle(event, context, deps)``.
+own adapters and call the handlers' plain ``handle(event, context, deps)``.  ``run_<function>`` is each
+handler's one engine call: it checks the event (before any adapter is built), builds the deps and runs
+the use case.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sfsync import clock
-from sfsync.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
-from sfsync.config import Settings, configured_secret_arn, load_secret, load_settings
-from sfsync.cycle import CycleStores, SalesforcePort
-from sfsync.dispatcher import EconomyClient, FullCopies, Invoker
-from sfsync.exceptions import ConfigurationError
-from sfsync.fullsync import CopyStore, FullSyncDeps
-from sfsync.observability import count, logger
-from sfsync.org_state import OrgStateStore
-from sfsync.records import RecordStore
-from sfsync.state import StateStore
-from sfsync.stepfunctions import FullCopyStarter
+from sfsync.core import clock
+from sfsync.core.config import Settings, configured_secret_arn, load_secret, load_settings
+from sfsync.core.events import FullSyncStepEvent, ObjectSyncEvent, parse_dispatcher_event, parse_event
+from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.observability import bind, count, logger
+from sfsync.dispatch.dispatcher import FullCopies, Invoker, run_tick
+from sfsync.fullcopy.steps import FullSyncDeps, run_step
+from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
+from sfsync.salesforce.ports import EconomyPort
+from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
+from sfsync.store.copies import CopyStore
+from sfsync.store.org_state import OrgStateStore
+from sfsync.store.records import RecordStore
+from sfsync.store.state import StateStore
+from sfsync.store.stepfunctions import FullCopyStarter
 
 if TYPE_CHECKING:
     from sfsync.changes.apply import ChangeDeps
@@ -34,7 +39,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ObjectSyncDeps:
     settings: Settings
-    sf: SalesforcePort
+    sf: CyclePort
     stores: CycleStores
     clock: clock.Clock
 
@@ -46,7 +51,7 @@ class DispatcherDeps:
     invoker: Invoker
     clock: clock.Clock
     #: Salesforce (change probe, API usage); the client authenticates on its first call only.
-    sf: EconomyClient
+    sf: EconomyPort
     org: OrgStateStore
     #: the copy documents and the full-sync workflow (first copies, re-syncs)
     copies: FullCopies
@@ -73,7 +78,7 @@ def stores_for(settings: Settings) -> CycleStores:
     The record store keeps the conditional per-item put by default (``exclusive_writer=False``):
     the full copy shares it.  An incremental cycle batches its pages only when it is provably the
     object's only writer - it holds the lease and the copy documents (``copies``) show no full
-    copy under way - and decides that page by page (``sfsync.cycle._sole_writer``).
+    copy under way - and decides that page by page (``sfsync.inbound.cycle._sole_writer``).
     """
     settings.require("state_table", "errors_table", "record_tables")
     client = dynamodb_client()
@@ -106,8 +111,8 @@ def configuration(*required: str, secret: bool = True) -> tuple[Settings, dict[s
     secret's content - comes back in ONE :class:`ConfigurationError` (logged, ``ConfigurationError``
     counted), so an operator fixes them all in one go and no function starts half-configured.
     """
+    from sfsync.core.exceptions import SalesforceConfigError
     from sfsync.salesforce.credentials import SalesforceCredentials
-    from sfsync.salesforce.errors import SalesforceConfigError
 
     with _reported_configuration_errors():
         problems: list[str] = []
@@ -200,6 +205,52 @@ def change_events_deps() -> ChangeDeps:
     )
 
 
+# -- one engine call per handler: the event checked (before any adapter is built), the deps, the use case
+
+
+def run_object_sync(event: Any, context: Any, deps: ObjectSyncDeps | None = None) -> dict[str, Any]:
+    """ObjectSyncFunction: one incremental cycle of the event's object, its lease sized to the invocation."""
+    request = parse_event(ObjectSyncEvent, event)
+    deps = deps or object_sync_deps()
+    left = remaining_ms(context)
+    result = run_object_cycle(
+        configured_object(deps.settings, request.object),
+        request.cycle_id,
+        settings=deps.settings,
+        sf=deps.sf,
+        store=deps.stores,
+        now=deps.clock,
+        reason=request.reason,
+        time_left_ms=(lambda: remaining_ms(context) or 0) if left is not None else None,
+        lease_seconds=lease_seconds_for(left),
+    )
+    return result.to_dict()
+
+
+def run_dispatcher(event: Any, deps: DispatcherDeps | None = None) -> dict[str, Any]:
+    """DispatcherFunction: the schedule's tick, or an operator's re-sync request and then the tick."""
+    request = parse_dispatcher_event(event)
+    deps = deps or dispatcher_deps()
+    return run_tick(
+        request,
+        deps.clock.now(),
+        deps.settings,
+        deps.state,
+        deps.invoker,
+        copies=deps.copies,
+        sf=deps.sf,
+        org=deps.org,
+    )
+
+
+def run_full_sync_step(event: Any, deps: FullSyncDeps | None = None) -> dict[str, Any]:
+    """FullSyncFunction: the step a Task state of the full-sync workflow names (``InvalidEvent`` for a
+    shapeless event before any adapter is built; the step validates its own input)."""
+    request = parse_event(FullSyncStepEvent, event)
+    bind(step=request.step)
+    return run_step(event, deps or full_sync_deps())
+
+
 def configured_object(settings: Settings, name: str) -> str:
     """``name`` if it is a configured object; otherwise a counted :class:`ConfigurationError`."""
     if name not in settings.registry:
@@ -224,6 +275,9 @@ __all__ = [
     "full_sync_deps",
     "object_sync_deps",
     "remaining_ms",
+    "run_dispatcher",
+    "run_full_sync_step",
+    "run_object_sync",
     "salesforce_client",
     "stores_for",
 ]

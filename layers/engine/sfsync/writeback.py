@@ -54,24 +54,30 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync import clock as sfclock
-from sfsync import snapshot
-from sfsync.config import Settings, WriteBackOptions
 from sfsync.conflicts import Conflict, FieldDecision, decide_field, same
-from sfsync.exceptions import ConfigurationError, StoreError, StoreThrottled
-from sfsync.fields import SKIPPED_TYPES
-from sfsync.items.codec import UnstorableRecord, boto_attribute, item_value, salesforce_value, to_item
+from sfsync.core import clock as sfclock
+from sfsync.core.config import Settings, WriteBackOptions
+from sfsync.core.exceptions import (
+    ConfigurationError,
+    SalesforceError,
+    SalesforceUnavailable,
+    StoreError,
+    StoreThrottled,
+    UnstorableRecord,
+)
+from sfsync.core.observability import count, logger, metrics_for_object
+from sfsync.core.registry import KEY_PREFIXES, ObjectSpec
+from sfsync.inbound.fields import SKIPPED_TYPES
+from sfsync.items import snapshot
+from sfsync.items.codec import boto_attribute, item_value, salesforce_value, to_item
 from sfsync.items.images import image
-from sfsync.observability import count, logger, metrics_for_object
-from sfsync.records import client_failure
-from sfsync.registry import ObjectSpec
 from sfsync.salesforce.client import (
     MAX_COLLECTION_RECORDS,
     MAX_COMPOSITE_QUERIES,
     MAX_COMPOSITE_SUBREQUESTS,
     MAX_RETRIEVE_IDS,
 )
-from sfsync.salesforce.errors import SalesforceError, SalesforceUnavailable
+from sfsync.store.records import client_failure
 
 MAX_COLLECTION = MAX_COLLECTION_RECORDS
 MAX_RETRIEVE = MAX_RETRIEVE_IDS
@@ -112,7 +118,6 @@ LAG_SAMPLES = 100
 PENDING_INDEX = "ByPending"
 
 #: Key prefixes of the two-way objects (a local key never matches ``<prefix><12-15 more chars>``).
-KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Campaign": "701", "CampaignMember": "00v"}
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _TEXT_TYPES = frozenset(
     {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox", "reference", "id"}
@@ -2004,8 +2009,8 @@ def writeback_deps() -> WriteBackDeps:
     import os
 
     from sfsync import wiring
-    from sfsync.aws import dynamodb_client
-    from sfsync.config import load_settings
+    from sfsync.core.config import load_settings
+    from sfsync.store.aws import dynamodb_client
 
     problem: ConfigurationError | None = None
     try:

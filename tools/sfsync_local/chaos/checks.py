@@ -12,7 +12,7 @@ After the settle phase (:mod:`sfsync_local.chaos.run`):
   left, no pending marker or delete intent, ``sfsync errors`` empty, no execution running, and the
   last tick's ``FreshnessSeconds`` of every object under the freshness alarm's threshold;
 * **evidence**: every fault that fired left a signal an operator sees - a metric of the engine's
-  catalogue (:data:`sfsync.observability.METRICS`), a failed invocation (``AWS/Lambda`` ``Errors``,
+  catalogue (:data:`sfsync.core.observability.METRICS`), a failed invocation (``AWS/Lambda`` ``Errors``,
   alarmed per function), or an execution status the ``full-copy-*`` alarms watch.  Each evidence
   line names the signal and the alarm.
 """

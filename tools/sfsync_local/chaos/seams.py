@@ -18,8 +18,8 @@ re-laid out, a moto upgrade) has one place to be fixed:
 * :class:`VirtualWaits`: Wait states and Retry back-offs of the state machine move the virtual clock;
 * :func:`time_out_execution`: an execution ends ``TIMED_OUT`` through moto's own time-out path.
 
-Engine modules touched: ``sfsync.clock`` (the engine clock seam), ``sfsync.salesforce``
-(``client_from_secret``, to pass a sleep), ``sfsync.aws`` and ``sfsync.wiring`` (per-process caches).
+Engine modules touched: ``sfsync.core.clock`` (the engine clock seam), ``sfsync.salesforce``
+(``client_from_secret``, to pass a sleep), ``sfsync.store.aws`` and ``sfsync.wiring`` (per-process caches).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class TaskKilled(Exception):
 
 
 class EngineClock:
-    """The engine clock (``sfsync.clock.use_clock``): the emulator's virtual clock plus ``skew`` seconds."""
+    """The engine clock (``sfsync.core.clock.use_clock``): the emulator's virtual clock plus ``skew`` seconds."""
 
     def __init__(self, now_ms: Callable[[], int]) -> None:
         self._now_ms = now_ms
@@ -94,7 +94,7 @@ def virtual_waits(advance: Callable[[float], Any]) -> Iterator[VirtualWaits]:
 
 @contextmanager
 def engine_clock(clock: EngineClock) -> Iterator[EngineClock]:
-    from sfsync import clock as sfsync_clock
+    from sfsync.core import clock as sfsync_clock
 
     with sfsync_clock.use_clock(clock):
         yield clock
@@ -107,8 +107,8 @@ def reset_engine_caches() -> None:
     """Per-process caches of the engine: boto3 clients, Salesforce clients, cached secrets (Powertools
     Parameters caches a secret for minutes of *real* time, which is hours of a chaos run's time)."""
     from aws_lambda_powertools.utilities import parameters
-    from sfsync import aws as sfsync_aws
     from sfsync import wiring
+    from sfsync.store import aws as sfsync_aws
 
     sfsync_aws.reset_clients()
     wiring._clients.clear()
@@ -153,7 +153,7 @@ def quiet_engine_logs(level: str = "WARNING") -> Iterator[None]:
     """The engine's logger at ``level`` for the run (the template's ``LogLevel`` is read when the
     logger is created, once per process here, not per invocation as in Lambda): a chaos run's INFO
     lines cost a good share of its CPU and nobody reads them."""
-    from sfsync.observability import logger
+    from sfsync.core.observability import logger
 
     previous = logger.log_level
     logger.setLevel(level)

@@ -13,5 +13,5 @@ an EventBridge partner event bus; a rule on that bus sends it to an SQS queue, w
 
 The cycles stay the safety net: they keep the watermark contract, so a lost event costs at most one
 cycle of delay, never data.  The health item (``OBJECT#<name>`` / ``CDC``) is owned by
-:mod:`sfsync.state` (:class:`sfsync.state.CdcHealth`).
+:mod:`sfsync.store.state` (:class:`sfsync.store.state.CdcHealth`).
 """

@@ -48,23 +48,23 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from sfsync.changes.envelope import ChangeEvent, parse_envelope
-from sfsync.clock import Clock, parse_instant, to_iso_ms
-from sfsync.config import Settings
-from sfsync.dispatcher import CLAIM_SECONDS, new_cycle_id
-from sfsync.exceptions import (
+from sfsync.core.clock import Clock, parse_instant, to_iso_ms
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import (
     DispatchFailed,
     InvalidChangeEvent,
     SalesforceError,
     SalesforceRequestError,
     SfsyncError,
 )
-from sfsync.fields import Selection, select_fields, soql_select
+from sfsync.core.observability import count, logger, metrics_for_object
+from sfsync.core.registry import ObjectSpec
+from sfsync.inbound.fields import Selection, select_fields, soql_select
 from sfsync.items.images import item_from_wire
-from sfsync.observability import count, logger, metrics_for_object
-from sfsync.records import PageOutcome, RecordStore
-from sfsync.registry import ObjectSpec
-from sfsync.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
-from sfsync.state import StateStore
+from sfsync.items.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
+from sfsync.salesforce.ports import ChangePort
+from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.state import CLAIM_SECONDS, StateStore, new_cycle_id
 
 #: Change events stay on Salesforce's event bus for 72 hours (§9.5): an older event means what came
 #: before it may be lost.
@@ -81,21 +81,6 @@ _NUMBER_TYPES = frozenset({"int", "double", "currency", "percent", "long"})
 _WHY_REREAD_ORDER = "an earlier event arrived after a later one was applied"
 
 
-class ChangeSalesforce(Protocol):
-    """What the change-event path needs from :class:`sfsync.salesforce.SalesforceClient`."""
-
-    calls_made: int
-
-    @property
-    def api_version(self) -> str: ...
-
-    def describe(self, obj: str) -> dict[str, Any]: ...
-
-    def composite(self, subrequests: list[dict[str, Any]], all_or_none: bool = False) -> list[dict[str, Any]]: ...
-
-    def query_more(self, next_url: str, include_deleted: bool = True) -> Any: ...
-
-
 class EventErrorSink(Protocol):
     def record(self, object_name: str | None, event_id: str, reason: str, body: Any, *, when: dt.datetime) -> None: ...
 
@@ -107,7 +92,7 @@ class CycleStarter(Protocol):
 @dataclass(frozen=True)
 class ChangeDeps:
     settings: Settings
-    sf: ChangeSalesforce
+    sf: ChangePort
     records: RecordStore
     state: StateStore
     errors: EventErrorSink
@@ -184,7 +169,7 @@ class SelectionCache:
         self.ttl = dt.timedelta(seconds=ttl)
         self._entries: weakref.WeakKeyDictionary[object, dict[str, _Fields]] = weakref.WeakKeyDictionary()
 
-    def get(self, sf: ChangeSalesforce, spec: ObjectSpec, now: dt.datetime) -> _Fields:
+    def get(self, sf: ChangePort, spec: ObjectSpec, now: dt.datetime) -> _Fields:
         per_client = self._entries.setdefault(sf, {})
         cached = per_client.get(spec.name)
         if cached is not None and dt.timedelta(0) <= now - cached.fetched < self.ttl:
@@ -195,7 +180,7 @@ class SelectionCache:
         per_client[spec.name] = fresh
         return fresh
 
-    def forget(self, sf: ChangeSalesforce, name: str) -> None:
+    def forget(self, sf: ChangePort, name: str) -> None:
         self._entries.get(sf, {}).pop(name, None)
 
     def clear(self) -> None:
@@ -614,7 +599,7 @@ def _reread(
             _add(report, tombstones)
 
 
-def _composite_rows(sf: ChangeSalesforce, response: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _composite_rows(sf: ChangePort, response: Mapping[str, Any]) -> list[dict[str, Any]]:
     status = int(response.get("httpStatusCode") or 0)
     body = response.get("body")
     if status >= 400 or not isinstance(body, Mapping):
@@ -665,7 +650,6 @@ __all__ = [
     "SELECTIONS",
     "BatchOutcome",
     "ChangeDeps",
-    "ChangeSalesforce",
     "CycleStarter",
     "EventErrorSink",
     "Message",

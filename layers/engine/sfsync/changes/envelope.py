@@ -14,7 +14,7 @@ of that encoding the spec marks unverified are accepted in every form seen:
   and change-field names with a dot (``Name.LastName``, ``BillingAddress.City``): both become the
   component fields the tables store (``LastName``, ``BillingCity``).
 
-Anything else wrong with an envelope is an :class:`~sfsync.exceptions.InvalidChangeEvent` naming
+Anything else wrong with an envelope is an :class:`~sfsync.core.exceptions.InvalidChangeEvent` naming
 the problem (the caller records it and never retries it).
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sfsync.clock import UTC, parse_instant
-from sfsync.exceptions import InvalidChangeEvent
-from sfsync.fullsync import id_with_checksum
+from sfsync.core.clock import UTC, parse_instant
+from sfsync.core.exceptions import InvalidChangeEvent
+from sfsync.fullcopy.plan import id_with_checksum
 
 ChangeType = Literal[
     "CREATE",

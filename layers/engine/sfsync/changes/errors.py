@@ -14,9 +14,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sfsync.clock import epoch_seconds, to_iso_ms
-from sfsync.exceptions import StoreError
-from sfsync.records import client_failure
+from sfsync.core.clock import epoch_seconds, to_iso_ms
+from sfsync.core.exceptions import StoreError
+from sfsync.store.records import client_failure
 
 #: At most this much of a rejected message's body is kept in its row.
 MAX_BODY_CHARS = 32_000

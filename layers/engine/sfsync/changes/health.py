@@ -16,10 +16,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sfsync.config import Settings
-from sfsync.exceptions import SfsyncError
-from sfsync.observability import logger, metrics_for_object
-from sfsync.state import CdcHealth, LeaseStatus, StateStore
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import SfsyncError
+from sfsync.core.observability import logger, metrics_for_object
+from sfsync.store.state import CdcHealth, LeaseStatus, StateStore
 
 #: The dispatcher's reason for a cycle change events asked for.
 CDC_REASON = "cdc"

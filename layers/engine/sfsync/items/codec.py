@@ -1,7 +1,7 @@
 """The one item codec: Salesforce value -> item value -> DynamoDB wire JSON and the ``_base`` text.
 
 Every engine path that turns Salesforce data into items uses this module: the incremental cycle and
-``sfsync verify`` (:class:`sfsync.records.RecordStore`), the full copy (:mod:`sfsync.fullsync`, Bulk
+``sfsync verify`` (:class:`sfsync.store.records.RecordStore`), the full copy (:mod:`sfsync.fullcopy.steps`, Bulk
 CSV rows typed by :mod:`sfsync.items.csv` first), and the write-back (Salesforce's current values,
 the items it writes).  The rules, one place each:
 
@@ -43,12 +43,13 @@ from typing import Any, NamedTuple
 import orjson
 from boto3.dynamodb.types import TypeSerializer
 
-from sfsync.clock import epoch_seconds, normalize_stamp, to_iso_ms
-from sfsync.registry import ObjectSpec
+from sfsync.core.clock import epoch_seconds, normalize_stamp, to_iso_ms
+from sfsync.core.exceptions import UnstorableRecord
+from sfsync.core.registry import ObjectSpec
 
 #: DynamoDB's item size limit (attribute names + values, UTF-8).
 MAX_ITEM_BYTES = 400 * 1024
-#: The base snapshot's attribute on two-way items (see :mod:`sfsync.snapshot`).
+#: The base snapshot's attribute on two-way items (see :mod:`sfsync.items.snapshot`).
 BASE_ATTRIBUTE = "_base"
 #: The engine's own attributes on every item (never copied from a row).
 ENGINE_ATTRIBUTES = (
@@ -66,14 +67,6 @@ _ENGINE_PREFIX = "_"
 _NOT_DATA = frozenset({"sobject"})
 #: Names a row's loop never copies: the engine's own attributes and the REST ``attributes`` object.
 _NOT_COPIED = frozenset(ENGINE_ATTRIBUTES) | {"attributes"}
-
-
-class UnstorableRecord(ValueError):
-    """A row that cannot become a DynamoDB item (reason in the message; ``field``: the field, if one)."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def is_data_attribute(name: str) -> bool:
@@ -134,7 +127,7 @@ def stamp(text: str) -> str:
     """A Salesforce datetime in the item's fixed-width ISO ms ``Z`` form (ValueError if not one).
 
     Text already in that form, or in REST's ``+0000`` form of it, is only checked to be a real
-    instant (C code); any other offset or precision goes through :func:`sfsync.clock.normalize_stamp`
+    instant (C code); any other offset or precision goes through :func:`sfsync.core.clock.normalize_stamp`
     (memoised: a page repeats the same few instants).
     """
     if _CANONICAL(text) or _UTC_OFFSET(text):
@@ -575,7 +568,6 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "EncodedItem",
     "RestItems",
-    "UnstorableRecord",
     "batch_put_body",
     "boto_attribute",
     "check_size",

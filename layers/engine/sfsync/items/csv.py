@@ -35,18 +35,10 @@ from dataclasses import asdict, dataclass
 from itertools import compress
 from typing import Any
 
-from sfsync.clock import epoch_seconds
-from sfsync.items.codec import (
-    ENGINE_ATTRIBUTES,
-    MAX_ITEM_BYTES,
-    EncodedItem,
-    UnstorableRecord,
-    encoded_item,
-    stamp,
-    synced_text,
-    to_item,
-)
-from sfsync.registry import ObjectSpec
+from sfsync.core.clock import epoch_seconds
+from sfsync.core.exceptions import UnstorableRecord
+from sfsync.core.registry import ObjectSpec
+from sfsync.items.codec import ENGINE_ATTRIBUTES, MAX_ITEM_BYTES, EncodedItem, encoded_item, stamp, synced_text, to_item
 
 INT_TYPES = frozenset({"int", "long"})
 FLOAT_TYPES = frozenset({"double", "currency", "percent"})

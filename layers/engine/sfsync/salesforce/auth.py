@@ -20,8 +20,9 @@ from typing import Any
 import jwt
 import requests
 
+from sfsync.core.exceptions import SalesforceAuthError, SalesforceConfigError, SalesforceUnavailable
+
 from .credentials import SalesforceCredentials, check_url
-from .errors import SalesforceAuthError, SalesforceConfigError, SalesforceUnavailable
 from .transport import RetryPolicy
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ and routes every operation through :meth:`SalesforceClient._call`, which
   jitter, then raises :class:`SalesforceUnavailable` (a non-idempotent request - a create, a
   composite with writes - is repeated only after a 503 or a failed connect, never after a read
   timeout, a broken response or another 5xx, whose outcome is unknown);
-* maps every other failure onto the typed errors of :mod:`sfsync.salesforce.errors`.
+* maps every other failure onto the typed errors of :mod:`sfsync.core.exceptions`.
 
 API usage (``Sforce-Limit-Info``) and the number of data-API calls are recorded by a response
 hook on the session, so they cover simple-salesforce's calls and our raw ones alike (a describe
@@ -35,11 +35,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce import exceptions as sf_exc
 from simple_salesforce.util import exception_handler
 
-from sfsync.observability import count
-
-from .auth import AccessToken, TokenProvider
-from .credentials import SalesforceCredentials
-from .errors import (
+from sfsync.core.exceptions import (
     BulkJobFailed,
     InvalidQueryLocator,
     ReplicationWindowError,
@@ -51,6 +47,10 @@ from .errors import (
     SalesforceRequestError,
     SalesforceUnavailable,
 )
+from sfsync.core.observability import count
+
+from .auth import AccessToken, TokenProvider
+from .credentials import SalesforceCredentials
 from .transport import DEFAULT_TIMEOUT, RetryPolicy, build_session
 
 T = TypeVar("T")

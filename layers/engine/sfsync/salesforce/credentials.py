@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from .errors import SalesforceConfigError
+from sfsync.core.exceptions import SalesforceConfigError
 
 AuthFlow = Literal["client_credentials", "jwt_bearer", "password"]
 

@@ -1,0 +1,1 @@
+"""Dispatch: the once-a-minute fan-out (due objects, the API economy: budget, back-off, change probe)."""

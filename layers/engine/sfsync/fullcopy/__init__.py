@@ -1,0 +1,1 @@
+"""Full copy: the full-sync workflow's steps (plan the copy, load its slices, finish it)."""

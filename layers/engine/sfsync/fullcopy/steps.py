@@ -1,0 +1,992 @@
+"""The first full copy of an object: the engine logic of every step of the full-sync workflow.
+
+The state machine (``statemachine/full_sync.asl.json``) runs, per object, ``start_job`` ->
+(``Wait`` + ``poll_job``)* -> ``load_page``* -> ``finish``, routed by the ``next`` field every step
+returns; ``mark_failed`` is the Catch target.  Each step is a plain function ``step(event, deps)``
+that validates its input (:class:`InvalidExecutionInput` before any work) and returns the dict the
+state machine passes on.  The workflow's input is checked by ``plan``.
+
+**The copy document is the truth, not the execution.**  Everything a step needs to continue (the
+Bulk job of the current part, its next locator, the REST cursor, counts) lives in one item of the
+state table (``pk=OBJECT#<name>``, ``sk=FULLCOPY``), written with an optimistic ``version`` check.
+A step re-run after a kill, a Step Functions retry, or a brand-new execution reads it and carries on
+from the last checkpoint; a page is checkpointed only *after* it is persisted, and the records are
+written with the incremental sync's monotonic rule (an item is replaced only by a version with an
+equal or newer ``SystemModstamp``), so re-reading a page never changes the result.
+
+**Parts.**  A copy is a list of parts, each read by one Bulk 2.0 ``queryAll`` job (or by REST):
+a ``SystemModstamp`` range ``[lo, hi)`` and, once cut by Id, an ``Id`` range ``[id_lo, id_hi)``
+(open ends allowed).  It starts as one unbounded part.  A failed job is retried
+``max_job_attempts`` times, then its part is split into ``split_factor`` pieces (recursively up to
+``max_split_depth``), and a part that still fails is read with REST (``queryAll`` ordered by
+``SystemModstamp, Id``, resumable by keyset when the cursor expires).  The first split cuts the
+``SystemModstamp`` range; a piece that fails again is cut by ``Id`` (:func:`split_kind`): its rows
+are dense in time - a mass update stamps thousands of rows with one second, which no stamp cut can
+spread - while Id ranges, cut evenly between the piece's lowest and highest Id, divide rows by
+count.  A stamp range too narrow to cut is cut by Id at once.  Objects Bulk cannot query
+(:data:`sfsync.core.registry.BULK_UNSUPPORTED_OBJECTS`, or a query Bulk refuses with HTTP 400) are read with REST from
+the start.
+
+**Watermark.**  ``finish`` sets the watermark to the earliest Salesforce-clock start of any job (or
+REST query) of the copy minus the safety overlap: a record changed after its part was read has a
+``SystemModstamp`` at or after that start, so the first incremental cycle reads it.
+
+**Writes.**  Rows become items by the one item codec (:mod:`sfsync.items`): Bulk CSV rows are
+typed as REST would type them (:func:`sfsync.items.csv.typed_row`), then every row goes through
+:func:`sfsync.items.codec.to_item` and :func:`sfsync.items.codec.encode`, which writes the item's
+DynamoDB wire JSON and, for two-way objects (``ObjectSpec.writes_back``), its base snapshot ``_base``
+in one pass, so the copy's writes are never mistaken for local changes.  DynamoDB's number and
+size rules are checked there; a row that breaks them goes to the errors table and the page goes on.
+Items not yet in the table are written with ``BatchWriteItem`` (25 per request) after a
+``BatchGetItem`` of the keys; rows whose item exists go through
+:meth:`sfsync.store.records.RecordStore.write_items` (conditional ``PutItem``, with its two-way rules: a
+row identical to the stored base is skipped, so a pending local edit survives a re-read page).
+The get-then-batch-put is race-free only because no other writer touches an object while its copy
+runs (the dispatcher holds the incremental cycles back until ``full_copy_done``).  Both batch calls
+go through :mod:`sfsync.store.ddb_wire` (signing, retries and error parsing stay botocore's); the batch
+put's body is the finished JSON text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sfsync.core.clock import Clock, parse_instant, salesforce_now, to_iso_ms
+from sfsync.core.config import Settings
+from sfsync.core.exceptions import (
+    BulkJobFailed,
+    ConfigurationError,
+    ContinuationFailed,
+    CopyConflict,
+    DispatchFailed,
+    InvalidExecutionInput,
+    InvalidQueryLocator,
+    SalesforceQueryTimeout,
+    SalesforceRequestError,
+)
+from sfsync.core.observability import bind, count, logger, metrics_for_object
+from sfsync.core.registry import BULK_UNSUPPORTED_OBJECTS, ObjectSpec
+from sfsync.fullcopy.plan import (
+    CopyPolicy,
+    Next,
+    _range_where,
+    bulk_soql,
+    failure_action,
+    plan_object,
+    poll_wait_seconds,
+    rest_soql,
+    split_id_range,
+    split_range,
+)
+from sfsync.inbound.fields import check_soql_names
+from sfsync.items.csv import FieldTypes
+from sfsync.salesforce.ports import CopyPort
+from sfsync.store.batch_loader import BatchLoader
+from sfsync.store.copies import SAVE_ATTEMPTS, Copy, CopyStore, Part, error_text, progress_figures
+from sfsync.store.records import RecordStore
+from sfsync.store.state import StateStore
+from sfsync.store.stepfunctions import FullCopyStarter
+
+# ------------------------------------------------------------------------------------------------
+# Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.core.exceptions)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FullSyncDeps:
+    """The adapters a step runs against (built by the handler, or by tests)."""
+
+    settings: Settings
+    sf: CopyPort
+    state: StateStore
+    records: RecordStore
+    dynamodb: Any  # boto3 DynamoDB client (batch writes and the copy document)
+    clock: Clock
+    policy: CopyPolicy = field(default_factory=CopyPolicy)
+    bulk_unsupported: frozenset[str] = BULK_UNSUPPORTED_OBJECTS
+    stepfunctions: Any = None  # boto3 Step Functions client (continue_as_new only)
+
+    @property
+    def copies(self) -> CopyStore:
+        return CopyStore(self.dynamodb, self.settings.state_table)
+
+
+# ------------------------------------------------------------------------------------------------
+# Step inputs
+# ------------------------------------------------------------------------------------------------
+
+_OBJECT = r"^[A-Za-z][A-Za-z0-9_]{0,79}$"
+
+
+class _StepInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    object: str = Field(pattern=_OBJECT)
+    execution_id: str | None = None
+    requested_by: str | None = None
+    pages_this_execution: int = Field(default=0, ge=0)
+
+
+class _FailedInput(_StepInput):
+    error: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Request(BaseModel):
+    """What the workflow was asked to copy (the execution input), as plan and plan_failed receive it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    objects: list[str] | None = None
+    resync: list[str] | bool = False
+    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
+    execution_id: str | None = None
+
+
+class _PlanInput(_Request):
+    execution_name: str | None = Field(default=None, max_length=80)
+    base_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(default=0, ge=0, le=9999)
+    max_records: int | None = Field(default=None, ge=1, le=1_000_000)
+    pages_per_execution: int | None = Field(default=None, ge=1, le=5_000)
+
+
+class _SummaryInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    results: list[dict[str, Any]]
+    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(default=0, ge=0, le=9999)
+    requested_by: str = "unknown"
+
+
+def _validate[M: BaseModel](model: type[M], event: Any, step: str) -> M:
+    if not isinstance(event, Mapping):
+        raise InvalidExecutionInput(f"{step}: input must be a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(dict(event))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<input>'}: {err['msg']}" for err in exc.errors()
+        )
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"{step}: invalid input: {problems}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Steps
+# ------------------------------------------------------------------------------------------------
+
+
+def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Validate the workflow input and prepare one copy document per object that needs a copy.
+
+    Input ``{"objects": [...] (default: all configured), "resync": [...] | true, "requested_by":
+    "...", "max_records": n}``.  Objects already copied are skipped unless named in ``resync``;
+    an unfinished copy is kept (the new execution resumes it).  Output ``{"objects": [{"object",
+    "mode"}...], "skipped": [...], "failed": [...], "warnings": [...], "requested_by"}``; an object
+    that cannot be copied (unreadable key fields) is recorded failed and left out of ``objects``.
+    """
+    if isinstance(event, Mapping) and isinstance(event.get("request"), Mapping):
+        # the state machine passes the execution input whole: {"step": "plan", "request.$": "$", ...}
+        event = {**event["request"], **{k: v for k, v in event.items() if k != "request"}}
+    request = _validate(_PlanInput, event, "plan")
+    registry = deps.settings.registry
+    names = request.objects if request.objects is not None else registry.names()
+    unknown = [name for name in names if name not in registry]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    resync = set(names) if request.resync is True else set(request.resync or [])
+    problems = []
+    if not names:
+        problems.append("objects is empty")
+    if unknown:
+        problems.append(f"unknown object(s) {', '.join(unknown)} (configured: {', '.join(registry.names())})")
+    if duplicates:
+        problems.append(f"object(s) listed twice: {', '.join(duplicates)}")
+    if resync - set(names):
+        problems.append(f"resync names object(s) not being copied: {', '.join(sorted(resync - set(names)))}")
+    if problems:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput("plan: " + "; ".join(problems))
+
+    policy = deps.policy
+    if request.max_records is not None:
+        policy = replace(policy, max_records=request.max_records)
+    if request.pages_per_execution is not None:
+        policy = replace(policy, pages_per_execution=request.pages_per_execution)
+    store, now = deps.copies, deps.clock.now()
+    planned: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
+    warnings: list[str] = []
+    for name in names:
+        spec = registry.get(name)
+        existing = store.get(name)
+        if existing is not None and name not in resync:
+            if existing.status == "done":
+                skipped.append({"object": name, "reason": f"already copied (copy {existing.copy_id})"})
+                continue
+            if existing.status in ("failed", "running") and existing.parts:
+                if existing.status == "failed":
+                    _resume_failed(existing)  # a re-started copy goes on from its checkpoint
+                existing.execution_arn = request.execution_id  # this execution takes the copy over
+                if not store.save(existing, now=now):
+                    raise CopyConflict(f"the full copy of {name} changed while it was being planned")
+                current = existing.current
+                mode = existing.parts[current].mode if current is not None else "bulk"
+                planned.append({"object": name, "mode": mode, "resumed": True})
+                continue
+        calls_before = deps.sf.calls_made
+        try:
+            object_plan = plan_object(spec, deps.sf.describe(name), bulk_unsupported=deps.bulk_unsupported)
+        except ConfigurationError as exc:
+            failed.append({"object": name, "reason": str(exc)})
+            _record_failure(deps, name, {"Error": "ConfigurationError", "Cause": str(exc)}, request.requested_by)
+            continue
+        warnings.extend(object_plan.warnings)
+        for warning in object_plan.warnings:
+            logger.warning(warning, extra={"object": name})
+        copy = Copy(
+            object_name=name,
+            copy_id=f"{name}-{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}",
+            fields=list(object_plan.fields),
+            types=object_plan.types.to_doc(),
+            policy=asdict(policy),
+            parts=[Part(mode=object_plan.mode)],
+            engine_started_at=to_iso_ms(now),
+            warnings=list(object_plan.warnings),
+            requested_by=request.requested_by,
+            api_calls=deps.sf.calls_made - calls_before,
+            execution_arn=request.execution_id,
+            failures=existing.failures if existing is not None and existing.status == "failed" else 0,
+        )
+        store.replace_copy(copy, now=now)
+        planned.append({"object": name, "mode": object_plan.mode, "resumed": False})
+    logger.info("full copy planned", extra={"objects": planned, "skipped": skipped, "failed": failed})
+    return {
+        "objects": planned,
+        "skipped": skipped,
+        "failed": failed,
+        "warnings": warnings,
+        "requested_by": request.requested_by,
+        "base_name": request.base_name or _base_name(request.execution_name),
+        "generation": request.generation,
+    }
+
+
+class _PlanFailedInput(_Request):
+    error: dict[str, Any] = Field(default_factory=dict)
+
+
+def plan_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """``plan`` failed (the Catch of the Plan state): record the failure on every object the execution
+    was asked to copy, so the dispatcher retries them within minutes (with back-off) and shows why.
+
+    An object whose copy is done is left alone unless the execution was a re-sync of it; a copy another
+    execution drives is left alone too.  Unknown names in ``objects`` are ignored (plan refused them).
+    """
+    request = _validate(_PlanFailedInput, event, "plan_failed")
+    registry = deps.settings.registry
+    names = [n for n in (request.objects if request.objects is not None else registry.names()) if n in registry]
+    resync = set(names) if request.resync is True else set(request.resync or [])
+    error = {str(k): str(v)[:2000] for k, v in request.error.items()} or {"Error": "PlanFailed", "Cause": "unknown"}
+
+    def untouched(copy: Copy) -> bool:
+        if copy.version == 0:
+            return False  # no document yet: the failure is recorded on a new one
+        if copy.status == "done" and copy.object_name not in resync:
+            return True
+        owner = copy.execution_arn
+        return copy.status == "running" and owner is not None and owner != request.execution_id
+
+    recorded: list[str] = []
+    for name in names:
+        stored = deps.copies.get(name) if name in resync else None
+        copy = deps.copies.record_failure(
+            name,
+            error,
+            now=deps.clock.now(),
+            requested_by=request.requested_by,
+            policy=asdict(deps.policy),
+            unless=untouched,
+            # a re-sync whose plan failed is retried from zero, never "resumed" from the old, done copy
+            fresh=stored is not None and stored.requested_by != request.requested_by,
+        )
+        if copy is not None:
+            note_copy_failure(name, error)
+            recorded.append(name)
+    return {"failed": recorded, "error": error_text(error)}
+
+
+class _ContinueInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str | None = None
+    state_machine_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
+    )
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    objects: list[str] = Field(min_length=1)
+    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    generation: int = Field(ge=1, le=9999)
+    requested_by: str = "unknown"
+
+
+def continue_as_new(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Start the same workflow again for the objects that still have pages to copy.
+
+    The execution name ``<base>-<generation>`` makes a repeated call (a retried Task) a no-op:
+    ``ExecutionAlreadyExists`` is success.  The new execution's ``plan`` finds the copies running
+    and resumes them from their checkpoints.
+    """
+    request = _validate(_ContinueInput, event, "continue_as_new")
+    if deps.stepfunctions is None:
+        raise ConfigurationError("continue_as_new needs a Step Functions client")
+    payload = {
+        "objects": request.objects,
+        "requested_by": request.requested_by,
+        "base_name": request.base_name,
+        "generation": request.generation,
+    }
+    starter = FullCopyStarter(request.state_machine_arn, deps.stepfunctions)
+    try:
+        start = starter.start_full_copy(request.name, payload)
+    except DispatchFailed as exc:
+        raise ContinuationFailed(f"cannot start the continuation {request.name}: {exc}") from exc
+    logger.info(
+        "full copy continues in a new execution", extra={"execution_name": request.name, "started": start.started}
+    )
+    return {
+        "execution_arn": start.execution_arn,
+        "name": request.name,
+        "started": start.started,
+        "objects": request.objects,
+    }
+
+
+def _base_name(execution_name: str | None) -> str:
+    """A name continuation executions derive theirs from (``<base>-<generation>``, at most 80 chars)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", execution_name or "full-sync")[:64]
+    return cleaned or "full-sync"
+
+
+def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """After the per-object loop: which objects must continue in a new execution, and the totals.
+
+    Input ``{"results": [step outputs...], "base_name", "generation", "requested_by"}``; output
+    ``{"continue": bool, "objects": [...], "generation": n + 1, "name": "<base>-<n+1>", "summary":
+    {object: {status, records_copied, total, rate_per_s, eta_seconds, parts, api_calls, ...}},
+    "records_copied": n, "total": n | None}`` (totals over this execution's objects).
+    """
+    request = _validate(_SummaryInput, event, "summarize")
+    remaining: list[str] = []
+    summary: dict[str, Any] = {}
+    for result in request.results:
+        name = result.get("object")
+        if not isinstance(name, str) or name not in deps.settings.registry:
+            raise InvalidExecutionInput(f"summarize: result without a configured object: {result!r:.200}")
+        if result.get("next") == "continue":
+            remaining.append(name)
+        summary[name] = {key: result.get(key) for key in _SUMMARY_KEYS}
+    generation = request.generation + 1
+    copied = sum(int(entry.get("records_copied") or 0) for entry in summary.values())
+    totals = [entry.get("total") for entry in summary.values()]
+    return {
+        "continue": bool(remaining),
+        "objects": remaining,
+        "generation": generation,
+        "name": f"{request.base_name}-{generation}",
+        "base_name": request.base_name,
+        "requested_by": request.requested_by,
+        "summary": summary,
+        "records_copied": copied,
+        "total": sum(int(t) for t in totals if t is not None) if all(t is not None for t in totals) else None,
+    }
+
+
+_SUMMARY_KEYS = (
+    "status",
+    "next",
+    "records_copied",
+    "total",
+    "rate_per_s",
+    "eta_seconds",
+    "parts",
+    "api_calls",
+    "bulk_jobs",
+    "bulk_failures",
+    "error",
+)
+
+
+def _resume_failed(copy: Copy) -> None:
+    copy.status, copy.error, copy.finished_at = "running", None, None
+    index = copy.current
+    if index is not None:
+        copy.parts[index].attempts = 0
+
+
+def _copy_step(
+    event: Any, deps: FullSyncDeps, step: str, action: Callable[[Copy, int], Next], *, pages_read: int = 0
+) -> dict[str, Any]:
+    """Validate a per-object step's input, run ``action(copy, pages_this_execution)`` on the copy
+    document, and pass the execution's page count on (plus ``pages_read``)."""
+    request = _validate(_StepInput, event, step)
+    out = _with_copy(
+        deps, request.object, lambda copy: action(copy, request.pages_this_execution), execution=request.execution_id
+    )
+    return {**out, "pages_this_execution": request.pages_this_execution + pages_read}
+
+
+def start_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Make sure the current part has a live Bulk job (reusing a recorded one), or route onwards."""
+    return _copy_step(event, deps, "start_job", lambda copy, _: _start(copy, deps))
+
+
+def poll_job(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Refresh the current part's job; a Failed job is retried, split or handed to REST here."""
+    return _copy_step(event, deps, "poll_job", lambda copy, _: _poll(copy, deps))
+
+
+def load_page(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Persist ONE result set (Bulk, by locator) or up to ``max_records`` REST rows, then checkpoint."""
+    return _copy_step(event, deps, "load_page", lambda copy, pages: _load(copy, deps, pages), pages_read=1)
+
+
+def finish(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """All parts copied: watermark = earliest job start - overlap; the copy is done."""
+    return _copy_step(event, deps, "finish", lambda copy, _: _finish(copy, deps))
+
+
+def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """Record why the object's copy failed and emit the alarmable metric; never raises for the error.
+
+    A copy another execution has taken over meanwhile is left alone (route ``superseded``).
+    """
+    request = _validate(_FailedInput, event, "mark_failed")
+    if request.object not in deps.settings.registry:
+        raise InvalidExecutionInput(f"mark_failed: object {request.object!r} is not configured")
+    error = {str(k): str(v)[:2000] for k, v in request.error.items()}
+    execution = request.execution_id
+
+    def superseded(copy: Copy) -> bool:
+        return execution is not None and copy.execution_arn not in (None, execution)
+
+    copy = deps.copies.record_failure(
+        request.object,
+        error,
+        now=deps.clock.now(),
+        requested_by=request.requested_by,
+        policy=asdict(deps.policy),
+        unless=superseded,
+    )
+    if copy is None:
+        current = deps.copies.get(request.object)
+        assert current is not None
+        return _output(current, deps, "superseded")
+    note_copy_failure(request.object, error)
+    return _output(copy, deps, "failed")
+
+
+STEPS = {
+    "plan": plan,
+    "plan_failed": plan_failed,
+    "start_job": start_job,
+    "poll_job": poll_job,
+    "load_page": load_page,
+    "finish": finish,
+    "mark_failed": mark_failed,
+    "summarize": summarize,
+    "continue_as_new": continue_as_new,
+}
+
+
+def run_step(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
+    """The handler's entry point: ``{"step": "<name>", ...}`` -> that step."""
+    step = event.get("step") if isinstance(event, Mapping) else None
+    if step not in STEPS:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"unknown full-sync step {step!r} (known: {', '.join(STEPS)})")
+    return STEPS[step](event, deps)
+
+
+# ------------------------------------------------------------------------------------------------
+# Step internals
+# ------------------------------------------------------------------------------------------------
+
+
+def _with_copy(deps: FullSyncDeps, object_name: str, action: Any, *, execution: str | None = None) -> dict[str, Any]:
+    """Run ``action(copy)`` on a fresh read of the copy document; retried on a version conflict.
+
+    ``action`` returns the ``next`` route after mutating ``copy``; Salesforce work done before a
+    conflict is not lost (the records are idempotent; a job created twice is only a spare job).
+
+    Exactly one execution drives a copy: a step of ``execution`` on a copy another execution has
+    taken over (``plan`` of a newer execution) does nothing and routes ``superseded``; a copy marked
+    failed meanwhile (by the dispatcher's reconciliation) routes ``failed``.  A copy without an owner
+    is adopted by the first execution that works on it.
+    """
+    if object_name not in deps.settings.registry:
+        count("InvalidExecutionInput")
+        raise InvalidExecutionInput(f"object {object_name!r} is not configured for sync")
+    bind(object=object_name)
+    for _attempt in range(SAVE_ATTEMPTS):
+        copy = deps.copies.get(object_name)
+        if copy is None:
+            count("InvalidExecutionInput")
+            raise InvalidExecutionInput(f"{object_name} has no planned full copy; the workflow starts with 'plan'")
+        if copy.status == "done":
+            return _output(copy, deps, "done")
+        if execution is not None and copy.execution_arn not in (None, execution):
+            logger.warning("another execution has taken this copy over", extra={"owner": copy.execution_arn})
+            return _output(copy, deps, "superseded")
+        if copy.status == "failed":
+            logger.warning("the copy was marked failed meanwhile; this execution stops working on it")
+            return _output(copy, deps, "failed")
+        if execution is not None:
+            copy.execution_arn = execution
+        calls_before = deps.sf.calls_made
+        route: Next = action(copy)
+        copy.api_calls += deps.sf.calls_made - calls_before
+        if deps.copies.save(copy, now=deps.clock.now()):
+            return _output(copy, deps, route)
+        logger.warning("the copy document changed under this step; re-reading it")
+    raise CopyConflict(f"the full copy of {object_name} kept changing under this step")
+
+
+def _spec(copy: Copy, deps: FullSyncDeps) -> ObjectSpec:
+    return deps.settings.registry.get(copy.object_name)
+
+
+def _policy(copy: Copy) -> CopyPolicy:
+    return CopyPolicy(**copy.policy)
+
+
+def _note_start(copy: Copy, started: dt.datetime) -> None:
+    """The copy's start on Salesforce's clock: the earliest start of any of its jobs or queries."""
+    if copy.copy_started_at is None or started < parse_instant(copy.copy_started_at):
+        copy.copy_started_at = to_iso_ms(started)
+
+
+def _route_for_part(copy: Copy) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is None:
+        return "start"
+    return "load" if part.job_state == "JobComplete" else "wait"
+
+
+def _start(copy: Copy, deps: FullSyncDeps) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is not None:
+        return _poll(copy, deps)
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    soql = bulk_soql(spec, copy.fields, lo, hi, ids=part.ids)
+    try:
+        job = deps.sf.bulk_query_create(soql, operation="queryAll")
+    except (BulkJobFailed, SalesforceQueryTimeout) as exc:
+        part.attempts += 1
+        copy.bulk_jobs += 1
+        return _after_failure(copy, index, deps, str(exc))
+    except SalesforceRequestError as exc:
+        if exc.status == 400:  # Bulk refuses this query (unsupported object or field): REST reads it
+            part.mode = "rest"
+            copy.warnings.append(f"Bulk API refused the query ({exc}); part {index} is read with REST")
+            logger.warning("bulk query refused; falling back to REST", extra={"error": str(exc)})
+            return "load"
+        raise
+    copy.bulk_jobs += 1
+    part.job_id = str(job["id"])
+    part.job_state = str(job.get("state"))
+    part.attempts += 1
+    part.polls = 0
+    part.locator, part.records_done, part.started = None, 0, False
+    created = job.get("createdDate")
+    started = parse_instant(str(created)) if created else salesforce_now(deps.sf, deps.clock)[0]
+    part.job_created = to_iso_ms(started)
+    _note_start(copy, started)
+    logger.info("bulk job created", extra={"job_id": part.job_id, "part": index, "attempt": part.attempts})
+    return "load" if part.job_state == "JobComplete" else "wait"
+
+
+def _poll(copy: Copy, deps: FullSyncDeps) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "rest":
+        return "load"
+    if part.job_id is None:
+        return "start"
+    try:
+        job = deps.sf.bulk_job_status(part.job_id)
+    except BulkJobFailed as exc:
+        return _after_failure(copy, index, deps, str(exc))
+    except SalesforceRequestError as exc:
+        if exc.status == 404:  # the job is gone (deleted or expired): start the part over
+            _forget_job(copy, part)
+            return "start"
+        raise
+    part.polls += 1
+    part.job_state = str(job.get("state"))
+    if part.job_state == "JobComplete":
+        processed = job.get("numberRecordsProcessed")
+        if isinstance(processed, int):
+            part.total = processed
+        return "load"
+    return "wait"
+
+
+def _forget_job(copy: Copy, part: Part) -> None:
+    """Drop the part's job; rows it already loaded will be read again, so they are uncounted."""
+    copy.records_copied -= part.records_done
+    part.job_id = part.job_state = part.job_created = part.locator = None
+    part.polls, part.records_done, part.started, part.total = 0, 0, False, None
+
+
+def _after_failure(copy: Copy, index: int, deps: FullSyncDeps, reason: str) -> Next:
+    part = copy.parts[index]
+    copy.bulk_failures += 1
+    policy = _policy(copy)
+    action = failure_action(part.attempts, part.depth, policy)
+    logger.warning(
+        "bulk job failed", extra={"part": index, "attempts": part.attempts, "action": action, "error": reason}
+    )
+    with metrics_for_object(copy.object_name) as m:
+        m.add("FullSyncBulkJobFailed", 1)
+    _forget_job(copy, part)
+    if action == "retry":
+        return "start"
+    if action == "split":
+        pieces = _split(copy, part, deps, policy)
+        if len(pieces) > 1:
+            copy.splits += 1
+            copy.parts[index : index + 1] = pieces
+            kind = "Id" if pieces[0].split_by == "id" else "SystemModstamp"
+            copy.warnings.append(f"part {index} split into {len(pieces)} {kind} ranges after: {reason[:200]}")
+            logger.info("part split", extra={"part": index, "pieces": len(pieces), "by": kind})
+            return "start"
+    part.mode = "rest"
+    copy.warnings.append(f"part {index} read with REST after failed Bulk jobs: {reason[:200]}")
+    return "load"
+
+
+def split_kind(part: Part) -> Literal["stamp", "id"]:
+    """How a failed part is cut: by ``SystemModstamp`` first; by ``Id`` once a piece of a stamp split
+    (or of an Id split) fails again - its rows are dense in time (a mass update stamps thousands of
+    rows with one second), which more stamp cuts cannot spread, while Id ranges split by count."""
+    return "stamp" if part.split_by is None else "id"
+
+
+def _split(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    """The part's pieces (``[part]`` when it cannot be cut): see :func:`split_kind`; a stamp range too
+    narrow to cut (every row on a few stamps) is cut by Id instead."""
+    if split_kind(part) == "stamp":
+        pieces = _split_by_stamp(copy, part, deps, policy)
+        if len(pieces) > 1:
+            return pieces
+    return _split_by_id(copy, part, deps, policy)
+
+
+def _first_row(deps: FullSyncDeps, soql: str) -> dict[str, Any] | None:
+    page = next(iter(deps.sf.query_pages(soql, include_deleted=True)), None)
+    records = list(page.records) if page is not None else []
+    return dict(records[0]) if records else None
+
+
+def _split_by_stamp(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    first = lo
+    if first is None:  # where the data starts: one REST row (a split's only non-Bulk calls)
+        row = _first_row(deps, rest_soql(spec, [spec.cursor, spec.key], None, hi, ids=part.ids) + " LIMIT 1")
+        if row is None:
+            return [part]
+        first = parse_instant(str(row[spec.cursor]))
+    last = hi if hi is not None else salesforce_now(deps.sf, deps.clock)[0]
+    if last <= first:
+        return [part]
+    ranges = split_range(lo, hi, first=first, last=last, factor=policy.split_factor)
+    return [
+        Part(
+            lo=to_iso_ms(a) if a else None,
+            hi=to_iso_ms(b) if b else None,
+            depth=part.depth + 1,
+            mode="bulk",
+            id_lo=part.id_lo,
+            id_hi=part.id_hi,
+            split_by="stamp",
+        )
+        for a, b in ranges
+    ]
+
+
+def _split_by_id(copy: Copy, part: Part, deps: FullSyncDeps, policy: CopyPolicy) -> list[Part]:
+    """Cut the part's Id range evenly between its lowest and highest Id (two one-row REST queries);
+    every piece keeps the part's ``SystemModstamp`` range, so the pieces cover exactly the part."""
+    spec = _spec(copy, deps)
+    lo, hi = part.bounds()
+    check_soql_names(spec.name, spec.key)
+    where = _range_where(spec.cursor, lo, hi, key=spec.key, ids=part.ids)
+    base = f"SELECT {spec.key} FROM {spec.name}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    first = _first_row(deps, f"{base} ORDER BY {spec.key} ASC LIMIT 1")
+    last = _first_row(deps, f"{base} ORDER BY {spec.key} DESC LIMIT 1")
+    if first is None or last is None:
+        return [part]
+    cuts = split_id_range(str(first[spec.key]), str(last[spec.key]), factor=policy.split_factor)
+    if not cuts:
+        return [part]
+    bounds: list[str | None] = [part.id_lo, *cuts, part.id_hi]
+    return [
+        Part(
+            lo=part.lo,
+            hi=part.hi,
+            depth=part.depth + 1,
+            mode="bulk",
+            id_lo=bounds[i],
+            id_hi=bounds[i + 1],
+            split_by="id",
+        )
+        for i in range(len(bounds) - 1)
+    ]
+
+
+def _load(copy: Copy, deps: FullSyncDeps, pages_this_execution: int) -> Next:
+    index = copy.current
+    if index is None:
+        return "finish"
+    part = copy.parts[index]
+    if part.mode == "bulk":
+        if part.job_id is None:
+            return "start"
+        if part.job_state != "JobComplete":
+            return "wait"
+        route = _load_bulk(copy, index, deps)
+    else:
+        route = _load_rest(copy, index, deps)
+    if route == "load" and pages_this_execution + 1 >= _policy(copy).pages_per_execution:
+        return "continue"
+    return route
+
+
+def _after_part(copy: Copy) -> Next:
+    return _route_for_part(copy)
+
+
+def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]], *, bulk_csv: bool) -> int:
+    """Write rows; returns how many were read.  Counters are added to the copy."""
+    spec = _spec(copy, deps)
+    read = 0
+
+    def counted(source: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        nonlocal read
+        for row in source:
+            read += 1
+            yield row
+
+    outcome = BatchLoader(deps.dynamodb, deps.records).write(
+        spec,
+        counted(rows),
+        copy_id=copy.copy_id,
+        synced_at=deps.clock.now(),
+        types=FieldTypes.from_doc(copy.types),
+        bulk_csv=bulk_csv,
+        selected_fields=copy.fields,
+    )
+    for name, value in outcome.items():
+        copy.counts[name] = copy.counts.get(name, 0) + value
+    return read
+
+
+def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
+    part = copy.parts[index]
+    assert part.job_id is not None
+    pages = deps.sf.bulk_results_pages(part.job_id, max_records=_policy(copy).max_records, locator=part.locator)
+    try:
+        page = next(pages, None)
+    except InvalidQueryLocator:
+        logger.warning("the job's result locator expired; the part starts over with a new job")
+        _forget_job(copy, part)
+        return "start"
+    except SalesforceRequestError as exc:
+        if exc.status != 404:
+            raise
+        _forget_job(copy, part)
+        return "start"
+    try:
+        read = 0 if page is None else _persist(copy, deps, page.rows, bulk_csv=True)
+        next_locator = None if page is None else page.locator
+    finally:
+        close = getattr(pages, "close", None)
+        if callable(close):
+            close()
+    part.started = True
+    part.locator = next_locator
+    part.records_done += read
+    copy.records_copied += read
+    copy.pages += 1
+    if next_locator is None:
+        part.done = True
+        if part.total is None:
+            part.total = part.records_done
+    return _after_part(copy)
+
+
+def _load_rest(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
+    part = copy.parts[index]
+    spec = _spec(copy, deps)
+    limit = _policy(copy).max_records
+    loaded = 0
+    while True:
+        page = None
+        if part.next_url:
+            try:
+                page = deps.sf.query_more(part.next_url, include_deleted=True)
+            except InvalidQueryLocator:
+                logger.warning("REST cursor expired; resuming the part after its last persisted row")
+                part.next_url = None
+        if page is None:
+            if not part.started:
+                _note_start(copy, salesforce_now(deps.sf, deps.clock)[0])
+            lo, hi = part.bounds()
+            after = (part.rest_after[0], part.rest_after[1]) if part.rest_after else None
+            soql = rest_soql(spec, copy.fields, lo, hi, after, ids=part.ids)
+            page = next(iter(deps.sf.query_pages(soql, include_deleted=True, batch_size=2000)))
+            part.total = part.records_done + int(page.total_size)
+        records: list[dict[str, Any]] = list(page.records)
+        read = _persist(copy, deps, records, bulk_csv=False)
+        part.started = True
+        if records:
+            last = records[-1]
+            part.rest_after = [str(last[spec.cursor]), str(last[spec.key])]
+        part.next_url = page.next_url
+        part.records_done += read
+        copy.records_copied += read
+        copy.pages += 1
+        loaded += read
+        if page.done or not page.next_url:
+            part.done = True
+            part.next_url = None
+            return _after_part(copy)
+        if loaded >= limit:
+            return "load"
+        # persist the checkpoint after every REST page: a kill loses at most the page in flight
+        if not deps.copies.save(copy, now=deps.clock.now()):
+            raise CopyConflict(f"the full copy of {copy.object_name} changed during a REST page")
+
+
+def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
+    route = _route_for_part(copy)
+    if route != "finish":
+        return route
+    started = parse_instant(copy.copy_started_at) if copy.copy_started_at else None
+    if started is None:  # nothing was ever read (no part started): use Salesforce's clock now
+        started = salesforce_now(deps.sf, deps.clock)[0]
+    watermark = started - dt.timedelta(seconds=deps.settings.overlap_seconds)
+    deps.state.set_full_copy_watermark(copy.object_name, watermark, by=f"fullsync:{copy.copy_id}")
+    copy.watermark = to_iso_ms(watermark)
+    copy.status = "done"
+    copy.failures = 0
+    copy.error = None
+    copy.finished_at = to_iso_ms(deps.clock.now())
+    logger.info(
+        "full copy done",
+        extra={"records_copied": copy.records_copied, "watermark": copy.watermark, "api_calls": copy.api_calls},
+    )
+    return "done"
+
+
+def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], requested_by: str | None) -> Copy:
+    copy = deps.copies.record_failure(
+        name, error, now=deps.clock.now(), requested_by=requested_by, policy=asdict(deps.policy)
+    )
+    assert copy is not None  # no ``unless``: always recorded
+    note_copy_failure(name, error)
+    return copy
+
+
+def note_copy_failure(name: str, error: Mapping[str, str]) -> None:
+    """The log line and the alarmable metrics of a failed copy."""
+    count("FullSyncObjectFailed")
+    with metrics_for_object(name) as m:
+        m.add("FullSyncFailed", 1)
+    logger.error("full copy of the object failed", extra={"object": name, "error": dict(error)})
+
+
+def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
+    """What the state machine passes on (and the execution's output shows per object)."""
+    index = copy.current
+    part = copy.parts[index] if index is not None else None
+    policy = _policy(copy) if copy.policy else deps.policy
+    now = deps.clock.now()
+    elapsed = (now - parse_instant(copy.engine_started_at)).total_seconds() if copy.engine_started_at else 0.0
+    total = copy.total
+    figures = progress_figures(copy.records_copied, total, elapsed)
+    if route in ("load", "finish", "done"):
+        with metrics_for_object(copy.object_name) as m:
+            m.add("FullSyncRecordsCopied", copy.records_copied)
+            if figures["rate_per_s"] is not None:
+                m.add("FullSyncRecordsPerSecond", figures["rate_per_s"])
+            if figures["eta_seconds"] is not None:
+                m.add("FullSyncEtaSeconds", figures["eta_seconds"])
+            if total:
+                m.add("FullSyncProgressPercent", 100.0 * copy.records_copied / total)
+    return {
+        "object": copy.object_name,
+        "copy_id": copy.copy_id,
+        "status": copy.status,
+        "next": route,
+        "wait_seconds": poll_wait_seconds(part.polls if part else 0, policy),
+        "mode": part.mode if part else None,
+        "part": index,
+        "parts": len(copy.parts),
+        "job_id": part.job_id if part else None,
+        "job_state": part.job_state if part else None,
+        "locator": part.locator if part else None,
+        "records_copied": copy.records_copied,
+        "total": total,
+        "rate_per_s": figures["rate_per_s"],
+        "eta_seconds": figures["eta_seconds"],
+        "pages": copy.pages,
+        "api_calls": copy.api_calls,
+        "bulk_jobs": copy.bulk_jobs,
+        "bulk_failures": copy.bulk_failures,
+        "watermark": copy.watermark,
+        "error": copy.error,
+    }
+
+
+__all__ = [
+    "STEPS",
+    "FullSyncDeps",
+    "continue_as_new",
+    "finish",
+    "load_page",
+    "mark_failed",
+    "note_copy_failure",
+    "plan",
+    "plan_failed",
+    "poll_job",
+    "run_step",
+    "split_kind",
+    "start_job",
+    "summarize",
+]

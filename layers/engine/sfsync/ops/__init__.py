@@ -1,0 +1,1 @@
+"""Ops: what operators run against a deployed engine (verify)."""

@@ -1,0 +1,120 @@
+"""The engine's one set of Salesforce ports: what the use cases need from :class:`SalesforceClient`.
+
+Each capability is one small Protocol restating the client's own signatures (``Describe``,
+``Query``, ``Bulk``, ...); each use case names the combination it needs (``CyclePort``,
+``CopyPort``, ...), so a test double implements only what its use case calls and the client
+satisfies them all.  The write-back's port stays with the write-back until its staged package lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any, Literal, Protocol
+
+from sfsync.salesforce.client import QueryPage
+
+
+class Counted(Protocol):
+    #: API calls made so far (the cycles' ``ApiCalls`` metric reads it).
+    calls_made: int
+
+
+class Describe(Counted, Protocol):
+    def describe(self, obj: str) -> dict[str, Any]: ...
+
+
+class Query(Protocol):
+    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
+
+
+class QueryMore(Protocol):
+    def query_more(self, next_url: str, include_deleted: bool = True) -> Any: ...
+
+
+class Replication(Protocol):
+    def get_deleted(self, obj: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]: ...
+
+
+class Bulk(Protocol):
+    def bulk_query_create(
+        self, soql: str, *, operation: Literal["query", "queryAll"] = "queryAll"
+    ) -> dict[str, Any]: ...
+
+    def bulk_job_status(self, job_id: str) -> dict[str, Any]: ...
+
+    def bulk_results_pages(
+        self, job_id: str, *, max_records: int = 50000, locator: str | None = None
+    ) -> Iterator[Any]: ...
+
+
+class Composite(Counted, Protocol):
+    @property
+    def api_version(self) -> str: ...
+
+    def composite(self, subrequests: list[dict[str, Any]], all_or_none: bool = False) -> list[dict[str, Any]]: ...
+
+
+class Usage(Protocol):
+    def api_usage(self) -> tuple[int, int] | None: ...
+
+    def limits(self) -> dict[str, Any]: ...
+
+
+class Retrieve(Protocol):
+    def retrieve(self, obj: str, ids: list[str], fields: list[str]) -> list[dict[str, Any] | None]: ...
+
+
+# -- what each use case needs ----------------------------------------------------------------------
+
+
+class QueryPort(Query, Protocol):
+    """Field selection and the formula refresh (:mod:`sfsync.inbound.fields`, ``formulas``)."""
+
+
+class CyclePort(Describe, Query, Replication, Bulk, Protocol):
+    """An incremental cycle (:mod:`sfsync.inbound.cycle`, lifecycle)."""
+
+
+class CopyPort(Describe, Bulk, Query, QueryMore, Protocol):
+    """The full copy's steps (:mod:`sfsync.fullcopy.steps`)."""
+
+
+class ProbePort(Composite, Protocol):
+    """The dispatcher's change probe (:mod:`sfsync.dispatch.probe`)."""
+
+
+class EconomyPort(Composite, Usage, Protocol):
+    """The dispatcher's API economy: probe, budget (:mod:`sfsync.dispatch.dispatcher`)."""
+
+
+class ChangePort(Describe, Composite, QueryMore, Protocol):
+    """The change-event path (:mod:`sfsync.changes.apply`)."""
+
+
+class VerifyPort(Describe, Retrieve, Protocol):
+    """Verify (:mod:`sfsync.ops.verify`)."""
+
+    def query_pages(
+        self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000
+    ) -> Iterator[QueryPage]: ...
+
+
+__all__ = [
+    "Bulk",
+    "ChangePort",
+    "Composite",
+    "CopyPort",
+    "Counted",
+    "CyclePort",
+    "Describe",
+    "EconomyPort",
+    "ProbePort",
+    "Query",
+    "QueryMore",
+    "QueryPort",
+    "Replication",
+    "Retrieve",
+    "Usage",
+    "VerifyPort",
+]
