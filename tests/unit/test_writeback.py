@@ -11,9 +11,9 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from sfsync import snapshot
 from sfsync.config import load_settings, parse_writeback
-from sfsync.conflicts import decide_field, resolve, same
 from sfsync.exceptions import ConfigurationError
-from sfsync.writeback import check_value, decode_records, is_salesforce_id, writable
+from sfsync.snapshot import same
+from sfsync.writeback import check_value, decide_field, decode_records, is_salesforce_id, resolve, writable
 
 pytestmark = pytest.mark.unit
 

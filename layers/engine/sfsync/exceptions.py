@@ -64,6 +64,11 @@ class NotImplementedYet(SfsyncError):
     """The requested engine feature lands with a later issue; nothing was done."""
 
 
+class RecordNotWrittenBack(SfsyncError):
+    """A stream record the write-back could not finish in this invocation: reported as a batch item
+    failure, so Lambda retries it (its pending marker stays for the sweep)."""
+
+
 class InvalidExecutionInput(InvalidEvent):
     """The full-sync workflow's (or one of its steps') input is unusable; nothing was read or written."""
 
@@ -88,6 +93,7 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "NotImplementedYet",
+    "RecordNotWrittenBack",
     "SfsyncError",
     "StoreError",
     "StoreThrottled",
