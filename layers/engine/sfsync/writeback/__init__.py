@@ -37,11 +37,11 @@ Each change goes through five stages, one module each:
 
 from __future__ import annotations
 
+# (``classify`` is not exported: ``sfsync.writeback.classify`` stays the stage module, not its function)
 from sfsync.writeback.classify import (
     KEY_PREFIXES,
     Classified,
     check_value,
-    classify,
     clear_describe_cache,
     field_map,
     is_salesforce_id,
@@ -87,7 +87,6 @@ __all__ = [
     "WriteBackDeps",
     "WriteBackSalesforce",
     "check_value",
-    "classify",
     "clear_describe_cache",
     "decide_field",
     "decode_records",
