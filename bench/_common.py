@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 START = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
@@ -115,14 +114,9 @@ class EngineBench:
 
 
 def salesforce_secret(emu: Any) -> dict[str, Any]:
-    return {
-        "auth_flow": "client_credentials",
-        "token_url": emu.token_url,
-        "client_id": emu.credentials.client_id,
-        "client_secret": emu.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emu.ca_path).read_text() if emu.ca_path else "",
-    }
+    from sfsync_local.runner import emulator_secret
+
+    return emulator_secret(emu)
 
 
 def _reset_engine_caches() -> None:

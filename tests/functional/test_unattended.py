@@ -9,8 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,21 +66,10 @@ def handler(name: str) -> Any:
     return load_handler_module(REPO / "functions" / name / "app.py", f"unattended_{name}_app")
 
 
-@contextmanager
-def function_environment(stack: Any, logical_id: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def function_environment(stack: Any, logical_id: str) -> Any:
     """The process environment of ``logical_id`` (as Lambda gives it), for building its real dependencies."""
-    from sfsync_local.lambda_runtime import LOCAL_ONLY_ENVIRONMENT
-
-    overlay = {
-        **stack.function_environment(logical_id),
-        **LOCAL_ONLY_ENVIRONMENT,
-        "AWS_REGION": stack.region,
-        "AWS_DEFAULT_REGION": stack.region,
-    }
-    with monkeypatch.context() as patch:
-        for key, value in overlay.items():
-            patch.setenv(key, str(value))
-        yield
+    runtime = stack.runtime
+    return runtime.environment(runtime.spec(stack.function_name(logical_id)))
 
 
 def at_once(*calls: Callable[[], Any]) -> list[Any]:
@@ -118,7 +106,7 @@ def copied(stack: Any, emulator: Any) -> None:
 
 
 def test_given_one_object_sync_event_delivered_twice_at_once_then_exactly_one_delivery_runs(
-    stack: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+    stack: Any, emulator: Any
 ) -> None:
     copied(stack, emulator)
     emulator.clock.advance(PAUSE + 61)
@@ -127,7 +115,7 @@ def test_given_one_object_sync_event_delivered_twice_at_once_then_exactly_one_de
         sf.Account.update(row["Id"], {"Description": "changed while a delivery was duplicated"})
     emulator.clock.advance(120)
     app = handler("object_sync")
-    with function_environment(stack, "ObjectSyncFunction", monkeypatch):  # as Lambda's, for the whole run
+    with function_environment(stack, "ObjectSyncFunction"):  # as Lambda's, for the whole run
         from sfsync.wiring import object_sync_deps
 
         deps = object_sync_deps()
@@ -142,11 +130,9 @@ def test_given_one_object_sync_event_delivered_twice_at_once_then_exactly_one_de
     assert_equal_to_salesforce(stack, emulator, "Account")
 
 
-def test_given_two_dispatcher_ticks_at_once_then_each_object_is_started_once(
-    stack: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_given_two_dispatcher_ticks_at_once_then_each_object_is_started_once(stack: Any, emulator: Any) -> None:
     app = handler("dispatcher")
-    with function_environment(stack, "DispatcherFunction", monkeypatch):  # as Lambda's, for the whole run
+    with function_environment(stack, "DispatcherFunction"):  # as Lambda's, for the whole run
         from sfsync.wiring import dispatcher_deps
 
         deps = dispatcher_deps()

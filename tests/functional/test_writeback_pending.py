@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import pytest
+from sfsync_local.stack import LocalInvokeError
 
 from tests.functional import test_writeback_support as wb
 
@@ -122,6 +123,31 @@ def test_given_invalid_write_back_options_for_a_day_when_they_are_fixed_then_the
         assert wb.salesforce_row(emulator, "Lead", lead)["City"] == "Oostende"
         assert sfsync_writes(emulator, since, lead) == ["UPDATE"]
         assert "_pending_since" not in (wb.get_item(stack, "Lead", lead) or {})
+
+
+def test_given_broken_write_back_options_when_the_sweep_runs_then_it_pushes_nothing_and_refuses_nothing(
+    deploy_stack: Any, emulator: Any
+) -> None:
+    """Found by the chaos runs (seed 38): a redeploy broke Lead's options only; the sweep read the settings
+    without ``SFSYNC_WRITEBACK`` (defaults: deletes off) and refused Contact's overdue local delete for good."""
+    good = {"Lead": {"allow_deletes": True}, "Contact": {"allow_deletes": True}}
+    stack = wb.deploy(deploy_stack, json.dumps(good))
+    doomed = wb.sync_items(stack, emulator, "Contact")[0]
+    since = last_replay(emulator)
+    set_writeback_options(stack, json.dumps({**good, "Lead": {"allow_deletes": True, "conflict": "whoever-shouts"}}))
+    stack.boto3_client("dynamodb").delete_item(TableName=stack.table_name("ContactTable"), Key={"Id": {"S": doomed}})
+    wb.drain(stack)
+    emulator.clock.advance(OVERDUE_SECONDS)
+
+    with pytest.raises(LocalInvokeError, match="ConfigurationError"):
+        sweep(stack)
+
+    assert wb.salesforce_row(emulator, "Contact", doomed)["IsDeleted"] is False
+    assert [r for r in wb.errors(stack, "Contact") if doomed in json.dumps(r, default=str)] == []
+    set_writeback_options(stack, json.dumps(good))
+    sweep(stack)
+    assert wb.salesforce_row(emulator, "Contact", doomed)["IsDeleted"] is True
+    assert sfsync_writes(emulator, since, doomed) == ["DELETE"]
 
 
 def test_given_a_local_create_and_a_local_delete_under_a_long_outage_then_each_happens_exactly_once(

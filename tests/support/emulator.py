@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sfsync import aws as sfsync_aws
 from sfsync import wiring
+from sfsync_local.runner import emulator_secret
 
 
 class EmulatorTime:
@@ -24,14 +24,7 @@ class EmulatorTime:
 def salesforce_secret(emulator: Any) -> dict[str, Any]:
     """The engine's Salesforce secret (client credentials over the emulator's HTTPS, its CA bundle)."""
     assert emulator.ca_path, "the emulator serves HTTPS with its own CA"
-    return {
-        "auth_flow": "client_credentials",
-        "token_url": emulator.token_url,
-        "client_id": emulator.credentials.client_id,
-        "client_secret": emulator.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emulator.ca_path).read_text(encoding="utf-8"),
-    }
+    return emulator_secret(emulator)
 
 
 def reset_engine_caches() -> None:

@@ -273,7 +273,8 @@ class InProcessLambdaRuntime:
 
     # ------------------------------------------------------------------ running a handler
     @contextmanager
-    def _environment(self, spec: FunctionSpec) -> Iterator[None]:
+    def environment(self, spec: FunctionSpec) -> Iterator[None]:
+        """The function's environment in ``os.environ`` while the block runs (what Lambda gives its handler)."""
         overlay = {
             **{key: str(value) for key, value in spec.environment.items()},
             **LOCAL_ONLY_ENVIRONMENT,
@@ -324,7 +325,7 @@ class InProcessLambdaRuntime:
         spec = self.spec(function_name)
         started_at = datetime.now(UTC)
         started = time.monotonic()
-        with self._lock, self._environment(spec):
+        with self._lock, self.environment(spec):
             try:
                 handler = self._handler(spec)
                 result: Any = handler(event, LambdaContext(spec))

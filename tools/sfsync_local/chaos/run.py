@@ -25,12 +25,13 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runner import emulator_secret
 from . import seams
 from .checks import ScheduleReport, check_run
 from .plan import COPY_FAULTS, EPOCH_MS, OBJECTS, PERSISTENT, FaultSpec, Schedule
@@ -149,7 +150,7 @@ class ChaosRun:
         stack.enter_context(self.dynamo.installed())
         seams.reset_engine_caches()
         stack.callback(seams.reset_engine_caches)
-        self.secret = _secret(self.emulator)
+        self.secret = emulator_secret(self.emulator)
         self.stack = LocalStack.deploy(
             parameters={
                 "SyncObjects": ",".join(OBJECTS),
@@ -564,28 +565,10 @@ class ChaosRun:
 
         return wiring.dispatcher_deps() if logical_id == "DispatcherFunction" else wiring.object_sync_deps()
 
-    @contextmanager
-    def _function_environment(self, logical_id: str) -> Iterator[None]:
-        import os
-
-        from sfsync_local.lambda_runtime import LOCAL_ONLY_ENVIRONMENT
-
-        overlay = {
-            **self.stack.function_environment(logical_id),
-            **LOCAL_ONLY_ENVIRONMENT,
-            "AWS_REGION": self.stack.region,
-            "AWS_DEFAULT_REGION": self.stack.region,
-        }
-        saved = {key: os.environ.get(key) for key in overlay}
-        os.environ.update({k: str(v) for k, v in overlay.items()})
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    def _function_environment(self, logical_id: str) -> Any:
+        """The function's environment as the local runtime has it registered now (faults included)."""
+        runtime = self.stack.runtime
+        return runtime.environment(runtime.spec(self.stack.function_name(logical_id)))
 
 
 def _quiet(dispatch: dict[str, Any] | None) -> bool:
@@ -602,17 +585,6 @@ def _summary(result: Any) -> str:
     if isinstance(result, dict):
         return str(result.get("status") or sorted(result)[:4])
     return repr(result)[:40]
-
-
-def _secret(emulator: Any) -> dict[str, Any]:
-    return {
-        "auth_flow": "client_credentials",
-        "token_url": emulator.token_url,
-        "client_id": emulator.credentials.client_id,
-        "client_secret": emulator.credentials.client_secret,
-        "api_version": "59.0",
-        "ca_bundle": Path(emulator.ca_path).read_text(encoding="utf-8"),
-    }
 
 
 def run_schedule(

@@ -64,7 +64,7 @@ from sfsync.writeback.model import (
     WriteBackDeps,
     WriteBackSalesforce,
 )
-from sfsync.writeback.run import WriteBack, emit_metrics, process_batch
+from sfsync.writeback.run import WriteBack, emit_metrics, process_batch, raise_configuration_problem
 from sfsync.writeback.sweep import SweepOutcome, run_retry, run_sweep
 
 __all__ = [
@@ -94,6 +94,7 @@ __all__ = [
     "field_map",
     "is_salesforce_id",
     "process_batch",
+    "raise_configuration_problem",
     "resolve",
     "run_retry",
     "run_sweep",

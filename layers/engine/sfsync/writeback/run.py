@@ -70,12 +70,8 @@ class WriteBack:
         """One stream batch: mark every local change pending (first act), then push, then settle."""
         classified = self._classify_all(decode_records(raw_records))
         deferred = self.settle.mark_pending(classified)
-        if self.deps.config_problem is not None:
-            # the markers are down: the sweep pushes once it is fixed; reported as every other
-            # configuration problem (with the secret's, all at once)
-            if self.deps.config_check is not None:
-                self.deps.config_check()
-            raise self.deps.config_problem
+        # the markers are down: the sweep pushes once the configuration is fixed
+        raise_configuration_problem(self.deps)
         self._process([c for c in classified if (c.obj, c.change.key) not in deferred])
         self.settle.finish()
         return self.result
@@ -279,6 +275,20 @@ class WriteBack:
             self.settle.delete_settled(obj, change, refused=True)
 
 
+def raise_configuration_problem(deps: WriteBackDeps) -> None:
+    """Raise the write-back options' problem if the settings were read without them.
+
+    Nothing may be pushed, refused or settled then: the defaults would decide instead of the
+    operator's options (a broken Lead option would refuse Contact's deletes).  Reported as every
+    other configuration problem (with the secret's, all at once, counted: ``deps.config_check``).
+    """
+    if deps.config_problem is None:
+        return
+    if deps.config_check is not None:
+        deps.config_check()
+    raise deps.config_problem
+
+
 def process_batch(records: Sequence[Mapping[str, Any]], deps: WriteBackDeps) -> BatchResult:
     """Process one stream batch; emits the metrics and returns the failed sequence numbers."""
     result = WriteBack(deps).run(records)
@@ -321,4 +331,4 @@ def emit_metrics(result: BatchResult) -> None:
         )
 
 
-__all__ = ["WriteBack", "emit_metrics", "process_batch"]
+__all__ = ["WriteBack", "emit_metrics", "process_batch", "raise_configuration_problem"]

@@ -17,6 +17,10 @@ the errors table and still retried at the cap, never dropped.
 ``{"retry": {"object": "Lead", "ids": [...]}}`` (``sfsync errors retry``) re-drives named records at
 once, refused ones included (their local value still differs from ``_base``); without ids, every
 record of the object listed by ``sfsync errors`` or pending.
+
+While ``SFSYNC_WRITEBACK`` is invalid neither re-drives anything (the sweep still emits its pending
+and overdue counts) and both fail with the configuration error: the defaults must never decide in
+place of the operator's options.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sfsync.writeback.model import (
     WriteBackDeps,
     next_attempt,
 )
-from sfsync.writeback.run import WriteBack, emit_metrics
+from sfsync.writeback.run import WriteBack, emit_metrics, raise_configuration_problem
 
 #: Items (and delete intents) one sweep re-drives per object; the rest waits for the next one.
 SWEEP_LIMIT = 1000
@@ -92,7 +96,7 @@ def run_sweep(event: SweepEvent, deps: WriteBackDeps) -> SweepOutcome:
         with metrics_for_object(obj) as single:
             single.add("LocalEditsPending", stats.pending)
             single.add("LocalEditsOverdue", stats.overdue)
-        if not stats.overdue:
+        if not stats.overdue or deps.config_problem is not None:
             continue
         logger.info(
             "sweep: overdue local changes", extra={"object": obj, "pending": stats.pending, "overdue": stats.overdue}
@@ -102,11 +106,13 @@ def run_sweep(event: SweepEvent, deps: WriteBackDeps) -> SweepOutcome:
         stats.failed = len(result.failed)
         outcome.api_calls += result.api_calls
         emit_metrics(result)
+    raise_configuration_problem(deps)  # the metrics above are out; nothing was re-driven
     return outcome
 
 
 def run_retry(event: RetryEvent, deps: WriteBackDeps) -> dict[str, Any]:
     """Re-drive named records of one object now (``sfsync errors retry``); see the module docstring."""
+    raise_configuration_problem(deps)
     obj = event.retry.object
     if obj not in _two_way(deps, None):
         known = ", ".join(_two_way(deps, None))
