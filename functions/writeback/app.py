@@ -1,5 +1,5 @@
 """WriteBackFunction: local edits of the two-way tables (Lead, Contact, Campaign, CampaignMember)
--> Salesforce (see :mod:`sfsync.writeback` and :mod:`sfsync.sweep`).
+-> Salesforce (see :mod:`sfsync.writeback`; the sweep and the retry: :mod:`sfsync.writeback.sweep`).
 
 Three events, each validated before anything is read or written (:class:`~sfsync.core.exceptions.InvalidEvent`):
 
@@ -20,15 +20,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfsync.core.events import RetryEvent, SweepEvent, parse_writeback_event
+from sfsync.core.exceptions import RecordNotWrittenBack
 from sfsync.core.observability import count, logger, metrics, tracer
-from sfsync.sweep import run_retry, run_sweep
-from sfsync.writeback import WriteBackDeps, process_batch, writeback_deps
+from sfsync.wiring import writeback_deps
+from sfsync.writeback import WriteBackDeps, process_batch, run_retry, run_sweep
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-
-
-class RecordNotWrittenBack(Exception):
-    """A stream record the write-back could not finish in this invocation (retried by Lambda)."""
 
 
 def handle(event: Any, context: Any, deps: WriteBackDeps | None = None) -> dict[str, Any]:

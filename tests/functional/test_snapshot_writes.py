@@ -434,7 +434,7 @@ def test_the_snapshot_encoding_follows_the_layout_rules_whatever_the_item_layout
     ],
 )
 def test_local_changes_and_conflicts_share_one_value_equality(a: Any, b: Any, equal: bool) -> None:
-    from sfsync import conflicts
+    from sfsync.writeback import decide as conflicts
 
     assert snapshot.same(a, b) is equal and snapshot.same(b, a) is equal
     assert conflicts.same is snapshot.same

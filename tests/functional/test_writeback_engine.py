@@ -276,3 +276,45 @@ def test_given_a_salesforce_value_dynamodb_cannot_hold_then_the_record_is_refuse
     assert sf.values[lead_id(0)]["Title"] == 1e200, "nothing pushed over a value the item could not hold"
     assert "_writeback_error" in stored(client, lead_id(0))
     assert sf.values[lead_id(1)]["Title"] == "Y"
+
+
+@pytest.mark.parametrize("path", ["stream", "retry"])
+def test_given_a_batch_of_edits_then_each_records_local_changes_and_writability_are_computed_once(
+    world: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """classify computes an update's local changes once per record, and its writable split once per
+    record and field; decide, push and settle read that value instead of computing it again."""
+    from collections import Counter
+
+    from sfsync.writeback import classify as classify_stage
+
+    client, sf, sleeps = world
+    items = seed(client, sf, 4)
+    edited = [edit(client, item, Title=f"Edited {n}") for n, item in enumerate(items[:3])]
+    edited.append(edit(client, items[3], Title="Edited 3", IsConverted=True))  # one field not updateable
+    local_changes_of: Counter[str] = Counter()
+    writable_of: Counter[str] = Counter()
+    counted_local_changes, counted_writable = snapshot.local_changes, classify_stage.writable
+
+    def local_changes(item: Any, **kwargs: Any) -> Any:
+        local_changes_of[str(item.get("Id"))] += 1
+        return counted_local_changes(item, **kwargs)
+
+    def writable(describe: Any, name: str, **kwargs: Any) -> Any:
+        writable_of[name] += 1
+        return counted_writable(describe, name, **kwargs)
+
+    monkeypatch.setattr(snapshot, "local_changes", local_changes)
+    monkeypatch.setattr(classify_stage, "writable", writable)
+    run = WriteBack(deps(client, sf, sleeps), owner="stream" if path == "stream" else "retry-test")
+    if path == "stream":
+        pairs = zip(edited, items, strict=True)
+        result = run.run([record("MODIFY", new, old, n) for n, (new, old) in enumerate(pairs)])
+    else:
+        result = run.redrive("Lead", [lead_id(n) for n in range(4)], [], mark_first=True)
+
+    assert result.failed == set() and result.counters["Lead"].pushed == 4
+    assert [sf.values[lead_id(n)]["Title"] for n in range(4)] == [f"Edited {n}" for n in range(4)]
+    assert local_changes_of == {lead_id(n): 1 for n in range(4)}, "local changes computed once per record"
+    assert writable_of == {"Title": 4, "IsConverted": 1}, "each changed field checked once per record"
+    assert result.counters["Lead"].rejected == 1

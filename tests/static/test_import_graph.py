@@ -32,22 +32,15 @@ LAYERS: dict[str, int] = {
     "inbound": 3,
     "fullcopy": 3,
     "changes": 3,
-    "writeback": 3,  # the write-back: sfsync.writeback (module or staged package), sweep, conflicts
-    "sweep": 3,
-    "conflicts": 3,
+    "writeback": 3,  # the staged write-back package (its sweep included)
     "dispatch": 4,
     "ops": 5,
     "wiring": 6,
 }
 
-#: Known exceptions, each named with the reason it is still here.  The staged write-back
-#: (sfsync/writeback/ package, issue #12) removes both: delete them when it is merged.
-ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {frozenset({"sfsync.writeback", "sfsync.sweep"})}  # the sweep runs WriteBack; WriteBack uses the sweep's back-off
-)
-ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {("sfsync.writeback", "sfsync.wiring")}  # the write-back builds its own deps from wiring.configuration
-)
+#: Known exceptions, each named with the reason it is still here (none: keep it that way).
+ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset()
+ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 def engine_modules(root: Path = ENGINE) -> dict[str, Path]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from sfsync.conflicts import decide_field, resolve, same
 from sfsync.core.config import load_settings, parse_writeback
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.items import snapshot
-from sfsync.writeback import check_value, decode_records, is_salesforce_id, writable
+from sfsync.items.snapshot import same
+from sfsync.writeback import check_value, decide_field, decode_records, is_salesforce_id, resolve, writable
 
 pytestmark = pytest.mark.unit
 
@@ -329,3 +329,18 @@ def test_given_a_new_salesforce_client_then_the_write_back_never_reuses_another_
         assert set(field_map(second, "Lead")) == {"OnlyInTheSecondOrg__c"}
         assert second.calls == 1
         del second
+
+
+def test_the_record_the_handler_reports_for_retry_raises_an_engine_error() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from sfsync.core.exceptions import RecordNotWrittenBack, SfsyncError
+
+    path = Path(__file__).resolve().parents[2] / "functions" / "writeback" / "app.py"
+    spec = importlib.util.spec_from_file_location("writeback_handler_under_test", path)
+    assert spec is not None and spec.loader is not None
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    assert handler.RecordNotWrittenBack is RecordNotWrittenBack
+    assert issubclass(RecordNotWrittenBack, SfsyncError)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sfsync.store.org_state import OrgStateStore
 from sfsync.store.records import RecordStore
 from sfsync.store.state import StateStore
 from sfsync.store.stepfunctions import FullCopyStarter
+from sfsync.writeback import WRITEBACK_SETTINGS, WriteBackDeps, WriteBackSalesforce
 
 if TYPE_CHECKING:
     from sfsync.changes.apply import ChangeDeps
@@ -251,6 +253,41 @@ def run_full_sync_step(event: Any, deps: FullSyncDeps | None = None) -> dict[str
     return run_step(event, deps or full_sync_deps())
 
 
+def writeback_deps() -> WriteBackDeps:
+    """The adapters of WriteBackFunction: settings, DynamoDB, the clock, and the Salesforce client made
+    on first use (its secret is read then, cached per secret).
+
+    Invalid write-back options (``SFSYNC_WRITEBACK``) do not stop the pending markers: the settings
+    are then read without them and the problem is raised once the markers are down (with every
+    other configuration problem, :func:`configuration`).
+    """
+    problem: ConfigurationError | None = None
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        problem = exc
+        try:
+            settings = load_settings({k: v for k, v in os.environ.items() if k != "SFSYNC_WRITEBACK"})
+        except ConfigurationError:
+            raise exc from None  # more than the write-back options is wrong: nothing can be marked
+    settings.require("state_table", "errors_table", "record_tables")
+
+    def salesforce() -> WriteBackSalesforce:
+        _, secret = configuration(*WRITEBACK_SETTINGS)  # every problem at once, counted
+        client: WriteBackSalesforce = salesforce_client(secret)
+        return client
+
+    return WriteBackDeps(
+        settings,
+        None,
+        dynamodb_client(),
+        clock.engine_clock(),
+        sf_factory=salesforce,
+        config_problem=problem,
+        config_check=lambda: configuration(*WRITEBACK_SETTINGS),
+    )
+
+
 def configured_object(settings: Settings, name: str) -> str:
     """``name`` if it is a configured object; otherwise a counted :class:`ConfigurationError`."""
     if name not in settings.registry:
@@ -280,4 +317,5 @@ __all__ = [
     "run_object_sync",
     "salesforce_client",
     "stores_for",
+    "writeback_deps",
 ]

@@ -61,6 +61,11 @@ class ExecutionStatusUnknown(SfsyncError):
     """Step Functions could not say what became of an execution (the copy is reconciled on a later tick)."""
 
 
+class RecordNotWrittenBack(SfsyncError):
+    """A stream record the write-back could not finish in this invocation: reported as a batch item
+    failure, so Lambda retries it (its pending marker stays for the sweep)."""
+
+
 class InvalidExecutionInput(InvalidEvent):
     """The full-sync workflow's (or one of its steps') input is unusable; nothing was read or written."""
 
@@ -168,6 +173,7 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "ObjectUnavailable",
+    "RecordNotWrittenBack",
     "ReplicationWindowError",
     "SalesforceAuthError",
     "SalesforceConfigError",

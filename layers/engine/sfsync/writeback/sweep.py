@@ -2,7 +2,7 @@
 
 The stream keeps records 24 hours, and Lambda gives up on a batch after its retries (the on-failure
 queue gets pointers, not records).  The write-back therefore marks every local change pending on
-the item itself (``_pending_since``, the first act of every invocation, see :mod:`sfsync.writeback`)
+the item itself (``_pending_since``, the first act of every invocation, see :mod:`sfsync.writeback.settle`)
 and clears the mark only when the change is settled.  The sweep (WriteBackFunction's schedule,
 ``{"sweep": {}}``, every 5 minutes) finds the items pending longer than :data:`OVERDUE` through the
 sparse ``ByPending`` index of each two-way table, plus the overdue delete intents of the state
@@ -25,7 +25,6 @@ place of the operator's options.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,22 +33,20 @@ from typing import Any
 from sfsync.core import clock as sfclock
 from sfsync.core.events import RetryEvent, SweepEvent
 from sfsync.core.observability import logger, metrics_for_object
+from sfsync.writeback.model import (
+    BACKOFF_CAP,
+    BACKOFF_FIRST,
+    FAILED_AFTER_ATTEMPTS,
+    OVERDUE,
+    PENDING_RETRY_AT,
+    PENDING_SINCE,
+    WriteBackDeps,
+    next_attempt,
+)
+from sfsync.writeback.run import WriteBack, emit_metrics, raise_configuration_problem
 
-#: A change pending longer than this is the sweep's (the stream path's own retries are over by then).
-OVERDUE = dt.timedelta(minutes=10)
-#: Back-off of a re-drive that failed: the first wait, doubling up to the cap.
-BACKOFF_FIRST = dt.timedelta(minutes=5)
-BACKOFF_CAP = dt.timedelta(hours=4)
-#: After this many failed re-drives (about a day of them) the record is listed as ``failed``.
-FAILED_AFTER_ATTEMPTS = 10
 #: Items (and delete intents) one sweep re-drives per object; the rest waits for the next one.
 SWEEP_LIMIT = 1000
-
-
-def next_attempt(attempts: int, now: dt.datetime) -> dt.datetime:
-    """When the next re-drive of an item that failed ``attempts`` times may run."""
-    wait = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** max(0, min(attempts - 1, 20)))
-    return now + wait
 
 
 @dataclass
@@ -72,22 +69,20 @@ class SweepOutcome:
         return {"sweep": {obj: s.to_dict() for obj, s in self.objects.items()}, "api_calls": self.api_calls}
 
 
-def _two_way(deps: Any, names: Sequence[str] | None) -> list[str]:
+def _two_way(deps: WriteBackDeps, names: Sequence[str] | None) -> list[str]:
     objects = [spec.name for spec in deps.settings.registry if spec.writes_back]
     return [o for o in objects if names is None or o in names]
 
 
-def run_sweep(event: SweepEvent, deps: Any) -> SweepOutcome:
+def run_sweep(event: SweepEvent, deps: WriteBackDeps) -> SweepOutcome:
     """Re-drive every overdue pending change of the two-way objects (see the module docstring)."""
-    from sfsync.writeback import PENDING_RETRY_AT, PENDING_SINCE, WriteBack, emit_metrics, raise_configuration_problem
-
     now = deps.clock.now()
     cutoff = sfclock.to_iso_ms(now - OVERDUE)
     outcome = SweepOutcome()
     owner = f"sweep-{uuid.uuid4().hex[:12]}"
     for obj in _two_way(deps, event.sweep.objects):
         run = WriteBack(deps, owner=owner)
-        table = run.tables.table(deps.settings.registry.get(obj))
+        table = run.context.table(obj)
         pending, keys = run.tables.query_pending(table, obj, cutoff)
         intents = [i for i in run.tables.delete_intents(obj) if i.get("status") == "pending"]
         overdue_deletes = [
@@ -107,7 +102,7 @@ def run_sweep(event: SweepEvent, deps: Any) -> SweepOutcome:
             "sweep: overdue local changes", extra={"object": obj, "pending": stats.pending, "overdue": stats.overdue}
         )
         result = run.redrive(obj, keys[:SWEEP_LIMIT], overdue_deletes[:SWEEP_LIMIT], mark_first=False)
-        stats.redriven = sum(len(v) for v in run._sequences.values())
+        stats.redriven = run.redriven()
         stats.failed = len(result.failed)
         outcome.api_calls += result.api_calls
         emit_metrics(result)
@@ -115,17 +110,15 @@ def run_sweep(event: SweepEvent, deps: Any) -> SweepOutcome:
     return outcome
 
 
-def run_retry(event: RetryEvent, deps: Any) -> dict[str, Any]:
+def run_retry(event: RetryEvent, deps: WriteBackDeps) -> dict[str, Any]:
     """Re-drive named records of one object now (``sfsync errors retry``); see the module docstring."""
-    from sfsync.writeback import WriteBack, emit_metrics, raise_configuration_problem
-
     raise_configuration_problem(deps)
     obj = event.retry.object
     if obj not in _two_way(deps, None):
         known = ", ".join(_two_way(deps, None))
         return {"retry": {"object": obj, "refused": f"{obj} is not a two-way object of this stack ({known})"}}
     run = WriteBack(deps, owner=f"retry-{uuid.uuid4().hex[:12]}")
-    table = run.tables.table(deps.settings.registry.get(obj))
+    table = run.context.table(obj)
     ids = list(dict.fromkeys(event.retry.ids))
     if not ids:
         _, pending = run.tables.query_pending(table, obj, None)

@@ -1,4 +1,4 @@
-"""Per-field decisions of the write-back: push, leave alone, or resolve a conflict by policy.
+"""Stage 3, decide: per field of an update, push, leave alone, or resolve a conflict by policy.
 
 One local change of one field (from a stream record: the local value and the base it was made
 against) is judged against three states:
@@ -17,17 +17,27 @@ against) is judged against three states:
 Salesforce unchanged since the effective base -> the local value is pushed; Salesforce already
 holds the local value -> nothing to push; otherwise both sides changed the field: a **conflict**,
 decided by the field's policy (``local``, ``salesforce``, ``recent``, ``nonempty``).
+
+An item's update is an :class:`ItemPlan`: its records (each with the writable local changes
+:mod:`sfsync.writeback.classify` computed once) and, after :func:`decide_plan`, one
+:class:`FieldDecision` per field.  Only the decisions are made here; the calls are
+:mod:`sfsync.writeback.push`'s, the writes :mod:`sfsync.writeback.settle`'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sfsync.core.config import WriteBackOptions
 from sfsync.core.registry import DEFAULT_CONFLICT_POLICY
+from sfsync.items import snapshot
 from sfsync.items.snapshot import same
+from sfsync.writeback.classify import UpdateFields
+from sfsync.writeback.model import StreamChange, instant
 
 Winner = Literal["local", "salesforce"]
 Action = Literal["push", "none", "salesforce", "skip"]
@@ -148,4 +158,88 @@ def decide_field(
     )
 
 
-__all__ = ["Action", "Conflict", "FieldDecision", "Winner", "decide_field", "is_empty", "resolve", "same"]
+# -- one item's plan -----------------------------------------------------------------------------
+
+
+@dataclass
+class ItemPlan:
+    """One item's update: its records (with their writable local changes), decisions per field,
+    and what to send."""
+
+    obj: str
+    key: str
+    records: list[UpdateFields] = dataclasses.field(default_factory=list)
+    decisions: dict[str, FieldDecision] = dataclasses.field(default_factory=dict)
+    current: dict[str, Any] | None = None
+    target_obj: str = ""
+    target_id: str = ""
+    redirect_note: str | None = None
+    #: the ``_writeback_error`` mark of fields refused before sending (kept when the rest is accepted)
+    mark: str | None = None
+
+    @property
+    def changes(self) -> list[StreamChange]:
+        return [r.change for r in self.records]
+
+    @property
+    def sequences(self) -> list[str]:
+        return [r.change.sequence for r in self.records]
+
+    @property
+    def first_at(self) -> dt.datetime | None:
+        times = [r.change.at for r in self.records if r.change.at is not None]
+        return min(times) if times else None
+
+    def pushes(self) -> dict[str, Any]:
+        return {name: d.value for name, d in self.decisions.items() if d.action == "push"}
+
+
+def decide_plan(plan: ItemPlan, row: Mapping[str, Any], options: WriteBackOptions) -> None:
+    """Decide every writable field of every record of ``plan`` against Salesforce's ``row``."""
+    current = plan.current or {}
+    current_base = snapshot.base_of(current) or {}
+    sf_time = instant(row.get("SystemModstamp"))
+    for record in plan.records:
+        change = record.change
+        new = change.new or {}
+        record_base = snapshot.base_of(new) or {}
+        for name, local_change in record.writable.items():
+            decision = decide_field(
+                name,
+                local=local_change.local,
+                record_base=record_base,
+                current_item=current,
+                current_base=current_base,
+                salesforce=row.get(name),
+                policy=options.policy_for(name),
+                object_name=plan.obj,
+                local_time=change.at,
+                salesforce_time=sf_time,
+            )
+            if decision.action != "skip":
+                plan.decisions[name] = decision
+
+
+def decide_merged(plan: ItemPlan, master: str) -> None:
+    """A merge loser's change goes to its master: no conflict check against another record, the
+    local values go."""
+    for record in plan.records:
+        for name, local_change in record.writable.items():
+            plan.decisions[name] = FieldDecision(name, "push", local_change.local)
+    plan.target_obj, plan.target_id = plan.obj, master
+    plan.redirect_note = f"merged into {master}"
+
+
+__all__ = [
+    "Action",
+    "Conflict",
+    "FieldDecision",
+    "ItemPlan",
+    "Winner",
+    "decide_field",
+    "decide_merged",
+    "decide_plan",
+    "is_empty",
+    "resolve",
+    "same",
+]

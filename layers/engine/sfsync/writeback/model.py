@@ -1,0 +1,205 @@
+"""What every stage of the write-back shares: its constants, its Salesforce port, its adapters, the
+typed stream change and the outcome of a batch.  No logic beyond small value helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sfsync.core import clock as sfclock
+from sfsync.core.config import Settings
+from sfsync.salesforce.client import (
+    MAX_COLLECTION_RECORDS,
+    MAX_COMPOSITE_QUERIES,
+    MAX_COMPOSITE_SUBREQUESTS,
+    MAX_RETRIEVE_IDS,
+)
+
+MAX_COLLECTION = MAX_COLLECTION_RECORDS
+MAX_RETRIEVE = MAX_RETRIEVE_IDS
+MAX_COMPOSITE = MAX_COMPOSITE_SUBREQUESTS
+MAX_COMPOSITE_COLLECTIONS = MAX_COMPOSITE_QUERIES  # collections count against the same 5 as queries
+MAX_QUERY_IDS = 200
+LOCK_RETRIES = 3
+LOCK_BACKOFF_SECONDS = 0.2
+DESCRIBE_MAX_AGE_SECONDS = 900
+CALL_OPTIONS_CLIENT = "sfsync"
+WRITEBACK_CYCLE_ID = "writeback"
+ERROR_ATTRIBUTE = "_writeback_error"
+CREATED_ID_ATTRIBUTE = "_created_id"
+LOCAL_STATUS_ATTRIBUTE = "_local_status"
+INTENT_PK = "WRITEBACK#{object}"
+#: What the write-back needs of its configuration (its secret included).
+WRITEBACK_SETTINGS = ("secret_arn", "state_table", "errors_table", "record_tables")
+INTENT_SK = "CREATE#{local_id}"
+DELETE_SK = "DELETE#{record_id}"
+DELETE_PREFIX = "DELETE#"
+#: Errors-table partition of the records that still need attention (one row per record, ``sfsync errors``).
+OPEN_PK = "OPEN#{object}"
+#: The pending marker (see "Pending changes" in :mod:`sfsync.writeback`).
+PENDING_SINCE = "_pending_since"
+PENDING_SEQ = "_pending_seq"
+PENDING_CLAIM = "_pending_claim"
+PENDING_ATTEMPTS = "_pending_attempts"
+PENDING_RETRY_AT = "_pending_retry_at"
+PENDING_ATTRIBUTES = (PENDING_SINCE, PENDING_SEQ, PENDING_CLAIM, PENDING_ATTEMPTS, PENDING_RETRY_AT)
+#: How long a runner's claim on a pending item holds (longer than the function's timeout).
+CLAIM_SECONDS = 300
+#: The stream path's claim owner: stream invocations of one item never overlap (one shard, in order).
+STREAM_OWNER = "stream"
+#: a create intent older than this (Salesforce's clock) is looked for from this far back
+INTENT_LOOKBACK = dt.timedelta(minutes=10)
+LAG_SAMPLES = 100
+#: The sparse index of pending items on every two-way table (``sobject`` + ``_pending_since``, keys only).
+PENDING_INDEX = "ByPending"
+#: Salesforce codes retried inside the invocation and then by Lambda.
+RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+
+# -- re-drives (sweep, retry): the back-off of a pending change whose push keeps failing ------------
+
+#: A change pending longer than this is the sweep's (the stream path's own retries are over by then).
+OVERDUE = dt.timedelta(minutes=10)
+#: Back-off of a re-drive that failed: the first wait, doubling up to the cap.
+BACKOFF_FIRST = dt.timedelta(minutes=5)
+BACKOFF_CAP = dt.timedelta(hours=4)
+#: After this many failed re-drives (about a day of them) the record is listed as ``failed``.
+FAILED_AFTER_ATTEMPTS = 10
+
+
+def next_attempt(attempts: int, now: dt.datetime) -> dt.datetime:
+    """When the next re-drive of an item that failed ``attempts`` times may run."""
+    wait = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** max(0, min(attempts - 1, 20)))
+    return now + wait
+
+
+# -- ports ---------------------------------------------------------------------------------------
+
+
+class WriteBackSalesforce(Protocol):
+    """The calls the write-back makes (:class:`sfsync.salesforce.SalesforceClient` has them all)."""
+
+    @property
+    def api_version(self) -> str: ...
+
+    def describe(self, obj: str) -> dict[str, Any]: ...
+
+    def collections(
+        self,
+        method: Any,
+        records: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        call_options_client: str = "sfsync",
+        auto_assign: bool = False,
+    ) -> list[dict[str, Any]]: ...
+
+    def upsert_collection(
+        self,
+        obj: str,
+        ext_field: str,
+        records: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        call_options_client: str = "sfsync",
+        auto_assign: bool = False,
+    ) -> list[dict[str, Any]]: ...
+
+    def retrieve(self, obj: str, ids: list[str], fields: list[str]) -> list[dict[str, Any] | None]: ...
+
+    def composite(
+        self,
+        subrequests: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Any: ...
+
+    def server_time(self) -> dt.datetime | None: ...
+
+
+@dataclass(frozen=True)
+class WriteBackDeps:
+    """The write-back's adapters.  ``sf`` may be None with ``sf_factory`` set: the client (and its
+    secret) is then made on first use, after the pending markers are down.  ``config_problem``: the
+    configuration error found while loading settings without the write-back options (raised once
+    the markers are down, so a bad ``WriteBackOptions`` cannot lose a local change);
+    ``config_check`` (:func:`sfsync.wiring.writeback_deps`) is called first, to report every
+    configuration problem at once."""
+
+    settings: Settings
+    sf: WriteBackSalesforce | None
+    dynamodb: Any
+    clock: sfclock.Clock
+    sleep: Callable[[float], None] = time.sleep
+    wall_clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    sf_factory: Callable[[], WriteBackSalesforce] | None = None
+    config_problem: Exception | None = None
+    config_check: Callable[[], object] | None = None
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamChange:
+    """One stream record (or one pending item a re-drive read), decoded."""
+
+    sequence: str
+    event: str
+    table: str
+    key: str
+    new: dict[str, Any] | None
+    old: dict[str, Any] | None
+    at: dt.datetime | None
+    by_service: bool = False
+
+    @property
+    def image(self) -> dict[str, Any] | None:
+        return self.new if self.new is not None else self.old
+
+    @property
+    def mark_key_suffix(self) -> str:
+        """The key of the change's pending marker within its object: the item's key, or (a REMOVE)
+        the key of its delete intent."""
+        return DELETE_SK.format(record_id=self.key) if self.event == "REMOVE" else self.key
+
+
+@dataclass
+class Counters:
+    pushed: int = 0
+    created: int = 0
+    conflicts: int = 0
+    refused: int = 0
+    rejected: int = 0
+    retried: int = 0
+    redirected: int = 0
+    deleted: int = 0
+    ignored: int = 0
+    lag_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    """The outcome of one stream batch: failed sequence numbers and counters per object."""
+
+    failed: set[str] = field(default_factory=set)
+    counters: dict[str, Counters] = field(default_factory=dict)
+    api_calls: int = 0
+
+    def count(self, obj: str) -> Counters:
+        return self.counters.setdefault(obj, Counters())
+
+
+def instant(value: Any) -> dt.datetime | None:
+    """An ISO instant of an item attribute or a Salesforce row; None when absent or unreadable."""
+    if isinstance(value, str) and value:
+        try:
+            return sfclock.parse_instant(value)
+        except ValueError:
+            return None
+    return None
