@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import Binary
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sfsync.core.exceptions import UnstorableRecord
 from sfsync.core.registry import ObjectSpec
@@ -249,12 +249,21 @@ _VALUES = st.one_of(
 @pytest.mark.property
 @settings(max_examples=500, deadline=None)
 @given(st.dictionaries(_NAMES, _VALUES, min_size=1, max_size=10))
+@example({"Id": ","})  # found by hypothesis: the text "," made the fast path's separator
+@example({"A": ":", "B": ",", "C": "x"})
 def test_the_wire_json_and_the_base_snapshot_follow_the_rules_for_any_item(item: dict[str, Any]) -> None:
     wire, base = encode(item, with_base=True)
     assert comparable(json.loads(wire)) == comparable({k: attribute_value(v) for k, v in item.items()})
     assert base == reference_base(item) == encode_base(item)
     assert encode(item, with_base=False) == (wire, None)
     assert json.loads(wire_with_base(wire, base))["_base"] == {"S": base}
+
+
+@pytest.mark.parametrize("text", [",", ":", '","', '":"', ", ", "a,b:c"])
+def test_a_text_made_of_the_separators_keeps_its_value_on_the_wire(text: str) -> None:
+    item = {"Id": "00Q1", "Company": text, "City": "Gent"}
+    wire, _ = encode(item, with_base=True)
+    assert json.loads(wire) == {"Id": {"S": "00Q1"}, "Company": {"S": text}, "City": {"S": "Gent"}}
 
 
 def test_the_base_snapshot_is_ascii_whatever_the_text() -> None:

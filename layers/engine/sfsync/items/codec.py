@@ -21,7 +21,8 @@ the items it writes).  The rules, one place each:
 a plain ``{"name":"value",...}`` object; two byte replacements turn its ``":"`` and ``","`` into
 ``":{"S":"`` and ``"},"`` (in JSON text made only of string members those sequences occur only
 between a name and its value, and between a value and the next name: a quote inside a string is
-always escaped).  The few other values (booleans, numbers, anything else) are appended one by one.
+always escaped; a text that is exactly ``,`` or ``:`` would make one with its own quotes, so an item
+holding one takes the member-by-member path).  The few other values (booleans, numbers, anything else) are appended one by one.
 The base snapshot is the same dictionary without the engine's attributes, with numbers as their
 exact JSON text (``orjson.Fragment``), dumped with sorted keys; its text stays ASCII (non-ASCII
 characters escaped as ``\\uXXXX``), byte for byte what the standard library writes with
@@ -401,6 +402,10 @@ def _wire_value(value: Any) -> bytes:
 
 def _strings_wire(strings: Mapping[str, str]) -> bytes:
     """``"name":{"S":"value"},...`` for a dict of text values (see the module docstring)."""
+    values = strings.values()
+    if "," in values or ":" in values or "," in strings or ":" in strings:
+        # a text that is exactly "," or ":" is written as '","' or '":"' by itself: one member at a time
+        return b",".join(_quoted_name(name) + _dumps({"S": value}) for name, value in strings.items())
     raw = _dumps(strings)
     return raw[1:-1].replace(b'":"', b'":{"S":"').replace(b'","', b'"},"') + b"}"
 
