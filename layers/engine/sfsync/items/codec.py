@@ -22,7 +22,8 @@ a plain ``{"name":"value",...}`` object; two byte replacements turn its ``":"`` 
 ``":{"S":"`` and ``"},"`` (in JSON text made only of string members those sequences occur only
 between a name and its value, and between a value and the next name: a quote inside a string is
 always escaped; a text that is exactly ``,`` or ``:`` would make one with its own quotes, so an item
-holding one takes the member-by-member path).  The few other values (booleans, numbers, anything else) are appended one by one.
+holding one takes the member-by-member path).  The few other values (booleans, numbers, anything
+else) are appended one by one.
 The base snapshot is the same dictionary without the engine's attributes, with numbers as their
 exact JSON text (``orjson.Fragment``), dumped with sorted keys; its text stays ASCII (non-ASCII
 characters escaped as ``\\uXXXX``), byte for byte what the standard library writes with
