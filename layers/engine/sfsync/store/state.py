@@ -495,18 +495,22 @@ class StateStore:
                 return  # a later watermark is already stored; never move it back
             raise StoreError(f"cannot set the watermark of {object_name}: {exc}") from exc
 
+    @staticmethod
+    def _object_items(model: type[Model], sk: str, object_names: list[str], what: str) -> list[tuple[str, Any]]:
+        """(object name, stored item) of each object's ``sk`` item that exists (one consistent batch read,
+        all of it read before any is used); ``what`` names the read in the :class:`StoreError`."""
+        keys = [(OBJECT_PREFIX + name, sk) for name in object_names]
+        try:
+            items: list[Any] = list(model.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError(f"{what}: {exc}") from exc
+        return [(item.pk.removeprefix(OBJECT_PREFIX), item) for item in items]
+
     def watermarks(self, object_names: list[str]) -> dict[str, Watermark]:
         """The watermarks of several objects (one consistent batch read)."""
         result = {name: Watermark(None, False) for name in object_names}
-        keys = [(OBJECT_PREFIX + name, WATERMARK_SK) for name in object_names]
-        try:
-            items: list[Any] = list(self._m.watermark.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read watermarks: {exc}") from exc
-        for item in items:
-            result[item.pk.removeprefix(OBJECT_PREFIX)] = Watermark(
-                optional_instant(item.watermark), bool(item.full_copy_done)
-            )
+        for name, item in self._object_items(self._m.watermark, WATERMARK_SK, object_names, "cannot read watermarks"):
+            result[name] = Watermark(optional_instant(item.watermark), bool(item.full_copy_done))
         return result
 
     # -- freshness (what the dispatcher reports every tick) ----------------------------------------
@@ -530,13 +534,9 @@ class StateStore:
         watermark (everything below is persisted) and the last clear probe (one batch read each)."""
         marks = self.watermarks(object_names)
         result: dict[str, dt.datetime | None] = {name: marks[name].value for name in object_names}
-        keys = [(OBJECT_PREFIX + name, FRESHNESS_SK) for name in object_names]
-        try:
-            items: list[Any] = list(self._m.freshness.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the freshness of the objects: {exc}") from exc
-        for item in items:
-            name = item.pk.removeprefix(OBJECT_PREFIX)
+        for name, item in self._object_items(
+            self._m.freshness, FRESHNESS_SK, object_names, "cannot read the freshness of the objects"
+        ):
             clear = optional_instant(item.clear_until)
             current = result.get(name)
             if clear is not None and current is not None and clear > current:
@@ -547,13 +547,9 @@ class StateStore:
     def copy_requests(self, object_names: list[str]) -> dict[str, CopyRequest]:
         """Each object's :class:`CopyRequest` (an empty one when none was stored), one batch read."""
         result = {name: CopyRequest(name) for name in object_names}
-        keys = [(OBJECT_PREFIX + name, COPY_REQUEST_SK) for name in object_names]
-        try:
-            items: list[Any] = list(self._m.copy_request.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the full-copy requests: {exc}") from exc
-        for item in items:
-            name = item.pk.removeprefix(OBJECT_PREFIX)
+        for name, item in self._object_items(
+            self._m.copy_request, COPY_REQUEST_SK, object_names, "cannot read the full-copy requests"
+        ):
             result[name] = CopyRequest(
                 object_name=name,
                 generation=int(item.generation or 0),
@@ -662,13 +658,7 @@ class StateStore:
 
     def lease_statuses(self, object_names: list[str]) -> dict[str, LeaseStatus]:
         result = {name: LeaseStatus(name) for name in object_names}
-        keys = [(OBJECT_PREFIX + name, LEASE_SK) for name in object_names]
-        try:
-            items: list[Any] = list(self._m.lease.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read leases: {exc}") from exc
-        for item in items:
-            name = item.pk.removeprefix(OBJECT_PREFIX)
+        for name, item in self._object_items(self._m.lease, LEASE_SK, object_names, "cannot read leases"):
             result[name] = LeaseStatus(
                 object_name=name,
                 holder=item.holder,
@@ -837,13 +827,9 @@ class StateStore:
     def cdc_health(self, object_names: list[str]) -> dict[str, CdcHealth]:
         """Each object's :class:`CdcHealth` (``exists`` False when it never received an event), one batch read."""
         result = {name: CdcHealth(name) for name in object_names}
-        keys = [(OBJECT_PREFIX + name, CDC_SK) for name in object_names]
-        try:
-            items: list[Any] = list(self._m.cdc.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError(f"cannot read the change-event health of the objects: {exc}") from exc
-        for item in items:
-            name = item.pk.removeprefix(OBJECT_PREFIX)
+        for name, item in self._object_items(
+            self._m.cdc, CDC_SK, object_names, "cannot read the change-event health of the objects"
+        ):
             result[name] = CdcHealth(
                 object_name=name,
                 last_event_at=optional_instant(item.last_event_at),

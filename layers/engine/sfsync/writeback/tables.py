@@ -332,17 +332,14 @@ class Tables:
                 return found
             request["ExclusiveStartKey"] = last
 
-    def get_delete_intent(self, obj: str, record_id: str) -> dict[str, Any] | None:
+    def _state_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        """One state-table item, read consistently (None: there is none)."""
         table = str(self._settings.state_table)
-        response = self._call(
-            table,
-            "read",
-            self._client.get_item,
-            TableName=table,
-            Key=self.delete_key(obj, record_id),
-            ConsistentRead=True,
-        )
+        response = self._call(table, "read", self._client.get_item, TableName=table, Key=key, ConsistentRead=True)
         return image(response.get("Item"))
+
+    def get_delete_intent(self, obj: str, record_id: str) -> dict[str, Any] | None:
+        return self._state_item(self.delete_key(obj, record_id))
 
     def settle_delete_intent(self, obj: str, record_id: str, seq: str | None, *, refused: bool) -> bool:
         """A delete is settled: pushed (the intent goes) or refused (kept, unclaimed, for ``sfsync errors retry``)."""
@@ -457,16 +454,7 @@ class Tables:
         }
 
     def get_intent(self, obj: str, local_id: str) -> dict[str, Any] | None:
-        table = str(self._settings.state_table)
-        response = self._call(
-            table,
-            "read",
-            self._client.get_item,
-            TableName=table,
-            Key=self._intent_key(obj, local_id),
-            ConsistentRead=True,
-        )
-        return image(response.get("Item"))
+        return self._state_item(self._intent_key(obj, local_id))
 
     def put_intent(self, obj: str, local_id: str, intent_at: dt.datetime) -> None:
         item = {
