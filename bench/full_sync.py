@@ -258,7 +258,7 @@ def run_steps(deps: Any, objects: list[str], max_records: int) -> None:
 def build_deps(stack: Any, secret: dict[str, Any]) -> Any:
     from sfsync.core import clock
     from sfsync.core.config import load_settings
-    from sfsync.fullcopy.steps import FullSyncDeps
+    from sfsync.fullcopy.deps import FullSyncDeps
     from sfsync.salesforce import client_from_secret
     from sfsync.store.records import RecordStore
     from sfsync.store.state import StateStore
@@ -327,7 +327,7 @@ def _peak_rss_mb() -> float:
 def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     """One full result set of ``job_id`` through the page-loading path (stream, type, convert, batch)."""
     from sfsync.core.registry import build_registry, custom_spec
-    from sfsync.fullcopy.steps import FieldTypes
+    from sfsync.items.csv import FieldTypes
     from sfsync.salesforce import client_from_secret
     from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore

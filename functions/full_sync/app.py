@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfsync.core.observability import logger, metrics, tracer
-from sfsync.fullcopy.steps import FullSyncDeps
+from sfsync.fullcopy.deps import FullSyncDeps
 from sfsync.wiring import run_full_sync_step
 
 

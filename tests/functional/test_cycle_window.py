@@ -17,7 +17,8 @@ from sfsync.core.exceptions import ConfigurationError, SalesforceUnavailable, St
 from sfsync.core.registry import FAMILIES, ObjectSpec, build_registry
 from sfsync.inbound.cycle import CycleStores, build_soql, run_object_cycle, select_fields
 from sfsync.store.copies import CopyStore
-from sfsync.store.records import MAX_ITEM_BYTES, RecordStore, classify
+from sfsync.store.put_rules import classify
+from sfsync.store.records import MAX_ITEM_BYTES, RecordStore
 from sfsync.store.state import Checkpoint, Position, StateStore, WindowPlan
 
 from tests.support.aws import create_table, mocked_aws

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from sfsync.core.config import load_settings
+from sfsync.core.exceptions import InvalidExecutionInput
 from sfsync.fullcopy import steps as fullsync
+from sfsync.fullcopy.deps import FullSyncDeps
 from sfsync.fullcopy.plan import CopyPolicy
-from sfsync.fullcopy.steps import FullSyncDeps, InvalidExecutionInput
 from sfsync.inbound.cycle import CycleStores, run_object_cycle
 from sfsync.salesforce import client_from_secret
 from sfsync.store.records import RecordStore

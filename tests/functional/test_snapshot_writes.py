@@ -450,7 +450,7 @@ def test_local_changes_and_conflicts_share_one_value_equality(a: Any, b: Any, eq
 def test_given_a_pending_local_edit_when_the_sync_writes_a_salesforce_change_then_the_marker_is_kept(
     client: Any, exclusive: bool
 ) -> None:
-    from sfsync.store.records import WRITEBACK_ATTRIBUTES
+    from sfsync.store.put_rules import WRITEBACK_ATTRIBUTES
 
     write(client, [lead(1, T1)], exclusive=exclusive)
     local_edit(client, lead(1, T1)["Id"], Title="Local Title")

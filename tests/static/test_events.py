@@ -194,13 +194,14 @@ def test_given_the_state_machine_sample_input_when_executed_then_plan_receives_i
 
 @pytest.mark.parametrize("path", sorted((EVENTS / "full_sync").glob("*.json")), ids=_rel)
 def test_given_a_full_sync_sample_then_the_engines_input_model_for_its_step_accepts_it(path: Path) -> None:
+    from sfsync.fullcopy import planning
     from sfsync.fullcopy import steps as fullsync
 
     models: dict[str, type[BaseModel]] = {
-        "plan": fullsync._PlanInput,
+        "plan": planning._PlanInput,
         "mark_failed": fullsync._FailedInput,
-        "summarize": fullsync._SummaryInput,
-        "continue_as_new": fullsync._ContinueInput,
+        "summarize": planning._SummaryInput,
+        "continue_as_new": planning._ContinueInput,
     }
     event = _load(path)
     models.get(event["step"], fullsync._StepInput).model_validate(event)

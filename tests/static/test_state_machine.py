@@ -138,17 +138,18 @@ def test_given_the_definition_then_it_plans_then_maps_over_the_planned_objects_w
 def test_given_the_tasks_then_every_engine_step_is_called_with_the_inputs_the_engine_accepts(
     asl: dict[str, Any],
 ) -> None:
+    from sfsync.fullcopy import planning
     from sfsync.fullcopy import steps as fullsync
 
     tasks = _function_tasks(asl)
     assert {task["Parameters"]["step"] for task in tasks.values()} == STEPS == set(fullsync.STEPS)
     # the engine's input models forbid extra fields: the definition may pass only what they declare
     accepted: dict[str, type[BaseModel]] = {
-        "plan": fullsync._PlanInput,
-        "plan_failed": fullsync._PlanFailedInput,
+        "plan": planning._PlanInput,
+        "plan_failed": planning._PlanFailedInput,
         "mark_failed": fullsync._FailedInput,
-        "summarize": fullsync._SummaryInput,
-        "continue_as_new": fullsync._ContinueInput,
+        "summarize": planning._SummaryInput,
+        "continue_as_new": planning._ContinueInput,
     }
     iteration = asl["States"]["CopyObjects"]["ItemProcessor"]["States"]
     for name, task in tasks.items():

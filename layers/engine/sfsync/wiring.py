@@ -23,7 +23,8 @@ from sfsync.core.events import FullSyncStepEvent, ObjectSyncEvent, parse_dispatc
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.core.observability import bind, count, logger
 from sfsync.dispatch.dispatcher import FullCopies, Invoker, run_tick
-from sfsync.fullcopy.steps import FullSyncDeps, run_step
+from sfsync.fullcopy.deps import FullSyncDeps
+from sfsync.fullcopy.steps import run_step
 from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
 from sfsync.salesforce.ports import EconomyPort
 from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client

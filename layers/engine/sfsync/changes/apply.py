@@ -63,7 +63,8 @@ from sfsync.inbound.fields import Selection, select_fields, soql_select
 from sfsync.items.images import item_from_wire
 from sfsync.items.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
 from sfsync.salesforce.ports import ChangePort
-from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.put_rules import PageOutcome
+from sfsync.store.records import RecordStore
 from sfsync.store.state import CLAIM_SECONDS, StateStore, new_cycle_id
 
 #: Change events stay on Salesforce's event bus for 72 hours (§9.5): an older event means what came

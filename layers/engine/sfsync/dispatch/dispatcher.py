@@ -79,8 +79,8 @@ from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.core.registry import ObjectSpec
 from sfsync.dispatch.budget import ApiBudget, BudgetDecision, emit_budget
 from sfsync.dispatch.probe import ProbeResult, probe_gate
+from sfsync.fullcopy.deps import note_copy_failure
 from sfsync.fullcopy.plan import copy_gate, execution_name
-from sfsync.fullcopy.steps import note_copy_failure
 from sfsync.inbound.lifecycle import lifecycle_work_due
 from sfsync.salesforce.ports import EconomyPort
 from sfsync.store.copies import Copy, CopyProgress

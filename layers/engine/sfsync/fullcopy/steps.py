@@ -1,4 +1,8 @@
-"""The first full copy of an object: the engine logic of every step of the full-sync workflow.
+"""The first full copy of an object: the engine logic of the full-sync workflow's steps.
+
+This module holds the per-object steps and the router (:func:`run_step`); the steps around the
+per-object loop (``plan``, ``plan_failed``, ``summarize``, ``continue_as_new``) are in
+:mod:`sfsync.fullcopy.planning`, the adapters they share in :mod:`sfsync.fullcopy.deps`.
 
 The state machine (``statemachine/full_sync.asl.json``) runs, per object, ``start_job`` ->
 (``Wait`` + ``poll_job``)* -> ``load_page``* -> ``finish``, routed by the ``next`` field every step
@@ -50,72 +54,40 @@ put's body is the finished JSON text.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from sfsync.core.clock import Clock, parse_instant, salesforce_now, to_iso_ms
-from sfsync.core.config import Settings
+from sfsync.core.clock import parse_instant, salesforce_now, to_iso_ms
 from sfsync.core.exceptions import (
     BulkJobFailed,
-    ConfigurationError,
-    ContinuationFailed,
     CopyConflict,
-    DispatchFailed,
     InvalidExecutionInput,
     InvalidQueryLocator,
     SalesforceQueryTimeout,
     SalesforceRequestError,
 )
 from sfsync.core.observability import bind, count, logger, metrics_for_object
-from sfsync.core.registry import BULK_UNSUPPORTED_OBJECTS, ObjectSpec
+from sfsync.core.registry import ObjectSpec
+from sfsync.fullcopy.deps import FullSyncDeps, note_copy_failure, validate_input
 from sfsync.fullcopy.plan import (
     CopyPolicy,
     Next,
     _range_where,
     bulk_soql,
     failure_action,
-    plan_object,
     poll_wait_seconds,
     rest_soql,
     split_id_range,
     split_range,
 )
+from sfsync.fullcopy.planning import continue_as_new, plan, plan_failed, summarize
 from sfsync.inbound.fields import check_soql_names
 from sfsync.items.csv import FieldTypes
-from sfsync.salesforce.ports import CopyPort
 from sfsync.store.batch_loader import BatchLoader
-from sfsync.store.copies import SAVE_ATTEMPTS, Copy, CopyStore, Part, error_text, progress_figures
-from sfsync.store.records import RecordStore
-from sfsync.store.state import StateStore
-from sfsync.store.stepfunctions import FullCopyStarter
-
-# ------------------------------------------------------------------------------------------------
-# Policy, ports (the errors InvalidExecutionInput, CopyConflict, ContinuationFailed: sfsync.core.exceptions)
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FullSyncDeps:
-    """The adapters a step runs against (built by the handler, or by tests)."""
-
-    settings: Settings
-    sf: CopyPort
-    state: StateStore
-    records: RecordStore
-    dynamodb: Any  # boto3 DynamoDB client (batch writes and the copy document)
-    clock: Clock
-    policy: CopyPolicy = field(default_factory=CopyPolicy)
-    bulk_unsupported: frozenset[str] = BULK_UNSUPPORTED_OBJECTS
-    stepfunctions: Any = None  # boto3 Step Functions client (continue_as_new only)
-
-    @property
-    def copies(self) -> CopyStore:
-        return CopyStore(self.dynamodb, self.settings.state_table)
-
+from sfsync.store.copies import SAVE_ATTEMPTS, Copy, Part, progress_figures
 
 # ------------------------------------------------------------------------------------------------
 # Step inputs
@@ -138,300 +110,9 @@ class _FailedInput(_StepInput):
     error: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Request(BaseModel):
-    """What the workflow was asked to copy (the execution input), as plan and plan_failed receive it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    step: str | None = None
-    objects: list[str] | None = None
-    resync: list[str] | bool = False
-    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
-    execution_id: str | None = None
-
-
-class _PlanInput(_Request):
-    execution_name: str | None = Field(default=None, max_length=80)
-    base_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    generation: int = Field(default=0, ge=0, le=9999)
-    max_records: int | None = Field(default=None, ge=1, le=1_000_000)
-    pages_per_execution: int | None = Field(default=None, ge=1, le=5_000)
-
-
-class _SummaryInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    step: str | None = None
-    results: list[dict[str, Any]]
-    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    generation: int = Field(default=0, ge=0, le=9999)
-    requested_by: str = "unknown"
-
-
-def _validate[M: BaseModel](model: type[M], event: Any, step: str) -> M:
-    if not isinstance(event, Mapping):
-        raise InvalidExecutionInput(f"{step}: input must be a JSON object, got {type(event).__name__}")
-    try:
-        return model.model_validate(dict(event))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<input>'}: {err['msg']}" for err in exc.errors()
-        )
-        count("InvalidExecutionInput")
-        raise InvalidExecutionInput(f"{step}: invalid input: {problems}") from None
-
-
 # ------------------------------------------------------------------------------------------------
 # Steps
 # ------------------------------------------------------------------------------------------------
-
-
-def plan(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
-    """Validate the workflow input and prepare one copy document per object that needs a copy.
-
-    Input ``{"objects": [...] (default: all configured), "resync": [...] | true, "requested_by":
-    "...", "max_records": n}``.  Objects already copied are skipped unless named in ``resync``;
-    an unfinished copy is kept (the new execution resumes it).  Output ``{"objects": [{"object",
-    "mode"}...], "skipped": [...], "failed": [...], "warnings": [...], "requested_by"}``; an object
-    that cannot be copied (unreadable key fields) is recorded failed and left out of ``objects``.
-    """
-    if isinstance(event, Mapping) and isinstance(event.get("request"), Mapping):
-        # the state machine passes the execution input whole: {"step": "plan", "request.$": "$", ...}
-        event = {**event["request"], **{k: v for k, v in event.items() if k != "request"}}
-    request = _validate(_PlanInput, event, "plan")
-    registry = deps.settings.registry
-    names = request.objects if request.objects is not None else registry.names()
-    unknown = [name for name in names if name not in registry]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    resync = set(names) if request.resync is True else set(request.resync or [])
-    problems = []
-    if not names:
-        problems.append("objects is empty")
-    if unknown:
-        problems.append(f"unknown object(s) {', '.join(unknown)} (configured: {', '.join(registry.names())})")
-    if duplicates:
-        problems.append(f"object(s) listed twice: {', '.join(duplicates)}")
-    if resync - set(names):
-        problems.append(f"resync names object(s) not being copied: {', '.join(sorted(resync - set(names)))}")
-    if problems:
-        count("InvalidExecutionInput")
-        raise InvalidExecutionInput("plan: " + "; ".join(problems))
-
-    policy = deps.policy
-    if request.max_records is not None:
-        policy = replace(policy, max_records=request.max_records)
-    if request.pages_per_execution is not None:
-        policy = replace(policy, pages_per_execution=request.pages_per_execution)
-    store, now = deps.copies, deps.clock.now()
-    planned: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    failed: list[dict[str, str]] = []
-    warnings: list[str] = []
-    for name in names:
-        spec = registry.get(name)
-        existing = store.get(name)
-        if existing is not None and name not in resync:
-            if existing.status == "done":
-                skipped.append({"object": name, "reason": f"already copied (copy {existing.copy_id})"})
-                continue
-            if existing.status in ("failed", "running") and existing.parts:
-                if existing.status == "failed":
-                    _resume_failed(existing)  # a re-started copy goes on from its checkpoint
-                existing.execution_arn = request.execution_id  # this execution takes the copy over
-                if not store.save(existing, now=now):
-                    raise CopyConflict(f"the full copy of {name} changed while it was being planned")
-                current = existing.current
-                mode = existing.parts[current].mode if current is not None else "bulk"
-                planned.append({"object": name, "mode": mode, "resumed": True})
-                continue
-        calls_before = deps.sf.calls_made
-        try:
-            object_plan = plan_object(spec, deps.sf.describe(name), bulk_unsupported=deps.bulk_unsupported)
-        except ConfigurationError as exc:
-            failed.append({"object": name, "reason": str(exc)})
-            _record_failure(deps, name, {"Error": "ConfigurationError", "Cause": str(exc)}, request.requested_by)
-            continue
-        warnings.extend(object_plan.warnings)
-        for warning in object_plan.warnings:
-            logger.warning(warning, extra={"object": name})
-        copy = Copy(
-            object_name=name,
-            copy_id=f"{name}-{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}",
-            fields=list(object_plan.fields),
-            types=object_plan.types.to_doc(),
-            policy=asdict(policy),
-            parts=[Part(mode=object_plan.mode)],
-            engine_started_at=to_iso_ms(now),
-            warnings=list(object_plan.warnings),
-            requested_by=request.requested_by,
-            api_calls=deps.sf.calls_made - calls_before,
-            execution_arn=request.execution_id,
-            failures=existing.failures if existing is not None and existing.status == "failed" else 0,
-        )
-        store.replace_copy(copy, now=now)
-        planned.append({"object": name, "mode": object_plan.mode, "resumed": False})
-    logger.info("full copy planned", extra={"objects": planned, "skipped": skipped, "failed": failed})
-    return {
-        "objects": planned,
-        "skipped": skipped,
-        "failed": failed,
-        "warnings": warnings,
-        "requested_by": request.requested_by,
-        "base_name": request.base_name or _base_name(request.execution_name),
-        "generation": request.generation,
-    }
-
-
-class _PlanFailedInput(_Request):
-    error: dict[str, Any] = Field(default_factory=dict)
-
-
-def plan_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
-    """``plan`` failed (the Catch of the Plan state): record the failure on every object the execution
-    was asked to copy, so the dispatcher retries them within minutes (with back-off) and shows why.
-
-    An object whose copy is done is left alone unless the execution was a re-sync of it; a copy another
-    execution drives is left alone too.  Unknown names in ``objects`` are ignored (plan refused them).
-    """
-    request = _validate(_PlanFailedInput, event, "plan_failed")
-    registry = deps.settings.registry
-    names = [n for n in (request.objects if request.objects is not None else registry.names()) if n in registry]
-    resync = set(names) if request.resync is True else set(request.resync or [])
-    error = {str(k): str(v)[:2000] for k, v in request.error.items()} or {"Error": "PlanFailed", "Cause": "unknown"}
-
-    def untouched(copy: Copy) -> bool:
-        if copy.version == 0:
-            return False  # no document yet: the failure is recorded on a new one
-        if copy.status == "done" and copy.object_name not in resync:
-            return True
-        owner = copy.execution_arn
-        return copy.status == "running" and owner is not None and owner != request.execution_id
-
-    recorded: list[str] = []
-    for name in names:
-        stored = deps.copies.get(name) if name in resync else None
-        copy = deps.copies.record_failure(
-            name,
-            error,
-            now=deps.clock.now(),
-            requested_by=request.requested_by,
-            policy=asdict(deps.policy),
-            unless=untouched,
-            # a re-sync whose plan failed is retried from zero, never "resumed" from the old, done copy
-            fresh=stored is not None and stored.requested_by != request.requested_by,
-        )
-        if copy is not None:
-            note_copy_failure(name, error)
-            recorded.append(name)
-    return {"failed": recorded, "error": error_text(error)}
-
-
-class _ContinueInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    step: str | None = None
-    state_machine_arn: str = Field(
-        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
-    )
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
-    objects: list[str] = Field(min_length=1)
-    base_name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    generation: int = Field(ge=1, le=9999)
-    requested_by: str = "unknown"
-
-
-def continue_as_new(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
-    """Start the same workflow again for the objects that still have pages to copy.
-
-    The execution name ``<base>-<generation>`` makes a repeated call (a retried Task) a no-op:
-    ``ExecutionAlreadyExists`` is success.  The new execution's ``plan`` finds the copies running
-    and resumes them from their checkpoints.
-    """
-    request = _validate(_ContinueInput, event, "continue_as_new")
-    if deps.stepfunctions is None:
-        raise ConfigurationError("continue_as_new needs a Step Functions client")
-    payload = {
-        "objects": request.objects,
-        "requested_by": request.requested_by,
-        "base_name": request.base_name,
-        "generation": request.generation,
-    }
-    starter = FullCopyStarter(request.state_machine_arn, deps.stepfunctions)
-    try:
-        start = starter.start_full_copy(request.name, payload)
-    except DispatchFailed as exc:
-        raise ContinuationFailed(f"cannot start the continuation {request.name}: {exc}") from exc
-    logger.info(
-        "full copy continues in a new execution", extra={"execution_name": request.name, "started": start.started}
-    )
-    return {
-        "execution_arn": start.execution_arn,
-        "name": request.name,
-        "started": start.started,
-        "objects": request.objects,
-    }
-
-
-def _base_name(execution_name: str | None) -> str:
-    """A name continuation executions derive theirs from (``<base>-<generation>``, at most 80 chars)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", execution_name or "full-sync")[:64]
-    return cleaned or "full-sync"
-
-
-def summarize(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
-    """After the per-object loop: which objects must continue in a new execution, and the totals.
-
-    Input ``{"results": [step outputs...], "base_name", "generation", "requested_by"}``; output
-    ``{"continue": bool, "objects": [...], "generation": n + 1, "name": "<base>-<n+1>", "summary":
-    {object: {status, records_copied, total, rate_per_s, eta_seconds, parts, api_calls, ...}},
-    "records_copied": n, "total": n | None}`` (totals over this execution's objects).
-    """
-    request = _validate(_SummaryInput, event, "summarize")
-    remaining: list[str] = []
-    summary: dict[str, Any] = {}
-    for result in request.results:
-        name = result.get("object")
-        if not isinstance(name, str) or name not in deps.settings.registry:
-            raise InvalidExecutionInput(f"summarize: result without a configured object: {result!r:.200}")
-        if result.get("next") == "continue":
-            remaining.append(name)
-        summary[name] = {key: result.get(key) for key in _SUMMARY_KEYS}
-    generation = request.generation + 1
-    copied = sum(int(entry.get("records_copied") or 0) for entry in summary.values())
-    totals = [entry.get("total") for entry in summary.values()]
-    return {
-        "continue": bool(remaining),
-        "objects": remaining,
-        "generation": generation,
-        "name": f"{request.base_name}-{generation}",
-        "base_name": request.base_name,
-        "requested_by": request.requested_by,
-        "summary": summary,
-        "records_copied": copied,
-        "total": sum(int(t) for t in totals if t is not None) if all(t is not None for t in totals) else None,
-    }
-
-
-_SUMMARY_KEYS = (
-    "status",
-    "next",
-    "records_copied",
-    "total",
-    "rate_per_s",
-    "eta_seconds",
-    "parts",
-    "api_calls",
-    "bulk_jobs",
-    "bulk_failures",
-    "error",
-)
-
-
-def _resume_failed(copy: Copy) -> None:
-    copy.status, copy.error, copy.finished_at = "running", None, None
-    index = copy.current
-    if index is not None:
-        copy.parts[index].attempts = 0
 
 
 def _copy_step(
@@ -439,7 +120,7 @@ def _copy_step(
 ) -> dict[str, Any]:
     """Validate a per-object step's input, run ``action(copy, pages_this_execution)`` on the copy
     document, and pass the execution's page count on (plus ``pages_read``)."""
-    request = _validate(_StepInput, event, step)
+    request = validate_input(_StepInput, event, step)
     out = _with_copy(
         deps, request.object, lambda copy: action(copy, request.pages_this_execution), execution=request.execution_id
     )
@@ -471,7 +152,7 @@ def mark_failed(event: Any, deps: FullSyncDeps) -> dict[str, Any]:
 
     A copy another execution has taken over meanwhile is left alone (route ``superseded``).
     """
-    request = _validate(_FailedInput, event, "mark_failed")
+    request = validate_input(_FailedInput, event, "mark_failed")
     if request.object not in deps.settings.registry:
         raise InvalidExecutionInput(f"mark_failed: object {request.object!r} is not configured")
     error = {str(k): str(v)[:2000] for k, v in request.error.items()}
@@ -914,23 +595,6 @@ def _finish(copy: Copy, deps: FullSyncDeps) -> Next:
     return "done"
 
 
-def _record_failure(deps: FullSyncDeps, name: str, error: dict[str, str], requested_by: str | None) -> Copy:
-    copy = deps.copies.record_failure(
-        name, error, now=deps.clock.now(), requested_by=requested_by, policy=asdict(deps.policy)
-    )
-    assert copy is not None  # no ``unless``: always recorded
-    note_copy_failure(name, error)
-    return copy
-
-
-def note_copy_failure(name: str, error: Mapping[str, str]) -> None:
-    """The log line and the alarmable metrics of a failed copy."""
-    count("FullSyncObjectFailed")
-    with metrics_for_object(name) as m:
-        m.add("FullSyncFailed", 1)
-    logger.error("full copy of the object failed", extra={"object": name, "error": dict(error)})
-
-
 def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
     """What the state machine passes on (and the execution's output shows per object)."""
     index = copy.current
@@ -976,17 +640,11 @@ def _output(copy: Copy, deps: FullSyncDeps, route: Next) -> dict[str, Any]:
 
 __all__ = [
     "STEPS",
-    "FullSyncDeps",
-    "continue_as_new",
     "finish",
     "load_page",
     "mark_failed",
-    "note_copy_failure",
-    "plan",
-    "plan_failed",
     "poll_job",
     "run_step",
     "split_kind",
     "start_job",
-    "summarize",
 ]

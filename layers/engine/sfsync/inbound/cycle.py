@@ -75,7 +75,8 @@ from sfsync.inbound.formulas import refresh_due, refresh_formulas
 from sfsync.inbound.lifecycle import check_deletes, reconcile, reconcile_due
 from sfsync.items.csv import FieldTypes, typed_row
 from sfsync.salesforce.ports import CyclePort
-from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.put_rules import PageOutcome
+from sfsync.store.records import RecordStore
 from sfsync.store.state import (
     Checkpoint,
     CycleSummary,

@@ -31,7 +31,8 @@ from sfsync.core.clock import to_soql
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.core.registry import ObjectSpec
 from sfsync.salesforce.ports import QueryPort
-from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.put_rules import PageOutcome
+from sfsync.store.records import RecordStore
 
 #: describe types never selected: compound values (their components are fields of their own) and
 #: blobs (REST returns a URL per row, not the content).

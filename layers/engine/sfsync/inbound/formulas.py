@@ -8,7 +8,7 @@ those attributes plus ``_formulas_as_of`` (ISO ms Z, the refresh time) on items 
 changed (or never had them); unchanged items are not rewritten, so a refresh costs no write
 capacity and raises no stream events for them.  The object's last refresh time is kept in the
 state table (``Lifecycle.formulas_refreshed_at``).  Between refreshes, puts of newer versions
-carry the stored formula values over (:func:`sfsync.store.records.carry_over`).
+carry the stored formula values over (:func:`sfsync.store.put_rules.carry_over`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sfsync.core.clock import to_iso_ms
 from sfsync.core.registry import ObjectSpec
 from sfsync.inbound.fields import Selection, read_columns
 from sfsync.salesforce.ports import QueryPort
-from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.put_rules import PageOutcome
+from sfsync.store.records import RecordStore
 
 
 def refresh_due(last: dt.datetime | None, now: dt.datetime, interval_seconds: int) -> bool:

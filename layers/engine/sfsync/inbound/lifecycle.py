@@ -31,7 +31,8 @@ from sfsync.core.exceptions import ReplicationWindowError, SalesforceRequestErro
 from sfsync.core.observability import logger
 from sfsync.core.registry import ObjectSpec
 from sfsync.inbound.fields import Selection, soql_select
-from sfsync.store.records import PageOutcome, RecordStore
+from sfsync.store.put_rules import PageOutcome
+from sfsync.store.records import RecordStore
 from sfsync.store.state import Lifecycle
 
 #: getDeleted answers for the last 15 days (spec §3.2); stay a little inside that.

@@ -27,7 +27,8 @@ from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import EncodedItem, RestItems, batch_put_body
 from sfsync.items.csv import CsvItems, FieldTypes
 from sfsync.store.ddb_wire import WireCalls
-from sfsync.store.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, COUNTER_FOR, THROTTLE_CODES, RecordStore
+from sfsync.store.put_rules import COUNTER_FOR
+from sfsync.store.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, THROTTLE_CODES, RecordStore
 
 MAX_UNPROCESSED_ROUNDS = 8
 

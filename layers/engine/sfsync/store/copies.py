@@ -22,7 +22,7 @@ from sfsync.core.exceptions import (
     StoreError,
     StoreThrottled,
 )
-from sfsync.store.records import COUNTER_FOR
+from sfsync.store.put_rules import COUNTER_FOR
 
 FULLCOPY_SK = "FULLCOPY"
 OBJECT_PREFIX = "OBJECT#"
