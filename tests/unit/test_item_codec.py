@@ -440,3 +440,34 @@ def expected_csv_item(spec: ObjectSpec, csv_row: dict[str, str | None]) -> dict[
     if deleted and csv_row.get("MasterRecordId"):
         item["_merged_into"] = csv_row["MasterRecordId"]
     return item
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-29T10:00:00.000Z",  # a leap day: the memoised check, not the one-call pattern
+        "2026-02-29T10:00:00.000Z",  # not a real day
+        "2026-04-31T10:00:00.000Z",
+        "2026-12-31T23:59:59.999Z",
+        "2026-01-01T24:00:00.000Z",
+        "0000-01-01T00:00:00.000Z",
+        "2026-11-24T12:00:00.000+0000",
+        "2026-11-24T12:00:00.000+0100",
+        "2026-1l-24T12:00:00.000Z",
+    ],
+)
+def test_given_a_csv_datetime_in_any_form_then_the_fast_path_gives_what_the_rules_give(text: str) -> None:
+    from sfsync.items.csv import CsvItems
+
+    spec = ObjectSpec("Account", "Account", direction="both")
+    row = {"Id": "001000000000001AAA", "IsDeleted": "false", "SystemModstamp": "2026-11-24T12:00:00.000Z"}
+    rows = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED)
+    (fast,) = rows.encode_rows([{**row, "CreatedDate": text}])
+    try:
+        plain: Any = codec.encoded_item(spec, rows.item({**row, "CreatedDate": text}))
+    except UnstorableRecord as exc:
+        plain = exc
+    assert type(fast) is type(plain)
+    if not isinstance(plain, UnstorableRecord):
+        assert not isinstance(fast, UnstorableRecord)
+        assert json.loads(fast.text) == json.loads(plain.text)
