@@ -32,13 +32,20 @@ includes the floor; ``engine_excluding_download_parse_*`` subtracts it (the same
 page-loading probe, which runs one result set of the largest object against a null DynamoDB
 client in a process of its own: no local DynamoDB, no stream deliveries, no moto heap to collect).
 
+The copy's own writes reach the stream-triggered functions (the write-back) in-process, as the
+local stack delivers them; here their records are pooled and delivered in batches of the mappings'
+``BatchSize`` (:func:`sfsync_local.lambda_runtime.coalesce_stream_delivery`), as Lambda's poller fills
+batches from a busy stream, instead of one invocation per ``BatchWriteItem`` of 25 items
+(``--per-request-streams``: the local stack's default).  Every record is still delivered within the
+timed copy.
+
 moto's own ceiling is measured in the same run (``moto_ceiling_at_mean_width``: wire-format
 ``BatchWriteItem`` of items as wide as the copy's mean, nothing else), and alone with
 ``--moto-ceiling ITEMS`` (1- and 45-attribute items, with and without the local stack's moto
 speed-ups).
 
 Usage: .venv/bin/python bench/full_sync.py [--records 1000000] [--max-records 50000] [--json]
-       [--template PATH] [--steps]
+       [--template PATH] [--steps] [--per-request-streams]
 """
 
 from __future__ import annotations
@@ -456,6 +463,12 @@ def main() -> int:
     parser.add_argument("--template", default=str(REPO / "template.yaml"), help="template to deploy on the local stack")
     parser.add_argument("--steps", action="store_true", help="drive the steps in a loop instead of the state machine")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--per-request-streams",
+        action="store_true",
+        help="deliver the copy's stream records when each request ends (the local stack's default) "
+        "instead of in batches of the mappings' BatchSize",
+    )
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--moto-ceiling",
@@ -487,6 +500,7 @@ def main() -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from sfsync.core.registry import standard_object_names
     from sfsync.store.copies import CopyStore
+    from sfsync_local.lambda_runtime import coalesce_stream_delivery
     from sfsync_local.stack import LocalStack
 
     seed_started = time.perf_counter()
@@ -506,9 +520,15 @@ def main() -> int:
             mode = "state machine" if wired and not args.steps else "steps loop"
             deps = build_deps(stack, secret)
             meter = Meter()
+            batch_size = stack.runtime.stream_batch_size()
+            streams = (
+                contextlib.nullcontext()
+                if args.per_request_streams or not batch_size
+                else coalesce_stream_delivery(batch_size)
+            )
             started = time.perf_counter()
             cpu_started = time.process_time()
-            with metered(meter), redirect_stdout(sys.stderr):  # EMF metric lines go to stderr
+            with metered(meter), redirect_stdout(sys.stderr), streams:  # EMF metric lines go to stderr
                 if mode == "state machine":
                     executions = run_state_machine(stack, objects + custom, args.max_records)
                 else:
@@ -551,6 +571,9 @@ def main() -> int:
             else "FullSyncFunction is not wired to sfsync.fullcopy.steps in this template (or --steps): "
             "the steps were driven in a loop the way the state machine routes them"
         ),
+        "stream_delivery": "per request"
+        if args.per_request_streams or not batch_size
+        else f"pooled, batches of up to {batch_size} records (the mappings' BatchSize)",
         "records_generated": args.records,
         "emulator_seed_seconds": round(seed_seconds, 1),
         "records_copied": copied,

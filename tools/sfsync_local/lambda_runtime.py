@@ -22,7 +22,10 @@ function once per changed item, inside the put; here the records a DynamoDB requ
 (a ``BatchWriteItem`` of 25 items: 25 records) are collected while the request runs and delivered
 when it ends, in order, up to ``BatchSize`` records per invocation.  Every record is still delivered
 before the write call returns, so after any write (and after :meth:`InProcessLambdaRuntime.drain`)
-nothing is pending.
+nothing is pending - except inside :func:`coalesce_stream_delivery` (benchmarks of bulk writes), where
+the records of all threads' requests are pooled and delivered, in order, once a trigger's ``BatchSize``
+worth is waiting (and the rest when the block ends or on ``drain``), as Lambda's poller fills a batch
+from a busy stream instead of invoking the function per request.
 
 The handlers share this process: invocations are serialised by one lock, and ``os.environ`` holds the
 function's variables only while its handler runs (nested invocations restore the outer ones).
@@ -70,6 +73,7 @@ __all__ = [
     "LocalInvokeError",
     "QueueTrigger",
     "StreamTrigger",
+    "coalesce_stream_delivery",
     "defer_stream_delivery",
     "dynamodb_requests_paused",
     "dynamodb_write_count",
@@ -227,6 +231,10 @@ class InProcessLambdaRuntime:
     def register_stream_trigger(self, trigger: StreamTrigger) -> None:
         self._stream_triggers[(trigger.function_name, trigger.stream_arn)] = trigger
 
+    def stream_batch_size(self) -> int:
+        """The largest ``BatchSize`` of the registered stream triggers (0: none)."""
+        return max((t.batch_size for t in self._stream_triggers.values()), default=0)
+
     @property
     def lock(self) -> threading.RLock:
         """Held while a handler runs: another thread holding it runs nothing concurrently with a handler."""
@@ -369,6 +377,7 @@ class InProcessLambdaRuntime:
         Stream records of a change made outside a DynamoDB request on this thread (none of the
         project's paths do that) and the records of served requests still queued are delivered first."""
         _StreamBatches.flush()
+        _StreamBatches.flush_pool(until_empty=True)
         self.deliver_deferred_streams()
         done: list[Invocation] = []
         while self._queue:
@@ -668,6 +677,11 @@ class _StreamBatches:
     _deferred_ready = threading.Condition(threading.Lock())
     _delivery_lock: ClassVar[list[Any]] = []  # the lock deliveries take while records may be deferred
     _write_count = 0  # DynamoDB write requests executed (counted under the request lock)
+    #: Inside coalesce_stream_delivery: records are pooled (all threads) until this many are waiting.
+    _coalesce = 0
+    _pool: ClassVar[list[tuple[int, Any, Any]]] = []
+    _pool_guard = threading.Lock()  # leaf lock: appends and swaps of the pool
+    _pool_delivery = threading.RLock()  # one pooled delivery at a time (re-entered by its handlers' writes)
     _WRITE_ACTIONS = frozenset(
         {
             "PutItem",
@@ -710,6 +724,9 @@ class _StreamBatches:
                 with cls._deferred_ready:
                     cls._deferred.append(entry)
                     cls._deferred_ready.notify_all()
+            elif cls._coalesce:
+                with cls._pool_guard:
+                    cls._pool.append(entry)
             else:
                 cls._pending().append(entry)
 
@@ -771,6 +788,8 @@ class _StreamBatches:
         While requests may be deferred, the queued records older than this thread's are delivered
         first, all under the delivery lock (the owning runtime's lock: a handler running on this thread
         holds it already), so no shard's records overtake each other."""
+        if cls._pool and len(cls._pool) >= cls._coalesce:
+            cls.flush_pool()
         pending = cls._pending()
         if not pending:
             return
@@ -778,6 +797,22 @@ class _StreamBatches:
             records, pending[:] = list(pending), []
             older = cls._take_deferred(before=records[0][0]) if cls._deferred else []
             cls._deliver(older + records)
+
+    @classmethod
+    def flush_pool(cls, *, until_empty: bool = False) -> None:
+        """Deliver the pooled records (see :func:`coalesce_stream_delivery`), in order, after the queued
+        records of served requests older than them; ``until_empty``: also what the functions' own
+        writes pool meanwhile."""
+        with cls._lock_for_delivery(), cls._pool_delivery:
+            while True:
+                with cls._pool_guard:
+                    records, cls._pool[:] = list(cls._pool), []
+                if not records:
+                    return
+                older = cls._take_deferred(before=records[0][0]) if cls._deferred else []
+                cls._deliver(older + records)
+                if not until_empty:
+                    return
 
     @classmethod
     def deliver_deferred(cls) -> int:
@@ -813,6 +848,25 @@ def defer_stream_delivery() -> Iterator[None]:
         yield
     finally:
         _StreamBatches._local.deferred = previous
+
+
+@contextmanager
+def coalesce_stream_delivery(records: int) -> Iterator[None]:
+    """Inside the block, the stream records of DynamoDB requests (any thread, except those inside
+    :func:`defer_stream_delivery`) are pooled and delivered once ``records`` are waiting, in batches of
+    each trigger's ``BatchSize``, instead of when each request ends; the rest when the block ends.
+    For benchmarks of bulk writes (a full copy's ``BatchWriteItem`` of 25 items would otherwise invoke
+    the stream's functions once per request, where Lambda's poller fills batches of ``BatchSize``)."""
+    if records < 1:
+        raise ValueError("records must be >= 1")
+    if _StreamBatches._coalesce:
+        raise RuntimeError("stream deliveries are already coalesced")
+    _StreamBatches._coalesce = records
+    try:
+        yield
+    finally:
+        _StreamBatches._coalesce = 0
+        _StreamBatches.flush_pool(until_empty=True)
 
 
 @contextmanager
