@@ -118,7 +118,9 @@ class Meter:
     gc_cpu: float = 0.0
     load_calls: int = 0
     steps: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: re-entrant: the cyclic GC's callback (``gc_pass``) takes it and may run while this thread holds it
+    #: (a collection triggered by an allocation inside a ``with meter.lock`` block); a plain Lock deadlocked
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 @contextmanager
