@@ -10,7 +10,8 @@ from sfsync.core.clock import EPOCH, UTC
 from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import DispatchFailed, LeaseHeld, LeaseLost
 from sfsync.core.registry import ObjectSpec
-from sfsync.dispatch.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
+from sfsync.dispatch.copies import FullCopies
+from sfsync.dispatch.dispatcher import DispatchResult, Gate, Invoker, dispatch
 from sfsync.store.copies import CopyStore
 from sfsync.store.state import (
     Checkpoint,

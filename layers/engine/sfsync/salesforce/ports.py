@@ -85,7 +85,7 @@ class ProbePort(Composite, Protocol):
 
 
 class EconomyPort(Composite, Usage, Protocol):
-    """The dispatcher's API economy: probe, budget (:mod:`sfsync.dispatch.dispatcher`)."""
+    """The dispatcher's API economy: probe, budget (:mod:`sfsync.dispatch.economy`)."""
 
 
 class ChangePort(Describe, Composite, QueryMore, Protocol):
