@@ -191,7 +191,7 @@ def full_sync_deps() -> FullSyncDeps:
 def change_events_deps() -> ChangeDeps:
     """The adapters of ChangeEventFunction (the Event Relay queue's batches)."""
     from sfsync.changes.apply import ChangeDeps
-    from sfsync.changes.errors import EventErrors
+    from sfsync.store.event_errors import EventErrors
 
     settings, secret = configuration(*_RECORD_SETTINGS)
     client = dynamodb_client()
