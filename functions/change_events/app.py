@@ -17,14 +17,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfsync.changes.apply import ChangeDeps, Message, process_messages
 from sfsync.core.events import SqsBatchEvent, parse_event
+from sfsync.core.exceptions import ChangeEventNotApplied
 from sfsync.core.observability import logger, metrics, tracer
 from sfsync.wiring import change_events_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)
-
-
-class ChangeEventNotApplied(Exception):
-    """A change-event message this invocation could not finish (SQS delivers it again)."""
 
 
 def handle(event: Any, context: Any, deps: ChangeDeps | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sfsync.core import clock as sfsync_clock
-from sfsync.dispatch.dispatcher import FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
+from sfsync.dispatch.copies import FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
 
 from tests.functional.conftest import DeployStack
 from tests.support.emulator import EmulatorTime, reset_engine_caches

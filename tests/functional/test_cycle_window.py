@@ -15,11 +15,12 @@ from sfsync.core.clock import UTC, FixedClock, to_iso_ms
 from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import ConfigurationError, SalesforceUnavailable, StoreThrottled
 from sfsync.core.registry import FAMILIES, ObjectSpec, build_registry
+from sfsync.core.window import Checkpoint, Position, WindowPlan
 from sfsync.inbound.cycle import CycleStores, build_soql, run_object_cycle, select_fields
 from sfsync.store.copies import CopyStore
 from sfsync.store.put_rules import classify
 from sfsync.store.records import MAX_ITEM_BYTES, RecordStore
-from sfsync.store.state import Checkpoint, Position, StateStore, WindowPlan
+from sfsync.store.state import StateStore
 
 from tests.support.aws import create_table, mocked_aws
 

@@ -14,18 +14,14 @@ import pytest
 from sfsync.core.clock import UTC, to_iso_ms
 from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import DispatchFailed, SalesforceRateLimited
-from sfsync.dispatch.dispatcher import (
-    BUDGET_RECHECK_SECONDS,
+from sfsync.dispatch.copies import (
     COPY_START_TIMEOUT_SECONDS,
     FAILED_COPY_RETRY_SECONDS,
-    ApiEconomy,
-    DispatchResult,
     FullCopies,
     copy_execution_name,
-    dispatch,
-    event_reason,
-    request_resync,
 )
+from sfsync.dispatch.dispatcher import DispatchResult, dispatch, event_reason, request_resync
+from sfsync.dispatch.economy import BUDGET_RECHECK_SECONDS, ApiEconomy
 from sfsync.fullcopy.plan import CopyPolicy
 from sfsync.store.copies import Copy, CopyStore
 from sfsync.store.org_state import BudgetRecord, OrgStateStore
@@ -603,7 +599,7 @@ def test_given_a_copy_left_running_by_an_execution_that_ended_then_it_is_marked_
 def test_given_a_running_execution_then_a_quiet_copy_is_left_alone_until_it_stalls_for_hours(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatch.dispatcher import COPY_STALL_SECONDS
+    from sfsync.dispatch.copies import COPY_STALL_SECONDS
 
     finished_cycles(state, ended=at(0), objects=["Account", "Contact"])
     running_copy(copy_store, "Lead", beat=at(0), execution="first-abc")
@@ -620,7 +616,7 @@ def test_given_a_running_execution_then_a_quiet_copy_is_left_alone_until_it_stal
 def test_given_a_first_copy_whose_execution_failed_in_plan_then_it_is_retried_within_minutes_not_an_hour(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatch.dispatcher import PLAN_CHECK_SECONDS
+    from sfsync.dispatch.copies import PLAN_CHECK_SECONDS
 
     first, _ = tick(at(0), state, org, ScriptedSalesforce(), SFSYNC_OBJECTS="Lead")
     name = first.copies.started[0]["execution_name"]
@@ -648,7 +644,7 @@ def test_given_a_copy_that_keeps_failing_then_the_retries_back_off_and_it_needs_
     starter: RecordingCopyStarter,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from sfsync.dispatch.dispatcher import FAILED_COPY_RETRY_CAP_SECONDS, NEEDS_ATTENTION_AFTER, retry_delay
+    from sfsync.dispatch.copies import FAILED_COPY_RETRY_CAP_SECONDS, NEEDS_ATTENTION_AFTER, retry_delay
 
     from tests.support.metrics import values_of
 
@@ -687,7 +683,7 @@ def test_given_a_copy_that_keeps_failing_then_the_retries_back_off_and_it_needs_
 def test_given_a_resync_whose_plan_failed_then_the_retry_copies_from_zero(
     state: StateStore, org: OrgStateStore, copy_store: CopyStore, starter: RecordingCopyStarter
 ) -> None:
-    from sfsync.dispatch.dispatcher import PLAN_CHECK_SECONDS
+    from sfsync.dispatch.copies import PLAN_CHECK_SECONDS
 
     finished_cycles(state, ended=at(0), objects=["Lead"])
     save_copy(copy_store, "Lead", "done", when=at(0))

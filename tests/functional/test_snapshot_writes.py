@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from sfsync.core.registry import ObjectSpec
 from sfsync.items import snapshot
-from sfsync.ops.verify import RecordStoreWriter, StoredState
+from sfsync.ops.verify import RecordStoreWriter
 from sfsync.store.records import CLIENT_CONFIG, MAX_ITEM_BYTES, RecordStore
+from sfsync.store.verify_reader import StoredState
 
 from tests.support.item_rules import reference_base, rest_lead_row
 

@@ -6,24 +6,15 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 
 import pytest
-from sfsync.core.clock import EPOCH, UTC
+from sfsync.core.clock import UTC
 from sfsync.core.config import Settings, load_settings
 from sfsync.core.exceptions import DispatchFailed, LeaseHeld, LeaseLost
 from sfsync.core.registry import ObjectSpec
-from sfsync.dispatch.dispatcher import DispatchResult, FullCopies, Gate, Invoker, dispatch
+from sfsync.core.window import Checkpoint, Position
+from sfsync.dispatch.copies import FullCopies
+from sfsync.dispatch.dispatcher import DispatchResult, Gate, Invoker, dispatch
 from sfsync.store.copies import CopyStore
-from sfsync.store.state import (
-    Checkpoint,
-    CycleSummary,
-    Lifecycle,
-    Position,
-    StateStore,
-    advance_watermark,
-    lease_cycle_id,
-    lease_token,
-    plan_window,
-    position_after,
-)
+from sfsync.store.state import CycleSummary, Lifecycle, StateStore, lease_cycle_id, lease_token
 
 from tests.support.aws import REGION, mocked_state_store
 from tests.support.fullcopy import RecordingCopyStarter
@@ -41,53 +32,6 @@ def at(seconds: float) -> dt.datetime:
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
     with mocked_state_store(monkeypatch) as state:
         yield state
-
-
-# -- window math -------------------------------------------------------------------------------
-
-
-def test_given_a_watermark_when_planning_then_window_is_watermark_minus_overlap_to_now_minus_lag() -> None:
-    plan = plan_window(watermark=at(0), checkpoint=None, salesforce_now=at(3600), overlap_seconds=600, lag_seconds=60)
-    assert (plan.lo, plan.hi) == (at(-600), at(3540))
-    assert plan.resume_after is None
-    assert not plan.empty
-
-
-def test_given_no_watermark_when_planning_then_window_starts_at_the_epoch() -> None:
-    plan = plan_window(watermark=None, checkpoint=None, salesforce_now=at(0), overlap_seconds=600, lag_seconds=60)
-    assert plan.lo == EPOCH
-    assert plan.hi == at(-60)
-
-
-def test_given_now_within_the_lag_of_the_watermark_when_planning_then_window_is_empty() -> None:
-    plan = plan_window(watermark=at(0), checkpoint=None, salesforce_now=at(30), overlap_seconds=0, lag_seconds=60)
-    assert plan.empty
-
-
-def test_given_sub_millisecond_now_when_planning_then_hi_is_truncated_to_ms() -> None:
-    now = at(100) + dt.timedelta(microseconds=123_456)
-    plan = plan_window(watermark=at(0), checkpoint=None, salesforce_now=now, overlap_seconds=0, lag_seconds=0)
-    assert plan.hi.microsecond == 123_000
-
-
-def test_given_a_checkpoint_when_planning_then_its_window_resumes_after_the_last_persisted_row() -> None:
-    cp = Checkpoint("c1", at(-600), at(500), Position(at(100), "001B"))
-    plan = plan_window(watermark=at(0), checkpoint=cp, salesforce_now=at(9999), overlap_seconds=600, lag_seconds=60)
-    assert (plan.lo, plan.hi, plan.resume_after, plan.resumed) == (at(-600), at(500), Position(at(100), "001B"), True)
-
-
-def test_watermark_never_moves_backwards() -> None:
-    assert advance_watermark(None, at(5)) == at(5)
-    assert advance_watermark(at(10), at(5)) == at(10)
-    assert advance_watermark(at(10), at(20)) == at(20)
-
-
-def test_given_equal_stamps_when_advancing_position_then_id_orders_and_it_never_goes_back() -> None:
-    pos = position_after(None, at(1), "001B")
-    pos = position_after(pos, at(1), "001C")
-    assert pos == Position(at(1), "001C")
-    assert position_after(pos, at(1), "001A") == pos
-    assert position_after(pos, at(0), "001Z") == pos
 
 
 # -- leases --------------------------------------------------------------------------------------

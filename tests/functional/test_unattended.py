@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfsync.dispatch.dispatcher import COPY_HEARTBEAT_CHECK_SECONDS, FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
+from sfsync.dispatch.copies import COPY_HEARTBEAT_CHECK_SECONDS, FAILED_COPY_RETRY_SECONDS, PLAN_CHECK_SECONDS
 from sfsync.fullcopy import steps as fullsync
 from sfsync.store.copies import CopyStore
 from sfsync_local.lambda_runtime import LocalInvokeError, load_handler_module

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from sfsync.core.exceptions import ConfigurationError
-from sfsync.ops.verify import DynamoTableReader, RecordStoreWriter, StoredState, verify_object
+from sfsync.ops.verify import RecordStoreWriter, verify_object
 from sfsync.salesforce import SalesforceClient, client_from_secret
 from sfsync.store.records import RecordStore
+from sfsync.store.verify_reader import DynamoTableReader, StoredState
 from sfsync_emulator.clock import Clock
 from sfsync_emulator.emulator import Emulator
 

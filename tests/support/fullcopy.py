@@ -12,7 +12,7 @@ Stable helper API (other test modules rely on it):
   clock past the pause and fire again: the first incremental cycles run (returns both results);
 * :func:`held_waits(emulator) <held_waits>` - Wait states move the emulator's virtual clock, and can be
   held (a copy parked in its Wait state while the test ticks);
-* :class:`RecordingCopyStarter` - a :class:`sfsync.dispatch.dispatcher.CopyStarter` that records its calls.
+* :class:`RecordingCopyStarter` - a :class:`sfsync.dispatch.copies.CopyStarter` that records its calls.
 """
 
 from __future__ import annotations

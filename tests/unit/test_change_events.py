@@ -231,3 +231,43 @@ def test_given_a_version_read_from_salesforce_when_an_event_of_the_same_stamp_ar
     merged = {**stored, "_cycle_id": "cdc-event-20240409T201925"}
     row, why = _merge(spec, LEAD, merged, [late], SELECTION)
     assert row is None and why == _WHY_REREAD_ORDER  # the order of the two is only known in Salesforce
+
+
+@pytest.mark.parametrize("two_way", [False, True])
+def test_given_stored_numbers_beyond_a_float_when_an_update_of_another_field_is_merged_then_they_are_kept_exactly(
+    two_way: bool,
+) -> None:
+    """Number(18, 0) and 18-digit decimals do not fit a float: the merged row must not round the fields the
+    event did not change (it did: 123456789012345678 was written back as 123456789012345680)."""
+    from decimal import Decimal
+
+    from sfsync.changes.apply import _merge
+    from sfsync.core.registry import build_registry
+    from sfsync.items.codec import to_item
+    from sfsync.items.snapshot import with_base
+
+    spec = build_registry(["Lead" if two_way else "Account"], []).get("Lead" if two_way else "Account")
+    selection = Selection(
+        fields=("Id", "SystemModstamp", "IsDeleted", "Status", "Whole", "Fraction", "Short"),
+        datetime_fields=frozenset({"SystemModstamp", "LastModifiedDate"}),
+        types={"Status": "picklist", "Whole": "double", "Fraction": "double", "Short": "currency"},
+    )
+    exact = {
+        "Whole": Decimal("123456789012345678"),
+        "Fraction": Decimal("1234567890123456.78"),
+        "Short": Decimal("0.1"),
+    }
+    stored: dict[str, Any] = {"Id": LEAD, "Status": "Open", **exact, "SystemModstamp": "2024-04-09T20:19:20.000Z"}
+    stored["_cycle_id"] = "Lead-x"
+    if two_way:
+        with_base(stored)
+    row, why = _merge(spec, LEAD, stored, [_change("UPDATE", "Working", commit_number=1, sequence=1)], selection)
+    assert why is None and row is not None and row["Status"] == "Working"
+    item = to_item(
+        spec,
+        row,
+        cycle_id="cdc-event-x",
+        synced_at=dt.datetime(2024, 4, 9, 20, 19, 30, tzinfo=dt.UTC),
+        datetime_fields=selection.datetime_fields,
+    )
+    assert {name: item[name] for name in exact} == exact

@@ -17,7 +17,13 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sfsync.core.exceptions import SalesforceAuthError, SalesforceConfigError, SalesforceError, SalesforceUnavailable
-from sfsync.salesforce import SalesforceCredentials, TokenProvider, clear_token_cache
+from sfsync.salesforce import (
+    SalesforceCredentials,
+    TokenProvider,
+    clear_token_cache,
+    client_from_credentials,
+    client_from_secret,
+)
 from sfsync.salesforce.transport import RetryPolicy, build_session
 
 pytestmark = pytest.mark.unit
@@ -65,6 +71,14 @@ def test_given_client_credentials_secret_when_parsed_then_fields_are_typed() -> 
     assert creds.client_secret.get_secret_value() == "s3cr3t-consumer"
     assert creds.api_version == "59.0"
     assert creds.audience == "https://login.salesforce.com"
+
+
+def test_given_checked_credentials_when_a_client_is_built_then_it_is_the_client_of_the_secret() -> None:
+    creds = SalesforceCredentials.from_secret(secret(api_version="61.0"))
+
+    with client_from_credentials(creds) as built, client_from_secret(secret(api_version="61.0")) as parsed:
+        assert built.api_version == parsed.api_version == "61.0"
+        assert built.calls_made == 0
 
 
 @pytest.mark.parametrize(

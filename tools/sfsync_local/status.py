@@ -217,7 +217,7 @@ def read_status(
 ) -> list[ObjectStatus]:
     """The state of each object in ``objects`` (in that order) from the state table."""
     from sfsync.core.exceptions import StoreError
-    from sfsync.dispatch.dispatcher import attention_reason
+    from sfsync.dispatch.copies import attention_reason
 
     store = _state_store(table, region, endpoint_url)
     when = now or utc_now()

@@ -103,9 +103,10 @@ def verify_command(args: argparse.Namespace, out: TextIO) -> int:
 def _run(args: argparse.Namespace, settings: Any, secret: dict[str, Any], session: Any) -> dict[str, Any]:
     import random
 
-    from sfsync.ops.verify import DynamoTableReader, RecordStoreWriter, verify_object
+    from sfsync.ops.verify import RecordStoreWriter, verify_object
     from sfsync.salesforce import client_from_secret
     from sfsync.store.records import CLIENT_CONFIG, RecordStore
+    from sfsync.store.verify_reader import DynamoTableReader
 
     spec = settings.registry.get(args.object_name)
     dynamodb = session.client("dynamodb", endpoint_url=args.endpoint_url, config=CLIENT_CONFIG)

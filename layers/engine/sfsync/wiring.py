@@ -22,7 +22,8 @@ from sfsync.core.config import Settings, configured_secret_arn, load_secret, loa
 from sfsync.core.events import FullSyncStepEvent, ObjectSyncEvent, parse_dispatcher_event, parse_event
 from sfsync.core.exceptions import ConfigurationError
 from sfsync.core.observability import bind, count, logger
-from sfsync.dispatch.dispatcher import FullCopies, Invoker, run_tick
+from sfsync.dispatch.copies import FullCopies
+from sfsync.dispatch.dispatcher import Invoker, run_tick
 from sfsync.fullcopy.deps import FullSyncDeps
 from sfsync.fullcopy.steps import run_step
 from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
@@ -191,7 +192,7 @@ def full_sync_deps() -> FullSyncDeps:
 def change_events_deps() -> ChangeDeps:
     """The adapters of ChangeEventFunction (the Event Relay queue's batches)."""
     from sfsync.changes.apply import ChangeDeps
-    from sfsync.changes.errors import EventErrors
+    from sfsync.store.event_errors import EventErrors
 
     settings, secret = configuration(*_RECORD_SETTINGS)
     client = dynamodb_client()

@@ -9,7 +9,8 @@ an EventBridge partner event bus; a rule on that bus sends it to an SQS queue, w
 * :mod:`sfsync.changes.apply`: a batch -> the record tables, with the cycles' write rule;
 * :mod:`sfsync.changes.health`: the dispatcher's side - an object whose events flow healthily
   pauses longer, a detected loss asks for its cycle at once, ``CdcUnhealthy`` every tick;
-* :mod:`sfsync.changes.errors`: the errors-table rows of events that cannot be used.
+* :mod:`sfsync.store.event_errors` (behind :class:`sfsync.changes.apply.EventErrorSink`): the
+  errors-table rows of events that cannot be used.
 
 The cycles stay the safety net: they keep the watermark contract, so a lost event costs at most one
 cycle of delay, never data.  The health item (``OBJECT#<name>`` / ``CDC``) is owned by

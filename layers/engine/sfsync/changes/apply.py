@@ -43,7 +43,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -199,9 +199,14 @@ class _Unusable(ValueError):
 
 
 def _plain(value: Any) -> Any:
-    """A stored value as a REST JSON value (numbers come back from DynamoDB as Decimal)."""
+    """A stored value as a REST JSON value (numbers come back from DynamoDB as Decimal), never less exact:
+    a whole number as int (any size: Number(18, 0) holds more digits than a float), a fraction as the
+    float that round-trips to it, else the Decimal itself (the record store writes it as it is)."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else value
     return value
 
 
@@ -453,14 +458,32 @@ def _apply_object(
             m.add("CdcLagSeconds", max(0.0, (deps.clock.now() - newest).total_seconds()))
 
 
-def _salesforce_view(stored: Mapping[str, Any], two_way: bool) -> dict[str, Any]:
-    """The record's Salesforce values as stored: the base snapshot of a two-way item, else its data."""
+def _salesforce_view(
+    stored: Mapping[str, Any], two_way: bool, types: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The record's Salesforce values as stored: the base snapshot of a two-way item, else its data.
+
+    The snapshot keeps a number a float cannot hold as the text of its digits; with ``types``
+    (describe's, by field) such a number field is a number again, not text.
+    """
     if two_way:
         raw = stored.get(BASE_ATTRIBUTE)
         base = decode_base(raw if isinstance(raw, str) else None)
         if base is not None:
-            return {name: _plain(value) for name, value in base.items()}
+            numbers = {name for name, kind in (types or {}).items() if kind in _NUMBER_TYPES}
+            return {name: _plain(_number(value) if name in numbers else value) for name, value in base.items()}
     return {name: _plain(value) for name, value in stored.items() if is_data_attribute(name)}
+
+
+def _number(value: Any) -> Any:
+    """A number the snapshot kept as text, as its Decimal (anything else unchanged)."""
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return value
+        return number if number.is_finite() else value
+    return value
 
 
 def _holds(
@@ -541,7 +564,7 @@ def _merge(
                 return None, _WHY_REREAD_ORDER
             continue  # a duplicate, or a change the stored values hold already
         if row is None:
-            view = _salesforce_view(stored or {}, spec.writes_back)
+            view = _salesforce_view(stored or {}, spec.writes_back, selection.types)
             row = {name: view.get(name) for name in selection.fields}
         row.update(change.values)
         stamp = change.stamp

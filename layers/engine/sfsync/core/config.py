@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sfsync.core.exceptions import ConfigurationError
-from sfsync.core.registry import DEFAULT_CONFLICT_POLICY, Registry, build_registry
+from sfsync.core.registry import FALLBACK_CONFLICT_POLICY, Registry, build_registry, default_conflict_policy
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -63,7 +63,7 @@ class WriteBackOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    conflict: str = "salesforce"
+    conflict: str = FALLBACK_CONFLICT_POLICY
     fields: dict[str, str] = Field(default_factory=dict)
     external_id_field: str | None = None
     allow_deletes: bool = False
@@ -77,7 +77,7 @@ def parse_writeback(raw: Mapping[str, Any], two_way: set[str]) -> tuple[dict[str
     """``SFSYNC_WRITEBACK`` as options per two-way object (defaults filled in) and the problems found."""
     problems: list[str] = []
     result: dict[str, WriteBackOptions] = {
-        name: WriteBackOptions(conflict=DEFAULT_CONFLICT_POLICY.get(name, "salesforce")) for name in sorted(two_way)
+        name: WriteBackOptions(conflict=default_conflict_policy(name)) for name in sorted(two_way)
     }
     for name, options in raw.items():
         where = f"SFSYNC_WRITEBACK.{name}"
@@ -92,7 +92,7 @@ def parse_writeback(raw: Mapping[str, Any], two_way: set[str]) -> tuple[dict[str
             problems.append(
                 f"{where}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_WRITEBACK_KEYS))})"
             )
-        values: dict[str, Any] = {"conflict": DEFAULT_CONFLICT_POLICY.get(name, "salesforce")}
+        values: dict[str, Any] = {"conflict": default_conflict_policy(name)}
         conflict = options.get("conflict", values["conflict"])
         if conflict not in CONFLICT_POLICIES:
             problems.append(f"{where}.conflict: unknown policy {conflict!r} (known: {', '.join(CONFLICT_POLICIES)})")

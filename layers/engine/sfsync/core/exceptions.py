@@ -66,6 +66,11 @@ class RecordNotWrittenBack(SfsyncError):
     failure, so Lambda retries it (its pending marker stays for the sweep)."""
 
 
+class ChangeEventNotApplied(SfsyncError):
+    """A change-event message this invocation could not finish: reported as a batch item failure, so
+    SQS delivers it again (and, after the queue's receive count, moves it to the dead-letter queue)."""
+
+
 class InvalidExecutionInput(InvalidEvent):
     """The full-sync workflow's (or one of its steps') input is unusable; nothing was read or written."""
 
@@ -161,6 +166,7 @@ class BulkJobFailed(SalesforceError):
 
 __all__ = [
     "BulkJobFailed",
+    "ChangeEventNotApplied",
     "ConfigurationError",
     "ContinuationFailed",
     "CopyConflict",

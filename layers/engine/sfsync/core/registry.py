@@ -30,6 +30,9 @@ FAMILIES: tuple[str, ...] = (
     "Custom",
 )
 
+#: The write-back's conflict policy of a two-way object that sets none (Salesforce's value wins).
+FALLBACK_CONFLICT_POLICY = "salesforce"
+
 _CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__c$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -73,7 +76,7 @@ class ObjectSpec:
     reconcile_seconds: int | None = None
     bulk_threshold: int | None = None
     key_prefix: str | None = None
-    conflict: str = "salesforce"
+    conflict: str = FALLBACK_CONFLICT_POLICY
 
     @property
     def writes_back(self) -> bool:
@@ -114,6 +117,12 @@ STANDARD_OBJECTS: tuple[ObjectSpec, ...] = (
 KEY_PREFIXES: dict[str, str] = {spec.name: spec.key_prefix for spec in STANDARD_OBJECTS if spec.key_prefix}
 #: The write-back's default conflict policy of each two-way standard object.
 DEFAULT_CONFLICT_POLICY: dict[str, str] = {spec.name: spec.conflict for spec in STANDARD_OBJECTS if spec.writes_back}
+
+
+def default_conflict_policy(name: str) -> str:
+    """The write-back's default conflict policy of the object ``name`` (``SFSYNC_WRITEBACK`` overrides it)."""
+    return DEFAULT_CONFLICT_POLICY.get(name, FALLBACK_CONFLICT_POLICY)
+
 
 #: Objects Bulk API 2.0 cannot query (Salesforce's documented exclusions, as other tools list them).
 BULK_UNSUPPORTED_OBJECTS: frozenset[str] = frozenset(
@@ -275,6 +284,7 @@ def build_registry(
 __all__ = [
     "BULK_UNSUPPORTED_OBJECTS",
     "DEFAULT_CONFLICT_POLICY",
+    "FALLBACK_CONFLICT_POLICY",
     "FAMILIES",
     "KEY_PREFIXES",
     "STANDARD_OBJECTS",
@@ -283,5 +293,6 @@ __all__ = [
     "Registry",
     "build_registry",
     "custom_spec",
+    "default_conflict_policy",
     "standard_object_names",
 ]

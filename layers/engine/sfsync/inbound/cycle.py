@@ -15,8 +15,8 @@ Reading a window:
   the job id and the locator of the next result set are checkpointed after each persisted set,
   so a killed invocation resumes the job where it stopped (and falls back to REST from the
   checkpoint position if the job is gone).
-* ``QUERY_TIMEOUT`` **splits** the remaining window in halves, recursively (down to one second),
-  and goes on with the first half, then the second.
+* ``QUERY_TIMEOUT`` **splits** the remaining window in halves, recursively (down to one second,
+  :func:`sfsync.core.window.split_point`), and goes on with the first half, then the second.
 * ``REQUEST_LIMIT_EXCEEDED`` stops the cycle cleanly (status ``backoff``): nothing more is read,
   the watermark stays, the checkpoint keeps what was persisted, and an org-wide back-off marker is
   stored (:meth:`StateStore.set_org_backoff`) that every cycle - and the dispatcher - honours.
@@ -60,6 +60,7 @@ from sfsync.core.observability import (
     tracer,
 )
 from sfsync.core.registry import ObjectSpec
+from sfsync.core.window import Checkpoint, Position, WindowPlan, plan_window, position_after, split_point
 from sfsync.inbound.fields import (
     REQUIRED_FIELDS,
     SKIPPED_TYPES,
@@ -77,17 +78,7 @@ from sfsync.items.csv import FieldTypes, typed_row
 from sfsync.salesforce.ports import CyclePort
 from sfsync.store.put_rules import PageOutcome
 from sfsync.store.records import RecordStore
-from sfsync.store.state import (
-    Checkpoint,
-    CycleSummary,
-    Lifecycle,
-    Position,
-    StateStore,
-    WindowPlan,
-    lease_token,
-    plan_window,
-    position_after,
-)
+from sfsync.store.state import CycleSummary, Lifecycle, StateStore, lease_token
 
 #: Stop reading new pages when less than this much Lambda time is left.
 STOP_MARGIN_MS = 90_000
@@ -97,8 +88,6 @@ SOLE_WRITER_MARGIN_SECONDS = 60
 DEFAULT_LEASE_SECONDS = 960
 #: The lease outlives the invocation by this much, so a killed invocation's lease expires soon after.
 LEASE_GRACE_SECONDS = 60
-#: A window is not split below this span on QUERY_TIMEOUT (the error is raised instead).
-MIN_SPLIT = dt.timedelta(seconds=1)
 #: Seconds between Bulk job status polls.
 BULK_POLL_SECONDS = 2.0
 #: Rows per Bulk result set requested (``maxRecords``).
@@ -470,10 +459,9 @@ def _read_window(
         try:
             outcome = _read_rest(run, ctx, selection, plan, WindowPlan(lo, end, run.position))
         except SalesforceQueryTimeout:
-            if end - lo <= MIN_SPLIT:
+            mid = split_point(lo, end)
+            if mid is None:
                 raise
-            half = lo + (end - lo) / 2
-            mid = half.replace(microsecond=(half.microsecond // 1000) * 1000)
             run.extra["QuerySplits"] += 1
             logger.warning(
                 "QUERY_TIMEOUT: splitting the window",

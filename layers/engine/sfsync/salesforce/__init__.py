@@ -6,7 +6,7 @@ docs/engine-design.md; its errors are the typed classes of :mod:`sfsync.core.exc
 """
 
 from .auth import AccessToken, TokenProvider, clear_token_cache
-from .client import BulkPage, QueryPage, SalesforceClient, client_from_secret
+from .client import BulkPage, QueryPage, SalesforceClient, client_from_credentials, client_from_secret
 from .credentials import SalesforceCredentials
 from .transport import RetryPolicy
 
@@ -19,5 +19,6 @@ __all__ = [
     "SalesforceCredentials",
     "TokenProvider",
     "clear_token_cache",
+    "client_from_credentials",
     "client_from_secret",
 ]

@@ -480,6 +480,17 @@ def client_from_secret(
 ) -> SalesforceClient:
     """Build a client from the decoded secret JSON (docs/engine-design.md)."""
     credentials = SalesforceCredentials.from_secret(secret)
+    return client_from_credentials(credentials, retry=retry, sleep=sleep, timeout=timeout)
+
+
+def client_from_credentials(
+    credentials: SalesforceCredentials,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+) -> SalesforceClient:
+    """Build a client from credentials already checked (the secret is validated once, by the caller)."""
     session = build_session(credentials.ca_bundle, timeout=timeout)
     tokens = TokenProvider(credentials, session, sleep=sleep)
     return SalesforceClient(tokens, session, api_version=credentials.api_version, retry=retry, sleep=sleep)

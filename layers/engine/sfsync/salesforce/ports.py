@@ -3,16 +3,19 @@
 Each capability is one small Protocol restating the client's own signatures (``Describe``,
 ``Query``, ``Bulk``, ...); each use case names the combination it needs (``CyclePort``,
 ``CopyPort``, ...), so a test double implements only what its use case calls and the client
-satisfies them all.  The write-back's port stays with the write-back until its staged package lands.
+satisfies them all (checked by mypy at the end of this module).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any, Literal, Protocol
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sfsync.salesforce.client import QueryPage
+
+if TYPE_CHECKING:
+    from sfsync.salesforce.client import SalesforceClient
 
 
 class Counted(Protocol):
@@ -65,6 +68,33 @@ class Retrieve(Protocol):
     def retrieve(self, obj: str, ids: list[str], fields: list[str]) -> list[dict[str, Any] | None]: ...
 
 
+class Collections(Protocol):
+    def collections(
+        self,
+        method: Any,
+        records: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        call_options_client: str = "sfsync",
+        auto_assign: bool = False,
+    ) -> list[dict[str, Any]]: ...
+
+    def upsert_collection(
+        self,
+        obj: str,
+        ext_field: str,
+        records: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        call_options_client: str = "sfsync",
+        auto_assign: bool = False,
+    ) -> list[dict[str, Any]]: ...
+
+
+class ServerTime(Protocol):
+    def server_time(self) -> dt.datetime | None: ...
+
+
 # -- what each use case needs ----------------------------------------------------------------------
 
 
@@ -85,11 +115,34 @@ class ProbePort(Composite, Protocol):
 
 
 class EconomyPort(Composite, Usage, Protocol):
-    """The dispatcher's API economy: probe, budget (:mod:`sfsync.dispatch.dispatcher`)."""
+    """The dispatcher's API economy: probe, budget (:mod:`sfsync.dispatch.economy`)."""
 
 
 class ChangePort(Describe, Composite, QueryMore, Protocol):
     """The change-event path (:mod:`sfsync.changes.apply`)."""
+
+
+class LifecyclePort(Replication, Query, Protocol):
+    """Deletes and the Id reconciliation (:mod:`sfsync.inbound.lifecycle`)."""
+
+
+class WriteBackPort(Retrieve, Collections, ServerTime, Protocol):
+    """The write-back (:mod:`sfsync.writeback`): its composite calls carry the request's own headers."""
+
+    @property
+    def api_version(self) -> str: ...
+
+    def describe(self, obj: str) -> dict[str, Any]: ...
+
+    def composite(
+        self,
+        subrequests: list[dict[str, Any]],
+        all_or_none: bool = False,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Any: ...
 
 
 class VerifyPort(Describe, Retrieve, Protocol):
@@ -100,21 +153,41 @@ class VerifyPort(Describe, Retrieve, Protocol):
     ) -> Iterator[QueryPage]: ...
 
 
+if TYPE_CHECKING:
+
+    def _client_has_every_port(client: SalesforceClient) -> list[object]:
+        """mypy's check that the client satisfies every port above (never called)."""
+        query: QueryPort = client
+        cycle: CyclePort = client
+        copy: CopyPort = client
+        probe: ProbePort = client
+        economy: EconomyPort = client
+        change: ChangePort = client
+        lifecycle: LifecyclePort = client
+        writeback: WriteBackPort = client
+        verify: VerifyPort = client
+        return [query, cycle, copy, probe, economy, change, lifecycle, writeback, verify]
+
+
 __all__ = [
     "Bulk",
     "ChangePort",
+    "Collections",
     "Composite",
     "CopyPort",
     "Counted",
     "CyclePort",
     "Describe",
     "EconomyPort",
+    "LifecyclePort",
     "ProbePort",
     "Query",
     "QueryMore",
     "QueryPort",
     "Replication",
     "Retrieve",
+    "ServerTime",
     "Usage",
     "VerifyPort",
+    "WriteBackPort",
 ]

@@ -22,7 +22,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from sfsync.core.clock import parse_instant, to_iso_ms
 from sfsync.core.exceptions import StoreError
-from sfsync.store.state import ORG_PK, item_model, optional_instant, optional_iso, read_item
+from sfsync.store.state_items import ORG_PK, item_model, optional_instant, optional_iso, read_item
 
 API_BUDGET_SK = "API_BUDGET"
 

@@ -1,7 +1,9 @@
-"""The watermark contract: windows, checkpoints, leases and cycle history.
+"""The watermark contract, persisted: watermarks, checkpoints, leases and cycle history.
 
-This is the only module that reads or writes the engine's state items; everything else goes
-through :class:`StateStore` and the pure window functions below.
+This is the only module that reads or writes the engine's per-object state items; everything else
+goes through :class:`StateStore`.  The pure window maths (planning ``[lo, hi)``, positions, the
+QUERY_TIMEOUT split) is :mod:`sfsync.core.window`; the items' keys and PynamoDB models are
+:mod:`sfsync.store.state_items`.
 
 Items in the state table (``pk`` / ``sk``):
 
@@ -43,11 +45,11 @@ pk                  sk              attributes
                                     (epoch seconds, 30 days)
 ==================  ==============  ==========================================================
 
-Window rules: ``lo = watermark - overlap`` (never below the epoch), ``hi = salesforce_now - lag``,
-half-open ``[lo, hi)``.  A window is persisted page by page; after each page the checkpoint
-records the last persisted ``(SystemModstamp, Id)``; a later invocation resumes the same window
-after that point (``SystemModstamp > s OR (SystemModstamp = s AND Id > id)``).  The watermark moves
-to ``hi`` only when the whole window is persisted, in the same transaction that drops the
+Window rules (:mod:`sfsync.core.window`): ``lo = watermark - overlap`` (never below the epoch),
+``hi = salesforce_now - lag``, half-open ``[lo, hi)``.  A window is persisted page by page; after
+each page the checkpoint records the last persisted ``(SystemModstamp, Id)``; a later invocation
+resumes the same window after that point (``SystemModstamp > s OR (SystemModstamp = s AND Id >
+id)``).  The watermark moves to ``hi`` only when the whole window is persisted, in the same transaction that drops the
 checkpoint, and only while the cycle still holds the lease.  An object never copied has no
 watermark: the cycle reads from the epoch; the full-copy workflow will instead call
 :meth:`StateStore.set_full_copy_watermark`.
@@ -56,33 +58,40 @@ watermark: the cycle reads from the epoch; the full-copy workflow will instead c
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import types
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    ListAttribute,
-    MapAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-)
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from sfsync.core.clock import EPOCH, UTC, epoch_seconds, parse_instant, require_aware, to_iso_ms
+from sfsync.core import window
+from sfsync.core.clock import epoch_seconds, parse_instant, to_iso_ms
 from sfsync.core.clock import now as engine_now
 from sfsync.core.exceptions import LeaseHeld, LeaseLost, StoreError
+from sfsync.store.state_items import (
+    BACKOFF_SK,
+    CDC_SK,
+    CHECKPOINT_SK,
+    COPY_REQUEST_SK,
+    CYCLES_PREFIX,
+    FRESHNESS_SK,
+    LEASE_SK,
+    LIFECYCLE_SK,
+    OBJECT_PREFIX,
+    ORG_PK,
+    WATERMARK_SK,
+    condition_failed,
+    epoch_ms,
+    from_epoch_ms,
+    models_for,
+    optional_instant,
+    optional_iso,
+    read_item,
+)
 
 CYCLE_HISTORY_DAYS = 30
-
-# --------------------------------------------------------------------------------------------
-# Pure window math
-# --------------------------------------------------------------------------------------------
 
 #: How long a fan-out claim blocks another dispatch of the object (the longest Lambda run).
 CLAIM_SECONDS = 900
@@ -90,264 +99,6 @@ CLAIM_SECONDS = 900
 
 def new_cycle_id(object_name: str, now: dt.datetime) -> str:
     return f"{object_name}-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A point in ``(SystemModstamp, Id)`` order: the last persisted row."""
-
-    stamp: dt.datetime
-    record_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    cycle_id: str
-    lo: dt.datetime
-    hi: dt.datetime
-    last: Position | None = None
-    next_url: str | None = None
-    records_done: int = 0
-    #: A Bulk API 2.0 job reading the rest of the window (large backlogs), and the locator of its
-    #: next unread result set (None: the first).
-    bulk_job_id: str | None = None
-    bulk_locator: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WindowPlan:
-    """What a cycle reads: ``[lo, hi)`` after ``resume_after`` (exclusive) when set."""
-
-    lo: dt.datetime
-    hi: dt.datetime
-    resume_after: Position | None = None
-    resumed: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return self.hi <= self.lo
-
-
-def plan_window(
-    *,
-    watermark: dt.datetime | None,
-    checkpoint: Checkpoint | None,
-    salesforce_now: dt.datetime,
-    overlap_seconds: int,
-    lag_seconds: int,
-) -> WindowPlan:
-    """The next window for an object.
-
-    An unfinished checkpoint wins: its window is finished first, from after its last persisted
-    row, with its original ``hi`` (so a resumed window is exactly the window that was started).
-    Otherwise ``[max(epoch, watermark - overlap), salesforce_now - lag)``; if that is empty (clock
-    skew, or the lag not yet passed) nothing is read and the watermark stays.
-    """
-    if checkpoint is not None:
-        return WindowPlan(checkpoint.lo, checkpoint.hi, checkpoint.last, resumed=True)
-    base = require_aware(watermark) if watermark is not None else EPOCH
-    lo = max(EPOCH, base - dt.timedelta(seconds=overlap_seconds))
-    hi = require_aware(salesforce_now).astimezone(UTC) - dt.timedelta(seconds=lag_seconds)
-    # Truncate to milliseconds: the stored and queried form has millisecond precision.
-    hi = hi.replace(microsecond=(hi.microsecond // 1000) * 1000)
-    if watermark is not None and hi < base:
-        hi = lo  # never plan a window that would move the watermark backwards
-    return WindowPlan(lo, hi)
-
-
-def advance_watermark(current: dt.datetime | None, window_hi: dt.datetime) -> dt.datetime:
-    """The watermark after a completed window: ``hi``, never lower than before."""
-    return window_hi if current is None or window_hi > current else current
-
-
-def position_after(position: Position | None, stamp: dt.datetime, record_id: str) -> Position:
-    """The checkpoint position after persisting a row; never moves backwards."""
-    candidate = Position(stamp, record_id)
-    if position is None:
-        return candidate
-    if (candidate.stamp, candidate.record_id) > (position.stamp, position.record_id):
-        return candidate
-    return position
-
-
-# --------------------------------------------------------------------------------------------
-# PynamoDB models (one set per table, created on first use)
-# --------------------------------------------------------------------------------------------
-
-OBJECT_PREFIX = "OBJECT#"
-CYCLES_PREFIX = "CYCLES#"
-WATERMARK_SK = "WATERMARK"
-CHECKPOINT_SK = "CHECKPOINT"
-LEASE_SK = "LEASE"
-LIFECYCLE_SK = "LIFECYCLE"
-COPY_REQUEST_SK = "COPYREQUEST"
-FRESHNESS_SK = "FRESHNESS"
-CDC_SK = "CDC"
-ORG_PK = "ORG"
-BACKOFF_SK = "BACKOFF"
-
-
-@dataclass(frozen=True, slots=True)
-class _Models:
-    watermark: Any
-    checkpoint: Any
-    lease: Any
-    cycle: Any
-    lifecycle: Any
-    backoff: Any
-    copy_request: Any
-    freshness: Any
-    cdc: Any
-    connection: Connection
-
-
-def item_model(class_name: str, table_name: str, region: str | None, host: str | None, **attributes: Any) -> Any:
-    """A PynamoDB model of one kind of item in a state table: ``pk``/``sk`` keys plus ``attributes``.
-
-    Each call builds a fresh class (PynamoDB binds a model to its table through its ``Meta``);
-    callers cache the result per table.
-    """
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    namespace = {
-        "__module__": __name__,
-        "Meta": meta,
-        "pk": UnicodeAttribute(hash_key=True),
-        "sk": UnicodeAttribute(range_key=True),
-        **attributes,
-    }
-    return types.new_class(class_name, (Model,), exec_body=lambda ns: ns.update(namespace))
-
-
-def read_item(model: Any, pk: str, sk: str, what: str) -> Any | None:
-    """The item at ``(pk, sk)`` read consistently, or None; :class:`StoreError` ("cannot read <what>")."""
-    try:
-        return model.get(pk, sk, consistent_read=True)
-    except model.DoesNotExist:
-        return None
-    except PynamoDBException as exc:
-        raise StoreError(f"cannot read {what}: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=16)
-def _models(table_name: str, region: str | None, host: str | None) -> _Models:
-    table = (table_name, region, host)
-    return _Models(
-        watermark=item_model(
-            "WatermarkItem",
-            *table,
-            watermark=UnicodeAttribute(null=True),
-            full_copy_done=BooleanAttribute(default=False),
-            updated_at=UnicodeAttribute(null=True),
-            updated_by=UnicodeAttribute(null=True),
-        ),
-        checkpoint=item_model(
-            "CheckpointItem",
-            *table,
-            cycle_id=UnicodeAttribute(),
-            lo=UnicodeAttribute(),
-            hi=UnicodeAttribute(),
-            last_stamp=UnicodeAttribute(null=True),
-            last_id=UnicodeAttribute(null=True),
-            next_url=UnicodeAttribute(null=True),
-            records_done=NumberAttribute(default=0),
-            updated_at=UnicodeAttribute(null=True),
-            bulk_job_id=UnicodeAttribute(null=True),
-            bulk_locator=UnicodeAttribute(null=True),
-        ),
-        lease=item_model(
-            "LeaseItem",
-            *table,
-            holder=UnicodeAttribute(null=True),
-            expires_at=NumberAttribute(null=True),
-            acquired_at=UnicodeAttribute(null=True),
-            claimed_by=UnicodeAttribute(null=True),
-            claim_expires_at=NumberAttribute(null=True),
-            last_ended_at=UnicodeAttribute(null=True),
-            last_cycle_id=UnicodeAttribute(null=True),
-            last_status=UnicodeAttribute(null=True),
-            resume_pending=BooleanAttribute(null=True),
-        ),
-        cycle=item_model(
-            "CycleItem",
-            *table,
-            cycle_id=UnicodeAttribute(),
-            object_name=UnicodeAttribute(attr_name="object"),
-            status=UnicodeAttribute(),
-            reason=UnicodeAttribute(null=True),
-            started_at=UnicodeAttribute(),
-            ended_at=UnicodeAttribute(),
-            window_lo=UnicodeAttribute(null=True),
-            window_hi=UnicodeAttribute(null=True),
-            watermark=UnicodeAttribute(null=True),
-            counts=MapAttribute[str, Any](default=dict),
-            error=UnicodeAttribute(null=True),
-            expires_at=NumberAttribute(),
-        ),
-        lifecycle=item_model(
-            "LifecycleItem",
-            *table,
-            known_fields=ListAttribute[str](null=True),
-            deletes_covered_until=UnicodeAttribute(null=True),
-            reconciled_at=UnicodeAttribute(null=True),
-            formulas_refreshed_at=UnicodeAttribute(null=True),
-            updated_at=UnicodeAttribute(null=True),
-        ),
-        backoff=item_model(
-            "BackoffItem",
-            *table,
-            until=UnicodeAttribute(),
-            reason=UnicodeAttribute(null=True),
-            set_at=UnicodeAttribute(null=True),
-        ),
-        copy_request=item_model(
-            "CopyRequestItem",
-            *table,
-            generation=NumberAttribute(default=0),
-            resync_requested_at=UnicodeAttribute(null=True),
-            resync_requested_by=UnicodeAttribute(null=True),
-            execution_name=UnicodeAttribute(null=True),
-            started_at=UnicodeAttribute(null=True),
-            reason=UnicodeAttribute(null=True),
-        ),
-        freshness=item_model(
-            "FreshnessItem",
-            *table,
-            clear_until=UnicodeAttribute(null=True),
-            updated_at=UnicodeAttribute(null=True),
-        ),
-        cdc=item_model(
-            "CdcItem",
-            *table,
-            last_event_at=UnicodeAttribute(null=True),
-            last_received_at=UnicodeAttribute(null=True),
-            events_applied=NumberAttribute(default=0),
-            gaps_handled=NumberAttribute(default=0),
-            unhealthy_since=UnicodeAttribute(null=True),
-            unhealthy_reason=UnicodeAttribute(null=True),
-            cycle_requested_at=UnicodeAttribute(null=True),
-        ),
-        connection=Connection(region=region, host=host),
-    )
-
-
-def _ms(value: dt.datetime) -> int:
-    return int(require_aware(value).timestamp() * 1000)
-
-
-def optional_instant(text: str | None) -> dt.datetime | None:
-    return parse_instant(text) if text else None
-
-
-def optional_iso(value: dt.datetime | None) -> str | None:
-    return to_iso_ms(value) if value is not None else None
-
-
-def _condition_failed(exc: PynamoDBException) -> bool:
-    code = getattr(exc, "cause_response_code", None)
-    if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
-        return True
-    reasons = getattr(exc, "cancellation_reasons", None) or []
-    return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +217,7 @@ class StateStore:
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._m = _models(table_name, region, host)
+        self._m = models_for(table_name, region, host)
 
     # -- watermark -------------------------------------------------------------------------
     def get_watermark(self, object_name: str) -> Watermark:
@@ -491,7 +242,7 @@ class StateStore:
         try:
             item.save(condition=wm.watermark.does_not_exist() | (wm.watermark <= to_iso_ms(watermark)))
         except PynamoDBException as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return  # a later watermark is already stored; never move it back
             raise StoreError(f"cannot set the watermark of {object_name}: {exc}") from exc
 
@@ -525,7 +276,7 @@ class StateStore:
         try:
             item.save(condition=m.clear_until.does_not_exist() | (m.clear_until < until_iso))
         except PynamoDBException as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return
             raise StoreError(f"cannot record the freshness of {object_name}: {exc}") from exc
 
@@ -586,14 +337,16 @@ class StateStore:
             raise StoreError(f"cannot record the full-copy start of {object_name}: {exc}") from exc
 
     # -- checkpoint ------------------------------------------------------------------------
-    def get_checkpoint(self, object_name: str) -> Checkpoint | None:
+    def get_checkpoint(self, object_name: str) -> window.Checkpoint | None:
         item = read_item(
             self._m.checkpoint, OBJECT_PREFIX + object_name, CHECKPOINT_SK, f"the checkpoint of {object_name}"
         )
         if item is None:
             return None
-        last = Position(parse_instant(item.last_stamp), item.last_id) if item.last_stamp and item.last_id else None
-        return Checkpoint(
+        last = (
+            window.Position(parse_instant(item.last_stamp), item.last_id) if item.last_stamp and item.last_id else None
+        )
+        return window.Checkpoint(
             cycle_id=item.cycle_id,
             lo=parse_instant(item.lo),
             hi=parse_instant(item.hi),
@@ -604,7 +357,9 @@ class StateStore:
             bulk_locator=item.bulk_locator,
         )
 
-    def save_checkpoint(self, object_name: str, checkpoint: Checkpoint, *, holder: str, now: dt.datetime) -> None:
+    def save_checkpoint(
+        self, object_name: str, checkpoint: window.Checkpoint, *, holder: str, now: dt.datetime
+    ) -> None:
         """Record progress inside a window, only while ``holder`` still holds the lease."""
         item = self._m.checkpoint(
             OBJECT_PREFIX + object_name,
@@ -625,7 +380,7 @@ class StateStore:
     def complete_window(self, object_name: str, hi: dt.datetime, *, holder: str, now: dt.datetime) -> dt.datetime:
         """The whole window is persisted: watermark -> ``hi`` (never lower) and drop the checkpoint."""
         current = self.get_watermark(object_name)
-        new_value = advance_watermark(current.value, hi)
+        new_value = window.advance_watermark(current.value, hi)
         item = self._m.watermark(
             OBJECT_PREFIX + object_name,
             WATERMARK_SK,
@@ -662,9 +417,9 @@ class StateStore:
             result[name] = LeaseStatus(
                 object_name=name,
                 holder=item.holder,
-                expires_at=_from_ms(item.expires_at),
+                expires_at=from_epoch_ms(item.expires_at),
                 claimed_by=item.claimed_by,
-                claim_expires_at=_from_ms(item.claim_expires_at),
+                claim_expires_at=from_epoch_ms(item.claim_expires_at),
                 last_ended_at=optional_instant(item.last_ended_at),
                 last_cycle_id=item.last_cycle_id,
                 last_status=item.last_status,
@@ -687,7 +442,7 @@ class StateStore:
         pending) the last cycle ended at or before ``not_ended_after``.
         """
         m: Any = self._m.lease
-        now_ms = _ms(now)
+        now_ms = epoch_ms(now)
         cond = (m.holder.does_not_exist() | (m.expires_at < now_ms)) & (
             m.claimed_by.does_not_exist() | (m.claim_expires_at < now_ms)
         )
@@ -707,7 +462,7 @@ class StateStore:
         of one event share: a lease held by anyone - the same cycle id included - is not taken.
         """
         m: Any = self._m.lease
-        now_ms = _ms(now)
+        now_ms = epoch_ms(now)
         actions = [
             m.holder.set(holder),
             m.expires_at.set(now_ms + ttl_seconds * 1000),
@@ -865,7 +620,7 @@ class StateStore:
                         condition=m.last_event_at.does_not_exist() | (m.last_event_at < stamp),
                     )
                 except UpdateError as exc:
-                    if not _condition_failed(exc):
+                    if not condition_failed(exc):
                         raise
         except PynamoDBException as exc:
             raise StoreError(f"cannot record the change events of {object_name}: {exc}") from exc
@@ -909,7 +664,7 @@ class StateStore:
                     & (m.cycle_requested_at.does_not_exist() | (m.cycle_requested_at <= to_iso_ms(started))),
                 )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return
             raise StoreError(f"cannot note the cycle for the change events of {object_name}: {exc}") from exc
         except PynamoDBException as exc:
@@ -927,7 +682,7 @@ class StateStore:
         try:
             item.save(condition=m.until.does_not_exist() | (m.until < until_iso))
         except PynamoDBException as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return self.get_org_backoff() or until
             raise StoreError(f"cannot record the org back-off: {exc}") from exc
         return until
@@ -943,7 +698,7 @@ class StateStore:
         try:
             self._m.lease(OBJECT_PREFIX + object_name, LEASE_SK).update(actions=actions, condition=condition)
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise StoreError(f"cannot {what} {object_name}: {exc}") from exc
         return True
@@ -956,7 +711,7 @@ class StateStore:
                     m,
                     OBJECT_PREFIX + object_name,
                     LEASE_SK,
-                    condition=(m.holder == holder) & (m.expires_at >= _ms(now)),
+                    condition=(m.holder == holder) & (m.expires_at >= epoch_ms(now)),
                 )
                 ops(t)
         except TransactWriteError as exc:
@@ -964,7 +719,7 @@ class StateStore:
             failed = [i for i, r in enumerate(reasons) if r is not None and r.code == "ConditionalCheckFailed"]
             if failed and 0 not in failed:
                 raise _WatermarkAhead from exc
-            if failed or _condition_failed(exc):
+            if failed or condition_failed(exc):
                 raise LeaseLost(f"cycle {holder} no longer holds the lease of {object_name}; cannot {what}") from exc
             raise StoreError(f"cannot {what} for {object_name}: {exc}") from exc
 
@@ -987,28 +742,16 @@ class _WatermarkAhead(Exception):
     """Internal: a transaction's watermark condition failed while the lease check passed."""
 
 
-def _from_ms(value: float | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return dt.datetime.fromtimestamp(float(value) / 1000, tz=UTC)
-
-
 __all__ = [
     "CLAIM_SECONDS",
     "CdcHealth",
-    "Checkpoint",
     "CopyRequest",
     "CycleSummary",
     "LeaseStatus",
     "Lifecycle",
-    "Position",
     "StateStore",
     "Watermark",
-    "WindowPlan",
-    "advance_watermark",
     "lease_cycle_id",
     "lease_token",
     "new_cycle_id",
-    "plan_window",
-    "position_after",
 ]

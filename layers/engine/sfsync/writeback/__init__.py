@@ -32,7 +32,8 @@ Each change goes through five stages, one module each:
 
 :mod:`.sweep` re-drives overdue pending changes and named records through the same stages;
 :mod:`.run` holds the runs (:class:`WriteBack`), :mod:`.context` the state of one run,
-:mod:`.tables` the DynamoDB side, :mod:`.model` the shared constants, port and values.
+:mod:`.model` the shared constants, ports and values; the DynamoDB side is
+:mod:`sfsync.store.writeback` (behind :class:`~sfsync.writeback.model.WriteBackStore`).
 """
 
 from __future__ import annotations
@@ -54,9 +55,6 @@ from sfsync.writeback.model import (
     ERROR_ATTRIBUTE,
     LOCK_BACKOFF_SECONDS,
     LOCK_RETRIES,
-    PENDING_ATTRIBUTES,
-    PENDING_RETRY_AT,
-    PENDING_SINCE,
     WRITEBACK_SETTINGS,
     BatchResult,
     Counters,
@@ -72,9 +70,6 @@ __all__ = [
     "KEY_PREFIXES",
     "LOCK_BACKOFF_SECONDS",
     "LOCK_RETRIES",
-    "PENDING_ATTRIBUTES",
-    "PENDING_RETRY_AT",
-    "PENDING_SINCE",
     "WRITEBACK_SETTINGS",
     "BatchResult",
     "Classified",

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from sfsync.core.config import Settings
 from sfsync.core.exceptions import ConfigurationError
-from sfsync.writeback.model import BatchResult, StreamChange, WriteBackDeps, WriteBackSalesforce
-from sfsync.writeback.tables import Tables
+from sfsync.store.writeback import WriteBackTables
+from sfsync.writeback.model import BatchResult, StreamChange, WriteBackDeps, WriteBackSalesforce, WriteBackStore
 
 #: (object, item key) - or (object, ``DELETE#<record id>``) for a delete intent
 MarkKey = tuple[str, str]
@@ -20,7 +20,7 @@ MarkKey = tuple[str, str]
 class RunContext:
     deps: WriteBackDeps
     owner: str
-    tables: Tables
+    tables: WriteBackStore
     result: BatchResult = field(default_factory=BatchResult)
     #: (object, item key) -> the ``_pending_seq`` this run claimed the item with (None: no marker)
     marks: dict[MarkKey, str | None] = field(default_factory=dict)
@@ -39,7 +39,7 @@ class RunContext:
 
     @classmethod
     def start(cls, deps: WriteBackDeps, owner: str) -> RunContext:
-        return cls(deps, owner, Tables(deps), _sf=deps.sf)
+        return cls(deps, owner, WriteBackTables(deps.dynamodb, deps.settings, sleep=deps.sleep), _sf=deps.sf)
 
     @property
     def settings(self) -> Settings:

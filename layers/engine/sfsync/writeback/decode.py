@@ -17,7 +17,8 @@ from sfsync.core import clock as sfclock
 from sfsync.core.config import Settings
 from sfsync.items import snapshot
 from sfsync.items.images import image
-from sfsync.writeback.model import DELETE_SK, StreamChange
+from sfsync.store.writeback import DELETE_SK
+from sfsync.writeback.model import StreamChange
 
 
 def _table_of(arn: str) -> str:

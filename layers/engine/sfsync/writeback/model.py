@@ -1,22 +1,27 @@
-"""What every stage of the write-back shares: its constants, its Salesforce port, its adapters, the
-typed stream change and the outcome of a batch.  No logic beyond small value helpers."""
+"""What every stage of the write-back shares: its constants, its Salesforce and store ports, its
+adapters, the typed stream change and the outcome of a batch.  No logic beyond small value helpers.
+
+The key layout of what the write-back stores (pending markers, intents, open rows) belongs to its
+store adapter, :mod:`sfsync.store.writeback`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sfsync.core import clock as sfclock
 from sfsync.core.config import Settings
+from sfsync.core.registry import ObjectSpec
 from sfsync.salesforce.client import (
     MAX_COLLECTION_RECORDS,
     MAX_COMPOSITE_QUERIES,
     MAX_COMPOSITE_SUBREQUESTS,
     MAX_RETRIEVE_IDS,
 )
+from sfsync.store.writeback import DELETE_SK
 
 MAX_COLLECTION = MAX_COLLECTION_RECORDS
 MAX_RETRIEVE = MAX_RETRIEVE_IDS
@@ -31,30 +36,11 @@ WRITEBACK_CYCLE_ID = "writeback"
 ERROR_ATTRIBUTE = "_writeback_error"
 CREATED_ID_ATTRIBUTE = "_created_id"
 LOCAL_STATUS_ATTRIBUTE = "_local_status"
-INTENT_PK = "WRITEBACK#{object}"
 #: What the write-back needs of its configuration (its secret included).
 WRITEBACK_SETTINGS = ("secret_arn", "state_table", "errors_table", "record_tables")
-INTENT_SK = "CREATE#{local_id}"
-DELETE_SK = "DELETE#{record_id}"
-DELETE_PREFIX = "DELETE#"
-#: Errors-table partition of the records that still need attention (one row per record, ``sfsync errors``).
-OPEN_PK = "OPEN#{object}"
-#: The pending marker (see "Pending changes" in :mod:`sfsync.writeback`).
-PENDING_SINCE = "_pending_since"
-PENDING_SEQ = "_pending_seq"
-PENDING_CLAIM = "_pending_claim"
-PENDING_ATTEMPTS = "_pending_attempts"
-PENDING_RETRY_AT = "_pending_retry_at"
-PENDING_ATTRIBUTES = (PENDING_SINCE, PENDING_SEQ, PENDING_CLAIM, PENDING_ATTEMPTS, PENDING_RETRY_AT)
-#: How long a runner's claim on a pending item holds (longer than the function's timeout).
-CLAIM_SECONDS = 300
-#: The stream path's claim owner: stream invocations of one item never overlap (one shard, in order).
-STREAM_OWNER = "stream"
 #: a create intent older than this (Salesforce's clock) is looked for from this far back
 INTENT_LOOKBACK = dt.timedelta(minutes=10)
 LAG_SAMPLES = 100
-#: The sparse index of pending items on every two-way table (``sobject`` + ``_pending_since``, keys only).
-PENDING_INDEX = "ByPending"
 #: Salesforce codes retried inside the invocation and then by Lambda.
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 
@@ -120,6 +106,77 @@ class WriteBackSalesforce(Protocol):
     def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Any: ...
 
     def server_time(self) -> dt.datetime | None: ...
+
+
+class WriteBackStore(Protocol):
+    """What the stages read and write in DynamoDB (:class:`sfsync.store.writeback.WriteBackTables`).
+
+    Item keys are DynamoDB keys (``{"Id": {"S": key}}``, or :meth:`delete_key` for a delete intent);
+    items come back as Python values.  A conditional write that fails returns False (``mark``:
+    ``held`` / ``absent``); any other failure raises :class:`sfsync.core.exceptions.StoreError`
+    (:class:`~sfsync.core.exceptions.StoreThrottled` when throttled).
+    """
+
+    def table(self, spec: ObjectSpec) -> str: ...
+
+    def get_items(self, table: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def update(
+        self,
+        table: str,
+        key: str,
+        *,
+        sets: Mapping[str, Any],
+        removes: Iterable[str] = (),
+        expect: Mapping[str, Any] | None = None,
+        must_exist: bool = True,
+    ) -> bool: ...
+
+    def put_synced(self, table: str, item: dict[str, Any]) -> bool: ...
+
+    def record(self, obj: str, record_id: str, kind: str, when: dt.datetime, tag: str, **details: Any) -> None: ...
+
+    def mark(self, table: str, key: dict[str, Any], seq: str, owner: str, now: dt.datetime) -> str: ...
+
+    def claim(self, table: str, key: dict[str, Any], owner: str, now: dt.datetime, *, due_only: bool) -> bool: ...
+
+    def back_off(
+        self, table: str, key: dict[str, Any], seq: str | None, attempts: int, retry_at: dt.datetime
+    ) -> bool: ...
+
+    def query_pending(self, table: str, obj: str, before: str | None) -> tuple[int, list[str]]: ...
+
+    def delete_key(self, obj: str, record_id: str) -> dict[str, Any]: ...
+
+    def delete_intents(self, obj: str) -> list[dict[str, Any]]: ...
+
+    def get_delete_intent(self, obj: str, record_id: str) -> dict[str, Any] | None: ...
+
+    def settle_delete_intent(self, obj: str, record_id: str, seq: str | None, *, refused: bool) -> bool: ...
+
+    def open_problem(
+        self,
+        obj: str,
+        record_id: str,
+        kind: str,
+        *,
+        code: str,
+        message: str,
+        fields: Sequence[str],
+        since: dt.datetime,
+        now: dt.datetime,
+        attempts: int | None = None,
+    ) -> None: ...
+
+    def resolve_problem(self, obj: str, record_id: str) -> None: ...
+
+    def open_problems(self, obj: str) -> list[dict[str, Any]]: ...
+
+    def get_intent(self, obj: str, local_id: str) -> dict[str, Any] | None: ...
+
+    def put_intent(self, obj: str, local_id: str, intent_at: dt.datetime) -> None: ...
+
+    def intent_created(self, obj: str, local_id: str, sf_id: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -12,26 +12,22 @@ from sfsync.core.exceptions import SalesforceError, StoreError, StoreThrottled
 from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.items import snapshot
 from sfsync.items.snapshot import same
+from sfsync.store.writeback import DELETE_SK, PENDING_ATTEMPTS, PENDING_SEQ, PENDING_SINCE, STREAM_OWNER
 from sfsync.writeback.classify import Classified, check_value, classify, create_values, field_map, split_update
 from sfsync.writeback.context import RunContext
 from sfsync.writeback.decide import ItemPlan, decide_plan
 from sfsync.writeback.decode import decode_records, delete_intent_change, object_of, pending_item_change
 from sfsync.writeback.model import (
-    DELETE_SK,
-    PENDING_ATTEMPTS,
-    PENDING_SEQ,
-    PENDING_SINCE,
-    STREAM_OWNER,
     BatchResult,
     Counters,
     StreamChange,
     WriteBackDeps,
     WriteBackSalesforce,
+    WriteBackStore,
     instant,
 )
 from sfsync.writeback.push import PendingCreate, Push
 from sfsync.writeback.settle import Settle
-from sfsync.writeback.tables import Tables
 
 
 class WriteBack:
@@ -47,7 +43,7 @@ class WriteBack:
         self._tables_to_objects = {table: family for family, table in deps.settings.record_tables.items()}
 
     @property
-    def tables(self) -> Tables:
+    def tables(self) -> WriteBackStore:
         return self.context.tables
 
     @property

@@ -24,20 +24,16 @@ from sfsync.core.observability import logger
 from sfsync.core.registry import ObjectSpec
 from sfsync.items import snapshot
 from sfsync.items.codec import salesforce_value, to_item
+from sfsync.store.writeback import DELETE_SK, PENDING_ATTEMPTS, PENDING_ATTRIBUTES, PENDING_SEQ, STREAM_OWNER
 from sfsync.writeback.classify import Classified
 from sfsync.writeback.context import MarkKey, RunContext
 from sfsync.writeback.decide import Conflict, ItemPlan
 from sfsync.writeback.model import (
     CREATED_ID_ATTRIBUTE,
-    DELETE_SK,
     ERROR_ATTRIBUTE,
     FAILED_AFTER_ATTEMPTS,
     LAG_SAMPLES,
     LOCAL_STATUS_ATTRIBUTE,
-    PENDING_ATTEMPTS,
-    PENDING_ATTRIBUTES,
-    PENDING_SEQ,
-    STREAM_OWNER,
     WRITEBACK_CYCLE_ID,
     StreamChange,
     next_attempt,

@@ -33,13 +33,12 @@ from typing import Any
 from sfsync.core import clock as sfclock
 from sfsync.core.events import RetryEvent, SweepEvent
 from sfsync.core.observability import logger, metrics_for_object
+from sfsync.store.writeback import PENDING_RETRY_AT, PENDING_SINCE
 from sfsync.writeback.model import (
     BACKOFF_CAP,
     BACKOFF_FIRST,
     FAILED_AFTER_ATTEMPTS,
     OVERDUE,
-    PENDING_RETRY_AT,
-    PENDING_SINCE,
     WriteBackDeps,
     next_attempt,
 )

@@ -1,48 +1,68 @@
 """The write-back's DynamoDB side: reads and conditional writes of the record tables, the pending
 markers and claims, the errors table (history rows and the open row per record) and the create and
-delete intents of the state table.  Used by the stages; holds no decision of its own."""
+delete intents of the state table.  Used by the stages of :mod:`sfsync.writeback` through their
+port (:class:`sfsync.writeback.model.WriteBackStore`); holds no decision of its own.
+
+Layout it owns:
+
+* pending marker on a two-way item (or a delete intent): ``_pending_since`` (first change seen),
+  ``_pending_seq`` (latest), ``_pending_claim`` (``<claim expiry ISO>#<owner>``),
+  ``_pending_attempts`` and ``_pending_retry_at`` (re-drive back-off); the sparse ``ByPending``
+  index (``sobject`` + ``_pending_since``) lists them;
+* state table: ``pk = WRITEBACK#<object>``, ``sk = CREATE#<local id>`` (create intents) or
+  ``DELETE#<record id>`` (delete intents);
+* errors table: ``pk = OPEN#<object>``, ``sk = <record id>`` (one row per record needing attention)
+  beside the ``ERRORS#<object>`` history rows.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.core import clock as sfclock
+from sfsync.core.config import Settings
 from sfsync.core.exceptions import StoreError, StoreThrottled
 from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import boto_attribute
 from sfsync.items.images import image
 from sfsync.store.records import client_failure
-from sfsync.writeback.model import (
-    CLAIM_SECONDS,
-    DELETE_PREFIX,
-    DELETE_SK,
-    INTENT_PK,
-    INTENT_SK,
-    OPEN_PK,
-    PENDING_ATTEMPTS,
-    PENDING_CLAIM,
-    PENDING_INDEX,
-    PENDING_RETRY_AT,
-    PENDING_SEQ,
-    PENDING_SINCE,
-    STREAM_OWNER,
-    WriteBackDeps,
-)
+
+#: State-table keys of the write-back's intents.
+INTENT_PK = "WRITEBACK#{object}"
+INTENT_SK = "CREATE#{local_id}"
+DELETE_SK = "DELETE#{record_id}"
+DELETE_PREFIX = "DELETE#"
+#: Errors-table partition of the records that still need attention (one row per record, ``sfsync errors``).
+OPEN_PK = "OPEN#{object}"
+#: The pending marker (see "Pending changes" in :mod:`sfsync.writeback`).
+PENDING_SINCE = "_pending_since"
+PENDING_SEQ = "_pending_seq"
+PENDING_CLAIM = "_pending_claim"
+PENDING_ATTEMPTS = "_pending_attempts"
+PENDING_RETRY_AT = "_pending_retry_at"
+PENDING_ATTRIBUTES = (PENDING_SINCE, PENDING_SEQ, PENDING_CLAIM, PENDING_ATTEMPTS, PENDING_RETRY_AT)
+#: The sparse index of pending items on every two-way table (``sobject`` + ``_pending_since``, keys only).
+PENDING_INDEX = "ByPending"
+#: How long a runner's claim on a pending item holds (longer than the function's timeout).
+CLAIM_SECONDS = 300
+#: The stream path's claim owner: stream invocations of one item never overlap (one shard, in order).
+STREAM_OWNER = "stream"
 
 
-class Tables:
+class WriteBackTables:
     """Reads and conditional writes of the record tables, the errors table and the create intents."""
 
-    def __init__(self, deps: WriteBackDeps) -> None:
-        self._client = deps.dynamodb
-        self._sleep = deps.sleep
-        self._settings = deps.settings
-        self._retention = dt.timedelta(days=deps.settings.error_retention_days)
+    def __init__(self, client: Any, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client = client
+        self._sleep = sleep
+        self._settings = settings
+        self._retention = dt.timedelta(days=settings.error_retention_days)
 
     def table(self, spec: ObjectSpec) -> str:
         return self._settings.table_for(spec.family)
@@ -480,4 +500,20 @@ class Tables:
         )
 
 
-__all__ = ["Tables"]
+__all__ = [
+    "CLAIM_SECONDS",
+    "DELETE_PREFIX",
+    "DELETE_SK",
+    "INTENT_PK",
+    "INTENT_SK",
+    "OPEN_PK",
+    "PENDING_ATTEMPTS",
+    "PENDING_ATTRIBUTES",
+    "PENDING_CLAIM",
+    "PENDING_INDEX",
+    "PENDING_RETRY_AT",
+    "PENDING_SEQ",
+    "PENDING_SINCE",
+    "STREAM_OWNER",
+    "WriteBackTables",
+]

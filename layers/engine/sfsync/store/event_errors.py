@@ -1,4 +1,5 @@
-"""The errors-table adapter of the change-event path: one row per change event that cannot be used.
+"""The errors-table adapter of the change-event path (:mod:`sfsync.changes`, through its port
+:class:`sfsync.changes.apply.EventErrorSink`): one row per change event that cannot be used.
 
 Row: ``pk`` = ``ERRORS#<object>`` (``ERRORS#-`` when the event names no usable object), ``sk`` =
 ``<when>#cdc#<event id>``, ``kind`` = ``cdc-event``, ``reason``, ``event`` (the message body, cut at
