@@ -7,7 +7,7 @@
 #   make test             venvs + lint + every test tier (pytest -n 2, the chaos tier too) + sam build check
 #                         (the venvs side by side, then lint, the tests and the sam build check side by side)
 #   make chaos            the chaos tier: 52 seeded fault schedules on the local stack (SEED=17: replay one)
-#   make sam-build-check  `sam validate --lint` and `sam build` of template.yaml, offline (~1 min)
+#   make sam-build-check  `sam validate --lint` and `sam build` of template.yaml, no AWS account (~1-5 min, mostly downloads)
 #   make demo             the local end-to-end demo (`sfsync demo`); also serves its AWS APIs: prints the endpoint + a command
 #   make bench            every benchmark script under bench/, figures printed
 #   make clean            build and cache artifacts;  make distclean: also both venvs
@@ -37,7 +37,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help venv sam-venv lint format static test test-tiers test-fast chaos sam-validate sam-build-check demo bench clean distclean check-python
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 check-python:
 	@if [ -z "$(PYTHON312)" ]; then \
@@ -107,19 +107,21 @@ test:
 	$(MAKE) --no-print-directory -j2 venv sam-venv
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-tiers sam-build-check
 
+# worksteal: the chaos tier (52 schedules of ~15 s CPU) comes first in collection order; with xdist's default
+# `load` the first worker's initial share holds all of it, worksteal lets the other worker take some.
 test-tiers: venv sam-venv
-	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist worksteal -q
 
 # Everything except lint and the sam build (a quicker loop while developing).
 test-fast: venv sam-venv
-	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist worksteal -q
 
 # The chaos tier alone (also part of `make test`); SEED=17 replays one schedule with its timeline.
 chaos: venv
 ifdef SEED
 	$(PY) bench/chaos.py --seed $(SEED) --verbose
 else
-	$(PY) -m pytest tests/chaos -m chaos -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest tests/chaos -m chaos -n $(PYTEST_WORKERS) --dist worksteal -q
 endif
 
 # ------------------------------------------------------------------ tools
