@@ -566,6 +566,10 @@ class _QuietHandler(WSGIRequestHandler):
         return super().date_time_string(timestamp)
 
 
+#: How often a background server's loop checks for stop() (socketserver's default is 0.5 s).
+SHUTDOWN_POLL_S = 0.05
+
+
 class ServerThread:
     """A threaded werkzeug server on a background thread."""
 
@@ -575,7 +579,14 @@ class ServerThread:
         )
         self.host = host
         self.port = int(self.server.server_port)
-        self._thread = threading.Thread(target=self.server.serve_forever, name="sfsync-emulator", daemon=True)
+        # a short poll: stop() waits for the serving loop to see the request (0.5 s by default, per emulator the
+        # test suite starts and stops)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name="sfsync-emulator",
+            daemon=True,
+        )
         self._serving = False
 
     def start(self) -> None:
