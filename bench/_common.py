@@ -178,42 +178,90 @@ class EngineCpu:
     holds the WriteBackFunction runs moto's stream triggers make inside each write (a separate,
     asynchronous Lambda in AWS).  The emulator
     serves HTTP from its own threads, which :func:`time.thread_time` does not count.
+
+    ``sdk_s`` is the CPU the AWS SDK spends around those calls on the engine's side (botocore's
+    per-request machinery: parameter handling, endpoint resolution, SigV4 signing, the HTTP layer,
+    response parsing), the outermost DynamoDB client calls' CPU minus moto's share.  bench/full_sync.py
+    charges it to the DynamoDB client, not to the engine; here it is reported both ways:
+    ``engine_s`` includes it, ``engine_own_s`` does not (the engine's own code: Salesforce reads and
+    decoding, the codec, the decisions, building the wire bodies).
     """
 
     def __init__(self) -> None:
         self.total_s = 0.0
         self.moto_s = 0.0
         self.moto_wall_s = 0.0
+        #: CPU of the outermost DynamoDB client calls, and moto's share of it
+        self.client_s = 0.0
+        self.client_moto_s = 0.0
+        self.client_calls = 0
         self._thread = threading.get_ident()
 
     @property
     def engine_s(self) -> float:
         return self.total_s - self.moto_s
 
+    @property
+    def sdk_s(self) -> float:
+        return max(0.0, self.client_s - self.client_moto_s)
+
+    @property
+    def engine_own_s(self) -> float:
+        return self.engine_s - self.sdk_s
+
     @contextmanager
     def measure(self) -> Iterator[EngineCpu]:
+        import botocore.client
         from moto.core.botocore_stubber import BotocoreStubber
 
-        original = BotocoreStubber.__call__
+        original_stub = BotocoreStubber.__call__
+        original_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
         owner = self
+        # Only the outermost call of each kind counts: moto's stream triggers run the
+        # WriteBackFunction inside a call, and its own calls are already inside that call's time.
+        nesting = {"stub": 0, "client": 0}
 
         def timed(stub: Any, *args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() != owner._thread:
-                return original(stub, *args, **kwargs)
+            if threading.get_ident() != owner._thread or nesting["stub"]:
+                return original_stub(stub, *args, **kwargs)
+            nesting["stub"] = 1
             t0, w0 = time.thread_time(), time.perf_counter()
             try:
-                return original(stub, *args, **kwargs)
+                return original_stub(stub, *args, **kwargs)
             finally:
-                owner.moto_s += time.thread_time() - t0
+                nesting["stub"] = 0
+                spent = time.thread_time() - t0
+                owner.moto_s += spent
                 owner.moto_wall_s += time.perf_counter() - w0
+                if nesting["client"]:
+                    owner.client_moto_s += spent
+
+        def client_call(client: Any, operation_name: str, api_params: Any) -> Any:
+            if (
+                threading.get_ident() != owner._thread
+                or nesting["client"]
+                or nesting["stub"]
+                or client.meta.service_model.service_name != "dynamodb"
+            ):
+                return original_call(client, operation_name, api_params)
+            nesting["client"] = 1
+            t0 = time.thread_time()
+            try:
+                return original_call(client, operation_name, api_params)
+            finally:
+                nesting["client"] = 0
+                owner.client_s += time.thread_time() - t0
+                owner.client_calls += 1
 
         BotocoreStubber.__call__ = timed  # type: ignore[method-assign, assignment]
+        botocore.client.BaseClient._make_api_call = client_call  # type: ignore[attr-defined]
         start = time.thread_time()
         try:
             yield self
         finally:
             self.total_s += time.thread_time() - start
-            BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+            BotocoreStubber.__call__ = original_stub  # type: ignore[method-assign]
+            botocore.client.BaseClient._make_api_call = original_call  # type: ignore[attr-defined]
 
 
 @contextmanager
