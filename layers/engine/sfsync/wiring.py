@@ -27,14 +27,14 @@ from sfsync.dispatch.dispatcher import Invoker, run_tick
 from sfsync.fullcopy.deps import FullSyncDeps
 from sfsync.fullcopy.steps import run_step
 from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
-from sfsync.salesforce.ports import EconomyPort
+from sfsync.salesforce.ports import EconomyPort, WriteBackPort
 from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
 from sfsync.store.copies import CopyStore
 from sfsync.store.org_state import OrgStateStore
 from sfsync.store.records import RecordStore
 from sfsync.store.state import StateStore
 from sfsync.store.stepfunctions import FullCopyStarter
-from sfsync.writeback import WRITEBACK_SETTINGS, WriteBackDeps, WriteBackSalesforce
+from sfsync.writeback import WRITEBACK_SETTINGS, WriteBackDeps
 
 if TYPE_CHECKING:
     from sfsync.changes.apply import ChangeDeps
@@ -274,9 +274,9 @@ def writeback_deps() -> WriteBackDeps:
             raise exc from None  # more than the write-back options is wrong: nothing can be marked
     settings.require("state_table", "errors_table", "record_tables")
 
-    def salesforce() -> WriteBackSalesforce:
+    def salesforce() -> WriteBackPort:
         _, secret = configuration(*WRITEBACK_SETTINGS)  # every problem at once, counted
-        client: WriteBackSalesforce = salesforce_client(secret)
+        client: WriteBackPort = salesforce_client(secret)
         return client
 
     return WriteBackDeps(

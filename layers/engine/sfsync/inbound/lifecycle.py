@@ -22,15 +22,16 @@ integration user lost access to.  Two mechanisms cover that:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sfsync.core.clock import parse_instant
 from sfsync.core.exceptions import ReplicationWindowError, SalesforceRequestError
 from sfsync.core.observability import logger
 from sfsync.core.registry import ObjectSpec
 from sfsync.inbound.fields import Selection, soql_select
+from sfsync.salesforce.ports import LifecyclePort
 from sfsync.store.put_rules import PageOutcome
 from sfsync.store.records import RecordStore
 from sfsync.store.state import Lifecycle
@@ -39,12 +40,6 @@ from sfsync.store.state import Lifecycle
 DELETED_REACH = dt.timedelta(days=15) - dt.timedelta(hours=1)
 #: Ids per ``WHERE Id IN (…)`` re-read of rows missing from the table.
 REREAD_CHUNK = 300
-
-
-class LifecyclePort(Protocol):
-    def get_deleted(self, obj: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]: ...
-
-    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Iterator[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

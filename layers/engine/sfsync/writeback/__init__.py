@@ -60,7 +60,6 @@ from sfsync.writeback.model import (
     Counters,
     StreamChange,
     WriteBackDeps,
-    WriteBackSalesforce,
 )
 from sfsync.writeback.run import WriteBack, emit_metrics, process_batch, raise_configuration_problem
 from sfsync.writeback.sweep import SweepOutcome, run_retry, run_sweep
@@ -80,7 +79,6 @@ __all__ = [
     "SweepOutcome",
     "WriteBack",
     "WriteBackDeps",
-    "WriteBackSalesforce",
     "check_value",
     "clear_describe_cache",
     "decide_field",

@@ -27,11 +27,11 @@ from sfsync.core.registry import KEY_PREFIXES
 from sfsync.inbound.fields import SKIPPED_TYPES
 from sfsync.items import snapshot
 from sfsync.items.snapshot import LocalChange, same
+from sfsync.salesforce.ports import WriteBackPort
 from sfsync.writeback.model import (
     DESCRIBE_MAX_AGE_SECONDS,
     LOCAL_STATUS_ATTRIBUTE,
     StreamChange,
-    WriteBackSalesforce,
 )
 
 Kind = Literal["update", "create", "delete", "ignore"]
@@ -152,7 +152,7 @@ _describes: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, dict
 )
 
 
-def field_map(sf: WriteBackSalesforce, obj: str) -> dict[str, dict[str, Any]]:
+def field_map(sf: WriteBackPort, obj: str) -> dict[str, dict[str, Any]]:
     """describe's fields of ``obj`` by name (kept per client for a quarter of an hour)."""
     per_client = _describes.setdefault(sf, {})
     cached = per_client.get(obj)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from sfsync.core.config import Settings
 from sfsync.core.exceptions import ConfigurationError
+from sfsync.salesforce.ports import WriteBackPort
 from sfsync.store.writeback import WriteBackTables
-from sfsync.writeback.model import BatchResult, StreamChange, WriteBackDeps, WriteBackSalesforce, WriteBackStore
+from sfsync.writeback.model import BatchResult, StreamChange, WriteBackDeps, WriteBackStore
 
 #: (object, item key) - or (object, ``DELETE#<record id>``) for a delete intent
 MarkKey = tuple[str, str]
@@ -35,7 +36,7 @@ class RunContext:
     #: (object, key) -> attempts made before this run / pending since (re-drives only)
     attempts: dict[MarkKey, int] = field(default_factory=dict)
     since: dict[MarkKey, dt.datetime] = field(default_factory=dict)
-    _sf: WriteBackSalesforce | None = None
+    _sf: WriteBackPort | None = None
 
     @classmethod
     def start(cls, deps: WriteBackDeps, owner: str) -> RunContext:
@@ -46,7 +47,7 @@ class RunContext:
         return self.deps.settings
 
     @property
-    def sf(self) -> WriteBackSalesforce:
+    def sf(self) -> WriteBackPort:
         """The Salesforce client, made on first use (after the markers are down)."""
         if self._sf is None:
             if self.deps.sf_factory is None:

@@ -21,6 +21,7 @@ from sfsync.salesforce.client import (
     MAX_COMPOSITE_SUBREQUESTS,
     MAX_RETRIEVE_IDS,
 )
+from sfsync.salesforce.ports import WriteBackPort
 from sfsync.store.writeback import DELETE_SK
 
 MAX_COLLECTION = MAX_COLLECTION_RECORDS
@@ -62,50 +63,6 @@ def next_attempt(attempts: int, now: dt.datetime) -> dt.datetime:
 
 
 # -- ports ---------------------------------------------------------------------------------------
-
-
-class WriteBackSalesforce(Protocol):
-    """The calls the write-back makes (:class:`sfsync.salesforce.SalesforceClient` has them all)."""
-
-    @property
-    def api_version(self) -> str: ...
-
-    def describe(self, obj: str) -> dict[str, Any]: ...
-
-    def collections(
-        self,
-        method: Any,
-        records: list[dict[str, Any]],
-        all_or_none: bool = False,
-        *,
-        call_options_client: str = "sfsync",
-        auto_assign: bool = False,
-    ) -> list[dict[str, Any]]: ...
-
-    def upsert_collection(
-        self,
-        obj: str,
-        ext_field: str,
-        records: list[dict[str, Any]],
-        all_or_none: bool = False,
-        *,
-        call_options_client: str = "sfsync",
-        auto_assign: bool = False,
-    ) -> list[dict[str, Any]]: ...
-
-    def retrieve(self, obj: str, ids: list[str], fields: list[str]) -> list[dict[str, Any] | None]: ...
-
-    def composite(
-        self,
-        subrequests: list[dict[str, Any]],
-        all_or_none: bool = False,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    def query_pages(self, soql: str, *, include_deleted: bool = True, batch_size: int = 2000) -> Any: ...
-
-    def server_time(self) -> dt.datetime | None: ...
 
 
 class WriteBackStore(Protocol):
@@ -189,12 +146,12 @@ class WriteBackDeps:
     configuration problem at once."""
 
     settings: Settings
-    sf: WriteBackSalesforce | None
+    sf: WriteBackPort | None
     dynamodb: Any
     clock: sfclock.Clock
     sleep: Callable[[float], None] = time.sleep
     wall_clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
-    sf_factory: Callable[[], WriteBackSalesforce] | None = None
+    sf_factory: Callable[[], WriteBackPort] | None = None
     config_problem: Exception | None = None
     config_check: Callable[[], object] | None = None
 

@@ -12,6 +12,7 @@ from sfsync.core.exceptions import SalesforceError, StoreError, StoreThrottled
 from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.items import snapshot
 from sfsync.items.snapshot import same
+from sfsync.salesforce.ports import WriteBackPort
 from sfsync.store.writeback import DELETE_SK, PENDING_ATTEMPTS, PENDING_SEQ, PENDING_SINCE, STREAM_OWNER
 from sfsync.writeback.classify import Classified, check_value, classify, create_values, field_map, split_update
 from sfsync.writeback.context import RunContext
@@ -22,7 +23,6 @@ from sfsync.writeback.model import (
     Counters,
     StreamChange,
     WriteBackDeps,
-    WriteBackSalesforce,
     WriteBackStore,
     instant,
 )
@@ -51,7 +51,7 @@ class WriteBack:
         return self.context.result
 
     @property
-    def sf(self) -> WriteBackSalesforce:
+    def sf(self) -> WriteBackPort:
         """The Salesforce client, made on first use (after the markers are down)."""
         return self.context.sf
 
