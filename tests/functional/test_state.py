@@ -12,7 +12,8 @@ from sfsync.core.exceptions import DispatchFailed, LeaseHeld, LeaseLost
 from sfsync.core.registry import ObjectSpec
 from sfsync.core.window import Checkpoint, Position
 from sfsync.dispatch.copies import FullCopies
-from sfsync.dispatch.dispatcher import DispatchResult, Gate, Invoker, dispatch
+from sfsync.dispatch.dispatcher import DispatchResult, Gate, dispatch
+from sfsync.inbound.starts import CycleStarter
 from sfsync.store.copies import CopyStore
 from sfsync.store.state import CycleSummary, Lifecycle, StateStore, lease_cycle_id, lease_token
 
@@ -194,7 +195,7 @@ def dispatch_settings(objects: str = "Account,Contact", **extra: str) -> Setting
 
 
 def run_dispatch(
-    when: dt.datetime, settings: Settings, store: StateStore, invoker: Invoker, *, gate: Gate | None = None
+    when: dt.datetime, settings: Settings, store: StateStore, invoker: CycleStarter, *, gate: Gate | None = None
 ) -> DispatchResult:
     """One dispatch over objects whose full copy is done (the first copy's decisions: test_dispatcher)."""
     import boto3

@@ -332,15 +332,36 @@ def test_given_a_new_salesforce_client_then_the_write_back_never_reuses_another_
 
 
 def test_the_record_the_handler_reports_for_retry_raises_an_engine_error() -> None:
-    import importlib.util
-    from pathlib import Path
+    from sfsync.core.exceptions import ChangeEventNotApplied, RecordNotWrittenBack, SfsyncError
+    from sfsync.wiring import change_event_retried, stream_record_retried
 
-    from sfsync.core.exceptions import RecordNotWrittenBack, SfsyncError
+    assert isinstance(stream_record_retried("7"), RecordNotWrittenBack)
+    assert isinstance(change_event_retried("m-1"), ChangeEventNotApplied)
+    assert issubclass(RecordNotWrittenBack, SfsyncError) and issubclass(ChangeEventNotApplied, SfsyncError)
 
-    path = Path(__file__).resolve().parents[2] / "functions" / "writeback" / "app.py"
-    spec = importlib.util.spec_from_file_location("writeback_handler_under_test", path)
-    assert spec is not None and spec.loader is not None
-    handler = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(handler)
-    assert handler.RecordNotWrittenBack is RecordNotWrittenBack
-    assert issubclass(RecordNotWrittenBack, SfsyncError)
+
+def test_given_a_batch_with_failed_records_then_only_those_are_reported_as_batch_item_failures() -> None:
+    from aws_lambda_powertools.utilities.batch import EventType
+    from sfsync.wiring import partial_batch_response, stream_record_retried
+
+    def record(sequence: str) -> dict[str, object]:
+        return {
+            "eventID": sequence,
+            "eventName": "MODIFY",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"Id": {"S": f"00Q{sequence}"}},
+                "SequenceNumber": sequence,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            },
+        }
+
+    event = {"Records": [record("1"), record("2"), record("3")]}
+    key = lambda r: r.dynamodb.sequence_number if r.dynamodb else None  # noqa: E731
+    response = partial_batch_response(
+        event, None, EventType.DynamoDBStreams, {"2"}, key=key, error=stream_record_retried
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert partial_batch_response(
+        event, None, EventType.DynamoDBStreams, set(), key=key, error=stream_record_retried
+    ) == {"batchItemFailures": []}

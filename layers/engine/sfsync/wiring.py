@@ -12,21 +12,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
 from sfsync.core import clock
 from sfsync.core.config import Settings, configured_secret_arn, load_secret, load_settings
-from sfsync.core.events import FullSyncStepEvent, ObjectSyncEvent, parse_dispatcher_event, parse_event
-from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.events import (
+    FullSyncStepEvent,
+    ObjectSyncEvent,
+    RetryEvent,
+    SqsBatchEvent,
+    SweepEvent,
+    parse_dispatcher_event,
+    parse_event,
+    parse_writeback_event,
+)
+from sfsync.core.exceptions import ChangeEventNotApplied, ConfigurationError, RecordNotWrittenBack
 from sfsync.core.observability import bind, count, logger
 from sfsync.dispatch.copies import FullCopies
-from sfsync.dispatch.dispatcher import Invoker, run_tick
+from sfsync.dispatch.dispatcher import run_tick
 from sfsync.fullcopy.deps import FullSyncDeps
 from sfsync.fullcopy.steps import run_step
 from sfsync.inbound.cycle import CyclePort, CycleStores, lease_seconds_for, run_object_cycle
+from sfsync.inbound.starts import CycleStarter
 from sfsync.salesforce.ports import EconomyPort, WriteBackPort
 from sfsync.store.aws import LambdaInvoker, dynamodb_client, stepfunctions_client
 from sfsync.store.copies import CopyStore
@@ -34,7 +46,7 @@ from sfsync.store.org_state import OrgStateStore
 from sfsync.store.records import RecordStore
 from sfsync.store.state import StateStore
 from sfsync.store.stepfunctions import FullCopyStarter
-from sfsync.writeback import WRITEBACK_SETTINGS, WriteBackDeps
+from sfsync.writeback import WRITEBACK_SETTINGS, WriteBackDeps, process_batch, run_retry, run_sweep
 
 if TYPE_CHECKING:
     from sfsync.changes.apply import ChangeDeps
@@ -52,7 +64,7 @@ class ObjectSyncDeps:
 class DispatcherDeps:
     settings: Settings
     state: StateStore
-    invoker: Invoker
+    invoker: CycleStarter
     clock: clock.Clock
     #: Salesforce (change probe, API usage); the client authenticates on its first call only.
     sf: EconomyPort
@@ -77,14 +89,13 @@ def salesforce_client(secret: Mapping[str, Any]) -> Any:
 
 
 def stores_for(settings: Settings) -> CycleStores:
-    """The state, record and copy stores of a cycle.
+    """The state, record and copy stores of a cycle (``settings`` already checked by :func:`configuration`).
 
     The record store keeps the conditional per-item put by default (``exclusive_writer=False``):
     the full copy shares it.  An incremental cycle batches its pages only when it is provably the
     object's only writer - it holds the lease and the copy documents (``copies``) show no full
     copy under way - and decides that page by page (``sfsync.inbound.cycle._sole_writer``).
     """
-    settings.require("state_table", "errors_table", "record_tables")
     client = dynamodb_client()
     return CycleStores(
         state=StateStore(settings.state_table),
@@ -274,8 +285,16 @@ def writeback_deps() -> WriteBackDeps:
             raise exc from None  # more than the write-back options is wrong: nothing can be marked
     settings.require("state_table", "errors_table", "record_tables")
 
+    checked: list[tuple[Settings, dict[str, Any]]] = []
+
+    def checked_configuration() -> tuple[Settings, dict[str, Any]]:
+        """:func:`configuration` (every problem at once, counted), run once for this invocation."""
+        if not checked:
+            checked.append(configuration(*WRITEBACK_SETTINGS))
+        return checked[0]
+
     def salesforce() -> WriteBackPort:
-        _, secret = configuration(*WRITEBACK_SETTINGS)  # every problem at once, counted
+        _, secret = checked_configuration()
         client: WriteBackPort = salesforce_client(secret)
         return client
 
@@ -286,7 +305,84 @@ def writeback_deps() -> WriteBackDeps:
         clock.engine_clock(),
         sf_factory=salesforce,
         config_problem=problem,
-        config_check=lambda: configuration(*WRITEBACK_SETTINGS),
+        config_check=checked_configuration,
+    )
+
+
+def run_writeback(event: Any, context: Any, deps: WriteBackDeps | None = None) -> dict[str, Any]:
+    """WriteBackFunction: the sweep, an operator's retry, or a DynamoDB stream batch (local edits ->
+    Salesforce), whose records the batch could not finish are reported as batch item failures."""
+    request = parse_writeback_event(event)
+    if isinstance(request, SweepEvent):
+        return run_sweep(request, deps or writeback_deps()).to_dict()
+    if isinstance(request, RetryEvent):
+        return run_retry(request, deps or writeback_deps())
+    records = event["Records"]
+    count("WriteBackRecordsSeen", len(records))
+    failed = process_batch(records, deps or writeback_deps()).failed
+    if failed:
+        count("WriteBackRecordsFailed", len(failed))
+        logger.warning("write-back records reported for retry", extra={"failed": len(failed)})
+    return partial_batch_response(
+        event,
+        context,
+        EventType.DynamoDBStreams,
+        failed,
+        key=lambda record: record.dynamodb.sequence_number if record.dynamodb else None,
+        error=stream_record_retried,
+    )
+
+
+def run_change_events(event: Any, context: Any, deps: ChangeDeps | None = None) -> dict[str, Any]:
+    """ChangeEventFunction: an SQS batch of change events applied at once; the messages it could not
+    finish are reported as batch item failures (SQS delivers them again, then dead-letters them)."""
+    from sfsync.changes.apply import Message, process_messages
+
+    batch = parse_event(SqsBatchEvent, event)
+    messages = [Message(record.messageId, record.body) for record in batch.Records]
+    failed = set(process_messages(messages, deps or change_events_deps()).failed)
+    if failed:
+        logger.warning("change-event messages reported for retry", extra={"failed": len(failed)})
+    return partial_batch_response(
+        event,
+        context,
+        EventType.SQS,
+        failed,
+        key=lambda record: record.message_id,
+        error=change_event_retried,
+    )
+
+
+def stream_record_retried(sequence: str) -> RecordNotWrittenBack:
+    """The error a stream record the write-back could not finish is reported with (one engine class)."""
+    return RecordNotWrittenBack(f"stream record {sequence} is retried")
+
+
+def change_event_retried(message_id: str) -> ChangeEventNotApplied:
+    """The error a change-event message the batch could not finish is reported with."""
+    return ChangeEventNotApplied(f"change-event message {message_id} is retried")
+
+
+def partial_batch_response(
+    event: Any,
+    context: Any,
+    event_type: EventType,
+    failed: Collection[str],
+    *,
+    key: Callable[[Any], str | None],
+    error: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """Powertools' partial-batch response for a batch the engine processed as a whole: the records
+    whose ``key`` is in ``failed`` are reported as batch item failures (``ReportBatchItemFailures``)."""
+
+    def record_handler(record: Any) -> None:
+        record_key = key(record)
+        if record_key in failed:
+            raise error(str(record_key))
+
+    processor = BatchProcessor(event_type=event_type)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )
 
 
@@ -313,10 +409,13 @@ __all__ = [
     "dispatcher_deps",
     "full_sync_deps",
     "object_sync_deps",
+    "partial_batch_response",
     "remaining_ms",
+    "run_change_events",
     "run_dispatcher",
     "run_full_sync_step",
     "run_object_sync",
+    "run_writeback",
     "salesforce_client",
     "stores_for",
     "writeback_deps",

@@ -51,7 +51,6 @@ from sfsync.changes.envelope import ChangeEvent, parse_envelope
 from sfsync.core.clock import Clock, parse_instant, to_iso_ms
 from sfsync.core.config import Settings
 from sfsync.core.exceptions import (
-    DispatchFailed,
     InvalidChangeEvent,
     SalesforceError,
     SalesforceRequestError,
@@ -60,12 +59,13 @@ from sfsync.core.exceptions import (
 from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.core.registry import ObjectSpec
 from sfsync.inbound.fields import Selection, select_fields, soql_select
+from sfsync.inbound.starts import CycleStarter, start_cycle
 from sfsync.items.images import item_from_wire
 from sfsync.items.snapshot import BASE_ATTRIBUTE, decode_base, is_data_attribute, same
 from sfsync.salesforce.ports import ChangePort
 from sfsync.store.put_rules import PageOutcome
 from sfsync.store.records import RecordStore
-from sfsync.store.state import CLAIM_SECONDS, StateStore, new_cycle_id
+from sfsync.store.state import StateStore
 
 #: Change events stay on Salesforce's event bus for 72 hours (§9.5): an older event means what came
 #: before it may be lost.
@@ -84,10 +84,6 @@ _WHY_REREAD_ORDER = "an earlier event arrived after a later one was applied"
 
 class EventErrorSink(Protocol):
     def record(self, object_name: str | None, event_id: str, reason: str, body: Any, *, when: dt.datetime) -> None: ...
-
-
-class CycleStarter(Protocol):
-    def start_object_sync(self, object_name: str, cycle_id: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -651,14 +647,9 @@ def _request_cycle(spec: ObjectSpec, reason: str, deps: ChangeDeps, now: dt.date
     report.cycle_requested = reason
     if deps.invoker is None or deps.state.get_watermark(spec.name).value is None:
         return  # not copied yet: the dispatcher's first copy comes first
-    cycle_id = new_cycle_id(spec.name, now)
-    if not deps.state.claim_dispatch(spec.name, cycle_id, now=now, claim_seconds=CLAIM_SECONDS, not_ended_after=None):
+    start = start_cycle(deps.state, deps.invoker, spec.name, now=now, reason="cdc", not_ended_after=None)
+    if start.outcome == "taken":
         logger.info("a cycle of the object runs or is starting; the dispatcher starts the next one")
-        return
-    try:
-        deps.invoker.start_object_sync(spec.name, cycle_id, "cdc")
-    except DispatchFailed as exc:
-        logger.error("could not start the cycle; the dispatcher will", extra={"error": str(exc)})
 
 
 def _add(report: ObjectReport, written: PageOutcome) -> None:
@@ -674,7 +665,6 @@ __all__ = [
     "SELECTIONS",
     "BatchOutcome",
     "ChangeDeps",
-    "CycleStarter",
     "EventErrorSink",
     "Message",
     "ObjectReport",

@@ -38,6 +38,17 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
+class Conversion:
+    """A record of the object can be converted into a record of ``target`` (a Lead into a Contact):
+    ``flag`` tells it is converted, ``target_id`` names the record it became.  The write-back pushes a
+    converted record's local edits to that record (fields of the same name the target can update)."""
+
+    target: str
+    flag: str
+    target_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSpec:
     """How one Salesforce object is synced.
 
@@ -55,7 +66,8 @@ class ObjectSpec:
     window is read with Bulk API 2.0 (None: the global setting).  ``key_prefix``: the first three
     characters of the object's record Ids (the write-back tells a Salesforce Id from a local key by it;
     None: any Id shape).  ``conflict``: the write-back's default conflict policy for a two-way object
-    (``SFSYNC_WRITEBACK`` overrides it).
+    (``SFSYNC_WRITEBACK`` overrides it).  ``converts_to``: what a converted record becomes (see
+    :class:`Conversion`; None: the object is not converted).
     """
 
     name: str
@@ -77,6 +89,7 @@ class ObjectSpec:
     bulk_threshold: int | None = None
     key_prefix: str | None = None
     conflict: str = FALLBACK_CONFLICT_POLICY
+    converts_to: Conversion | None = None
 
     @property
     def writes_back(self) -> bool:
@@ -88,7 +101,15 @@ class ObjectSpec:
 
 STANDARD_OBJECTS: tuple[ObjectSpec, ...] = (
     # The default conflict policies follow Marketo: the local side wins for Leads, Salesforce for Contacts.
-    ObjectSpec("Lead", "Lead", direction="both", lookups=("Email", "OwnerId"), key_prefix="00Q", conflict="local"),
+    ObjectSpec(
+        "Lead",
+        "Lead",
+        direction="both",
+        lookups=("Email", "OwnerId"),
+        key_prefix="00Q",
+        conflict="local",
+        converts_to=Conversion("Contact", "IsConverted", "ConvertedContactId"),
+    ),
     ObjectSpec("Contact", "Contact", direction="both", lookups=("Email", "AccountId", "OwnerId"), key_prefix="003"),
     ObjectSpec("Campaign", "Campaign", direction="both", lookups=("OwnerId",), key_prefix="701"),
     ObjectSpec(
@@ -288,6 +309,7 @@ __all__ = [
     "FAMILIES",
     "KEY_PREFIXES",
     "STANDARD_OBJECTS",
+    "Conversion",
     "Direction",
     "ObjectSpec",
     "Registry",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args
+from typing import Any, get_args
 
 from sfsync.changes.health import CDC_REASON, cdc_health, cdc_pause, cycle_requested, emit_cdc_health
 from sfsync.core.clock import to_iso_ms
@@ -44,18 +44,15 @@ from sfsync.core.observability import count, logger, metrics_for_object
 from sfsync.core.registry import ObjectSpec
 from sfsync.dispatch.copies import CopyDecision, CopyReport, FullCopies, copy_decisions, start_copies
 from sfsync.dispatch.economy import ApiEconomy, Economy
+from sfsync.inbound.starts import CycleStarter, start_cycle
 from sfsync.salesforce.ports import EconomyPort
 from sfsync.store.org_state import OrgStateStore
-from sfsync.store.state import CLAIM_SECONDS, LeaseStatus, StateStore, new_cycle_id
+from sfsync.store.state import LeaseStatus, StateStore
 
 #: Reasons the object-sync event accepts; any other is sent as ``due``.
 EVENT_REASONS = frozenset(str(value) for value in get_args(ObjectSyncEvent.model_fields["reason"].annotation))
 
 Gate = Callable[[Sequence[ObjectSpec]], tuple[list[ObjectSpec], dict[str, str]]]
-
-
-class Invoker(Protocol):
-    def start_object_sync(self, object_name: str, cycle_id: str, reason: str) -> None: ...
 
 
 @dataclass
@@ -109,7 +106,7 @@ def dispatch(
     now: dt.datetime,
     settings: Settings,
     state: StateStore,
-    invoker: Invoker,
+    invoker: CycleStarter,
     *,
     copies: FullCopies,
     gate: Gate | None = None,
@@ -172,25 +169,20 @@ def dispatch(
     starts = [(spec.name, d) for spec, d in to_copy]
     failures = start_copies(starts, state, copies, now, skipped=result.skipped, report=result.copies)
     for spec, reason in due:
-        cycle_id = new_cycle_id(spec.name, now)
-        claimed = state.claim_dispatch(
+        start = start_cycle(
+            state,
+            invoker,
             spec.name,
-            cycle_id,
             now=now,
-            claim_seconds=CLAIM_SECONDS,
+            reason=event_reason(reason),
             not_ended_after=None if reason == CDC_REASON else now - dt.timedelta(seconds=pauses[spec.name]),
         )
-        if not claimed:
+        if start.outcome == "taken":
             result.skipped[spec.name] = "taken by a concurrent dispatch"
-            continue
-        try:
-            invoker.start_object_sync(spec.name, cycle_id, event_reason(reason))
-        except DispatchFailed as exc:
-            logger.error("could not start the object sync", extra={"object": spec.name, "error": str(exc)})
-            count("DispatchFailed")
+        elif start.outcome == "failed":
             failures.append(spec.name)
-            continue
-        result.started.append({"object": spec.name, "cycle_id": cycle_id, "reason": reason})
+        else:
+            result.started.append({"object": spec.name, "cycle_id": start.cycle_id, "reason": reason})
     count("ObjectsDispatched", len(result.started))
     count("FullCopiesStarted", len(result.copies.started))
     count("FullCopiesAlreadyStarted", len(result.copies.already_started))
@@ -249,7 +241,7 @@ def run_tick(
     now: dt.datetime,
     settings: Settings,
     state: StateStore,
-    invoker: Invoker,
+    invoker: CycleStarter,
     *,
     copies: FullCopies,
     sf: EconomyPort,
@@ -296,7 +288,6 @@ __all__ = [
     "EVENT_REASONS",
     "DispatchResult",
     "Gate",
-    "Invoker",
     "ResyncOutcome",
     "dispatch",
     "due_reason",

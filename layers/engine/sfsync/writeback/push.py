@@ -82,8 +82,9 @@ class Push:
         if not ids:
             return {}, {}
         names = list(dict.fromkeys(["Id", "SystemModstamp", *fields]))
-        if obj == "Lead":
-            names += [n for n in ("IsConverted", "ConvertedContactId") if n in describe and n not in names]
+        conversion = self.run.settings.registry.get(obj).converts_to
+        if conversion is not None:
+            names += [n for n in (conversion.flag, conversion.target_id) if n in describe and n not in names]
         rows: dict[str, dict[str, Any]] = {}
         unstorable: dict[str, UnstorableRecord] = {}
         for start in range(0, len(ids), MAX_RETRIEVE):
@@ -139,14 +140,17 @@ class Push:
             decide_merged(plan, master)
 
     def redirect_converted(self, plans: list[ItemPlan]) -> list[ItemPlan]:
-        """A converted Lead's pushes go to its Contact: fields of the same name the Contact can update."""
+        """A converted record's pushes (a Lead's) go to the record it became (its Contact: the registry's
+        :class:`~sfsync.core.registry.Conversion`): fields of the same name that record can update."""
         if not plans:
             return []
-        contact = field_map(self.run.sf, "Contact")
+        source, target = plans[0].obj.lower(), str(plans[0].target_obj)
+        contact = field_map(self.run.sf, target)
         ready = []
         for plan in plans:
             if not plan.target_id:
-                self.settle.refuse_plan(plan, "CANNOT_UPDATE_CONVERTED_LEAD", "converted lead without a contact", [])
+                reason = f"converted {source} without a {target.lower()}"
+                self.settle.refuse_plan(plan, "CANNOT_UPDATE_CONVERTED_LEAD", reason, [])
                 continue
             kept: dict[str, FieldDecision] = {}
             for name, decision in plan.decisions.items():
@@ -157,9 +161,9 @@ class Push:
                     kept[name] = decision
                 else:
                     for change in plan.changes:
-                        self.settle.reject(plan.obj, change, name, f"lead is converted and Contact {why}")
+                        self.settle.reject(plan.obj, change, name, f"{source} is converted and {target} {why}")
             plan.decisions = kept
-            plan.redirect_note = f"lead converted to Contact {plan.target_id}"
+            plan.redirect_note = f"{source} converted to {target} {plan.target_id}"
             if kept:
                 ready.append(plan)
         return ready
@@ -297,13 +301,15 @@ class Push:
         if code in RETRYABLE_CODES:
             return [plan]
         sf = self.run.sf
-        if code == "CANNOT_UPDATE_CONVERTED_LEAD" and plan.target_obj == "Lead":
-            rows = sf.retrieve("Lead", [plan.target_id], ["Id", "ConvertedContactId"])
-            contact = (rows[0] or {}).get("ConvertedContactId") if rows else None
-            plan.target_obj, plan.target_id = "Contact", str(contact or "")
+        registry = self.run.settings.registry
+        conversion = registry.get(plan.target_obj).converts_to if plan.target_obj in registry else None
+        if code == "CANNOT_UPDATE_CONVERTED_LEAD" and conversion is not None:
+            rows = sf.retrieve(plan.target_obj, [plan.target_id], ["Id", conversion.target_id])
+            became = (rows[0] or {}).get(conversion.target_id) if rows else None
+            plan.target_obj, plan.target_id = conversion.target, str(became or "")
             redirected = self.redirect_converted([plan])
             if redirected:
-                self.updates(redirected, field_map(sf, "Contact"), options)
+                self.updates(redirected, field_map(sf, conversion.target), options)
             return []
         if code == "ENTITY_IS_DELETED" and plan.target_id == plan.key and plan.redirect_note is None:
             masters = self.masters(plan.obj, [plan.key])

@@ -206,6 +206,7 @@ class WriteBack:
         salesforce, unstorable = self.push.retrieve(obj, list(live), sorted(wanted), describe)
         gone: list[ItemPlan] = []
         converted: list[ItemPlan] = []
+        conversion = self.settings.registry.get(obj).converts_to
         for key, problem in unstorable.items():
             fields_named = [problem.field] if problem.field else []
             self.settle.refuse_plan(live.pop(key), "UNSTORABLE", str(problem), fields_named)
@@ -215,8 +216,8 @@ class WriteBack:
                 gone.append(plan)
                 continue
             decide_plan(plan, row, options)
-            if obj == "Lead" and row.get("IsConverted") is True and plan.pushes():
-                plan.target_obj, plan.target_id = "Contact", str(row.get("ConvertedContactId") or "")
+            if conversion is not None and row.get(conversion.flag) is True and plan.pushes():
+                plan.target_obj, plan.target_id = conversion.target, str(row.get(conversion.target_id) or "")
                 converted.append(plan)
             else:
                 plan.target_obj, plan.target_id = obj, plan.key
