@@ -388,12 +388,8 @@ def partial_batch_response(
 
 def configured_object(settings: Settings, name: str) -> str:
     """``name`` if it is a configured object; otherwise a counted :class:`ConfigurationError`."""
-    if name not in settings.registry:
-        count("ConfigurationError")
-        message = f"object {name!r} is not configured for sync (configured: {', '.join(settings.registry.names())})"
-        logger.error("configuration error", extra={"error": message})
-        raise ConfigurationError(message)
-    return name
+    with _reported_configuration_errors():
+        return settings.registry.get(name).name
 
 
 def remaining_ms(context: Any) -> int | None:

@@ -208,7 +208,8 @@ class Registry:
         try:
             return self._specs[name]
         except KeyError:
-            raise ConfigurationError(f"object {name!r} is not configured for sync") from None
+            configured = ", ".join(self._specs)
+            raise ConfigurationError(f"object {name!r} is not configured for sync (configured: {configured})") from None
 
     def families(self) -> set[str]:
         return {spec.family for spec in self}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -317,16 +317,22 @@ class WriteBackTables:
             "ExpressionAttributeNames": {"#o": "sobject"},
             "ExpressionAttributeValues": {":o": {"S": obj}},
         }
+        for raw in self._query(table, request):
+            total += 1
+            since = raw.get(PENDING_SINCE, {}).get("S", "")
+            if before is None or since <= before:
+                keys.append(str(raw.get("Id", {}).get("S", "")))
+        return total, keys
+
+    def _query(self, table: str, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item (DynamoDB JSON) a Query returns, page after page."""
+        request = dict(request)
         while True:
             page = self._call(table, "read", self._client.query, **request)
-            for raw in page.get("Items", []):
-                total += 1
-                since = raw.get(PENDING_SINCE, {}).get("S", "")
-                if before is None or since <= before:
-                    keys.append(str(raw.get("Id", {}).get("S", "")))
+            yield from page.get("Items", [])
             last = page.get("LastEvaluatedKey")
             if not last:
-                return total, keys
+                return
             request["ExclusiveStartKey"] = last
 
     # delete intents (state table) ------------------------------------------------------------------
@@ -343,14 +349,7 @@ class WriteBackTables:
             "ExpressionAttributeValues": {":pk": {"S": INTENT_PK.format(object=obj)}, ":prefix": {"S": DELETE_PREFIX}},
             "ConsistentRead": True,
         }
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self._call(table, "read", self._client.query, **request)
-            found.extend(image(raw) or {} for raw in page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return found
-            request["ExclusiveStartKey"] = last
+        return [image(raw) or {} for raw in self._query(table, request)]
 
     def _state_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         """One state-table item, read consistently (None: there is none)."""
@@ -456,14 +455,7 @@ class WriteBackTables:
             "ExpressionAttributeValues": {":pk": {"S": OPEN_PK.format(object=obj)}},
             "ConsistentRead": True,
         }
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self._call(table, "read", self._client.query, **request)
-            found.extend(image(raw) or {} for raw in page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return found
-            request["ExclusiveStartKey"] = last
+        return [image(raw) or {} for raw in self._query(table, request)]
 
     # create intents (state table) ---------------------------------------------------------------
 
