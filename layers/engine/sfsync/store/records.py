@@ -134,6 +134,78 @@ def client_failure(exc: ClientError, table: str, action: str) -> StoreError | St
 #: boto3 client configuration for the record and error tables.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 
+#: The condition of every put from Salesforce's values: never over a newer ``SystemModstamp``.
+NOT_NEWER = "attribute_not_exists(#id) OR #stamp <= :stamp"
+
+
+def batch_get(
+    table: str,
+    record_ids: Iterable[str],
+    call: Callable[[dict[str, Any]], Mapping[str, Any]],
+    *,
+    sleep: Callable[[float], None],
+) -> dict[str, dict[str, Any]]:
+    """The stored items (DynamoDB JSON, as ``call`` returns them) for ``record_ids``, by Id: consistent
+    ``BatchGetItem`` calls of 100 keys (``call`` takes ``RequestItems``), unprocessed keys sent again
+    with a growing pause; an Id that is not stored is absent.  The one batch read of the record tables
+    (the cycles, the full copy's checks and the write-back)."""
+    found: dict[str, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(record_ids))
+    for start in range(0, len(unique), BATCH_GET_KEYS):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"Id": {"S": rid}} for rid in unique[start : start + BATCH_GET_KEYS]],
+                "ConsistentRead": True,
+            }
+        }
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            try:
+                response = call(request)
+            except ClientError as exc:
+                raise client_failure(exc, table, "read") from exc
+            except BotoCoreError as exc:
+                raise StoreError(f"cannot read from {table}: {exc}") from exc
+            for raw in response.get("Responses", {}).get(table, []):
+                found[raw["Id"]["S"]] = raw
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+            sleep(min(2.0, 0.05 * 2**attempt))
+        else:
+            raise StoreThrottled(f"{table} left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
+    return found
+
+
+def put_unless_newer(
+    client: Any, table: str, item: Mapping[str, Any], *, return_old: bool = False
+) -> dict[str, Any] | None:
+    """A ``PutItem`` of ``item`` (Python values) unless the stored item has a newer ``SystemModstamp``.
+
+    None: a newer version is stored (nothing written); otherwise the response (``Attributes``: the
+    item replaced, with ``return_old``).  DynamoDB refusing the item raises :class:`UnstorableRecord`.
+    """
+    request: dict[str, Any] = {
+        "TableName": table,
+        "Item": {k: boto_attribute(v) for k, v in item.items()},
+        "ConditionExpression": NOT_NEWER,
+        "ExpressionAttributeNames": {"#id": "Id", "#stamp": "SystemModstamp"},
+        "ExpressionAttributeValues": {":stamp": {"S": item["SystemModstamp"]}},
+    }
+    if return_old:
+        request["ReturnValues"] = "ALL_OLD"
+    try:
+        response: dict[str, Any] = client.put_item(**request)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            return None
+        if code == "ValidationException":
+            raise UnstorableRecord(f"DynamoDB rejected the item: {exc.response['Error'].get('Message', '')}") from exc
+        raise client_failure(exc, table, "write") from exc
+    except BotoCoreError as exc:
+        raise StoreError(f"cannot write to {table}: {exc}") from exc
+    return response
+
 
 class RecordStore:
     """Writes rows to the family tables; failures go to the errors table."""
@@ -655,55 +727,13 @@ class RecordStore:
         return {record_id: item_from_wire(raw) for record_id, raw in self.stored_wire(table, record_ids).items()}
 
     def stored_wire(self, table: str, record_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored items for ``record_ids``, wire format, by Id (consistent BatchGetItem, 100 keys a
-        call, unprocessed keys retried); an Id that is not stored is absent."""
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(record_ids))
-        for start in range(0, len(unique), BATCH_GET_KEYS):
-            request: dict[str, Any] = {
-                table: {
-                    "Keys": [{"Id": {"S": rid}} for rid in unique[start : start + BATCH_GET_KEYS]],
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                try:
-                    response = self._wire.batch_get_item(request)
-                except ClientError as exc:
-                    raise client_failure(exc, table, "read") from exc
-                except BotoCoreError as exc:
-                    raise StoreError(f"cannot read from {table}: {exc}") from exc
-                for raw in response.get("Responses", {}).get(table, []):
-                    found[raw["Id"]["S"]] = raw
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._sleep(min(2.0, 0.05 * 2**attempt))
-            else:
-                raise StoreThrottled(f"{table} left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts")
-        return found
+        """The stored items for ``record_ids``, wire format, by Id (:func:`batch_get` through the wire path)."""
+        return batch_get(table, record_ids, self._wire.batch_get_item, sleep=self._sleep)
 
     def _put(self, table: str, item: dict[str, Any]) -> Outcome:
-        try:
-            response = self._client.put_item(
-                TableName=table,
-                Item={k: boto_attribute(v) for k, v in item.items()},
-                ConditionExpression="attribute_not_exists(#id) OR #stamp <= :stamp",
-                ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
-                ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
-                ReturnValues="ALL_OLD",
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                return "skipped"
-            if code == "ValidationException":
-                raise UnstorableRecord(
-                    f"DynamoDB rejected the item: {exc.response['Error'].get('Message', '')}"
-                ) from exc
-            raise client_failure(exc, table, "write") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"cannot write to {table}: {exc}") from exc
+        response = put_unless_newer(self._client, table, item, return_old=True)
+        if response is None:
+            return "skipped"
         attrs = response.get("Attributes")
         old = item_from_boto(attrs) if attrs else None
         return classify(old, item)
@@ -743,10 +773,13 @@ __all__ = [
     "CLIENT_CONFIG",
     "ENGINE_ATTRIBUTES",
     "MAX_ITEM_BYTES",
+    "NOT_NEWER",
     "THROTTLE_CODES",
     "RecordStore",
     "UnstorableRecord",
+    "batch_get",
     "client_failure",
     "item_size",
+    "put_unless_newer",
     "to_item",
 ]

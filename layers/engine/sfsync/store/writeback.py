@@ -27,11 +27,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.core import clock as sfclock
 from sfsync.core.config import Settings
-from sfsync.core.exceptions import StoreError, StoreThrottled
+from sfsync.core.exceptions import StoreError
 from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import boto_attribute
 from sfsync.items.images import image
-from sfsync.store.records import client_failure
+from sfsync.store.records import batch_get, client_failure, put_unless_newer
 
 #: State-table keys of the write-back's intents.
 INTENT_PK = "WRITEBACK#{object}"
@@ -82,24 +82,11 @@ class WriteBackTables:
             raise StoreError(f"{action} on {table} failed: {exc}") from exc
 
     def get_items(self, table: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                table: {"Keys": [{"Id": {"S": k}} for k in unique[start : start + 100]], "ConsistentRead": True}
-            }
-            for _ in range(8):
-                response = self._call(table, "read", self._client.batch_get_item, RequestItems=request)
-                for raw in response.get("Responses", {}).get(table, []):
-                    item = image(raw) or {}
-                    found[str(item.get("Id"))] = item
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                self._sleep(0.05)
-            else:
-                raise StoreThrottled(f"{table} left keys unprocessed after 8 BatchGetItem attempts")
-        return found
+        """The stored items for ``keys`` as Python values, by Id (the record store's :func:`batch_get`)."""
+        raws = batch_get(
+            table, keys, lambda request: self._client.batch_get_item(RequestItems=request), sleep=self._sleep
+        )
+        return {key: image(raw) or {} for key, raw in raws.items()}
 
     def update(
         self,
@@ -160,14 +147,9 @@ class WriteBackTables:
         return self._call(table, "write", self._client.update_item, conditional=True, **request) is not None
 
     def put_synced(self, table: str, item: dict[str, Any]) -> bool:
-        """Put an item the way the sync does (never over a newer ``SystemModstamp``)."""
-        return self._put_if(
-            table,
-            item,
-            "attribute_not_exists(#id) OR #stamp <= :stamp",
-            ExpressionAttributeNames={"#id": "Id", "#stamp": "SystemModstamp"},
-            ExpressionAttributeValues={":stamp": {"S": item["SystemModstamp"]}},
-        )
+        """Put an item the way the sync does (:func:`~sfsync.store.records.put_unless_newer`); False when a
+        newer version is stored.  DynamoDB refusing the item raises :class:`UnstorableRecord`."""
+        return put_unless_newer(self._client, table, item) is not None
 
     def _put_if(self, table: str, item: Mapping[str, Any], condition: str, **expression: Any) -> bool:
         """A PutItem of ``item`` (Python values) under ``condition``; False when the condition failed."""

@@ -223,14 +223,13 @@ class Settle:
                     item = snapshot.with_base(
                         to_item(spec, row, cycle_id=WRITEBACK_CYCLE_ID, synced_at=now, datetime_fields=datetimes)
                     )
+                    self.tables.put_synced(table, item)
                 except UnstorableRecord as exc:
                     # The record exists in Salesforce: the redirect still goes on (a retry would
                     # meet the same row); the inbound sync records the same reason when it reads it.
                     self.tables.record(
                         obj, sf_id, "unstorable", now, change.sequence, code="UNSTORABLE", message=str(exc)
                     )
-                else:
-                    self.tables.put_synced(table, item)
             self._update_settling(
                 obj,
                 change.key,
