@@ -34,6 +34,9 @@ from sfsync_local.lambda_runtime import (
     wait_for_deferred_stream_records,
 )
 
+#: How often the serving loop checks for close() (socketserver's default is 0.5 s, paid by every close).
+SHUTDOWN_POLL_S = 0.05
+
 __all__ = [
     "ACCESS_KEY_ID",
     "LOOPBACK",
@@ -186,8 +189,11 @@ class LocalEndpoint:
         self._poller = _StreamPoller(runtime, self._log)
         self._poller.start()
         self._serving = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sfsync-endpoint", daemon=True
-        )  # close() waits for the loop to see the shutdown: 0.05 s, not socketserver's 0.5 s
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name="sfsync-endpoint",
+            daemon=True,
+        )
         self._serving.start()
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from sfsync.core.exceptions import (
     ConfigurationError,
 )
 from sfsync.core.registry import ObjectSpec
+from sfsync.core.window import truncate_ms
 from sfsync.inbound.fields import check_soql_names, keyset_after, select_fields
 from sfsync.items.csv import FieldTypes, field_types
 from sfsync.store.copies import _NO_IDS, IdRange, Mode
@@ -68,10 +69,6 @@ def failure_action(attempts: int, depth: int, policy: CopyPolicy) -> FailureActi
     return "rest"
 
 
-def _floor_ms(value: dt.datetime) -> dt.datetime:
-    return value.replace(microsecond=(value.microsecond // 1000) * 1000)
-
-
 def split_range(
     lo: dt.datetime | None,
     hi: dt.datetime | None,
@@ -93,7 +90,7 @@ def split_range(
     span_ms = int((end - start).total_seconds() * 1000)
     if span_ms < factor:
         return [(lo, hi)]
-    cuts = [_floor_ms(start + dt.timedelta(milliseconds=span_ms * i // factor)) for i in range(1, factor)]
+    cuts = [truncate_ms(start + dt.timedelta(milliseconds=span_ms * i // factor)) for i in range(1, factor)]
     bounds: list[dt.datetime | None] = [lo, *cuts, hi]
     return [(bounds[i], bounds[i + 1]) for i in range(factor)]
 

@@ -147,12 +147,12 @@ class _Plan:
     width: int
     get: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     names: tuple[str, ...]
+    #: per position the kind the per-value loop looks at (datetimes count as text there: ``datetimes``
+    #: picks them, and they are checked beforehand, all at once)
     kinds: tuple[int, ...]
     wire_prefix: tuple[str, ...]
     base_prefix: tuple[str, ...]
     positions: tuple[int, ...]
-    #: the kinds the per-value loop looks at (datetimes are checked beforehand, all at once)
-    loop_kinds: tuple[int, ...]
     datetimes: Callable[[Sequence[Any]], tuple[Any, ...]]
     key_at: int
     stamp_at: int
@@ -227,11 +227,10 @@ class CsvItems:
             width=len(columns),
             get=operator.itemgetter(*source),
             names=tuple(names),
-            kinds=tuple(kinds),
+            kinds=tuple(_TEXT if kind == _DATETIME else kind for kind in kinds),
             wire_prefix=tuple(wire_prefix),
             base_prefix=tuple("," + _quote(name) + ":" for name in names),
             positions=tuple(range(len(names))),
-            loop_kinds=tuple(_TEXT if kind == _DATETIME else kind for kind in kinds),
             datetimes=_getter([at for at, kind in enumerate(kinds) if kind == _DATETIME]),
             key_at=names.index(spec.key),
             stamp_at=names.index("SystemModstamp"),
@@ -291,7 +290,7 @@ class CsvItems:
         if not _STAMPS(",".join(datetimes)) and not all(map(self._valid_stamp, datetimes)):
             return None
         literals = list(map(_quote, filter(None, values)))  # each present value escaped once (C)
-        kinds = list(compress(plan.loop_kinds, values))
+        kinds = list(compress(plan.kinds, values))
         base_literals = literals
         for at in compress(plan.positions, kinds):  # the present values that are not text or datetimes
             kind = kinds[at]

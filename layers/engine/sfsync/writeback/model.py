@@ -70,8 +70,9 @@ class WriteBackStore(Protocol):
 
     Item keys are DynamoDB keys (``{"Id": {"S": key}}``, or :meth:`delete_key` for a delete intent);
     items come back as Python values.  A conditional write that fails returns False (``mark``:
-    ``held`` / ``absent``); any other failure raises :class:`sfsync.core.exceptions.StoreError`
-    (:class:`~sfsync.core.exceptions.StoreThrottled` when throttled).
+    ``held`` / ``absent``); an item DynamoDB refuses (``put_synced``) raises
+    :class:`~sfsync.core.exceptions.UnstorableRecord`; any other failure raises
+    :class:`sfsync.core.exceptions.StoreError` (:class:`~sfsync.core.exceptions.StoreThrottled` when throttled).
     """
 
     def table(self, spec: ObjectSpec) -> str: ...

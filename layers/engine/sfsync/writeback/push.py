@@ -145,7 +145,7 @@ class Push:
         if not plans:
             return []
         source, target = plans[0].obj.lower(), str(plans[0].target_obj)
-        contact = field_map(self.run.sf, target)
+        target_fields = field_map(self.run.sf, target)
         ready = []
         for plan in plans:
             if not plan.target_id:
@@ -156,7 +156,7 @@ class Push:
             for name, decision in plan.decisions.items():
                 if decision.action != "push":
                     continue
-                why = writable(contact, name, create=False)
+                why = writable(target_fields, name, create=False)
                 if why is None:
                     kept[name] = decision
                 else:
