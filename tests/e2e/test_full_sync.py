@@ -318,7 +318,7 @@ class TaskKilled(Exception):
 def test_given_a_task_killed_mid_page_when_the_execution_is_started_again_then_it_continues_from_the_checkpoint(
     emulator: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = BatchLoader.write
+    real_write = BatchLoader.write_lines
     pages = {"n": 0}
 
     def write_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -328,7 +328,7 @@ def test_given_a_task_killed_mid_page_when_the_execution_is_started_again_then_i
             raise TaskKilled("killed after persisting part of page 3")
         return real_write(self, *args, **kwargs)
 
-    monkeypatch.setattr(BatchLoader, "write", write_then_die)
+    monkeypatch.setattr(BatchLoader, "write_lines", write_then_die)
     first = copied_objects(execution_output(run_copy(stack, ["Lead"], page=SMALL_PAGE)))["Lead"]
     assert first["status"] == "failed" and first["error"]["Error"] == "TaskKilled"
     checkpoint = first["records_copied"]

@@ -66,13 +66,23 @@ def lead_table() -> Any:
         yield client
 
 
-def copy_leads(client: Any, rows: list[dict[str, str | None]], *, bulk_csv: bool = True) -> dict[str, int]:
+def copy_leads(
+    client: Any, rows: list[dict[str, str | None]], *, bulk_csv: bool = True, as_lines: bool = False
+) -> dict[str, int]:
+    """Copy Bulk CSV rows (as dict rows, or ``as_lines``: as csv.reader's lines) or REST rows."""
     from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
 
     records = RecordStore(client, {"Lead": "Lead"}, errors_table="errors", sleep=lambda _s: None)
+    loader = BatchLoader(client, records, sleep=lambda _s: None)
+    if as_lines:
+        header = tuple(rows[0])
+        lines = [[row[name] or "" for name in header] for row in rows]
+        return loader.write_lines(
+            LEAD, header, lines, copy_id="copy-1", synced_at=SYNCED, types=LEAD_TYPES, selected_fields=LEAD_FIELDS
+        )
     source = rows if bulk_csv else [typed_row(r, LEAD_TYPES) for r in rows]
-    return BatchLoader(client, records, sleep=lambda _s: None).write(
+    return loader.write(
         LEAD,
         source,
         copy_id="copy-1",
@@ -91,15 +101,21 @@ def stored_leads(client: Any) -> dict[str, dict[str, Any]]:
     return {item["Id"]["S"]: {k: de.deserialize(v) for k, v in item.items()} for item in items}
 
 
-@pytest.mark.parametrize("bulk_csv", [True, False], ids=["bulk-csv", "rest"])
+LINES = pytest.mark.parametrize("as_lines", [False, True], ids=["dict-rows", "csv-lines"])
+
+
+@pytest.mark.parametrize(
+    ("bulk_csv", "as_lines"), [(True, False), (True, True), (False, False)], ids=["bulk-csv", "bulk-lines", "rest"]
+)
 def test_given_a_two_way_object_when_copied_then_every_item_carries_its_base_and_no_local_change(
-    lead_table: Any, bulk_csv: bool
+    lead_table: Any, bulk_csv: bool, as_lines: bool
 ) -> None:
     rows = [lead_row(n) for n in range(1, 31)]
     rows[3]["CreatedDate"] = "2026-11-24T12:00:00.000+0000"  # not in the stored form: the general path
     rows[4]["IsConverted"] = "TRUE"  # not plain: the general path
+    rows[6]["LastName"] = "Plain ASCII"  # no escape needed: the one-format path
 
-    counts = copy_leads(lead_table, rows, bulk_csv=bulk_csv)
+    counts = copy_leads(lead_table, rows, bulk_csv=bulk_csv, as_lines=as_lines)
 
     assert counts["RecordsCreated"] == 30 and counts["RecordsFailed"] == 0
     items = stored_leads(lead_table)
@@ -129,8 +145,9 @@ def test_given_a_copy_of_a_one_way_object_when_written_then_items_have_no_base(l
     assert "_base" not in stored_leads(lead_table)["00Q000000000000001"]
 
 
+@LINES
 def test_given_rows_the_item_rules_refuse_when_copied_then_they_fail_alone_and_the_reason_is_recorded(
-    lead_table: Any,
+    lead_table: Any, as_lines: bool
 ) -> None:
     rows = [
         lead_row(1),
@@ -140,7 +157,7 @@ def test_given_rows_the_item_rules_refuse_when_copied_then_they_fail_alone_and_t
         lead_row(5, CreatedDate="not a date"),
         lead_row(6, NumberOfEmployees="12 people"),  # not a number: kept as Salesforce sent it
     ]
-    counts = copy_leads(lead_table, rows)
+    counts = copy_leads(lead_table, rows, as_lines=as_lines)
 
     assert counts["RecordsCreated"] == 2 and counts["RecordsFailed"] == 4
     items = stored_leads(lead_table)
@@ -151,10 +168,11 @@ def test_given_rows_the_item_rules_refuse_when_copied_then_they_fail_alone_and_t
     assert "400 KB" in reasons["00Q000000000000004"] and "CreatedDate" in reasons["00Q000000000000005"]
 
 
+@LINES
 def test_given_a_pending_local_edit_when_the_copy_rereads_the_same_row_then_the_edit_survives(
-    lead_table: Any,
+    lead_table: Any, as_lines: bool
 ) -> None:
-    copy_leads(lead_table, [lead_row(1), lead_row(2)])
+    copy_leads(lead_table, [lead_row(1), lead_row(2)], as_lines=as_lines)
     for n in (1, 2):  # an application edits both items (never touching _base)
         lead_table.update_item(
             TableName="Lead",
@@ -165,7 +183,7 @@ def test_given_a_pending_local_edit_when_the_copy_rereads_the_same_row_then_the_
     # a resumed copy re-reads row 1 unchanged; row 2 changed in Salesforce since
     changed = lead_row(2, LastName="Renamed", SystemModstamp="2026-11-24T12:09:00.000Z")
 
-    counts = copy_leads(lead_table, [lead_row(1), changed])
+    counts = copy_leads(lead_table, [lead_row(1), changed], as_lines=as_lines)
 
     items = stored_leads(lead_table)
     kept = items["00Q000000000000001"]
@@ -211,17 +229,20 @@ def test_given_a_client_without_wire_hooks_when_a_copy_is_written_then_the_same_
     assert all(item["_base"] == snapshot.encode_base(item) for item in items.values())
 
 
-def test_given_a_re_synced_copy_when_every_row_is_stored_then_each_chunk_is_read_once(lead_table: Any) -> None:
+@LINES
+def test_given_a_re_synced_copy_when_every_row_is_stored_then_each_chunk_is_read_once(
+    lead_table: Any, as_lines: bool
+) -> None:
     reads: list[int] = []
 
     def count(request: Any, **_kw: Any) -> None:
         reads.append(len(json.loads(request.body)["RequestItems"]["Lead"]["Keys"]))
 
     rows = [lead_row(n) for n in range(1, 151)]
-    assert copy_leads(lead_table, rows)["RecordsCreated"] == 150
+    assert copy_leads(lead_table, rows, as_lines=as_lines)["RecordsCreated"] == 150
     lead_table.meta.events.register_first("before-send.dynamodb.BatchGetItem", count)
     changed = [lead_row(n, LastName=f"Renamed {n}", SystemModstamp="2026-11-24T12:09:00.000Z") for n in range(1, 151)]
-    counts = copy_leads(lead_table, changed)
+    counts = copy_leads(lead_table, changed, as_lines=as_lines)
 
     assert counts["RecordsUpdated"] == 150
     assert reads == [100, 50]  # one read of each chunk, shared by the existence check and the write rule

@@ -769,3 +769,44 @@ def test_given_multiline_quoted_unicode_values_when_bulk_results_streamed_then_t
 
     assert page.locator is None
     assert row == {"Id": lead, "LastName": 'Tricky, "CSV"', "Description": description, "Title": None}
+
+
+def test_given_a_result_set_when_read_as_columns_then_each_line_holds_the_rows_texts_in_header_order(
+    emu: Emulator,
+) -> None:
+    description = 'line one\nline two, with "quotes"\r\nünïcødé € 🚀'
+    lead = emu.admin.create("Lead", {"LastName": 'Cols, "CSV"', "Company": "Columns Co", "Description": description})
+    soql = "SELECT Id, LastName, Description, Title, Email FROM Lead WHERE Company IN ('Columns Co', '{}')"
+    with make_client(emu) as client:
+        job = client.bulk_query_create(soql.format(PAGING_COMPANY))
+        client.bulk_job_status(job["id"])
+        rows = [r for p in client.bulk_results_pages(job["id"], max_records=200) for r in p.rows]
+        lines: list[dict[str, str | None]] = []
+        for page in client.bulk_results_pages(job["id"], max_records=200):
+            header, page_lines = page.columns()
+            lines.extend({n: (t or None) for n, t in zip(header, line, strict=True)} for line in page_lines)
+
+    assert header == ("Id", "LastName", "Description", "Title", "Email")
+    assert lines == rows and len(rows) == PAGING_LEADS + 1
+    assert next(r for r in lines if r["Id"] == lead)["Description"] == description
+
+
+def test_given_a_result_set_read_one_way_when_read_the_other_way_or_after_moving_on_then_it_fails_loudly(
+    emu: Emulator,
+) -> None:
+    soql = f"SELECT Id FROM Lead WHERE Company = '{PAGING_COMPANY}'"
+    with make_client(emu) as client:
+        job = client.bulk_query_create(soql)
+        pages = client.bulk_results_pages(job["id"], max_records=200)
+        first = next(pages)
+        _header, first_lines = first.columns()
+        next(first_lines)
+        with pytest.raises(RuntimeError, match="already being read"):
+            next(first.rows)
+        second = next(pages)
+        with pytest.raises(RuntimeError, match=r"consume page\.rows before advancing"):
+            next(first_lines)
+        second_rows = list(second.rows)
+        with pytest.raises(RuntimeError, match="already being read"):
+            second.columns()
+    assert len(second_rows) == 200

@@ -324,7 +324,12 @@ def rest_typed(name: str, text: str | None) -> Any:
 
 
 _CSV_VALUES = {
-    "Name": st.one_of(st.none(), st.text(max_size=20)),
+    "Name": st.one_of(
+        st.none(),
+        st.text(max_size=20),
+        # the fast paths' own separators and forms, as text: NUL, its JSON escape, % formats
+        st.sampled_from(["\\u0000", "a\x00b", "%s%%", "%.0s", 'q"uote', "caf\u00e9", "back\\slash", "tab\there"]),
+    ),
     "Active__c": st.one_of(st.none(), st.sampled_from(["true", "false", "TRUE", "False", "yes"])),
     "Employees": st.one_of(
         st.none(), st.integers(-(10**40), 10**40).map(str), st.sampled_from(["-0", "007", "1e3", "x"])
@@ -332,11 +337,22 @@ _CSV_VALUES = {
     "Revenue": st.one_of(
         st.none(),
         st.floats(allow_nan=False).map(repr),
-        st.sampled_from(["100.0", "1.50", "-0.0", "12.345", "1e400", "nan", "1e-400", "abc"]),
+        st.sampled_from(
+            [
+                *("100.0", "1.50", "-0.0", "12.345", "1e400", "nan", "1e-400", "abc", "0.0", "-5.0"),
+                *("0.0001", "0.00001", "123456789012345.5", "12345678901234.5", "0.1234567890123456", "-0.5"),
+                *("00.5", "5."),
+            ]
+        ),
     ),
     "CreatedDate": st.one_of(
         st.none(),
-        st.sampled_from(["2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05.000+0100", "bad"]),
+        st.sampled_from(
+            [
+                *("2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05.000+0100", "bad"),
+                *("2024-02-29T03:04:05.000Z", "2023-02-29T03:04:05.000Z", "2026-04-31T03:04:05.000Z"),
+            ]
+        ),
     ),
     "IsDeleted": st.sampled_from(["true", "false", None]),
     "MasterRecordId": st.one_of(st.none(), st.just("001000000000009AAA")),
@@ -371,7 +387,7 @@ def test_any_bulk_csv_row_is_typed_as_rest_would_type_it(csv_row: dict[str, str 
     assert all(item[name] is None or type(item[name]) is not float for name in item)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(
     csv_row=st.fixed_dictionaries(
         {"Id": st.just("001000000000001AAA"), **{k: v for k, v in _CSV_VALUES.items() if k in _REQUIRED}},
@@ -379,10 +395,12 @@ def test_any_bulk_csv_row_is_typed_as_rest_would_type_it(csv_row: dict[str, str 
     ),
     two_way=st.booleans(),
     retention=st.booleans(),
+    as_line=st.booleans(),
 )
 def test_any_bulk_csv_row_becomes_the_item_and_wire_json_the_rules_give(
-    csv_row: dict[str, str | None], two_way: bool, retention: bool
+    csv_row: dict[str, str | None], two_way: bool, retention: bool, as_line: bool
 ) -> None:
+    """A dict row (``encode_rows``) or the same CSV line as ``csv.reader`` gives it (``encode_lines``)."""
     from sfsync.items.csv import CsvItems
 
     spec = ObjectSpec(
@@ -392,8 +410,13 @@ def test_any_bulk_csv_row_becomes_the_item_and_wire_json_the_rules_give(
         tombstone_retention_days=15 if retention else None,
     )
     rows = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED)
+    if as_line:  # a CSV line cannot tell an empty text from a null: both are null
+        csv_row = {name: (text if text != "" else None) for name, text in csv_row.items()}
     expected_item = expected_csv_item(spec, csv_row)
-    (result,) = rows.encode_rows([csv_row])
+    if as_line:
+        (result,) = rows.encode_lines(tuple(csv_row), [[text or "" for text in csv_row.values()]])
+    else:
+        (result,) = rows.encode_rows([csv_row])
     if expected_item is None:
         assert isinstance(result, UnstorableRecord), result
         return
@@ -471,3 +494,67 @@ def test_given_a_csv_datetime_in_any_form_then_the_fast_path_gives_what_the_rule
     if not isinstance(plain, UnstorableRecord):
         assert not isinstance(fast, UnstorableRecord)
         assert json.loads(fast.text) == json.loads(plain.text)
+
+
+def _outcome(result: Any) -> Any:
+    """An encoding result compared by meaning: the wire JSON parsed, the snapshot parsed, or the refusal."""
+    if isinstance(result, UnstorableRecord):
+        return ("unstorable", str(result))
+    wire = json.loads(result.text)
+    if "_base" in wire:
+        wire["_base"] = json.loads(wire["_base"]["S"])
+    return (result.record_id, result.stamp, result.deleted, wire)
+
+
+@pytest.mark.parametrize(
+    "csv_text",
+    [
+        # a line longer than the header, one shorter, a blank line, an empty text (a null on a CSV line)
+        "Id,IsDeleted,SystemModstamp,Name\n"
+        "001000000000001AAA,false,2026-01-02T03:04:05.000Z,A,surplus,more\n"
+        "001000000000002AAA,false,2026-01-02T03:04:05.000Z\n"
+        "\n"
+        '001000000000003AAA,true,2026-01-02T03:04:05.000Z,""\n',
+        # a column named twice (csv.DictReader keeps the last one's text)
+        "Id,Name,IsDeleted,Name,SystemModstamp\n001000000000001AAA,first,false,second,2026-01-02T03:04:05.000Z\n",
+    ],
+    ids=["ragged-lines", "repeated-column"],
+)
+def test_given_malformed_csv_lines_when_encoded_as_lines_then_they_become_what_csv_dictreader_rows_become(
+    csv_text: str,
+) -> None:
+    import csv
+    import io
+
+    from sfsync.items.csv import CsvItems
+
+    spec = ObjectSpec("Account", "Account", direction="both", tombstone_retention_days=15)
+    lines = list(csv.reader(io.StringIO(csv_text)))
+    header, body = lines[0], [line for line in lines[1:] if line]
+    rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in csv.DictReader(io.StringIO(csv_text))]
+
+    by_line = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED).encode_lines(header, body)
+    by_row = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED).encode_rows(rows)
+
+    assert len(by_line) == len(rows)
+    assert [_outcome(r) for r in by_line] == [_outcome(r) for r in by_row]
+
+
+def test_given_more_sets_of_present_values_than_the_cache_holds_then_every_row_is_still_encoded_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sfsync.items import csv as csv_items
+
+    monkeypatch.setattr(csv_items, "_MAX_FORMS", 2)
+    spec = ObjectSpec("Account", "Account", direction="both")
+    header = ("Id", "IsDeleted", "SystemModstamp", "Name", "Active__c", "Employees", "Revenue")
+    full = ["001000000000001AAA", "false", "2026-01-02T03:04:05.000Z", "A", "true", "7", "2.5"]
+    lines = [[text if n < 3 or (mask >> n) & 1 else "" for n, text in enumerate(full)] for mask in range(16, 128)]
+    encoder = csv_items.CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED)
+    for line, result in zip(lines, encoder.encode_lines(header, lines), strict=True):
+        row = {name: (text or None) for name, text in zip(header, line, strict=True)}
+        expected = expected_csv_item(spec, row)
+        assert expected is not None and _outcome(result)[3] == {
+            **{k: attribute_value(v) for k, v in expected.items()},
+            "_base": json.loads(reference_base(expected)),
+        }

@@ -86,6 +86,7 @@ from sfsync.fullcopy.plan import (
 from sfsync.fullcopy.planning import continue_as_new, plan, plan_failed, summarize
 from sfsync.inbound.fields import check_soql_names
 from sfsync.items.csv import FieldTypes
+from sfsync.salesforce import BulkPage
 from sfsync.store.batch_loader import BatchLoader
 from sfsync.store.copies import SAVE_ATTEMPTS, Copy, Part, progress_figures
 
@@ -472,26 +473,51 @@ def _after_part(copy: Copy) -> Next:
     return _route_for_part(copy)
 
 
-def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]], *, bulk_csv: bool) -> int:
-    """Write rows; returns how many were read.  Counters are added to the copy."""
-    spec = _spec(copy, deps)
-    read = 0
-
-    def counted(source: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-        nonlocal read
-        for row in source:
-            read += 1
-            yield row
-
+def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write REST rows; returns how many were read.  Counters are added to the copy."""
+    counted = _Counted(rows)
     outcome = BatchLoader(deps.dynamodb, deps.records).write(
-        spec,
-        counted(rows),
+        _spec(copy, deps),
+        counted,
         copy_id=copy.copy_id,
         synced_at=deps.clock.now(),
         types=FieldTypes.from_doc(copy.types),
-        bulk_csv=bulk_csv,
+        bulk_csv=False,
         selected_fields=copy.fields,
     )
+    return _add_counts(copy, outcome, counted.read)
+
+
+def _persist_page(copy: Copy, deps: FullSyncDeps, page: BulkPage) -> int:
+    """Write a Bulk result set's CSV lines (no dict per row); returns how many were read."""
+    header, lines = page.columns()
+    counted = _Counted(lines)
+    outcome = BatchLoader(deps.dynamodb, deps.records).write_lines(
+        _spec(copy, deps),
+        header,
+        counted,
+        copy_id=copy.copy_id,
+        synced_at=deps.clock.now(),
+        types=FieldTypes.from_doc(copy.types),
+        selected_fields=copy.fields,
+    )
+    return _add_counts(copy, outcome, counted.read)
+
+
+class _Counted[T]:
+    """Iterates ``source`` once, counting what it gives."""
+
+    def __init__(self, source: Iterable[T]) -> None:
+        self._source = source
+        self.read = 0
+
+    def __iter__(self) -> Iterator[T]:
+        for row in self._source:
+            self.read += 1
+            yield row
+
+
+def _add_counts(copy: Copy, outcome: Mapping[str, int], read: int) -> int:
     for name, value in outcome.items():
         copy.counts[name] = copy.counts.get(name, 0) + value
     return read
@@ -513,7 +539,7 @@ def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
         _forget_job(copy, part)
         return "start"
     try:
-        read = 0 if page is None else _persist(copy, deps, page.rows, bulk_csv=True)
+        read = 0 if page is None else _persist_page(copy, deps, page)
         next_locator = None if page is None else page.locator
     finally:
         close = getattr(pages, "close", None)
@@ -553,7 +579,7 @@ def _load_rest(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
             page = next(iter(deps.sf.query_pages(soql, include_deleted=True, batch_size=2000)))
             part.total = part.records_done + int(page.total_size)
         records: list[dict[str, Any]] = list(page.records)
-        read = _persist(copy, deps, records, bulk_csv=False)
+        read = _persist(copy, deps, records)
         part.started = True
         if records:
             last = records[-1]

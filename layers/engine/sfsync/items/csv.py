@@ -117,21 +117,62 @@ def typed_row(row: Mapping[str, str | None], types: FieldTypes) -> dict[str, Any
 _NOT_COPIED = frozenset(ENGINE_ATTRIBUTES) | {"attributes"}
 #: A JSON string literal, quoted and ASCII-escaped as the base snapshot's text has it (C code).
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-_PLAIN_INT = re.compile(r"0|-?[1-9]\d{0,17}").fullmatch
-_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})\.\d{1,15}").fullmatch
-#: Datetimes already in the item's form that are real instants, told by their text alone (the day
-#: fits its month); 29 February and anything else take :meth:`CsvItems._valid_stamp`.  One C call
-#: checks all of a row's datetimes, joined by commas.
+#: The plain forms a plan takes as they are, one regular expression per kind (anything else: the
+#: plain rules).  An integer's text; a decimal whose text is what the item rule writes
+#: (``repr(float(text))``: at most 15 significant digits, no trailing zero but an integer's ``.0``,
+#: fixed-point from 1e-4 up; an integer-valued one's snapshot drops the ``.0``); a boolean.
+_INT = r"(?:0|-?[1-9][0-9]{0,17})"
+_DECIMAL = (
+    r"(?:(?=-?[0-9.]{3,16}(?:\x00|$))(?:0|-?[1-9][0-9]*)\.0"
+    r"|-?(?=[0-9.]{3,16}(?:\x00|$))[1-9][0-9]*\.[0-9]*[1-9]"
+    r"|-?0\.0{0,3}[1-9](?:[0-9]{0,10}[1-9])?)"
+)
+_BOOL = r"(?:true|false)"
+#: A datetime already in the item's form (``...000Z``) whose day fits its month; 29 February is let
+#: through here and each leap day checked by :meth:`CsvItems._valid_stamp`.
 _DAY = (
     r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-9]))"
 )
 _STAMP = rf"(?!0000)[0-9]{{4}}-{_DAY}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{{3}}Z"
-_STAMPS = re.compile(rf"{_STAMP}(?:,{_STAMP})*").fullmatch
+_LEAP_DAY = "-02-29T"
+#: Bound of the cached forms per plan (one per set of present values seen)
+_MAX_FORMS = 4096
+#: The separator of a row's values joined into one text (a Bulk CSV value never holds NUL: the
+#: client drops it) and its JSON escape, by which the escaped row is split again.
+_SEP, _SEP_ESCAPED = "\x00", "\\u0000"
 
 
-#: Kinds of a data column in a plan (0: text, kept as it is).
-_TEXT, _BOOLEAN, _INTEGER, _DECIMAL, _DATETIME = 0, 1, 2, 3, 4
+#: Kinds of a data column in a plan.
+_TEXT, _BOOLEAN, _INTEGER, _DECIMAL_KIND, _DATETIME = 0, 1, 2, 3, 4
+_KIND_PATTERN = {_BOOLEAN: _BOOL, _INTEGER: _INT, _DECIMAL_KIND: _DECIMAL, _DATETIME: _STAMP}
+#: Per kind: the wire's ``AttributeValue`` and the snapshot's value around a value's JSON-escaped text.
+_WIRE_FORM = {
+    _TEXT: '{"S":"%s"}',
+    _DATETIME: '{"S":"%s"}',
+    _BOOLEAN: '{"BOOL":%s}',
+    _INTEGER: '{"N":"%s"}',
+    _DECIMAL_KIND: '{"N":"%s"}',
+}
+_BASE_FORM = {_TEXT: '"%s"', _DATETIME: '"%s"', _BOOLEAN: "%s", _INTEGER: "%s", _DECIMAL_KIND: "%s"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Forms:
+    """The texts of rows with one set of present values, each value a ``%s`` (a null one ``%.0s``: nothing).
+
+    ``data`` is filled with a row's JSON-escaped texts in the plan's order: the item's attributes,
+    the engine's included, without the closing brace; ``base`` likewise is the snapshot.  ``item``
+    is the whole item, its snapshot attribute included (two-way objects: filled with the texts
+    twice), for rows none of whose texts needed an escape (the snapshot escaped once more is then
+    the same text).
+    """
+
+    data: str
+    base: str
+    item: str
+    #: the positions of the present decimals (an integer-valued one's snapshot drops ``.0``)
+    decimals: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,24 +180,29 @@ class _Plan:
     """How rows with one CSV header become items, decided once per header.
 
     The item's data attributes in name order (the base snapshot's order; ``SystemModstamp`` from the
-    cursor column, ``IsDeleted`` always): ``get`` picks their texts from a row in one C call; per
-    position the column's kind, its wire prefix (the separator, ``"Name":`` and the opening of its
-    ``AttributeValue``) and its snapshot prefix (``"Name":``).
+    cursor column, ``IsDeleted`` always): ``get`` picks their texts from a row in one C call, and
+    ``check`` tells whether the joined texts are all in their plain form (one C call for the row).
+    The wire and snapshot texts are made per set of present values (:class:`_Forms`, cached).
     """
 
     width: int
-    get: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    #: one less than the data attributes: the NUL separators of a joined row
+    separators: int
+    get: Callable[[Any], tuple[Any, ...]]
     names: tuple[str, ...]
-    #: per position the kind the per-value loop looks at (datetimes count as text there: ``datetimes``
-    #: picks them, and they are checked beforehand, all at once)
     kinds: tuple[int, ...]
-    wire_prefix: tuple[str, ...]
-    base_prefix: tuple[str, ...]
     positions: tuple[int, ...]
+    #: the values that are not text (booleans, numbers, datetimes), in the plan's order
+    typed: Callable[[Sequence[Any]], tuple[Any, ...]]
+    #: those values joined by ``_SEP`` all in their plain form (the stamp and IsDeleted present)
+    check: Callable[[str], Any]
     datetimes: Callable[[Sequence[Any]], tuple[Any, ...]]
     key_at: int
     stamp_at: int
     deleted_at: int
+    #: where ``MasterRecordId`` is (a deleted row's merge target), -1 when it is not selected
+    master_at: int
+    forms: dict[tuple[int, ...], _Forms]
 
 
 class CsvItems:
@@ -190,16 +236,19 @@ class CsvItems:
             self._expires_wire = f',"_expires_at":{{"N":"{self._expires}"}}'
         self._stamps: dict[str, bool] = {}
 
-    def _plan_for(self, row: Mapping[str, Any]) -> _Plan | None:
-        columns = tuple(row)
-        if columns not in self._plans:
-            self._plans[columns] = self._compile(columns)
-        return self._plans[columns]
+    def _plan_for(self, columns: tuple[Any, ...], *, positional: bool = False) -> _Plan | None:
+        key = (positional, columns)
+        if key not in self._plans:
+            self._plans[key] = self._compile(columns, positional=positional)
+        return self._plans[key]
 
-    def _compile(self, columns: tuple[Any, ...]) -> _Plan | None:
+    def _compile(self, columns: tuple[Any, ...], *, positional: bool) -> _Plan | None:
+        """The plan for rows with these columns: dict rows by name, or (``positional``) lines by position."""
         spec, types = self._spec, self._types
         if not all(isinstance(c, str) for c in columns):
             return None  # csv's key for the surplus fields of a malformed line: the plain rules decide
+        if positional and len(set(columns)) != len(columns):
+            return None  # a repeated column name: the plain rules take the line as csv.DictReader does
         if spec.key not in columns or spec.cursor not in columns or "IsDeleted" not in columns:
             return None
         kinds_of = [types.booleans, types.integers, types.floats, types.datetimes]
@@ -208,34 +257,64 @@ class CsvItems:
         names = sorted({c for c in columns if c not in _NOT_COPIED} | {"SystemModstamp", "IsDeleted"})
         source = [spec.cursor if name == "SystemModstamp" else name for name in names]
         kinds: list[int] = []
-        wire_prefix: list[str] = []
         for name in names:
-            quoted = _quote(name)
             if name == "IsDeleted" or (name in types.booleans and name != "SystemModstamp"):
                 kinds.append(_BOOLEAN)
-                wire_prefix.append("}," + quoted + ':{"BOOL":')
             elif name in types.integers and name != "SystemModstamp":
                 kinds.append(_INTEGER)
-                wire_prefix.append("}," + quoted + ':{"N":')
             elif name in types.floats and name != "SystemModstamp":
-                kinds.append(_DECIMAL)
-                wire_prefix.append("}," + quoted + ':{"N":')
+                kinds.append(_DECIMAL_KIND)
+            elif name in types.datetimes or name == "SystemModstamp":
+                kinds.append(_DATETIME)
             else:
-                kinds.append(_DATETIME if name in types.datetimes or name == "SystemModstamp" else _TEXT)
-                wire_prefix.append("}," + quoted + ':{"S":')
+                kinds.append(_TEXT)
+        patterns = [
+            _KIND_PATTERN[kind] if name in ("SystemModstamp", "IsDeleted") else f"(?:{_KIND_PATTERN[kind]})?"
+            for name, kind in zip(names, kinds, strict=True)
+            if kind != _TEXT
+        ]
         return _Plan(
             width=len(columns),
-            get=operator.itemgetter(*source),
+            separators=len(names) - 1,
+            get=_getter([columns.index(name) for name in source]) if positional else operator.itemgetter(*source),
             names=tuple(names),
-            kinds=tuple(_TEXT if kind == _DATETIME else kind for kind in kinds),
-            wire_prefix=tuple(wire_prefix),
-            base_prefix=tuple("," + _quote(name) + ":" for name in names),
+            kinds=tuple(kinds),
             positions=tuple(range(len(names))),
+            typed=_getter([at for at, kind in enumerate(kinds) if kind != _TEXT]),
+            check=re.compile(_SEP.join(patterns)).fullmatch,
             datetimes=_getter([at for at, kind in enumerate(kinds) if kind == _DATETIME]),
             key_at=names.index(spec.key),
             stamp_at=names.index("SystemModstamp"),
             deleted_at=names.index("IsDeleted"),
+            master_at=names.index("MasterRecordId") if "MasterRecordId" in names else -1,
+            forms={},
         )
+
+    def _forms(self, plan: _Plan, present: tuple[int, ...]) -> _Forms:
+        """The texts for rows whose present values are at ``present`` (cached on the plan)."""
+        forms = plan.forms.get(present)
+        if forms is None:
+            wire, base = ["{"], ["{"]
+            separator = ""
+            for at, (name, kind) in enumerate(zip(plan.names, plan.kinds, strict=True)):
+                if at in present:
+                    key = separator + _quote(name).replace("%", "%%") + ":"
+                    separator = ","
+                    wire.append(key + _WIRE_FORM[kind])
+                    base.append(key + _BASE_FORM[kind])
+                else:
+                    wire.append("%.0s")
+                    base.append("%.0s")
+            base.append("}")
+            data = "".join(wire) + self._engine_wire.replace("%", "%%")
+            base_text = "".join(base)
+            item = data + (',"_base":{"S":' + _quote(base_text) + "}" if self._two_way else "") + "}"
+            decimals = tuple(at for at in present if plan.kinds[at] == _DECIMAL_KIND)
+            forms = _Forms(data, base_text, item, decimals)
+            if len(plan.forms) >= _MAX_FORMS:
+                plan.forms.clear()
+            plan.forms[present] = forms
+        return forms
 
     def encode(self, row: Mapping[str, str | None]) -> EncodedItem:
         """One row's item and wire JSON; :class:`UnstorableRecord` when the rules refuse the row."""
@@ -245,11 +324,33 @@ class CsvItems:
         return result
 
     def encode_rows(self, rows: Iterable[Mapping[str, str | None]]) -> list[EncodedItem | UnstorableRecord]:
-        """Each row's item and wire JSON, or the :class:`UnstorableRecord` that refuses it, in order."""
+        """Each dict row's item and wire JSON, or the :class:`UnstorableRecord` that refuses it, in order."""
         results: list[EncodedItem | UnstorableRecord] = []
         for row in rows:
             try:
                 results.append(self._fast(row) or self._plain(row))
+            except UnstorableRecord as exc:
+                results.append(exc)
+        return results
+
+    def encode_lines(
+        self, header: Sequence[str], lines: Iterable[Sequence[str]]
+    ) -> list[EncodedItem | UnstorableRecord]:
+        """The same for CSV lines as ``csv.reader`` gives them (``''`` is a null), without a dict per line.
+
+        A line whose width is not the header's is taken as :func:`line_row` maps it (as
+        ``csv.DictReader`` would), by the plain rules.
+        """
+        columns = tuple(header)
+        plan = self._plan_for(columns, positional=True)
+        width = len(columns)
+        results: list[EncodedItem | UnstorableRecord] = []
+        for line in lines:
+            try:
+                encoded = None
+                if plan is not None and len(line) == width:
+                    encoded = self._encode(plan, plan.get(line))
+                results.append(encoded or self._plain(line_row(columns, line)))
             except UnstorableRecord as exc:
                 results.append(exc)
         return results
@@ -268,75 +369,67 @@ class CsvItems:
         return known
 
     def _fast(self, row: Mapping[str, str | None]) -> EncodedItem | None:
-        """The row by its header's plan; None when a value is not in its plain form (the plain rules decide)."""
+        """A dict row by its header's plan; None when a value is not in its plain form (the plain rules decide)."""
         plan = self._plan
         if plan is None or len(row) != plan.width:
-            plan = self._plan = self._plan_for(row)
+            plan = self._plan = self._plan_for(tuple(row))
             if plan is None:
                 return None
         try:
             values = plan.get(row)
         except KeyError:  # other columns with the same count
-            plan = self._plan = self._plan_for(row)
+            plan = self._plan = self._plan_for(tuple(row))
             if plan is None:
                 return None
             values = plan.get(row)
         if "" in values:
             return None  # an empty text is kept as it is: the plain rules
-        record_id, modstamp, deleted_text = values[plan.key_at], values[plan.stamp_at], values[plan.deleted_at]
-        if not record_id or modstamp is None or deleted_text is None:
+        return self._encode(plan, tuple([value if value is not None else "" for value in values]))
+
+    def _encode(self, plan: _Plan, values: tuple[str, ...]) -> EncodedItem | None:
+        """A row's data texts in the plan's order (``''``: null) as an item; None: the plain rules decide.
+
+        The non-text values are checked with one match.  A row none of whose texts needs a JSON
+        escape (printable ASCII without ``"`` or ``\\``: most rows) fills its item's text, snapshot
+        included, with one ``%`` format.  Otherwise the texts are joined by NUL, escaped in one C
+        call and split again (each value escaped once), and the snapshot is escaped as a whole.
+        """
+        typed = _SEP.join(plan.typed(values))
+        if not values[plan.key_at] or not plan.check(typed):
+            return None  # a value not in its plain form (or no key): the plain rules
+        if _LEAP_DAY in typed and not all(map(self._valid_stamp, filter(None, plan.datetimes(values)))):
             return None
-        datetimes = [text for text in plan.datetimes(values) if text is not None]
-        if not _STAMPS(",".join(datetimes)) and not all(map(self._valid_stamp, datetimes)):
-            return None
-        literals = list(map(_quote, filter(None, values)))  # each present value escaped once (C)
-        kinds = list(compress(plan.kinds, values))
-        base_literals = literals
-        for at in compress(plan.positions, kinds):  # the present values that are not text or datetimes
-            kind = kinds[at]
-            text = literals[at][1:-1]
-            if kind == _BOOLEAN:
-                if text != "true" and text != "false":  # noqa: PLR1714 (two constants: faster than a tuple)
-                    return None
-                literals[at] = base_literals[at] = text
-            elif kind == _INTEGER:
-                if not _PLAIN_INT(text):
-                    return None
-                if base_literals is literals:
-                    base_literals = literals.copy()
-                base_literals[at] = text  # the wire keeps the quoted text (an N value), the snapshot the number
-            else:  # _DECIMAL
-                if not _PLAIN_DECIMAL(text) or repr(number := float(text)) != text:
-                    return None
-                if base_literals is literals:
-                    base_literals = literals.copy()
-                base_literals[at] = str(int(number)) if number.is_integer() else text
-        deleted = deleted_text == "true"
-        parts = [""] * (2 * len(literals))
-        parts[::2] = compress(plan.wire_prefix, values)
-        parts[1::2] = literals
-        parts[0] = "{" + parts[0][2:]
-        parts.append("}")
-        parts.append(self._engine_wire)
+        flat = "".join(values)
+        if flat.isascii() and flat.isprintable() and '"' not in flat and "\\" not in flat:
+            texts = values  # no value needs an escape: each text is its own JSON body
+            plain_texts = True
+        else:
+            escaped = _quote(_SEP.join(values))
+            if escaped.count(_SEP_ESCAPED) != plan.separators:
+                return None  # a value holding NUL or its escape's text: the plain rules
+            texts = tuple(escaped[1:-1].split(_SEP_ESCAPED))
+            plain_texts = False
+        forms = plan.forms.get(present := tuple(compress(plan.positions, values))) or self._forms(plan, present)
+        base_texts = texts
+        for at in forms.decimals:
+            if texts[at].endswith(".0"):  # an integer-valued decimal: the snapshot has the integer
+                base_texts = (*base_texts[:at], texts[at][:-2], *base_texts[at + 1 :])
+        if plain_texts:
+            wire = forms.item % (texts + base_texts) if self._two_way else forms.item % texts
+        else:
+            wire = forms.data % texts
+            if self._two_way:
+                wire += ',"_base":{"S":' + _quote(forms.base % base_texts) + "}"
+            wire += "}"
+        deleted = values[plan.deleted_at] == "true"
         if deleted:
-            parts.append(self._expires_wire)
-            master = row.get("MasterRecordId")
-            if master:
-                parts.append(',"_merged_into":{"S":' + _quote(master) + "}")
-        base: str | None = None
-        if self._two_way:
-            snapshot = [""] * (2 * len(base_literals))
-            snapshot[::2] = compress(plan.base_prefix, values)
-            snapshot[1::2] = base_literals
-            snapshot[0] = "{" + snapshot[0][1:]
-            snapshot.append("}")
-            base = "".join(snapshot)
-            parts.append(',"_base":{"S":' + _quote(base) + "}")
-        parts.append("}")
-        wire = "".join(parts)
+            wire = wire[:-1] + self._expires_wire
+            if plan.master_at >= 0 and values[plan.master_at]:
+                wire += ',"_merged_into":{"S":"' + texts[plan.master_at] + '"}'
+            wire += "}"
         if len(wire) > MAX_ITEM_BYTES:
             return None  # near DynamoDB's item limit: the plain rules measure it
-        return EncodedItem(record_id, modstamp, deleted, wire.encode(), None)
+        return EncodedItem(values[plan.key_at], values[plan.stamp_at], deleted, wire.encode(), None)
 
     def item(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The item of a row :meth:`encode_rows` took (for the record store's rules on a stored item)."""
@@ -353,6 +446,21 @@ class CsvItems:
         return encoded_item(self._spec, self.item(row))
 
 
+def line_row(header: Sequence[str], line: Sequence[str]) -> dict[Any, Any]:
+    """A CSV line as ``csv.DictReader`` maps it, empty texts as None (the client's dict rows).
+
+    A line longer than the header keeps its surplus texts as a list under the key None, a shorter
+    one has None for the missing columns (``csv.DictReader``'s ``restkey`` and ``restval``).
+    """
+    row: dict[Any, Any] = {name: (text if text != "" else None) for name, text in zip(header, line, strict=False)}
+    if len(line) > len(header):
+        row[None] = list(line[len(header) :])
+    else:
+        for name in header[len(line) :]:
+            row[name] = None
+    return row
+
+
 __all__ = [
     "FLOAT_TYPES",
     "INT_TYPES",
@@ -360,5 +468,6 @@ __all__ = [
     "CsvItems",
     "FieldTypes",
     "field_types",
+    "line_row",
     "typed_row",
 ]

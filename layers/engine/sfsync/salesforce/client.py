@@ -91,6 +91,16 @@ class BulkPage:
     locator: str | None
     number_of_records: int
 
+    def columns(self) -> tuple[tuple[str, ...], Iterator[list[str]]]:
+        """The same rows as the CSV has them: the header, then each line's texts ('' for null).
+
+        Cheaper than :attr:`rows` (no dict per row); read one or the other, not both.
+        """
+        rows = self.rows
+        if not isinstance(rows, _StreamedRows):
+            raise TypeError("columns() needs a page streamed by SalesforceClient.bulk_results_pages")
+        return rows.columns()
+
 
 class SalesforceClient:
     """The engine's Salesforce adapter (one org, one set of credentials)."""
@@ -521,14 +531,23 @@ def _open_results(sf: Salesforce, *, job_id: str, locator: str | None, max_recor
     return response
 
 
+_BROKEN_STREAM = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
 class _StreamedRows(Iterator[dict[str, str | None]]):
-    """The rows of one Bulk result set, read from the open response as they are iterated."""
+    """The rows of one Bulk result set, read from the open response as they are iterated.
+
+    Iterated, it gives dict rows (empty -> None); :meth:`columns` gives the same lines as lists
+    instead (one or the other).  Either way, reading after the page iterator moved on raises
+    instead of ending early.
+    """
 
     def __init__(self, response: requests.Response, job_id: str, locator: str | None) -> None:
         self._response = response
         self._job_id = job_id
         self._locator = locator
-        self._rows = self._generate()
+        self._rows: Iterator[dict[str, str | None]] | None = None
+        self._read = False
         self._finished = False
         self._abandoned = False
 
@@ -536,32 +555,69 @@ class _StreamedRows(Iterator[dict[str, str | None]]):
         return self
 
     def __next__(self) -> dict[str, str | None]:
-        if self._abandoned:
-            raise RuntimeError(
-                f"bulk result set of {self._job_id} (locator {self._locator!r}) was abandoned: "
-                "consume page.rows before advancing to the next page"
-            )
+        if self._rows is None:
+            self._rows = self._dicts()
+        self._check()
         try:
             return next(self._rows)
         except StopIteration:
-            self._finished = True
-            self._response.close()
+            self._finish()
             raise
+
+    def columns(self) -> tuple[tuple[str, ...], Iterator[list[str]]]:
+        """The header (empty for an empty set) and an iterator of each line's texts."""
+        self._check()
+        lines = csv.reader(self._text())
+        try:
+            header = tuple(next(lines, ()))
+        except _BROKEN_STREAM as exc:
+            raise self._broken(exc) from exc
+        return header, self._lists(lines)
 
     def abandon(self) -> None:
         if not self._finished:
             self._abandoned = True
             self._response.close()
 
-    def _generate(self) -> Iterator[dict[str, str | None]]:
+    def _text(self) -> Iterator[str]:
+        if self._read:
+            raise RuntimeError(f"bulk result set of {self._job_id} is already being read (rows or columns, not both)")
+        self._read = True
+        return _text_lines(self._response.iter_content(chunk_size=65536))
+
+    def _dicts(self) -> Iterator[dict[str, str | None]]:
         try:
-            for row in csv.DictReader(_text_lines(self._response.iter_content(chunk_size=65536))):
+            for row in csv.DictReader(self._text()):
                 yield {k: (v if v != "" else None) for k, v in row.items()}
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise SalesforceUnavailable(
-                f"bulk results of {self._job_id} broke mid-stream ({exc.__class__.__name__}); "
-                f"re-read from locator {self._locator!r}"
-            ) from exc
+        except _BROKEN_STREAM as exc:
+            raise self._broken(exc) from exc
+
+    def _lists(self, lines: Iterator[list[str]]) -> Iterator[list[str]]:
+        try:
+            for line in lines:
+                if line:  # csv.reader's [] for a blank line (csv.DictReader skips them too)
+                    yield line
+                    self._check()  # before the next line is read from the response
+        except _BROKEN_STREAM as exc:
+            raise self._broken(exc) from exc
+        self._finish()
+
+    def _check(self) -> None:
+        if self._abandoned:
+            raise RuntimeError(
+                f"bulk result set of {self._job_id} (locator {self._locator!r}) was abandoned: "
+                "consume page.rows before advancing to the next page"
+            )
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._response.close()
+
+    def _broken(self, exc: Exception) -> SalesforceUnavailable:
+        return SalesforceUnavailable(
+            f"bulk results of {self._job_id} broke mid-stream ({exc.__class__.__name__}); "
+            f"re-read from locator {self._locator!r}"
+        )
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -10,9 +10,10 @@ dispatcher holds the incremental cycles back until ``full_copy_done``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from sfsync.core.exceptions import (
 )
 from sfsync.core.registry import ObjectSpec
 from sfsync.items.codec import EncodedItem, RestItems, batch_put_body
-from sfsync.items.csv import CsvItems, FieldTypes
+from sfsync.items.csv import CsvItems, FieldTypes, line_row
 from sfsync.store.ddb_wire import WireCalls
 from sfsync.store.put_rules import COUNTER_FOR
 from sfsync.store.records import BATCH_GET_KEYS, BATCH_WRITE_ITEMS, THROTTLE_CODES, RecordStore
@@ -65,19 +66,62 @@ class BatchLoader:
         its attributes outside it (formula values, fields no longer readable), as with the
         incremental sync's puts.
         """
-        selected = tuple(selected_fields) if selected_fields is not None else None
-        counts = dict.fromkeys(COUNTER_FOR.values(), 0)
-        table = self._records.table_for(spec)
-        batch = _Chunk(spec, table, types, bulk_csv, copy_id, synced_at, selected)
+        batch = self._chunk(
+            spec, types=types, bulk_csv=bulk_csv, copy_id=copy_id, synced_at=synced_at, selected=selected_fields
+        )
         encoder = batch.encoder = self._encoder(batch)
-        chunk: list[Mapping[str, Any]] = []
+        return self._write(batch, rows, encoder.encode_rows)
+
+    def write_lines(
+        self,
+        spec: ObjectSpec,
+        header: Sequence[str],
+        lines: Iterable[Sequence[str]],
+        *,
+        copy_id: str,
+        synced_at: dt.datetime,
+        types: FieldTypes,
+        selected_fields: Iterable[str] | None = None,
+    ) -> dict[str, int]:
+        """:meth:`write` for Bulk CSV lines as ``csv.reader`` gives them (``''``: null) under ``header``.
+
+        The full copy's path: no dict per row (:meth:`sfsync.items.csv.CsvItems.encode_lines`); a
+        line becomes a dict row only when its item is needed (an item already stored, an error).
+        """
+        batch = self._chunk(
+            spec, types=types, bulk_csv=True, copy_id=copy_id, synced_at=synced_at, selected=selected_fields
+        )
+        encoder = CsvItems(spec, types, cycle_id=copy_id, synced_at=synced_at)
+        batch.encoder = encoder
+        columns = tuple(header)
+        batch.row_of = functools.partial(line_row, columns)
+        return self._write(batch, lines, functools.partial(encoder.encode_lines, columns))
+
+    def _chunk(
+        self,
+        spec: ObjectSpec,
+        *,
+        types: FieldTypes,
+        bulk_csv: bool,
+        copy_id: str,
+        synced_at: dt.datetime,
+        selected: Iterable[str] | None,
+    ) -> _Chunk:
+        fields = tuple(selected) if selected is not None else None
+        return _Chunk(spec, self._records.table_for(spec), types, bulk_csv, copy_id, synced_at, fields)
+
+    def _write(
+        self, batch: _Chunk, rows: Iterable[Any], encode: Callable[[list[Any]], list[EncodedItem | UnstorableRecord]]
+    ) -> dict[str, int]:
+        counts = dict.fromkeys(COUNTER_FOR.values(), 0)
+        chunk: list[Any] = []
         for row in rows:
             chunk.append(row)
             if len(chunk) >= BATCH_GET_KEYS:
-                self._add(batch, chunk, encoder.encode_rows(chunk), counts)
+                self._add(batch, chunk, encode(chunk), counts)
                 chunk = []
         if chunk:
-            self._add(batch, chunk, encoder.encode_rows(chunk), counts)
+            self._add(batch, chunk, encode(chunk), counts)
         if batch.rows:
             self._flush(batch, counts)
         return counts
@@ -85,7 +129,7 @@ class BatchLoader:
     def _add(
         self,
         batch: _Chunk,
-        rows: list[Mapping[str, Any]],
+        rows: list[Any],
         results: list[EncodedItem | UnstorableRecord],
         counts: dict[str, int],
     ) -> None:
@@ -93,7 +137,7 @@ class BatchLoader:
         spec = batch.spec
         for row, encoded in zip(rows, results, strict=True):
             if isinstance(encoded, UnstorableRecord):
-                record_id = str(row.get(spec.key) or "?")
+                record_id = str(batch.row_of(row).get(spec.key) or "?")
                 reason = str(encoded)
                 self._records.record_error(spec, record_id, cycle_id=batch.copy_id, reason=reason, when=batch.synced_at)
                 counts[COUNTER_FOR["failed"]] += 1
@@ -149,7 +193,7 @@ class BatchLoader:
         if encoded.item is not None:
             return encoded.item
         assert batch.encoder is not None
-        return batch.encoder.item(row)
+        return batch.encoder.item(batch.row_of(row))
 
     def _batch_put(self, table: str, items: list[EncodedItem]) -> bool:
         body = batch_put_body(table, [i.text for i in items])
@@ -192,6 +236,10 @@ class BatchLoader:
             raise StoreError(f"{operation} on {table} failed: {exc}") from exc
 
 
+def _as_mapping(row: Any) -> Mapping[str, Any]:
+    return row  # type: ignore[no-any-return]
+
+
 @dataclass
 class _Chunk:
     spec: ObjectSpec
@@ -201,8 +249,11 @@ class _Chunk:
     copy_id: str
     synced_at: dt.datetime
     selected: tuple[str, ...] | None
-    rows: dict[str, tuple[Mapping[str, Any], EncodedItem]] = field(default_factory=dict)
+    #: the rows queued for the next flush (a dict row, or a CSV line for :meth:`BatchLoader.write_lines`)
+    rows: dict[str, tuple[Any, EncodedItem]] = field(default_factory=dict)
     encoder: CsvItems | RestItems | None = None
+    #: a queued row as a dict row (the identity for dict rows; a CSV line's dict otherwise)
+    row_of: Callable[[Any], Mapping[str, Any]] = _as_mapping
 
 
 class _Rejected(Exception):
