@@ -414,11 +414,29 @@ def run_rss_probe(info: dict[str, Any], obj: str, job_id: str, max_records: int,
 # -- moto's own ceiling ------------------------------------------------------------------------------
 
 
-def moto_ceiling(items: int, attributes: int, *, speedups: bool) -> dict[str, Any]:
+def stored_width(client: Any, tables: list[str]) -> dict[str, float]:
+    """The copied items as stored: mean attributes per item (nulls are absent; the engine's attributes
+    and ``_base`` count) and mean bytes per attribute value (wire JSON text)."""
+    items = attributes = value_bytes = 0
+    for table in tables:
+        for page in client.get_paginator("scan").paginate(TableName=table):
+            for item in page["Items"]:
+                items += 1
+                attributes += len(item)
+                value_bytes += sum(len(json.dumps(v)) for v in item.values())
+    return {
+        "items": items,
+        "attributes": round(attributes / max(1, items), 1),
+        "value_bytes": round(value_bytes / max(1, attributes), 1),
+    }
+
+
+def moto_ceiling(items: int, attributes: int, *, speedups: bool, value_bytes: int | None = None) -> dict[str, Any]:
     """Items/s and CPU per item of wire-format ``BatchWriteItem`` (25 items a call) into moto, in-process.
 
-    ``attributes``: the item's width (1 = only the key; a generated Lead row has about 45).  No
-    engine, no stream, no state machine: the most the local DynamoDB can take on this machine.
+    ``attributes``: the item's width (1 = only the key; a generated Lead row has about 45);
+    ``value_bytes``: each value's length (default: about 30 characters).  No engine, no stream, no
+    state machine: the most the local DynamoDB can take on this machine.
     """
     import boto3
     from moto import mock_aws
@@ -441,7 +459,8 @@ def moto_ceiling(items: int, attributes: int, *, speedups: bool) -> dict[str, An
             for n in range(start, min(items, start + 25)):
                 item = {"Id": {"S": f"00Q{n:015d}"}}
                 for name in fields:
-                    item[name] = {"S": f"{name} value of record {n}"}
+                    text = f"{name} value of record {n}"
+                    item[name] = {"S": text if value_bytes is None else (text * 8)[: max(1, value_bytes - 8)]}
                 batch.append({"PutRequest": {"Item": item}})
             wire.batch_write_item({"ceiling": batch})
         wall, cpu = time.perf_counter() - wall_started, time.process_time() - cpu_started
@@ -558,6 +577,8 @@ def main() -> int:
             per_object = {
                 name: {"records": c.records_copied, "fields": len(c.fields)} for name, c in copies.items() if c
             }
+            settings = deps.settings
+            stored = stored_width(deps.dynamodb, sorted(set(settings.record_tables.values())))
         finally:
             stack.close()
         load_average = os.getloadavg()
@@ -565,6 +586,14 @@ def main() -> int:
     # moto's put cost grows with the item's width: its ceiling for items as wide as the mean SELECT list
     mean_width = round(sum(o["records"] * o["fields"] for o in per_object.values()) / max(1, copied))
     ceiling = moto_ceiling(min(copied, 20_000), mean_width, speedups=True)
+    # The same at the width of the items as stored (what moto really writes: present values only, plus the
+    # engine's attributes and the two-way objects' _base), measured right after.
+    stored_ceiling = moto_ceiling(
+        min(copied, 20_000),
+        round(stored["attributes"]),
+        speedups=True,
+        value_bytes=round(stored["value_bytes"]),
+    )
     client_cpu = meter.dynamodb_cpu + meter.wire_encode_cpu
     engine_cpu = meter.load_cpu - client_cpu
     figures = {
@@ -614,6 +643,16 @@ def main() -> int:
         # run minutes apart); in CPU terms it does not: the ceiling's CPU per item over the whole process's
         # CPU per copied record (the emulator runs in its own process, so it is not in either).
         "end_to_end_cpu_share_of_moto_ceiling": round(ceiling["cpu_us_per_item"] / (1e6 * process_cpu / copied), 3)
+        if copied and process_cpu
+        else None,
+        "stored_item_width": stored,
+        "moto_ceiling_at_stored_width": stored_ceiling,
+        "end_to_end_share_of_moto_ceiling_at_stored_width": round(copied / wall / stored_ceiling["items_per_second"], 3)
+        if wall and stored_ceiling["items_per_second"]
+        else None,
+        "end_to_end_cpu_share_of_moto_ceiling_at_stored_width": round(
+            stored_ceiling["cpu_us_per_item"] / (1e6 * process_cpu / copied), 3
+        )
         if copied and process_cpu
         else None,
         "salesforce_api_calls": api_calls,

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .event_filter import parse_filters
 from .lambda_runtime import FunctionSpec, InProcessLambdaRuntime, LocalInvokeError, StreamTrigger
 
 __all__ = [
@@ -185,6 +186,7 @@ class DeployedFunctions(InProcessLambdaRuntime):
                     report_batch_item_failures="ReportBatchItemFailures" in (mapping.function_response_types or []),
                     on_failure_queue_url=_queue_url(destination) if destination else None,
                     bisect_on_function_error=bool(mapping.bisect_on_error),
+                    filters=parse_filters(mapping.filter_criteria),
                 )
             )
 

@@ -46,6 +46,7 @@ import boto3
 from moto import mock_aws
 
 from sfsync_local.cfn import Template, TemplateError
+from sfsync_local.event_filter import UnsupportedFilter, parse_filters
 from sfsync_local.lambda_runtime import (
     FunctionSpec,
     InProcessLambdaRuntime,
@@ -921,6 +922,12 @@ class LocalStack:
                 request[key] = convert(properties[key])
         if destination:
             request["DestinationConfig"] = {"OnFailure": {"Destination": destination}}
+        try:
+            filters = parse_filters(properties.get("FilterCriteria"))
+        except UnsupportedFilter as exc:
+            raise LocalStackError(f"stream mapping of {function_name}: {exc}") from exc
+        if filters:
+            request["FilterCriteria"] = properties["FilterCriteria"]
         mapping_id = self.boto3_client("lambda").create_event_source_mapping(**request)["UUID"]
         self._undo.append(lambda: self.boto3_client("lambda").delete_event_source_mapping(UUID=mapping_id))
         self.runtime.register_stream_trigger(
@@ -932,6 +939,7 @@ class LocalStack:
                 report_batch_item_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
                 on_failure_queue_url=self._queue_url_from_arn(destination) if destination else None,
                 bisect_on_function_error=bool(properties.get("BisectBatchOnFunctionError", False)),
+                filters=filters,
             )
         )
 
