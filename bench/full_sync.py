@@ -42,7 +42,9 @@ batches from a busy stream, instead of one invocation per ``BatchWriteItem`` of 
 timed copy.
 
 moto's own ceiling is measured in the same run (``moto_ceiling_at_mean_width``: wire-format
-``BatchWriteItem`` of items as wide as the copy's mean, nothing else), and alone with
+``BatchWriteItem`` of items as wide as the copy's mean SELECT list, nothing else; and
+``moto_ceiling_at_stored_width``: as wide as the copied items really are - present values, the
+engine's attributes and ``_base`` - with values as long), and alone with
 ``--moto-ceiling ITEMS`` (1- and 45-attribute items, with and without the local stack's moto
 speed-ups).
 
@@ -353,15 +355,27 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     field_types = FieldTypes.from_doc(types)
     started = time.thread_time()
     page = next(sf.bulk_results_pages(job_id, max_records=max_records))
-    counts = loader.write(
-        spec,
-        page.rows,
-        copy_id="probe",
-        synced_at=dt.datetime.now(dt.UTC),
-        types=field_types,
-        bulk_csv=True,
-        selected_fields=fields,
-    )
+    if hasattr(loader, "write_lines"):  # the full copy's path: the result set's CSV lines
+        header, lines = page.columns()
+        counts = loader.write_lines(
+            spec,
+            header,
+            lines,
+            copy_id="probe",
+            synced_at=dt.datetime.now(dt.UTC),
+            types=field_types,
+            selected_fields=fields,
+        )
+    else:  # an engine from before the lines path (a before/after comparison)
+        counts = loader.write(
+            spec,
+            page.rows,
+            copy_id="probe",
+            synced_at=dt.datetime.now(dt.UTC),
+            types=field_types,
+            bulk_csv=True,
+            selected_fields=fields,
+        )
     engine_cpu = time.thread_time() - started
     peak_mb = _peak_rss_mb()
     rows = sum(counts.values())

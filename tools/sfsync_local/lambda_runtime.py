@@ -886,6 +886,8 @@ def _filtered_out(table: Any, view: str, event_name: str, old: Any, new: Any) ->
     for mapping in table.lambda_event_source_mappings.values():
         cached = _mapping_filters.get(id(mapping))
         if cached is None or cached[0] is not mapping:
+            if len(_mapping_filters) >= 1024:  # mappings of stacks long gone (a test session deploys many)
+                _mapping_filters.clear()
             cached = _mapping_filters[id(mapping)] = (mapping, parse_filters(getattr(mapping, "filter_criteria", None)))
         if not cached[1]:
             return False  # a mapping without filters takes every record

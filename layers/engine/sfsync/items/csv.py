@@ -14,13 +14,16 @@ Datetimes are normalised by the item rule.  The incremental cycle's Bulk reads a
 use this one rule (:class:`FieldTypes` is recorded in the copy document) through :class:`CsvItems`.
 
 **How it is fast.**  Per CSV header, :class:`CsvItems` compiles a plan once: the item's data
-attributes in name order (the base snapshot's order), each column's kind and its precompiled JSON
-prefixes.  A row's present values are escaped in one C pass (``map`` of the standard library's
-ASCII JSON escaping over ``filter(None, values)``); each escaped value serves both the wire text
-and the snapshot, and only booleans, numbers and datetimes take a Python step each.  A value not
+attributes in name order (the base snapshot's order), each column's kind, and one regular expression
+for the plain forms of the non-text values.  Per set of present values it caches the item's text with
+a ``%s`` for each value (``%.0s`` for a null).  A row's non-text values are checked in one match; a row
+none of whose texts needs a JSON escape (most rows) then fills its whole item, snapshot included, in
+one ``%`` format; other rows are escaped in one call (values joined by NUL, split again).  A value not
 in its plain form (``TRUE``, ``007``, an offset datetime, an empty text, a malformed line, a row near
 the size limit) sends the row through the same rules one value at a time (:func:`typed_row`,
-:func:`sfsync.items.codec.to_item`, :func:`sfsync.items.codec.encode`), which write the same texts.
+:func:`sfsync.items.codec.to_item`, :func:`sfsync.items.codec.encode`), which write the same item.
+Rows come as dicts (:meth:`CsvItems.encode_rows`) or as ``csv.reader`` lines (:meth:`CsvItems.encode_lines`:
+no dict per row, the full copy's path).
 """
 
 from __future__ import annotations
