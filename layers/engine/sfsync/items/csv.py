@@ -226,17 +226,12 @@ class CsvItems:
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
         self._plan: _Plan | None = None
         self._cycle_id, self._synced_at = cycle_id, synced_at
-        self._engine: dict[str, Any] = {
-            "sobject": spec.name,
-            "_synced_at": synced_text(synced_at),
-            "_cycle_id": cycle_id,
-        }
-        self._engine_wire = "".join("," + _quote(n) + ':{"S":' + _quote(v) + "}" for n, v in self._engine.items())
-        self._expires: int | None = None
+        engine = {"sobject": spec.name, "_synced_at": synced_text(synced_at), "_cycle_id": cycle_id}
+        self._engine_wire = "".join("," + _quote(n) + ':{"S":' + _quote(v) + "}" for n, v in engine.items())
         self._expires_wire = ""
         if spec.tombstone_retention_days is not None:
-            self._expires = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
-            self._expires_wire = f',"_expires_at":{{"N":"{self._expires}"}}'
+            expires = epoch_seconds(synced_at + dt.timedelta(days=spec.tombstone_retention_days))
+            self._expires_wire = f',"_expires_at":{{"N":"{expires}"}}'
         self._stamps: dict[str, bool] = {}
 
     def _plan_for(self, columns: tuple[Any, ...], *, positional: bool = False) -> _Plan | None:
