@@ -43,7 +43,6 @@ records older than them (see :meth:`_StreamBatches.flush`).
 
 from __future__ import annotations
 
-import contextvars
 import importlib.util
 import itertools
 import json
@@ -209,18 +208,6 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _as_lambda_runs_it(handler: Callable[[Any, Any], Any], event: Any, context: LambdaContext) -> Any:
-    """Call ``handler`` with no AWS SDK call in progress, as in a Lambda process of its own.
-
-    Run inside the caller's boto3 call (the ``Invoke`` of a state machine's Task, the write that
-    fires a stream), the handler would otherwise inherit botocore's per-call client context and
-    deep-copy it on each of its own SDK calls (about 13 us each), which no function pays in AWS.
-    Run in a copy of the caller's ``contextvars`` context, so the caller's is untouched.
-    """
-    botocore_context.set_context(None)  # type: ignore[arg-type]
-    return handler(event, context)
-
-
 def _to_json(value: Any) -> str:
     return json.dumps(value, default=str)
 
@@ -354,7 +341,17 @@ class InProcessLambdaRuntime:
         with self._lock, self.environment(spec):
             try:
                 handler = self._handler(spec)
-                result: Any = contextvars.copy_context().run(_as_lambda_runs_it, handler, event, LambdaContext(spec))
+                # As in a Lambda process of its own: no AWS SDK call in progress.  Run inside the caller's
+                # boto3 call (a state machine Task's Invoke, the write that fires a stream), the handler
+                # would inherit botocore's per-call client context and deep-copy it on each of its own SDK
+                # calls, which no function pays in AWS.  Set and reset here, not in a helper: each
+                # frame more on this path moves where CPython's data-stack chunks (16 KiB) are mapped and
+                # unmapped as the deep moto calls below go up and down (see docs/decisions.md).
+                no_sdk_call = botocore_context.set_context(None)  # type: ignore[arg-type]
+                try:
+                    result: Any = handler(event, LambdaContext(spec))
+                finally:
+                    botocore_context.reset_context(no_sdk_call)
                 is_error = False
             except LocalInvokeError as exc:
                 result, is_error = {"errorMessage": str(exc), "errorType": "Runtime.ImportModuleError"}, True
