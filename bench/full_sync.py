@@ -10,6 +10,10 @@ and reports:
     processes on a shared machine do not move;
   * engine CPU per record of the page-loading step, against the floor of merely downloading and
     parsing the same Bulk CSV result sets, measured in the same run (target: at most 2x the floor);
+  * the same engine CPU against the same floor, for every result set the copy read, in a process of
+    its own (``whole_copy_in_a_process_of_its_own``): once against a null DynamoDB, once against
+    moto in that process with its calls not counted.  The same code on the same pages runs slower
+    when moto's writes come between its batches, as they do in the copy's process (not in Lambda);
   * the peak resident memory of the page-loading function for one full result set of the largest
     object (target: under 256 MB whatever the object size), measured in a child process that holds
     nothing else;
@@ -65,7 +69,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,6 +429,150 @@ def run_rss_probe(info: dict[str, Any], obj: str, job_id: str, max_records: int,
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def whole_copy_probe(request: dict[str, Any]) -> dict[str, Any]:
+    """Every result set the copy read, through the page-loading path, and the floor of the same result
+    sets, in this process: once against a null DynamoDB, then once against moto in this process (with
+    the local stack's speed-ups), its calls' CPU not counted.  The same code on the same pages: the
+    difference is what moto's work between the engine's batches costs the engine's own code."""
+    import boto3
+    from moto import mock_aws
+    from sfsync.salesforce import client_from_secret
+    from sfsync_local.stack import moto_dynamodb_speedups
+
+    info, max_records = request["info"], request["max_records"]
+    sf = client_from_secret(secret_for(info))
+    sf.describe(request["objects"][0]["object"])  # warm the token and the connection
+    jobs = [job_id for entry in request["objects"] for job_id in entry["job_ids"]]
+    floor_rows, floor_cpu = measure_floor(sf, jobs, max_records)
+    null = _load_all(sf, request, _NullDynamoDB(), lambda obj: "probe", max_records)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws(), moto_dynamodb_speedups(), _client_cpu() as client_cpu:
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for table in ["probe-errors", *(f"probe-{entry['object']}" for entry in request["objects"])]:
+            client.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        gc.collect()
+        gc.freeze()  # as the bench does for the copy: moto's items out of the cyclic GC's reach
+        client_cpu[0] = 0.0  # not the tables' creation
+        with_moto = _load_all(sf, request, client, lambda obj: f"probe-{obj}", max_records)
+        with_moto["cpu"] -= client_cpu[0]
+
+    def figures(run: dict[str, Any]) -> dict[str, Any]:
+        rows, cpu = run["rows"], run["cpu"]
+        return {
+            "rows": rows,
+            "engine_cpu_us_per_record": round(1e6 * cpu / rows, 1) if rows else None,
+            "engine_to_floor_ratio": round((cpu / rows) / (floor_cpu / floor_rows), 2)
+            if rows and floor_rows and floor_cpu
+            else None,
+        }
+
+    return {
+        "objects": len(request["objects"]),
+        "floor_cpu_us_per_record": round(1e6 * floor_cpu / floor_rows, 1) if floor_rows else None,
+        "null_dynamodb": figures(null),
+        "moto_in_this_process": {
+            **figures(with_moto),
+            "moto_client_cpu_us_per_record": round(1e6 * client_cpu[0] / with_moto["rows"], 1)
+            if with_moto["rows"]
+            else None,
+        },
+        "engine_slowdown_with_moto_in_process": round(with_moto["cpu"] / null["cpu"], 2) if null["cpu"] else None,
+    }
+
+
+def _load_all(
+    sf: Any, request: dict[str, Any], client: Any, table: Callable[[str], str], max_records: int
+) -> dict[str, Any]:
+    """Rows and thread CPU of loading every result set of ``request`` with ``client`` (``table``: an object's)."""
+    from sfsync.core.registry import build_registry, custom_spec
+    from sfsync.items.csv import FieldTypes
+    from sfsync.store.batch_loader import BatchLoader
+    from sfsync.store.records import RecordStore
+
+    rows = 0
+    cpu = 0.0
+    for entry in request["objects"]:
+        obj = entry["object"]
+        spec = build_registry([obj]).get(obj) if not obj.endswith("__c") else custom_spec(obj)
+        loader = BatchLoader(client, RecordStore(client, {spec.family: table(obj)}, errors_table="probe-errors"))
+        field_types = FieldTypes.from_doc(entry["types"])
+        for job_id in entry["job_ids"]:
+            started = time.thread_time()
+            for page in sf.bulk_results_pages(job_id, max_records=max_records):
+                header, lines = page.columns()
+                counts = loader.write_lines(
+                    spec,
+                    header,
+                    lines,
+                    copy_id="probe",
+                    synced_at=dt.datetime.now(dt.UTC),
+                    types=field_types,
+                    selected_fields=entry["fields"],
+                )
+                rows += sum(counts.values())
+            cpu += time.thread_time() - started
+    return {"rows": rows, "cpu": cpu}
+
+
+@contextmanager
+def _client_cpu() -> Iterator[list[float]]:
+    """Thread CPU spent in DynamoDB client calls (and the engine's wire bodies' encoding) meanwhile."""
+    import botocore.client
+    from sfsync.store import ddb_wire
+
+    spent = [0.0]
+    original_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
+    original_encode = ddb_wire._encode_body
+
+    def timed(function: Any) -> Any:
+        def run(*args: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return function(*args)
+            finally:
+                spent[0] += time.thread_time() - started
+
+        return run
+
+    botocore.client.BaseClient._make_api_call = timed(original_call)  # type: ignore[attr-defined]
+    ddb_wire._encode_body = timed(original_encode)
+    try:
+        yield spent
+    finally:
+        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[attr-defined]
+        ddb_wire._encode_body = original_encode
+
+
+def run_whole_copy_probe(info: dict[str, Any], copies: dict[str, Any], max_records: int) -> dict[str, Any] | None:
+    objects = [
+        {
+            "object": name,
+            "job_ids": [p.job_id for p in c.parts if p.mode == "bulk" and p.job_id],
+            "fields": c.fields,
+            "types": c.types,
+        }
+        for name, c in copies.items()
+        if c and any(p.mode == "bulk" and p.job_id for p in c.parts)
+    ]
+    from sfsync.store.batch_loader import BatchLoader
+
+    if not hasattr(BatchLoader, "write_lines") or not objects:
+        return None  # an engine from before the lines path
+    payload = json.dumps({"info": info, "max_records": max_records, "objects": objects})
+    result = subprocess.run(
+        [sys.executable, __file__, "--whole-copy-probe"], input=payload, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the whole-copy probe failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
 # -- moto's own ceiling ------------------------------------------------------------------------------
 
 
@@ -507,6 +655,7 @@ def main() -> int:
         "instead of in batches of the mappings' BatchSize",
     )
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-copy-probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--moto-ceiling",
         type=int,
@@ -527,10 +676,9 @@ def main() -> int:
             Path(args.out).write_text(json.dumps(ceilings, indent=2))
         return 0
 
-    if args.rss_probe:
+    if args.rss_probe or args.whole_copy_probe:
         request = json.loads(sys.stdin.read())
-        probe = rss_probe(request)
-        print(json.dumps(probe))
+        print(json.dumps(rss_probe(request) if args.rss_probe else whole_copy_probe(request)))
         return 0
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -588,6 +736,7 @@ def main() -> int:
             largest = max((c for c in copies.values() if c), key=lambda c: c.records_copied)
             largest_job = next(p.job_id for p in largest.parts if p.job_id)
             probe = run_rss_probe(info, largest.object_name, str(largest_job), args.max_records, largest)
+            whole_copy = run_whole_copy_probe(info, copies, args.max_records)
             per_object = {
                 name: {"records": c.records_copied, "fields": len(c.fields)} for name, c in copies.items() if c
             }
@@ -644,6 +793,9 @@ def main() -> int:
         **_excluding_floor(engine_cpu, copied, floor_cpu, floor_rows),
         "target_ratio": TARGET_CPU_RATIO,
         "page_loading_peak_rss": probe,
+        # The same engine code on every result set the copy read, in a process of its own: against a null
+        # DynamoDB, and against moto in that process (its calls not counted); see docs/decisions.md.
+        "whole_copy_in_a_process_of_its_own": whole_copy,
         "target_rss_mb": TARGET_RSS_MB,
         "load_average_1_5_15_min_at_end": [round(x, 2) for x in load_average],
         "objects": per_object,
