@@ -343,7 +343,6 @@ def _peak_rss_mb() -> float:
 
 def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     """One full result set of ``job_id`` through the page-loading path (stream, type, convert, batch)."""
-    from sfsync.core.registry import build_registry, custom_spec
     from sfsync.items.csv import FieldTypes
     from sfsync.salesforce import client_from_secret
     from sfsync.store.batch_loader import BatchLoader
@@ -351,7 +350,7 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
 
     info, obj, job_id, max_records = request["info"], request["object"], request["job_id"], request["max_records"]
     fields, types = request["fields"], request["types"]
-    spec = build_registry([obj]).get(obj) if not obj.endswith("__c") else custom_spec(obj)
+    spec = _probe_spec(obj)
     sf = client_from_secret(secret_for(info))
     sf.describe(obj)  # warm the token and the connection, as a warm Lambda would be
     baseline_mb = _peak_rss_mb()
@@ -360,16 +359,7 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
     started = time.thread_time()
     page = next(sf.bulk_results_pages(job_id, max_records=max_records))
     if hasattr(loader, "write_lines"):  # the full copy's path: the result set's CSV lines
-        header, lines = page.columns()
-        counts = loader.write_lines(
-            spec,
-            header,
-            lines,
-            copy_id="probe",
-            synced_at=dt.datetime.now(dt.UTC),
-            types=field_types,
-            selected_fields=fields,
-        )
+        counts = _load_lines(loader, spec, page, field_types, fields)
     else:  # an engine from before the lines path (a before/after comparison)
         counts = loader.write(
             spec,
@@ -397,6 +387,21 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
         else None,
         **_excluding_floor(engine_cpu, rows, floor_cpu, floor_rows),
     }
+
+
+def _load_lines(loader: Any, spec: Any, page: Any, types: Any, fields: list[str]) -> dict[str, int]:
+    """One result set through the full copy's path (its CSV lines), as the probes' copy ``probe``."""
+    header, lines = page.columns()
+    counts: dict[str, int] = loader.write_lines(
+        spec, header, lines, copy_id="probe", synced_at=dt.datetime.now(dt.UTC), types=types, selected_fields=fields
+    )
+    return counts
+
+
+def _probe_spec(obj: str) -> Any:
+    from sfsync.core.registry import build_registry, custom_spec
+
+    return build_registry([obj]).get(obj) if not obj.endswith("__c") else custom_spec(obj)
 
 
 def _excluding_floor(engine_cpu: float, rows: int, floor_cpu: float, floor_rows: int) -> dict[str, float | None]:
@@ -490,7 +495,6 @@ def _load_all(
     sf: Any, request: dict[str, Any], client: Any, table: Callable[[str], str], max_records: int
 ) -> dict[str, Any]:
     """Rows and thread CPU of loading every result set of ``request`` with ``client`` (``table``: an object's)."""
-    from sfsync.core.registry import build_registry, custom_spec
     from sfsync.items.csv import FieldTypes
     from sfsync.store.batch_loader import BatchLoader
     from sfsync.store.records import RecordStore
@@ -499,23 +503,13 @@ def _load_all(
     cpu = 0.0
     for entry in request["objects"]:
         obj = entry["object"]
-        spec = build_registry([obj]).get(obj) if not obj.endswith("__c") else custom_spec(obj)
+        spec = _probe_spec(obj)
         loader = BatchLoader(client, RecordStore(client, {spec.family: table(obj)}, errors_table="probe-errors"))
         field_types = FieldTypes.from_doc(entry["types"])
         for job_id in entry["job_ids"]:
             started = time.thread_time()
             for page in sf.bulk_results_pages(job_id, max_records=max_records):
-                header, lines = page.columns()
-                counts = loader.write_lines(
-                    spec,
-                    header,
-                    lines,
-                    copy_id="probe",
-                    synced_at=dt.datetime.now(dt.UTC),
-                    types=field_types,
-                    selected_fields=entry["fields"],
-                )
-                rows += sum(counts.values())
+                rows += sum(_load_lines(loader, spec, page, field_types, entry["fields"]).values())
             cpu += time.thread_time() - started
     return {"rows": rows, "cpu": cpu}
 
