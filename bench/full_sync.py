@@ -426,11 +426,16 @@ def run_rss_probe(info: dict[str, Any], obj: str, job_id: str, max_records: int,
             "types": copy.types,
         }
     )
+    return _in_child("--rss-probe", payload, "the RSS probe")
+
+
+def _in_child(flag: str, payload: str, what: str) -> dict[str, Any]:
+    """This script's ``flag`` mode in a process of its own, fed ``payload``; its JSON answer."""
     result = subprocess.run(
-        [sys.executable, __file__, "--rss-probe"], input=payload, capture_output=True, text=True, check=False
+        [sys.executable, __file__, flag], input=payload, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(f"the RSS probe failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
@@ -559,12 +564,7 @@ def run_whole_copy_probe(info: dict[str, Any], copies: dict[str, Any], max_recor
     if not hasattr(BatchLoader, "write_lines") or not objects:
         return None  # an engine from before the lines path
     payload = json.dumps({"info": info, "max_records": max_records, "objects": objects})
-    result = subprocess.run(
-        [sys.executable, __file__, "--whole-copy-probe"], input=payload, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"the whole-copy probe failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return _in_child("--whole-copy-probe", payload, "the whole-copy probe")
 
 
 # -- moto's own ceiling ------------------------------------------------------------------------------

@@ -870,7 +870,13 @@ class _ImageView(Mapping[str, Any]):
         return len(self._attrs)
 
 
-_mapping_filters: dict[int, tuple[Any, tuple[dict[str, Any], ...]]] = {}
+def _mapping_patterns(mapping: Any) -> tuple[dict[str, Any], ...]:
+    """A moto event-source mapping's ``FilterCriteria`` patterns, parsed once and kept on the mapping."""
+    patterns: tuple[dict[str, Any], ...] | None = getattr(mapping, "_sfsync_filter_patterns", None)
+    if patterns is None:
+        patterns = parse_filters(getattr(mapping, "filter_criteria", None))
+        mapping._sfsync_filter_patterns = patterns
+    return patterns
 
 
 def _filtered_out(table: Any, view: str, event_name: str, old: Any, new: Any) -> bool:
@@ -881,14 +887,10 @@ def _filtered_out(table: Any, view: str, event_name: str, old: Any, new: Any) ->
     """
     patterns = []
     for mapping in table.lambda_event_source_mappings.values():
-        cached = _mapping_filters.get(id(mapping))
-        if cached is None or cached[0] is not mapping:
-            if len(_mapping_filters) >= 1024:  # mappings of stacks long gone (a test session deploys many)
-                _mapping_filters.clear()
-            cached = _mapping_filters[id(mapping)] = (mapping, parse_filters(getattr(mapping, "filter_criteria", None)))
-        if not cached[1]:
+        mapping_patterns = _mapping_patterns(mapping)
+        if not mapping_patterns:
             return False  # a mapping without filters takes every record
-        patterns.append(cached[1])
+        patterns.append(mapping_patterns)
     if not patterns:
         return False
     body: dict[str, Any] = {"Keys": _ImageView(old if old is not None else new, table.attribute_keys)}
