@@ -169,6 +169,33 @@ def test_given_rows_the_item_rules_refuse_when_copied_then_they_fail_alone_and_t
 
 
 @LINES
+def test_given_a_page_that_repeats_an_id_when_copied_then_its_newest_version_is_stored_once(
+    lead_table: Any, as_lines: bool
+) -> None:
+    """A result set can hold a record twice (it changed while the job ran): within one batch of rows,
+    across batches, and next to a refused row, the version with the newest stamp wins."""
+    older, newer = "2026-11-24T12:05:00.000Z", "2026-11-24T12:09:00.000Z"
+    rows = [lead_row(n) for n in range(1, 251)]
+    rows[10] = lead_row(5, SystemModstamp=newer, Title="newer in the same batch")  # row 5 again, later
+    rows[150] = lead_row(20, SystemModstamp=older, Title="older, in a later batch")  # loses to row 20
+    rows[20 - 1] = lead_row(20, SystemModstamp=newer, Title="newer, first")
+    rows[160] = lead_row(161, NumberOfEmployees="1" * 39)  # refused, in the same batch as a repeat
+    rows[170] = lead_row(5, SystemModstamp=older, Title="older, in a later batch")  # loses to rows[10]
+    counts = copy_leads(lead_table, rows, as_lines=as_lines)
+
+    items = stored_leads(lead_table)
+    assert items["00Q000000000000005"]["Title"] == "newer in the same batch"
+    assert items["00Q000000000000020"]["Title"] == "newer, first"
+    ids = {row["Id"] for row in rows} - {"00Q000000000000161"}
+    assert set(items) == ids
+    assert counts["RecordsFailed"] == 1
+    # a repeat already queued is replaced in the queue; one already written goes through the store's rule
+    # the repeat within a batch replaces the queued row; the two older repeats of rows already written
+    # are skipped by the store's rule
+    assert (counts["RecordsCreated"], counts["RecordsSkipped"]) == (len(ids), 2)
+
+
+@LINES
 def test_given_a_pending_local_edit_when_the_copy_rereads_the_same_row_then_the_edit_survives(
     lead_table: Any, as_lines: bool
 ) -> None:
