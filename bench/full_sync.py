@@ -190,14 +190,15 @@ def metered(meter: Meter) -> Iterator[None]:
             local.loading = True
             started = time.thread_time()
             try:
-                return step(event, deps)
+                result = step(event, deps)
             finally:
                 local.loading = False
                 with meter.lock:
                     meter.load_cpu += time.thread_time() - started
                     meter.load_calls += 1
-                if page is not None and meter.beside is not None:
-                    meter.beside.measure(page)
+            if page is not None and meter.beside is not None:
+                meter.beside.measure(page)
+            return result
 
         return run
 
