@@ -267,12 +267,20 @@ class Beside:
     def create_table(self) -> None:
         create_id_table(self.client, self.table)
 
+    @contextmanager
+    def _paused(self) -> Iterator[None]:
+        """Time spent here is not the copy's."""
+        wall_started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.paused_wall += time.perf_counter() - wall_started
+            self.paused_cpu += time.process_time() - cpu_started
+
     def page_of(self, event: Any, deps: Any) -> _Page | None:
         """The Bulk result set this ``load_page`` is about to read (None: a REST part, or no page yet)."""
-        wall_started, cpu_started = time.perf_counter(), time.process_time()
-        copy = deps.copies.get(event.get("object"))
-        self.paused_wall += time.perf_counter() - wall_started
-        self.paused_cpu += time.process_time() - cpu_started
+        with self._paused():
+            copy = deps.copies.get(event.get("object"))
         index = copy.current if copy else None
         if index is None:
             return None
@@ -282,26 +290,20 @@ class Beside:
         return _Page(part.job_id, part.locator, len(copy.fields))
 
     def measure(self, page: _Page) -> None:
-        wall_started, cpu_started = time.perf_counter(), time.process_time()
-        started = time.thread_time()
-        rows = 0
-        pages = self.sf.bulk_results_pages(page.job_id, max_records=self.max_records, locator=page.locator)
-        first = next(pages, None)
-        if first is not None:
-            for _row in first.rows:
-                rows += 1
-        _close(pages)
-        self.floor_cpu += time.thread_time() - started
-        self.floor_rows += rows
-        if rows:
-            items = min(rows, self.slice_items)
-            self._slices += 1
-            wall, cpu = write_ceiling_items(self.client, self.table, items, page.width, prefix=f"{self._slices:04d}")
-            self.ceiling_wall += rows * wall / items
-            self.ceiling_cpu += rows * cpu / items
-            self.ceiling_rows += rows
-        self.paused_wall += time.perf_counter() - wall_started
-        self.paused_cpu += time.process_time() - cpu_started
+        with self._paused():
+            rows, floor_cpu = measure_floor(
+                self.sf, [page.job_id], self.max_records, first_page_only=True, locator=page.locator
+            )
+            self.floor_cpu += floor_cpu
+            self.floor_rows += rows
+            if rows:
+                items = min(rows, self.slice_items)
+                self._slices += 1
+                prefix = f"{self._slices:04d}"
+                wall, cpu = write_ceiling_items(self.client, self.table, items, page.width, prefix=prefix)
+                self.ceiling_wall += rows * wall / items
+                self.ceiling_cpu += rows * cpu / items
+                self.ceiling_rows += rows
 
 
 # -- running the copy ------------------------------------------------------------------------------
@@ -383,17 +385,24 @@ def build_deps(stack: Any, secret: dict[str, Any]) -> Any:
 # -- the floor: download + parse the same Bulk CSV -------------------------------------------------
 
 
-def measure_floor(sf: Any, jobs: list[str], max_records: int, *, first_page_only: bool = False) -> tuple[int, float]:
-    """Rows and thread CPU seconds to stream and parse the result sets of ``jobs`` (no writes)."""
+def measure_floor(
+    sf: Any, jobs: list[str], max_records: int, *, first_page_only: bool = False, locator: str | None = None
+) -> tuple[int, float]:
+    """Rows and thread CPU seconds to stream and parse the result sets of ``jobs`` (no writes), from
+    ``locator`` on (each job's first result set when None)."""
     rows = 0
     started = time.thread_time()
     for job_id in jobs:
-        for page in sf.bulk_results_pages(job_id, max_records=max_records):
-            for _row in page.rows:
-                rows += 1
+        for page in sf.bulk_results_pages(job_id, max_records=max_records, locator=locator):
+            rows += _page_rows(page)
             if first_page_only:
                 break
     return rows, time.thread_time() - started
+
+
+def _page_rows(page: Any) -> int:
+    """Read a result set's rows as dicts (the floor's parse); how many there were."""
+    return sum(1 for _row in page.rows)
 
 
 # -- the page-loading function's peak RSS, in a process of its own -----------------------------------
@@ -468,11 +477,9 @@ def rss_probe(request: dict[str, Any]) -> dict[str, Any]:
         "fields": len(fields),
         "peak_rss_mb": round(peak_mb, 1),
         "baseline_rss_mb": round(baseline_mb, 1),
-        "engine_cpu_us_per_record": round(1e6 * engine_cpu / rows, 1) if rows else None,
-        "floor_cpu_us_per_record": round(1e6 * floor_cpu / floor_rows, 1) if floor_rows else None,
-        "engine_to_floor_ratio": round((engine_cpu / rows) / (floor_cpu / floor_rows), 2)
-        if rows and floor_rows
-        else None,
+        "engine_cpu_us_per_record": _per_record(engine_cpu, rows),
+        "floor_cpu_us_per_record": _per_record(floor_cpu, floor_rows),
+        "engine_to_floor_ratio": _ratio(engine_cpu, rows, floor_cpu, floor_rows),
         **_excluding_floor(engine_cpu, rows, floor_cpu, floor_rows),
     }
 
@@ -588,7 +595,7 @@ def whole_copy_probe(request: dict[str, Any]) -> dict[str, Any]:
                     page = next(streams["floor"], None)
                     if page is None:
                         break
-                    rows["floor"] += sum(1 for _row in page.rows)
+                    rows["floor"] += _page_rows(page)
                     cpu["floor"] += time.thread_time() - started
                     for name, loader in loaders.items():
                         client_cpu[0] = 0.0
