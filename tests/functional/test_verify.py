@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from sfsync.core.exceptions import ConfigurationError
+from sfsync.core.exceptions import ConfigurationError, StoreThrottled
 from sfsync.ops.verify import RecordStoreWriter, verify_object
 from sfsync.salesforce import SalesforceClient, client_from_secret
 from sfsync.store.records import RecordStore
@@ -213,3 +213,52 @@ def test_given_items_an_application_created_under_its_own_keys_then_verify_neith
         assert (report.missing.count, report.extra.count, report.stale.count) == (0, 0, 0), report.to_dict()
     assert item(ddb, "app-account-1") == redirect
     assert item(ddb, "app-account-2") == pending
+
+
+class _LeavesKeysUnprocessed:
+    """The moto client, except that its first ``times`` BatchGetItem answers leave every key unprocessed (as a
+    throttled table does: moto never does it by itself)."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self.left = times
+        self.requests: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.requests.append(kwargs["RequestItems"])
+        if self.left:
+            self.left -= 1
+            return {"Responses": {}, "UnprocessedKeys": kwargs["RequestItems"]}
+        return dict(self._client.batch_get_item(**kwargs))
+
+
+def test_given_a_throttled_table_when_verify_reads_by_id_then_it_pauses_between_attempts_and_reads_consistently(
+    ddb: Any,
+) -> None:
+    """verify's read by id had a BatchGetItem loop of its own that sent unprocessed keys again at once, ten
+    times, and read eventually-consistent items.  It now goes through the record tables' one batch read:
+    consistent, a growing pause between attempts, and the engine's throttling error when keys stay
+    unprocessed."""
+    put(ddb, "001A", "2026-11-24T12:00:00.000Z")
+    put(ddb, "001B", "2026-11-24T12:00:00.000Z", deleted=True)
+    put(ddb, "003C", "2026-11-24T12:00:00.000Z", sobject="Contact")
+    pauses: list[float] = []
+    throttled = _LeavesKeysUnprocessed(ddb, times=3)
+    reader = DynamoTableReader(TABLE, throttled, sleep=pauses.append)
+
+    got = reader.get_many("Account", ["001A", "001B", "003C", "001-missing", "001A"])
+
+    assert got == {
+        "001A": StoredState("001A", "2026-11-24T12:00:00.000Z", False),
+        "001B": StoredState("001B", "2026-11-24T12:00:00.000Z", True),
+    }
+    assert len(pauses) == 3 and pauses == sorted(pauses) and pauses[0] > 0
+    assert all(r[TABLE]["ConsistentRead"] is True for r in throttled.requests)
+    assert len(throttled.requests[0][TABLE]["Keys"]) == 4  # a repeated id is asked once
+
+    always = DynamoTableReader(TABLE, _LeavesKeysUnprocessed(ddb, times=1000), sleep=pauses.append)
+    with pytest.raises(StoreThrottled, match="unprocessed"):
+        always.get_many("Account", ["001A"])

@@ -473,35 +473,33 @@ def _after_part(copy: Copy) -> Next:
     return _route_for_part(copy)
 
 
-def _persist(copy: Copy, deps: FullSyncDeps, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write REST rows; returns how many were read.  Counters are added to the copy."""
-    counted = _Counted(rows)
-    outcome = BatchLoader(deps.dynamodb, deps.records).write(
-        _spec(copy, deps),
-        counted,
-        copy_id=copy.copy_id,
-        synced_at=deps.clock.now(),
-        types=FieldTypes.from_doc(copy.types),
-        bulk_csv=False,
-        selected_fields=copy.fields,
-    )
-    return _add_counts(copy, outcome, counted.read)
+def _persist(copy: Copy, deps: FullSyncDeps, source: BulkPage | Iterable[Mapping[str, Any]]) -> int:
+    """Write a Bulk result set's CSV lines (no dict per row) or REST rows; returns how many were read.
 
-
-def _persist_page(copy: Copy, deps: FullSyncDeps, page: BulkPage) -> int:
-    """Write a Bulk result set's CSV lines (no dict per row); returns how many were read."""
-    header, lines = page.columns()
-    counted = _Counted(lines)
-    outcome = BatchLoader(deps.dynamodb, deps.records).write_lines(
-        _spec(copy, deps),
-        header,
-        counted,
-        copy_id=copy.copy_id,
-        synced_at=deps.clock.now(),
-        types=FieldTypes.from_doc(copy.types),
-        selected_fields=copy.fields,
-    )
-    return _add_counts(copy, outcome, counted.read)
+    Counters are added to the copy.
+    """
+    loader = BatchLoader(deps.dynamodb, deps.records)
+    spec, types, synced_at = _spec(copy, deps), FieldTypes.from_doc(copy.types), deps.clock.now()
+    if isinstance(source, BulkPage):
+        header, lines = source.columns()
+        counted: _Counted[Any] = _Counted(lines)
+        outcome = loader.write_lines(
+            spec, header, counted, copy_id=copy.copy_id, synced_at=synced_at, types=types, selected_fields=copy.fields
+        )
+    else:
+        counted = _Counted(source)
+        outcome = loader.write(
+            spec,
+            counted,
+            copy_id=copy.copy_id,
+            synced_at=synced_at,
+            types=types,
+            bulk_csv=False,
+            selected_fields=copy.fields,
+        )
+    for name, value in outcome.items():
+        copy.counts[name] = copy.counts.get(name, 0) + value
+    return counted.read
 
 
 class _Counted[T]:
@@ -515,12 +513,6 @@ class _Counted[T]:
         for row in self._source:
             self.read += 1
             yield row
-
-
-def _add_counts(copy: Copy, outcome: Mapping[str, int], read: int) -> int:
-    for name, value in outcome.items():
-        copy.counts[name] = copy.counts.get(name, 0) + value
-    return read
 
 
 def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
@@ -539,7 +531,7 @@ def _load_bulk(copy: Copy, index: int, deps: FullSyncDeps) -> Next:
         _forget_job(copy, part)
         return "start"
     try:
-        read = 0 if page is None else _persist_page(copy, deps, page)
+        read = 0 if page is None else _persist(copy, deps, page)
         next_locator = None if page is None else page.locator
     finally:
         close = getattr(pages, "close", None)

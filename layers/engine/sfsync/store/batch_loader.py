@@ -91,8 +91,7 @@ class BatchLoader:
         batch = self._chunk(
             spec, types=types, bulk_csv=True, copy_id=copy_id, synced_at=synced_at, selected=selected_fields
         )
-        encoder = CsvItems(spec, types, cycle_id=copy_id, synced_at=synced_at)
-        batch.encoder = encoder
+        encoder = batch.encoder = self._csv_items(batch)
         columns = tuple(header)
         batch.row_of = functools.partial(line_row, columns)
         return self._write(batch, lines, functools.partial(encoder.encode_lines, columns))
@@ -153,10 +152,15 @@ class BatchLoader:
     @staticmethod
     def _encoder(batch: _Chunk) -> CsvItems | RestItems:
         """Rows -> :class:`EncodedItem` (or the reason the rules refuse each) by the one codec (:mod:`sfsync.items`)."""
-        spec, types, copy_id, synced_at = batch.spec, batch.types, batch.copy_id, batch.synced_at
         if batch.bulk_csv:
-            return CsvItems(spec, types, cycle_id=copy_id, synced_at=synced_at)
-        return RestItems(spec, cycle_id=copy_id, synced_at=synced_at, datetime_fields=types.datetimes)
+            return BatchLoader._csv_items(batch)
+        return RestItems(
+            batch.spec, cycle_id=batch.copy_id, synced_at=batch.synced_at, datetime_fields=batch.types.datetimes
+        )
+
+    @staticmethod
+    def _csv_items(batch: _Chunk) -> CsvItems:
+        return CsvItems(batch.spec, batch.types, cycle_id=batch.copy_id, synced_at=batch.synced_at)
 
     def _flush(self, batch: _Chunk, counts: dict[str, int]) -> None:
         # One consistent read per chunk: new rows go out as batch puts; rows already stored (a

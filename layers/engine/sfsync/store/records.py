@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.config import Config
@@ -144,18 +144,25 @@ def batch_get(
     call: Callable[[dict[str, Any]], Mapping[str, Any]],
     *,
     sleep: Callable[[float], None],
+    attributes: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The stored items (DynamoDB JSON, as ``call`` returns them) for ``record_ids``, by Id: consistent
     ``BatchGetItem`` calls of 100 keys (``call`` takes ``RequestItems``), unprocessed keys sent again
-    with a growing pause; an Id that is not stored is absent.  The one batch read of the record tables
-    (the cycles, the full copy's checks and the write-back)."""
+    with a growing pause; an Id that is not stored is absent.  ``attributes``: only these (``Id`` is
+    always read).  The one batch read of the record tables (the cycles, the full copy's checks, the
+    write-back and verify)."""
     found: dict[str, dict[str, Any]] = {}
     unique = list(dict.fromkeys(record_ids))
+    projection: dict[str, Any] = {}
+    if attributes is not None:
+        names = {f"#a{i}": name for i, name in enumerate(dict.fromkeys(["Id", *attributes]))}
+        projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
     for start in range(0, len(unique), BATCH_GET_KEYS):
         request: dict[str, Any] = {
             table: {
                 "Keys": [{"Id": {"S": rid}} for rid in unique[start : start + BATCH_GET_KEYS]],
                 "ConsistentRead": True,
+                **projection,
             }
         }
         for attempt in range(BATCH_GET_ATTEMPTS):

@@ -7,16 +7,16 @@ scan filtered on ``sobject``), a random share of them (random scan segments), or
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sfsync.core.exceptions import StoreError
 from sfsync.items.images import item_from_boto
+from sfsync.store.records import batch_get
 
-#: keys per BatchGetItem (DynamoDB's limit).
-KEYS_PER_BATCH_GET = 100
 #: scan segments a sampled read chooses from.
 SAMPLE_SEGMENTS = 100
 
@@ -29,21 +29,19 @@ class StoredState(NamedTuple):
     is_deleted: bool
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
-
-
 # -- the reader -----------------------------------------------------------------------------
 
 
 class DynamoTableReader:
     """:class:`sfsync.ops.verify.TableReader` over one family table (boto3 low-level client)."""
 
-    def __init__(self, table_name: str, client: Any, *, page_size: int | None = None) -> None:
+    def __init__(
+        self, table_name: str, client: Any, *, page_size: int | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._table = table_name
         self._client = client
         self._page_size = page_size
+        self._sleep = sleep
 
     _NAMES = {"#id": "Id", "#s": "SystemModstamp", "#d": "IsDeleted", "#o": "sobject"}
 
@@ -86,31 +84,16 @@ class DynamoTableReader:
             kwargs["ExclusiveStartKey"] = last
 
     def get_many(self, obj: str, ids: Sequence[str]) -> dict[str, StoredState]:
-        out: dict[str, StoredState] = {}
-        names = {"#id": "Id", "#s": "SystemModstamp", "#d": "IsDeleted", "#o": "sobject"}
-        for chunk in _chunks(list(dict.fromkeys(ids)), KEYS_PER_BATCH_GET):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [{"Id": {"S": i}} for i in chunk],
-                    "ProjectionExpression": "#id, #s, #d, #o",
-                    "ExpressionAttributeNames": names,
-                }
-            }
-            for _attempt in range(10):
-                try:
-                    response = self._client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreError(f"cannot read {self._table}: {exc}") from exc
-                for raw in response.get("Responses", {}).get(self._table, []):
-                    if item_from_boto(raw).get("sobject") == obj:
-                        state = _state(raw)
-                        out[state.id] = state
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise StoreError(f"{self._table} kept leaving keys unprocessed")
-        return out
+        """The stored states of ``ids`` that are ``obj``'s items (the record tables' one batch read)."""
+        raws = batch_get(
+            self._table,
+            ids,
+            lambda request: self._client.batch_get_item(RequestItems=request),
+            sleep=self._sleep,
+            attributes=("SystemModstamp", "IsDeleted", "sobject"),
+        )
+        states = (_state(raw) for raw in raws.values() if item_from_boto(raw).get("sobject") == obj)
+        return {state.id: state for state in states}
 
 
 def _state(raw: Mapping[str, Any]) -> StoredState:
@@ -120,4 +103,4 @@ def _state(raw: Mapping[str, Any]) -> StoredState:
     return StoredState(str(item["Id"]), stamp if isinstance(stamp, str) else None, item.get("IsDeleted") is True)
 
 
-__all__ = ["KEYS_PER_BATCH_GET", "SAMPLE_SEGMENTS", "DynamoTableReader", "StoredState"]
+__all__ = ["SAMPLE_SEGMENTS", "DynamoTableReader", "StoredState"]
