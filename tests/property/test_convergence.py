@@ -50,6 +50,7 @@ from sfsync_emulator import catalogue
 from sfsync_emulator.clock import Clock as EmulatorClock
 from sfsync_emulator.emulator import Emulator
 from sfsync_emulator.errors import DmlError
+from sfsync_local.lambda_runtime import LocalInvokeError
 from sfsync_local.stack import LocalStack
 
 from tests.support.compare import UNSELECTED_TYPES, expected_value
@@ -138,7 +139,17 @@ class World:
         """Move both clocks, fire the schedule once (dispatcher + the syncs it fans out)."""
         self.emu.clock.advance(advance_s)
         before = len(self.stack.invocations)
-        self.last_dispatch = self.stack.fire_schedule()
+        try:
+            self.last_dispatch = self.stack.fire_schedule()
+        except LocalInvokeError as exc:
+            # Salesforce refused the session again right after a new login (an armed ``invalid_session``
+            # fault, or one after expired tokens): the tick fails as a whole, on Lambda's Errors metric,
+            # and the next tick starts over.  Any other failure of the dispatcher is a defect.
+            if not isinstance(exc.payload, dict) or exc.payload.get("errorType") != "SalesforceAuthError":
+                raise
+            self.last_dispatch = {}
+            self.say(f"tick +{advance_s}s -> the dispatcher failed: {exc.payload.get('errorMessage')}")
+            return self.sync_results(before)
         results = self.sync_results(before)
         summary = ", ".join(
             f"{r.get('object')}:{r.get('status')}"
@@ -836,6 +847,9 @@ LATE_BELOW_THE_WATERMARK: list[Op] = [
 )
 @example(history=LATE_BELOW_THE_WATERMARK)
 @example(history=[Merge("Account", 0, 1), Convert(0, 0, True), Cycle(PAUSE_SECONDS + 1), Delete("Account", 0)])
+# Salesforce refuses the dispatcher's probe twice, the second time right after a new login: that tick fails
+# (found by this property: the harness took the failed tick for a defect and stopped)
+@example(history=[Cycle(30), Fault("invalid_session", "any", 2)])
 @given(history=histories())
 def test_given_any_salesforce_history_when_quiet_then_the_table_equals_what_the_integration_user_sees(
     history: list[Op],
