@@ -526,12 +526,13 @@ def test_given_malformed_csv_lines_when_encoded_as_lines_then_they_become_what_c
     import csv
     import io
 
-    from sfsync.items.csv import CsvItems
+    from sfsync.items.csv import CsvItems, line_row, null_if_empty
 
     spec = ObjectSpec("Account", "Account", direction="both", tombstone_retention_days=15)
     lines = list(csv.reader(io.StringIO(csv_text)))
     header, body = lines[0], [line for line in lines[1:] if line]
-    rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in csv.DictReader(io.StringIO(csv_text))]
+    rows = [null_if_empty(r) for r in csv.DictReader(io.StringIO(csv_text))]  # the client's dict rows
+    assert [line_row(header, line) for line in body] == rows  # a line's dict row when its item is needed
 
     by_line = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED).encode_lines(header, body)
     by_row = CsvItems(spec, CSV_TYPES, cycle_id="copy", synced_at=SYNCED).encode_rows(rows)

@@ -444,13 +444,18 @@ class CsvItems:
         return encoded_item(self._spec, self.item(row))
 
 
+def null_if_empty(row: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A Bulk CSV row's cells as values: an empty cell is null (Bulk API 2.0 writes a null as nothing)."""
+    return {name: (text if text != "" else None) for name, text in row.items()}
+
+
 def line_row(header: Sequence[str], line: Sequence[str]) -> dict[Any, Any]:
     """A CSV line as ``csv.DictReader`` maps it, empty texts as None (the client's dict rows).
 
     A line longer than the header keeps its surplus texts as a list under the key None, a shorter
     one has None for the missing columns (``csv.DictReader``'s ``restkey`` and ``restval``).
     """
-    row: dict[Any, Any] = {name: (text if text != "" else None) for name, text in zip(header, line, strict=False)}
+    row = null_if_empty(dict(zip(header, line, strict=False)))
     if len(line) > len(header):
         row[None] = list(line[len(header) :])
     else:
@@ -467,5 +472,6 @@ __all__ = [
     "FieldTypes",
     "field_types",
     "line_row",
+    "null_if_empty",
     "typed_row",
 ]

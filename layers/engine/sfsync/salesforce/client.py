@@ -48,6 +48,7 @@ from sfsync.core.exceptions import (
     SalesforceUnavailable,
 )
 from sfsync.core.observability import count
+from sfsync.items.csv import null_if_empty
 
 from .auth import AccessToken, TokenProvider
 from .credentials import SalesforceCredentials
@@ -588,7 +589,7 @@ class _StreamedRows(Iterator[dict[str, str | None]]):
     def _dicts(self) -> Iterator[dict[str, str | None]]:
         try:
             for row in csv.DictReader(self._text()):
-                yield {k: (v if v != "" else None) for k, v in row.items()}
+                yield null_if_empty(row)
         except _BROKEN_STREAM as exc:
             raise self._broken(exc) from exc
 
