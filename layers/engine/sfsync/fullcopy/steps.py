@@ -479,24 +479,20 @@ def _persist(copy: Copy, deps: FullSyncDeps, source: BulkPage | Iterable[Mapping
     Counters are added to the copy.
     """
     loader = BatchLoader(deps.dynamodb, deps.records)
-    spec, types, synced_at = _spec(copy, deps), FieldTypes.from_doc(copy.types), deps.clock.now()
+    spec = _spec(copy, deps)
+    target: dict[str, Any] = {
+        "copy_id": copy.copy_id,
+        "synced_at": deps.clock.now(),
+        "types": FieldTypes.from_doc(copy.types),
+        "selected_fields": copy.fields,
+    }
     if isinstance(source, BulkPage):
         header, lines = source.columns()
         counted: _Counted[Any] = _Counted(lines)
-        outcome = loader.write_lines(
-            spec, header, counted, copy_id=copy.copy_id, synced_at=synced_at, types=types, selected_fields=copy.fields
-        )
+        outcome = loader.write_lines(spec, header, counted, **target)
     else:
         counted = _Counted(source)
-        outcome = loader.write(
-            spec,
-            counted,
-            copy_id=copy.copy_id,
-            synced_at=synced_at,
-            types=types,
-            bulk_csv=False,
-            selected_fields=copy.fields,
-        )
+        outcome = loader.write(spec, counted, bulk_csv=False, **target)
     for name, value in outcome.items():
         copy.counts[name] = copy.counts.get(name, 0) + value
     return counted.read

@@ -90,7 +90,7 @@ class DynamoTableReader:
             ids,
             lambda request: self._client.batch_get_item(RequestItems=request),
             sleep=self._sleep,
-            attributes=("SystemModstamp", "IsDeleted", "sobject"),
+            attributes=tuple(self._NAMES.values()),  # what the scan projects
         )
         states = (_state(raw) for raw in raws.values() if item_from_boto(raw).get("sobject") == obj)
         return {state.id: state for state in states}
